@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: install dependencies, build, run every ctest label
+# (unit, privileged, e2e), then build again with ASan+UBSan and run the suite there too.
+# Privileged and e2e tests need root; without it they skip themselves visibly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+scripts/build.sh build
+(cd build && ctest --output-on-failure --timeout 600)
+
+if [ "${KND_SKIP_ASAN:-0}" != 1 ]; then
+  scripts/build.sh build-asan -DKND_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+     ctest --output-on-failure --timeout 900)
+fi

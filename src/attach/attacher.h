@@ -1,0 +1,62 @@
+// Native attach/detach of a host netdev into a pod network namespace.
+//
+// Attach, in the order the kernel makes cheapest (design.md "Budgets"):
+//   1. find the host device by its stable identity (state::DeviceIdentity);
+//   2. snapshot its host settings (name, MTU, MAC, up, addresses, routes) and hand the
+//      snapshot to `persist` BEFORE anything changes, so a crash can always restore it;
+//   3. one RTM_NEWLINK that carries IFLA_NET_NS_FD + the in-pod name + MTU + MAC;
+//   4. inside the pod netns (through a netlink socket opened there): IPv6 RA off and
+//      addr_gen_mode none for IPv4-only attachments, addresses (IFA_F_NODAD), link up, routes.
+// Any failure rolls back: the device goes back to the host under its original name with its
+// original settings, and the error names the step that failed.
+//
+// Detach puts the device back (original name, MTU, MAC, addresses, routes). It works when
+// the pod netns is already gone (CRI-O destroys it before StopPodSandbox): the kernel then
+// has moved a physical device back to the host, possibly as "devN", and the device is found
+// by identity. A virtual device destroyed with the netns is reported as NotFound.
+// Both operations are idempotent.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "config/network_config.h"
+#include "state/plan.h"
+
+namespace knd::attach {
+
+struct AttachRequest {
+  state::DeviceIdentity identity;
+  std::string netns_path;  // pod network namespace (e.g. /var/run/netns/cni-...)
+  config::NetworkConfig config;
+  std::string where;  // "pod ns/name claim ns/name device X", prefixes error messages
+};
+
+class Attacher {
+ public:
+  virtual ~Attacher() = default;
+
+  // `persist` is called with the host snapshot before the device is touched; if it fails,
+  // nothing is changed. Re-attaching a device that is already in `netns_path` under the
+  // requested name succeeds without changes (idempotent).
+  virtual absl::StatusOr<state::AttachResult> Attach(
+      const AttachRequest& req,
+      const std::function<absl::Status(const state::HostSnapshot&)>& persist) = 0;
+
+  // Returns the device to the host namespace of this process and restores `host`.
+  // `netns_path` may no longer exist. `pod_ifname` is the in-pod name used at attach.
+  virtual absl::Status Detach(const state::DeviceIdentity& identity,
+                              const state::HostSnapshot& host, const std::string& netns_path,
+                              const std::string& pod_ifname, const std::string& where) = 0;
+
+  // Is the device currently in `netns_path` under `pod_ifname`? (kndctl status, reconcile)
+  virtual absl::StatusOr<bool> IsAttached(const std::string& netns_path,
+                                          const std::string& pod_ifname) = 0;
+};
+
+// The netlink-backed implementation.
+std::unique_ptr<Attacher> NewNetlinkAttacher();
+
+}  // namespace knd::attach

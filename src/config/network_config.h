@@ -1,0 +1,98 @@
+// NetworkConfig: the opaque parameters a DeviceClass or ResourceClaim gives knd
+// (apiVersion knd.k8s.cni.cncf.io/v1alpha1, kind NetworkConfig; see docs/network-config.md).
+//
+// Decoding is strict (unknown fields, wrong types and bad values are refused) and every
+// error names the object, the request and the field. Merging is field by field, class
+// config first and claim config over it; a field given explicitly (even as 0/false/"") wins
+// over an inherited one, which is why every field is std::optional.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+
+namespace knd::config {
+
+inline constexpr std::string_view kApiVersion = "knd.k8s.cni.cncf.io/v1alpha1";
+inline constexpr std::string_view kKind = "NetworkConfig";
+
+struct Route {
+  std::string destination;             // CIDR ("0.0.0.0/0" allowed = default route)
+  std::optional<std::string> gateway;  // same family as destination
+  std::optional<uint32_t> table;       // a table other than main is a class-only knob
+  std::optional<uint32_t> metric;
+  bool operator==(const Route&) const = default;
+};
+
+struct InterfaceConfig {
+  std::optional<std::string> name;                    // in-pod name; default: host ifName
+  std::optional<uint32_t> mtu;                        // 68..65535
+  std::optional<std::string> hardware_addr;           // class-only knob (unicast MAC)
+  std::optional<std::vector<std::string>> addresses;  // CIDRs, v4 and/or v6
+  bool operator==(const InterfaceConfig&) const = default;
+};
+
+struct NadRef {
+  std::string namespace_;  // empty = the claim's namespace
+  std::string name;
+  bool operator==(const NadRef&) const = default;
+};
+
+struct CniConfig {
+  std::optional<NadRef> network_attachment;
+  std::optional<nlohmann::json> config;  // inline conflist
+  bool operator==(const CniConfig&) const = default;
+};
+
+struct NetworkConfig {
+  InterfaceConfig interface;
+  std::optional<nlohmann::json> ipam;  // a CNI IPAM plugin config object
+  std::optional<std::vector<Route>> routes;
+  std::optional<CniConfig> cni;
+  bool operator==(const NetworkConfig&) const = default;
+};
+
+enum class Source { kClass, kClaim };
+
+// One opaque config entry for knd, as found in claim.status.allocation.devices.config[].
+struct Entry {
+  Source source;
+  std::vector<std::string> requests;  // empty = applies to all requests
+  nlohmann::json parameters;
+};
+
+// Where a config is used; every error message carries it.
+struct Context {
+  std::string claim_namespace;
+  std::string claim_name;
+  std::string request;  // base request name of the device being configured
+};
+
+// Strictly decodes one parameters object. `where` prefixes error messages
+// (e.g. `claim team-a/rdma request "nic" (from claim config)`).
+absl::StatusOr<NetworkConfig> Decode(const nlohmann::json& parameters, std::string_view where);
+
+// Merges `over` onto `base`, field by field; any field present in `over` wins.
+NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over);
+
+// Decodes, checks source privileges, merges (class entries first, then claim entries, each
+// in list order; only entries whose `requests` is empty or contains ctx.request) and
+// validates the result. Returns InvalidArgument naming claim, request and field.
+absl::StatusOr<NetworkConfig> Resolve(const std::vector<Entry>& entries, const Context& ctx);
+
+// Validation of a merged config (names, MTU, CIDRs, gateway families, cni/ipam shape).
+absl::Status Validate(const NetworkConfig& cfg, std::string_view where);
+
+// Round-trip to the JSON form stored in plans (same schema as the user-facing one).
+nlohmann::json ToJson(const NetworkConfig& cfg);
+
+// Interface-name rules used everywhere: 1..15 bytes, not "." / "..", no '/', ':' or
+// whitespace, not "lo". Returns a human reason when invalid, nullopt when fine.
+std::optional<std::string> InvalidIfName(std::string_view name);
+
+}  // namespace knd::config

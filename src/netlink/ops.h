@@ -1,0 +1,2 @@
+// Placeholder: filled by its owner (see CMakeLists.txt).
+#pragma once

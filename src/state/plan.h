@@ -1,0 +1,101 @@
+// The attach plan: what Prepare decided for one claim, and what the NRI hooks did with it.
+// It is the only thing the DRA side and the NRI side share (docs/ARCHITECTURE.md).
+//
+// Lifecycle of a device in a plan:
+//   kPrepared  — written by Prepare before it answers the kubelet (crash-safe).
+//   kAttaching — written by RunPodSandbox *before* the device leaves the host, with the host
+//                snapshot, so a crash mid-move can still restore it.
+//   kAttached  — the device is configured in the pod netns.
+//   kDetached  — the device is back on the host (or was destroyed with the netns, see
+//                `note`); Unprepare then deletes the plan.
+//   kFailed    — attach failed and was rolled back; `note` says why.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+
+namespace knd::state {
+
+enum class DeviceState { kPrepared, kAttaching, kAttached, kDetached, kFailed };
+
+std::string_view ToString(DeviceState s);
+
+// Stable identity of a host netdev: how we find it again even after a rename, a netns round
+// trip or a driver restart. Lookups try, in order: PCI address, permanent MAC, then
+// (ifindex, mac) as last seen.
+struct DeviceIdentity {
+  std::string pci_address;  // e.g. "0000:03:00.1", empty for non-PCI
+  std::string perm_mac;     // IFLA_PERM_ADDRESS, empty when the kernel has none
+  std::string mac;          // MAC as last seen on the host
+  int ifindex = 0;          // ifindex as last seen (the kernel keeps it across netns moves
+                            // unless it clashes)
+  std::string ifname;       // host name at Prepare time
+};
+
+struct IpRoute {
+  std::string destination;  // CIDR
+  std::string gateway;      // may be empty
+  uint32_t table = 254;
+  uint32_t metric = 0;
+  int scope = 0;  // RT_SCOPE_*
+};
+
+// What the device was on the host before it was taken, restored on detach.
+struct HostSnapshot {
+  std::string ifname;
+  uint32_t mtu = 0;
+  std::string mac;
+  bool up = false;
+  std::vector<std::string> addresses;  // CIDRs
+  std::vector<IpRoute> routes;         // routes through this device (main and other tables)
+};
+
+// Result of an attach, reported in claim status and network-status.
+struct AttachResult {
+  std::string netns;           // pod netns path
+  std::string ifname;          // in-pod name
+  std::string mac;             // in-pod MAC
+  std::vector<std::string> ips;  // CIDRs
+  nlohmann::json cni_result;   // CNI ADD result, when attached through CNI
+};
+
+struct DevicePlan {
+  std::string request;  // base request name (no "/<sub>")
+  std::string pool;
+  std::string device;   // DRA device name
+  DeviceIdentity identity;
+  nlohmann::json config;  // merged + validated NetworkConfig (config::ToJson form)
+  nlohmann::json ipam_result;  // IPAM allocation made in Prepare, if any
+  DeviceState state = DeviceState::kPrepared;
+  std::string pod_uid;  // pod the device is attached to (when kAttaching/kAttached)
+  std::optional<HostSnapshot> host;
+  std::optional<AttachResult> result;
+  std::string note;  // last failure or notable event, human readable
+};
+
+struct PodRef {
+  std::string uid;
+  std::string namespace_;
+  std::string name;
+};
+
+struct ClaimPlan {
+  std::string claim_uid;
+  std::string claim_namespace;
+  std::string claim_name;
+  std::vector<PodRef> pods;  // status.reservedFor (pods only)
+  std::vector<DevicePlan> devices;
+  std::vector<std::string> cdi_device_ids;  // returned to the kubelet, per device order
+  int64_t prepared_at_unix = 0;
+};
+
+nlohmann::json ToJson(const ClaimPlan& plan);
+absl::StatusOr<ClaimPlan> ClaimPlanFromJson(const nlohmann::json& j);
+
+}  // namespace knd::state

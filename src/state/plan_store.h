@@ -1,0 +1,47 @@
+// Crash-safe store of ClaimPlans: one JSON file per claim UID in a checkpoint directory
+// (default /var/lib/knd/plans), written atomically (temp + fsync + rename + dir fsync).
+// Thread-safe; every method is a whole-file operation, so a crash leaves each plan either
+// as before or as after.
+#pragma once
+
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "state/plan.h"
+
+namespace knd::state {
+
+class PlanStore {
+ public:
+  // Creates the directory if needed. Does not read anything yet.
+  explicit PlanStore(std::string dir);
+
+  // Loads every plan from disk (at start-up). Corrupt files are reported, moved aside to
+  // `<file>.corrupt` and skipped, never fatal.
+  absl::StatusOr<std::vector<ClaimPlan>> LoadAll();
+
+  absl::Status Put(const ClaimPlan& plan);
+  absl::StatusOr<ClaimPlan> Get(const std::string& claim_uid) const;  // NotFound if absent
+  absl::Status Delete(const std::string& claim_uid);                   // absent = OK
+  std::vector<ClaimPlan> List() const;
+  // Plans whose `pods` contain this pod UID.
+  std::vector<ClaimPlan> ForPod(const std::string& pod_uid) const;
+
+  // Read-modify-write of one plan under the store lock; `fn` returns an error to abort
+  // (nothing written). NotFound if the plan does not exist.
+  absl::Status Update(const std::string& claim_uid,
+                      const std::function<absl::Status(ClaimPlan&)>& fn);
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string PathFor(const std::string& claim_uid) const;
+  const std::string dir_;
+  mutable std::mutex mu_;
+};
+
+}  // namespace knd::state
