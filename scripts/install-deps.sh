@@ -14,6 +14,7 @@ packages=(
   # tests
   libgtest-dev libgmock-dev googletest
   containernetworking-plugins iproute2 procps
+  openssl  # kube_client_test generates a self-signed cert
   # style
   clang-format clang-tidy
 )

@@ -36,6 +36,9 @@ struct ClientConfig {
   int burst = 40;
   std::chrono::milliseconds timeout{10000};
   int max_retries = 5;
+  // Backoff between retries: jittered exponential from retry_base, capped at retry_cap.
+  std::chrono::milliseconds retry_base{200};
+  std::chrono::milliseconds retry_cap{5000};
   std::string user_agent = "knd";
 };
 

@@ -1,1 +1,356 @@
 #include "netlink/ops.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_addr.h>
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
+#include <netlink/attr.h>
+#include <netlink/handlers.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+
+#include "common/status.h"
+#include "common/unique_fd.h"
+
+namespace knd::netlink {
+
+int Cidr::addr_len() const { return family == AF_INET ? 4 : 16; }
+
+namespace {
+
+// --- one request/response exchange -------------------------------------------------------
+
+// libnl turns kernel errnos into its own coarse NLE_* codes (ENETUNREACH becomes
+// "Unspecific failure"); we catch the NLMSG_ERROR ourselves to keep the exact errno.
+struct Exchange {
+  int error = 0;  // positive errno from NLMSG_ERROR
+  bool done = false;
+  const std::function<void(nlmsghdr*)>* on_msg = nullptr;
+};
+
+int OnError(sockaddr_nl*, nlmsgerr* e, void* arg) {
+  auto* x = static_cast<Exchange*>(arg);
+  x->error = -e->error;
+  x->done = true;
+  return NL_STOP;
+}
+
+int OnDone(nl_msg*, void* arg) {
+  static_cast<Exchange*>(arg)->done = true;
+  return NL_STOP;
+}
+
+int OnValid(nl_msg* m, void* arg) {
+  auto* x = static_cast<Exchange*>(arg);
+  if (x->on_msg != nullptr && *x->on_msg) (*x->on_msg)(nlmsg_hdr(m));
+  return NL_OK;
+}
+
+struct NlCbDeleter {
+  void operator()(nl_cb* cb) const { nl_cb_put(cb); }
+};
+
+// Sends `msg` (completed with seq/port and NLM_F_ACK by libnl) and reads until the ack, the
+// error or the end of a dump. `what` prefixes errors.
+absl::Status Transact(NlSock& sock, nl_msg* msg, const std::string& what,
+                      const std::function<void(nlmsghdr*)>& on_msg = {}, int* errno_out = nullptr) {
+  nl_sock* sk = sock.get();
+  if (sk == nullptr) return absl::FailedPreconditionError(what + ": netlink socket not open");
+  int err = nl_send_auto(sk, msg);
+  if (err < 0) return NlStatus(err, what + " (send)");
+  nl_cb* orig = nl_socket_get_cb(sk);
+  std::unique_ptr<nl_cb, NlCbDeleter> cb(nl_cb_clone(orig));
+  nl_cb_put(orig);
+  if (!cb) return absl::ResourceExhaustedError(what + ": nl_cb_clone failed");
+  Exchange x;
+  x.on_msg = &on_msg;
+  nl_cb_err(cb.get(), NL_CB_CUSTOM, OnError, &x);
+  nl_cb_set(cb.get(), NL_CB_ACK, NL_CB_CUSTOM, OnDone, &x);
+  nl_cb_set(cb.get(), NL_CB_FINISH, NL_CB_CUSTOM, OnDone, &x);
+  nl_cb_set(cb.get(), NL_CB_VALID, NL_CB_CUSTOM, OnValid, &x);
+  while (!x.done) {
+    int r = nl_recvmsgs(sk, cb.get());
+    if (x.error != 0) {
+      if (errno_out != nullptr) *errno_out = x.error;
+      return ErrnoToStatus(x.error, what);
+    }
+    if (r < 0) return NlStatus(r, what);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<NlMsgPtr> NewMsg(int type, int flags) {
+  nl_msg* m = nlmsg_alloc_simple(type, flags);
+  if (m == nullptr) return absl::ResourceExhaustedError("nlmsg_alloc failed");
+  return NlMsgPtr(m);
+}
+
+template <typename T>
+absl::Status AppendHeader(nl_msg* m, const T& hdr) {
+  if (nlmsg_append(m, const_cast<T*>(&hdr), sizeof(hdr), NLMSG_ALIGNTO) < 0) {
+    return absl::ResourceExhaustedError("netlink message too small");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PutOk(int r, const char* attr) {
+  if (r < 0) return NlStatus(r, std::string("put attribute ") + attr);
+  return absl::OkStatus();
+}
+
+std::string FormatMac(const void* data, int len) {
+  if (len <= 0) return "";
+  const auto* b = static_cast<const unsigned char*>(data);
+  std::string out;
+  char buf[4];
+  for (int i = 0; i < len; ++i) {
+    std::snprintf(buf, sizeof(buf), i == 0 ? "%02x" : ":%02x", b[i]);
+    out += buf;
+  }
+  return out;
+}
+
+std::string FormatAddr(int family, const void* data, int prefix) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (inet_ntop(family, data, buf, sizeof(buf)) == nullptr) return "";
+  return std::string(buf) + "/" + std::to_string(prefix);
+}
+
+absl::StatusOr<NlMsgPtr> RouteMsg(int type, int flags, int oif, const RouteSpec& route,
+                                  const std::string& what) {
+  absl::StatusOr<Cidr> dst = ParseCidr(route.destination);
+  if (!dst.ok()) return Annotate(dst.status(), what);
+  Cidr gw;
+  bool has_gw = !route.gateway.empty();
+  if (has_gw) {
+    absl::StatusOr<Cidr> g = ParseCidr(route.gateway);
+    if (!g.ok()) return Annotate(g.status(), what);
+    if (g->family != dst->family) {
+      return absl::InvalidArgumentError(what + ": gateway family differs from destination");
+    }
+    gw = *g;
+  }
+  ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(type, flags));
+  rtmsg rtm{};
+  rtm.rtm_family = static_cast<unsigned char>(dst->family);
+  rtm.rtm_dst_len = static_cast<unsigned char>(dst->prefix);
+  rtm.rtm_table = static_cast<unsigned char>(route.table < 256 ? route.table : RT_TABLE_UNSPEC);
+  rtm.rtm_protocol = RTPROT_BOOT;  // what `ip route add` uses: a statically configured route
+  rtm.rtm_scope =
+      static_cast<unsigned char>(route.scope.value_or(has_gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK));
+  rtm.rtm_type = RTN_UNICAST;
+  RETURN_IF_ERROR(AppendHeader(msg.get(), rtm));
+  if (dst->prefix > 0) {
+    RETURN_IF_ERROR(PutOk(nla_put(msg.get(), RTA_DST, dst->addr_len(), dst->addr), "RTA_DST"));
+  }
+  if (has_gw) {
+    RETURN_IF_ERROR(PutOk(nla_put(msg.get(), RTA_GATEWAY, gw.addr_len(), gw.addr), "RTA_GATEWAY"));
+  }
+  RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), RTA_OIF, static_cast<uint32_t>(oif)), "RTA_OIF"));
+  if (route.metric != 0) {
+    RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), RTA_PRIORITY, route.metric), "RTA_PRIORITY"));
+  }
+  RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), RTA_TABLE, route.table), "RTA_TABLE"));
+  return msg;
+}
+
+std::string RouteWhat(const char* verb, const RouteSpec& r) {
+  std::string s = std::string(verb) + " route " + r.destination;
+  if (!r.gateway.empty()) s += " via " + r.gateway;
+  if (r.table != RT_TABLE_MAIN) s += " table " + std::to_string(r.table);
+  return s;
+}
+
+}  // namespace
+
+// --- writes --------------------------------------------------------------------------------
+
+absl::Status ChangeLink(NlSock& sock, int ifindex, const LinkChange& change) {
+  std::string what = "change link #" + std::to_string(ifindex);
+  ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_NEWLINK, 0));
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = ifindex;
+  if (change.up.has_value()) {
+    ifi.ifi_flags = *change.up ? IFF_UP : 0;
+    ifi.ifi_change = IFF_UP;
+  }
+  RETURN_IF_ERROR(AppendHeader(msg.get(), ifi));
+  if (change.netns_fd >= 0) {
+    RETURN_IF_ERROR(
+        PutOk(nla_put_u32(msg.get(), IFLA_NET_NS_FD, static_cast<uint32_t>(change.netns_fd)),
+              "IFLA_NET_NS_FD"));
+  }
+  if (change.name.has_value()) {
+    if (change.name->empty() || change.name->size() >= IFNAMSIZ) {
+      return absl::InvalidArgumentError(what + ": bad interface name \"" + *change.name + "\"");
+    }
+    RETURN_IF_ERROR(
+        PutOk(nla_put_string(msg.get(), IFLA_IFNAME, change.name->c_str()), "IFLA_IFNAME"));
+  }
+  if (change.mtu.has_value()) {
+    RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFLA_MTU, *change.mtu), "IFLA_MTU"));
+  }
+  if (change.mac.has_value()) {
+    absl::StatusOr<std::vector<unsigned char>> mac = ParseMac(*change.mac);
+    if (!mac.ok()) return Annotate(mac.status(), what);
+    RETURN_IF_ERROR(
+        PutOk(nla_put(msg.get(), IFLA_ADDRESS, static_cast<int>(mac->size()), mac->data()),
+              "IFLA_ADDRESS"));
+  }
+  return Transact(sock, msg.get(), what);
+}
+
+absl::Status SetLinkUp(NlSock& sock, int ifindex, bool up) {
+  LinkChange c;
+  c.up = up;
+  return Annotate(ChangeLink(sock, ifindex, c), up ? "set link up" : "set link down");
+}
+
+absl::Status AddAddress(NlSock& sock, int ifindex, const std::string& cidr, uint32_t flags) {
+  std::string what = "add address " + cidr;
+  absl::StatusOr<Cidr> c = ParseCidr(cidr);
+  if (!c.ok()) return Annotate(c.status(), what);
+  ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL));
+  ifaddrmsg ifa{};
+  ifa.ifa_family = static_cast<unsigned char>(c->family);
+  ifa.ifa_prefixlen = static_cast<unsigned char>(c->prefix);
+  ifa.ifa_flags = static_cast<unsigned char>(flags & 0xff);
+  ifa.ifa_scope = RT_SCOPE_UNIVERSE;
+  ifa.ifa_index = static_cast<uint32_t>(ifindex);
+  RETURN_IF_ERROR(AppendHeader(msg.get(), ifa));
+  RETURN_IF_ERROR(PutOk(nla_put(msg.get(), IFA_LOCAL, c->addr_len(), c->addr), "IFA_LOCAL"));
+  RETURN_IF_ERROR(PutOk(nla_put(msg.get(), IFA_ADDRESS, c->addr_len(), c->addr), "IFA_ADDRESS"));
+  if (flags > 0xff) {
+    RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFA_FLAGS, flags), "IFA_FLAGS"));
+  }
+  absl::Status st = Transact(sock, msg.get(), what);
+  if (absl::IsAlreadyExists(st)) return absl::OkStatus();
+  return st;
+}
+
+absl::Status DelAddress(NlSock& sock, int ifindex, const std::string& cidr) {
+  std::string what = "delete address " + cidr;
+  absl::StatusOr<Cidr> c = ParseCidr(cidr);
+  if (!c.ok()) return Annotate(c.status(), what);
+  ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_DELADDR, 0));
+  ifaddrmsg ifa{};
+  ifa.ifa_family = static_cast<unsigned char>(c->family);
+  ifa.ifa_prefixlen = static_cast<unsigned char>(c->prefix);
+  ifa.ifa_index = static_cast<uint32_t>(ifindex);
+  RETURN_IF_ERROR(AppendHeader(msg.get(), ifa));
+  RETURN_IF_ERROR(PutOk(nla_put(msg.get(), IFA_LOCAL, c->addr_len(), c->addr), "IFA_LOCAL"));
+  int err = 0;
+  absl::Status st = Transact(sock, msg.get(), what, {}, &err);
+  if (err == EADDRNOTAVAIL) return absl::OkStatus();  // the address is not there (any more)
+  return st;
+}
+
+absl::Status AddRoute(NlSock& sock, int oif, const RouteSpec& route) {
+  std::string what = RouteWhat("add", route);
+  ASSIGN_OR_RETURN(NlMsgPtr msg,
+                   RouteMsg(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, oif, route, what));
+  absl::Status st = Transact(sock, msg.get(), what);
+  if (absl::IsAlreadyExists(st)) return absl::OkStatus();
+  return st;
+}
+
+absl::Status DelRoute(NlSock& sock, int oif, const RouteSpec& route) {
+  std::string what = RouteWhat("delete", route);
+  RouteSpec r = route;
+  // RT_SCOPE_NOWHERE in a delete request means "any scope".
+  if (!r.scope.has_value()) r.scope = RT_SCOPE_NOWHERE;
+  ASSIGN_OR_RETURN(NlMsgPtr msg, RouteMsg(RTM_DELROUTE, 0, oif, r, what));
+  absl::Status st = Transact(sock, msg.get(), what);
+  if (absl::IsNotFound(st)) return absl::OkStatus();  // ESRCH: no such route
+  return st;
+}
+
+absl::Status WriteSysctl(const std::string& path, const std::string& value) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoStatus("open " + path);
+  ssize_t n = ::write(fd.get(), value.data(), value.size());
+  if (n < 0) return ErrnoStatus("write " + value + " to " + path);
+  if (static_cast<size_t>(n) != value.size()) {
+    return absl::InternalError("short write to " + path);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetIpv6Conf(const netns::Netns& ns, const std::string& ifname,
+                         const std::vector<std::pair<std::string, std::string>>& settings) {
+  if (ifname.empty() || ifname.find('/') != std::string::npos || ifname == "." || ifname == "..") {
+    return absl::InvalidArgumentError("ipv6 sysctl: bad interface name \"" + ifname + "\"");
+  }
+  std::string dir = "/proc/sys/net/ipv6/conf/" + ifname;
+  return netns::RunIn(ns, [&]() -> absl::Status {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) {
+      if (errno == ENOENT) return absl::OkStatus();  // IPv6 disabled in this kernel/netns
+      return ErrnoStatus("stat " + dir);
+    }
+    for (const auto& [key, value] : settings) {
+      RETURN_IF_ERROR(WriteSysctl(dir + "/" + key, value));
+    }
+    return absl::OkStatus();
+  });
+}
+
+// --- text helpers --------------------------------------------------------------------------
+
+absl::StatusOr<Cidr> ParseCidr(const std::string& cidr) {
+  size_t slash = cidr.find('/');
+  std::string ip = cidr.substr(0, slash);
+  Cidr c;
+  if (inet_pton(AF_INET, ip.c_str(), c.addr) == 1) {
+    c.family = AF_INET;
+  } else if (inet_pton(AF_INET6, ip.c_str(), c.addr) == 1) {
+    c.family = AF_INET6;
+  } else {
+    return absl::InvalidArgumentError("\"" + cidr + "\" is not an IP address or CIDR");
+  }
+  int max = c.family == AF_INET ? 32 : 128;
+  if (slash == std::string::npos) {
+    c.prefix = max;
+    return c;
+  }
+  const char* b = cidr.data() + slash + 1;
+  const char* e = cidr.data() + cidr.size();
+  auto [p, ec] = std::from_chars(b, e, c.prefix);
+  if (b == e || ec != std::errc() || p != e || c.prefix < 0 || c.prefix > max) {
+    return absl::InvalidArgumentError("\"" + cidr + "\" has a bad prefix length");
+  }
+  return c;
+}
+
+std::string FormatCidr(const Cidr& c) { return FormatAddr(c.family, c.addr, c.prefix); }
+
+absl::StatusOr<std::vector<unsigned char>> ParseMac(const std::string& mac) {
+  std::vector<unsigned char> out(6);
+  char tail = 0;
+  if (mac.size() != 17 || std::sscanf(mac.c_str(), "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx%c", &out[0],
+                                      &out[1], &out[2], &out[3], &out[4], &out[5], &tail) != 6) {
+    return absl::InvalidArgumentError("\"" + mac + "\" is not a MAC address");
+  }
+  return out;
+}
+
+std::string NormalizeMac(const std::string& mac) {
+  absl::StatusOr<std::vector<unsigned char>> b = ParseMac(mac);
+  if (!b.ok()) return mac;
+  return FormatMac(b->data(), static_cast<int>(b->size()));
+}
+
+}  // namespace knd::netlink

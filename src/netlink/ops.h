@@ -1,2 +1,87 @@
-// Placeholder: filled by its owner (see CMakeLists.txt).
+// The write side of netlink: move a link into another network namespace, rename/configure
+// it, add and remove addresses and routes, write per-interface sysctls. Used by the native
+// attacher (src/attach/); reads (links, addresses, routes) are in netlink/query.h.
+//
+// Messages are built by hand (ifinfomsg/ifaddrmsg/rtmsg + attributes) and sent on an NlSock
+// from netlink/socket.h, so one RTM_NEWLINK can carry the netns move, the new name, the MTU
+// and the MAC at once (design.md "Budgets": the move is the expensive part, everything else
+// rides along). Errors keep the kernel's errno, so a message reads like
+// "add route 198.51.100.0/24 via 192.0.2.1: Network is unreachable".
+//
+// Idempotency: adding an address or route that already exists is success; deleting one that
+// is already gone is success.
 #pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "netlink/socket.h"
+
+namespace knd::netlink {
+
+// A route to add or delete (RTM_NEWROUTE / RTM_DELROUTE).
+struct RouteSpec {
+  std::string destination;  // CIDR; "0.0.0.0/0" / "::/0" for default
+  std::string gateway;      // empty = directly connected
+  uint32_t table = 254;     // RT_TABLE_MAIN
+  uint32_t metric = 0;
+  // RT_SCOPE_*; unset = RT_SCOPE_LINK without gateway, RT_SCOPE_UNIVERSE with one.
+  std::optional<int> scope;
+};
+
+// What one RTM_NEWLINK changes; unset fields are left alone.
+struct LinkChange {
+  int netns_fd = -1;                // IFLA_NET_NS_FD: move into this namespace first
+  std::optional<std::string> name;  // IFLA_IFNAME (applied atomically with a move)
+  std::optional<uint32_t> mtu;      // IFLA_MTU
+  std::optional<std::string> mac;   // IFLA_ADDRESS
+  std::optional<bool> up;           // IFF_UP via ifi_flags/ifi_change
+};
+
+// Sends one RTM_NEWLINK for `ifindex`. The kernel applies the namespace move (with the name)
+// first, then MAC, MTU and flags; a name taken in the target namespace fails with
+// AlreadyExists before anything changed. Note that a later field failing (e.g. an MTU the
+// driver refuses) leaves the earlier ones applied — callers that move must check where the
+// link ended up.
+absl::Status ChangeLink(NlSock& sock, int ifindex, const LinkChange& change);
+absl::Status SetLinkUp(NlSock& sock, int ifindex, bool up);
+
+// Adds `cidr` to `ifindex` with IFA_F_* `flags` (e.g. IFA_F_NODAD); already present = OK.
+absl::Status AddAddress(NlSock& sock, int ifindex, const std::string& cidr, uint32_t flags = 0);
+// Removes `cidr` from `ifindex`; already absent = OK.
+absl::Status DelAddress(NlSock& sock, int ifindex, const std::string& cidr);
+
+// Adds a unicast route through `oif`; an identical route already present = OK.
+absl::Status AddRoute(NlSock& sock, int oif, const RouteSpec& route);
+// Deletes a route through `oif`; already absent = OK.
+absl::Status DelRoute(NlSock& sock, int oif, const RouteSpec& route);
+
+// Writes `value` to a /proc/sys file. /proc/sys/net is per network namespace *of the thread
+// that opens it*: call this from inside netns::RunIn() for another namespace.
+absl::Status WriteSysctl(const std::string& path, const std::string& value);
+// Writes /proc/sys/net/ipv6/conf/<ifname>/<key> = value for each pair, on one helper thread
+// inside `ns`. A kernel without IPv6 (no conf directory) is not an error.
+absl::Status SetIpv6Conf(const netns::Netns& ns, const std::string& ifname,
+                         const std::vector<std::pair<std::string, std::string>>& settings);
+
+// Text helpers shared with callers.
+// Parses "a.b.c.d/n" or "x::y/n"; returns family, address bytes (4 or 16) and prefix length.
+struct Cidr {
+  int family = 0;
+  unsigned char addr[16] = {};
+  int prefix = 0;
+  int addr_len() const;
+};
+absl::StatusOr<Cidr> ParseCidr(const std::string& cidr);
+// The canonical text form ("2001:db8::10/64"); bits past the prefix are kept.
+std::string FormatCidr(const Cidr& c);
+// Parses "aa:bb:cc:dd:ee:ff" into 6 bytes.
+absl::StatusOr<std::vector<unsigned char>> ParseMac(const std::string& mac);
+// Lowercase canonical form of a MAC, or the input unchanged when it does not parse.
+std::string NormalizeMac(const std::string& mac);
+
+}  // namespace knd::netlink

@@ -1,2 +1,70 @@
-// Placeholder: filled by its owner (see CMakeLists.txt).
+// Read-only netlink queries: links, addresses and routes of the namespace a socket lives in,
+// as plain structs (no libnl types leak out). Inventory and attach both build on these.
 #pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "netlink/socket.h"
+
+namespace knd::netlink {
+
+struct Link {
+  int ifindex = 0;
+  std::string name;
+  std::string kind;       // IFLA_INFO_KIND ("veth", "bridge", ...); "" for hardware
+  std::string mac;        // "aa:bb:cc:dd:ee:ff" (lower case); "" when the link has none
+  std::string perm_mac;   // IFLA_PERM_ADDRESS; "" when the kernel reports none (virtual links)
+  std::string operstate;  // "up", "down", "unknown", "lowerlayerdown", "dormant", ...
+  uint32_t mtu = 0;
+  uint32_t flags = 0;      // IFF_* (IFF_UP, IFF_LOOPBACK, ...)
+  int master_ifindex = 0;  // bridge/bond master; 0 = none
+  int link_ifindex = 0;    // IFLA_LINK (veth peer, vlan/macvlan parent); 0 = none. May name
+                           // an ifindex of another namespace (veth peers).
+};
+
+struct Address {
+  int ifindex = 0;
+  int family = 0;      // AF_INET / AF_INET6
+  std::string cidr;    // "192.0.2.10/24", "2001:db8::1/64"
+  int scope = 0;       // RT_SCOPE_UNIVERSE (0), RT_SCOPE_LINK (253), RT_SCOPE_HOST (254)
+  uint32_t flags = 0;  // IFA_F_*
+};
+
+struct Route {
+  int family = 0;
+  std::string dst;      // CIDR; the default route is "0.0.0.0/0" or "::/0"
+  std::string gateway;  // "" when directly connected
+  int oif = 0;          // output interface of the (first) next hop; 0 = none
+  uint32_t table = 0;   // RT_TABLE_MAIN (254), RT_TABLE_LOCAL (255), ...
+  uint32_t priority = 0;
+  int scope = 0;
+  int protocol = 0;  // RTPROT_*
+  int type = 0;      // RTN_UNICAST, RTN_LOCAL, ...
+
+  bool IsDefault() const { return dst == "0.0.0.0/0" || dst == "::/0"; }
+};
+
+// All links of the socket's namespace, ordered by ifindex.
+absl::StatusOr<std::vector<Link>> ListLinks(NlSock& sock);
+// One link; NotFound when there is none with that index/name.
+absl::StatusOr<Link> GetLink(NlSock& sock, int ifindex);
+absl::StatusOr<Link> GetLinkByName(NlSock& sock, const std::string& name);
+
+// Addresses of all links (ifindex 0) or of one link, ordered by (ifindex, family, cidr).
+absl::StatusOr<std::vector<Address>> ListAddresses(NlSock& sock, int ifindex = 0);
+
+// Routes of all tables, optionally only one family (AF_UNSPEC = both) and/or one output
+// interface (0 = any). Cached/cloned routes are not included.
+absl::StatusOr<std::vector<Route>> ListRoutes(NlSock& sock, int family = 0, int oif = 0);
+
+// Formatting helpers (exposed for tests and other netlink users).
+std::string FormatMac(const unsigned char* data, size_t len);  // "" when len == 0
+// Binary address of `family` + prefix length -> CIDR ("" for unknown families).
+std::string FormatCidr(int family, const void* data, size_t len, int prefixlen);
+// Binary address -> text without prefix ("" for unknown families or bad length).
+std::string FormatIp(int family, const void* data, size_t len);
+
+}  // namespace knd::netlink

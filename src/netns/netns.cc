@@ -60,11 +60,31 @@ absl::Status ValidatePodNetns(const std::string& path) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Like iproute2: make `dir` a shared mount (bind-mounting it onto itself first if it is not a
+// mount point), so namespace mounts made under it propagate to processes that entered a
+// private (slave) mount namespace after it was set up, e.g. `ip netns exec`.
+absl::Status EnsureSharedMount(const std::string& dir) {
+  if (::mount("", dir.c_str(), "none", MS_SHARED | MS_REC, nullptr) == 0) return absl::OkStatus();
+  if (errno != EINVAL) return ErrnoStatus("make " + dir + " a shared mount");
+  if (::mount(dir.c_str(), dir.c_str(), "none", MS_BIND | MS_REC, nullptr) != 0) {
+    return ErrnoStatus("bind mount " + dir);
+  }
+  if (::mount("", dir.c_str(), "none", MS_SHARED | MS_REC, nullptr) != 0) {
+    return ErrnoStatus("make " + dir + " a shared mount");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> CreateNamed(const std::string& name, const std::string& dir) {
   if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
     return absl::InvalidArgumentError("bad netns name \"" + name + "\"");
   }
   RETURN_IF_ERROR(MakeDirs(dir));
+  RETURN_IF_ERROR(EnsureSharedMount(dir));
   std::string path = dir + "/" + name;
   // The mount point must be a file.
   UniqueFd f(::open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));

@@ -1,0 +1,474 @@
+// The netlink-backed Attacher (see attacher.h for the contract). Round trips per attach:
+// one link dump + two small dumps for the snapshot on the host, ONE RTM_NEWLINK that moves,
+// renames and sets MTU/MAC, then in the pod: one link get, the IPv6 sysctls (one helper
+// thread), one message per address, one for link up, one per route.
+#include <linux/if.h>
+#include <linux/if_addr.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
+
+#include <cctype>
+#include <filesystem>
+#include <optional>
+#include <system_error>
+
+#include "attach/attacher.h"
+#include "common/status.h"
+#include "netlink/ops.h"
+#include "netlink/query.h"
+#include "netlink/socket.h"
+#include "netns/netns.h"
+
+namespace knd::attach {
+namespace {
+
+using netlink::LinkChange;
+using LinkState = netlink::Link;
+using netlink::NlSock;
+
+bool IsUp(const LinkState& l) { return (l.flags & IFF_UP) != 0; }
+
+bool MacEq(const std::string& a, const std::string& b) {
+  return !a.empty() && !b.empty() && netlink::NormalizeMac(a) == netlink::NormalizeMac(b);
+}
+
+std::string Describe(const state::DeviceIdentity& id) {
+  std::string s;
+  auto add = [&s](const std::string& k, const std::string& v) {
+    if (v.empty()) return;
+    if (!s.empty()) s += ", ";
+    s += k + " " + v;
+  };
+  add("pci", id.pci_address);
+  add("permanent mac", id.perm_mac);
+  add("mac", id.mac);
+  if (id.ifindex > 0) add("ifindex", std::to_string(id.ifindex));
+  add("name", id.ifname);
+  return "device {" + s + "}";
+}
+
+// When a network namespace dies the kernel hands physical devices back to the initial
+// namespace, renamed "dev<N>" if their name is taken there.
+bool IsKernelRefundName(const std::string& name) {
+  if (name.size() <= 3 || name.compare(0, 3, "dev") != 0) return false;
+  for (size_t i = 3; i < name.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(name[i]))) return false;
+  }
+  return true;
+}
+
+// Netdev names under /sys/bus/pci/devices/<bdf>/net/. sysfs shows the devices of the netns
+// that mounted it, so callers must still check the name exists in their own namespace.
+std::vector<std::string> PciNetdevNames(const std::string& bdf) {
+  std::vector<std::string> names;
+  if (bdf.empty() || bdf.find('/') != std::string::npos) return names;
+  std::error_code ec;
+  for (const auto& e :
+       std::filesystem::directory_iterator("/sys/bus/pci/devices/" + bdf + "/net", ec)) {
+    names.push_back(e.path().filename());
+  }
+  return names;
+}
+
+// Extra facts Detach knows that make an ifindex match trustworthy.
+struct DetachHint {
+  const state::HostSnapshot* host = nullptr;
+  std::string pod_ifname;
+};
+
+// Finds the device among `links` by identity: PCI address, permanent MAC, then the last seen
+// ifindex if its current MAC or name still matches (or, on detach, it carries a name the
+// device may have come back with).
+std::optional<LinkState> FindByIdentity(const std::vector<LinkState>& links,
+                                        const state::DeviceIdentity& id, const DetachHint* hint) {
+  for (const std::string& name : PciNetdevNames(id.pci_address)) {
+    for (const LinkState& l : links) {
+      if (l.name == name) return l;
+    }
+  }
+  if (!id.perm_mac.empty()) {
+    for (const LinkState& l : links) {
+      if (MacEq(l.perm_mac, id.perm_mac)) return l;
+    }
+  }
+  if (id.ifindex > 0) {
+    for (const LinkState& l : links) {
+      if (l.ifindex != id.ifindex) continue;
+      if (MacEq(l.mac, id.mac) || l.name == id.ifname) return l;
+      if (hint != nullptr && (IsKernelRefundName(l.name) || l.name == hint->pod_ifname ||
+                              (hint->host != nullptr &&
+                               (l.name == hint->host->ifname || MacEq(l.mac, hint->host->mac))))) {
+        return l;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+bool HasFamily(const std::vector<std::string>& cidrs, int family) {
+  for (const std::string& c : cidrs) {
+    absl::StatusOr<netlink::Cidr> p = netlink::ParseCidr(c);
+    if (p.ok() && p->family == family) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> GlobalAddresses(const std::vector<netlink::Address>& addrs) {
+  std::vector<std::string> out;
+  for (const auto& a : addrs) {
+    // Link-local/host addresses come back by themselves; privacy addresses are regenerated.
+    if (a.scope != RT_SCOPE_UNIVERSE && a.scope != RT_SCOPE_SITE) continue;
+    if ((a.flags & IFA_F_TEMPORARY) != 0) continue;
+    out.push_back(a.cidr);
+  }
+  return out;
+}
+
+absl::StatusOr<state::HostSnapshot> TakeSnapshot(NlSock& sock, const LinkState& link) {
+  state::HostSnapshot snap;
+  snap.ifname = link.name;
+  snap.mtu = link.mtu;
+  snap.mac = link.mac;
+  snap.up = IsUp(link);
+  ASSIGN_OR_RETURN(std::vector<netlink::Address> addrs, netlink::ListAddresses(sock, link.ifindex));
+  snap.addresses = GlobalAddresses(addrs);
+  ASSIGN_OR_RETURN(std::vector<netlink::Route> routes,
+                   netlink::ListRoutes(sock, AF_UNSPEC, link.ifindex));
+  for (const auto& r : routes) {
+    // Local-table routes and the prefix routes the kernel derives from addresses (or RAs)
+    // are recreated by the kernel when the addresses come back.
+    if (r.table == RT_TABLE_LOCAL || r.type != RTN_UNICAST) continue;
+    if (r.protocol == RTPROT_KERNEL || r.protocol == RTPROT_RA) continue;
+    state::IpRoute ir;
+    ir.destination = r.dst;
+    ir.gateway = r.gateway;
+    ir.table = r.table;
+    ir.metric = r.priority;
+    ir.scope = r.scope;
+    snap.routes.push_back(std::move(ir));
+  }
+  return snap;
+}
+
+netlink::RouteSpec ToSpec(const state::IpRoute& r) {
+  netlink::RouteSpec s;
+  s.destination = r.destination;
+  s.gateway = r.gateway;
+  s.table = r.table;
+  s.metric = r.metric;
+  s.scope = r.scope;
+  return s;
+}
+
+uint32_t AddrFlags(const std::string& cidr) {
+  absl::StatusOr<netlink::Cidr> c = netlink::ParseCidr(cidr);
+  // No DAD: the address is ours by configuration, and a tentative address would make the
+  // first seconds of the pod fail to bind.
+  return c.ok() && c->family == AF_INET6 ? IFA_F_NODAD : 0;
+}
+
+// Brings `cur` (already in the host netns) back to `snap`: name, MTU, MAC, addresses, up,
+// routes. Best effort past the first failure, so one bad route does not leave the device
+// without its addresses; returns the first error.
+absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::HostSnapshot& snap) {
+  LinkChange c;
+  bool change = false;
+  if (!snap.ifname.empty() && cur.name != snap.ifname) {
+    c.name = snap.ifname;
+    change = true;
+    // Most drivers refuse to rename a running interface.
+    if (IsUp(cur)) RETURN_IF_ERROR(netlink::SetLinkUp(sock, cur.ifindex, false));
+  }
+  if (snap.mtu != 0 && cur.mtu != snap.mtu) {
+    c.mtu = snap.mtu;
+    change = true;
+  }
+  if (!snap.mac.empty() && !MacEq(cur.mac, snap.mac)) {
+    c.mac = snap.mac;
+    change = true;
+  }
+  if (change) {
+    RETURN_IF_ERROR(Annotate(netlink::ChangeLink(sock, cur.ifindex, c),
+                             "restore name/MTU/MAC of " + cur.name + " as " + snap.ifname));
+  }
+  absl::Status first;
+  auto keep = [&first](absl::Status s) {
+    if (first.ok() && !s.ok()) first = std::move(s);
+  };
+  for (const std::string& a : snap.addresses) {
+    keep(netlink::AddAddress(sock, cur.ifindex, a, AddrFlags(a)));
+  }
+  if (snap.up || IsUp(cur)) keep(netlink::SetLinkUp(sock, cur.ifindex, snap.up));
+  for (const state::IpRoute& r : snap.routes) keep(netlink::AddRoute(sock, cur.ifindex, ToSpec(r)));
+  return Annotate(first, "restore " + snap.ifname + " on the host");
+}
+
+class NetlinkAttacher : public Attacher {
+ public:
+  explicit NetlinkAttacher(absl::StatusOr<netns::Netns> host) : host_(std::move(host)) {}
+
+  absl::StatusOr<state::AttachResult> Attach(
+      const AttachRequest& req,
+      const std::function<absl::Status(const state::HostSnapshot&)>& persist) override {
+    absl::StatusOr<state::AttachResult> r = DoAttach(req, persist);
+    if (!r.ok()) return Annotate(r.status(), req.where);
+    return r;
+  }
+
+  absl::Status Detach(const state::DeviceIdentity& identity, const state::HostSnapshot& host,
+                      const std::string& netns_path, const std::string& pod_ifname,
+                      const std::string& where) override {
+    return Annotate(DoDetach(identity, host, netns_path, pod_ifname), where);
+  }
+
+  absl::StatusOr<bool> IsAttached(const std::string& netns_path,
+                                  const std::string& pod_ifname) override {
+    absl::StatusOr<netns::Netns> pod = netns::Netns::Open(netns_path);
+    if (absl::IsNotFound(pod.status())) return false;
+    if (!pod.ok()) return pod.status();
+    ASSIGN_OR_RETURN(NlSock sock, netlink::OpenRouteSocketIn(*pod));
+    absl::StatusOr<LinkState> l = netlink::GetLinkByName(sock, pod_ifname);
+    if (absl::IsNotFound(l.status())) return false;
+    if (!l.ok()) return l.status();
+    return true;
+  }
+
+ private:
+  // A socket in the host netns: opened directly when the calling thread is in it (no helper
+  // thread), else through a helper thread.
+  absl::StatusOr<NlSock> HostSocket() {
+    if (!host_.ok()) return Annotate(host_.status(), "host netns");
+    absl::StatusOr<netns::Netns> self = netns::Netns::Open("/proc/thread-self/ns/net");
+    if (self.ok() && self->SameAs(*host_)) return netlink::OpenRouteSocket();
+    return netlink::OpenRouteSocketIn(*host_);
+  }
+
+  absl::StatusOr<state::AttachResult> DoAttach(
+      const AttachRequest& req,
+      const std::function<absl::Status(const state::HostSnapshot&)>& persist) {
+    const config::InterfaceConfig& ic = req.config.interface;
+    if (req.netns_path.empty()) {
+      return absl::InvalidArgumentError("pod has no network namespace (hostNetwork pod?)");
+    }
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    absl::StatusOr<netns::Netns> pod_or = netns::Netns::Open(req.netns_path);
+    if (!pod_or.ok()) return Annotate(pod_or.status(), "open pod netns");
+    netns::Netns& pod = *pod_or;
+    if (pod.SameAs(*host_)) {
+      return absl::InvalidArgumentError(req.netns_path + " is the host network namespace");
+    }
+    ASSIGN_OR_RETURN(NlSock pod_sock, netlink::OpenRouteSocketIn(pod));
+
+    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
+    std::optional<LinkState> dev = FindByIdentity(links, req.identity, nullptr);
+    if (!dev.has_value()) {
+      // Idempotent re-attach: the device already sits in the pod under the requested name.
+      std::string name = ic.name.value_or(req.identity.ifname);
+      absl::StatusOr<LinkState> in_pod = netlink::GetLinkByName(pod_sock, name);
+      if (in_pod.ok() && IsOurs(*in_pod, req)) return ReadResult(pod_sock, *in_pod, req);
+      return absl::NotFoundError(Describe(req.identity) + " not found on the host");
+    }
+    const std::string target = ic.name.value_or(dev->name);
+    // A name already used in the pod (e.g. Multus's net1) is refused before anything, even
+    // the snapshot, happens. The kernel would refuse it too, but only after the move.
+    absl::StatusOr<LinkState> clash = netlink::GetLinkByName(pod_sock, target);
+    if (clash.ok()) return NameTaken(target, req.netns_path);
+    if (!absl::IsNotFound(clash.status())) return clash.status();
+
+    absl::StatusOr<state::HostSnapshot> snap = TakeSnapshot(host_sock, *dev);
+    if (!snap.ok()) return Annotate(snap.status(), "snapshot " + dev->name);
+    if (absl::Status st = persist(*snap); !st.ok()) {
+      return Annotate(st, "persist host snapshot of " + dev->name);
+    }
+
+    // The move: netns + name + MTU + MAC in one message.
+    LinkChange mv;
+    mv.netns_fd = pod.fd();
+    mv.name = target;
+    mv.mtu = ic.mtu;
+    mv.mac = ic.hardware_addr;
+    std::string move_step = "move " + dev->name + " into the pod netns as " + target;
+    if (absl::Status st = netlink::ChangeLink(host_sock, dev->ifindex, mv); !st.ok()) {
+      // The kernel moves first (under the host name, unless that one is taken in the pod)
+      // and applies the new name, MAC and MTU afterwards: a refused rename or MTU leaves
+      // the device moved. Bring it back if so.
+      std::optional<LinkState> moved = FindMoved(pod_sock, *dev, target, ic);
+      absl::Status cause = Annotate(st, move_step);
+      if (absl::IsAlreadyExists(st)) cause = NameTaken(target, req.netns_path);
+      if (!moved.has_value()) return cause;
+      return WithRollback(cause, pod_sock, *moved, *snap);
+    }
+
+    absl::StatusOr<LinkState> in_pod = netlink::GetLinkByName(pod_sock, target);
+    if (!in_pod.ok()) {
+      // Should not happen (the move succeeded with this name); nothing to roll back to.
+      return Annotate(in_pod.status(), "find " + target + " in the pod netns after the move");
+    }
+    if (absl::Status st = ConfigureInPod(pod, pod_sock, in_pod->ifindex, target, req); !st.ok()) {
+      return WithRollback(st, pod_sock, *in_pod, *snap);
+    }
+    state::AttachResult res;
+    res.netns = req.netns_path;
+    res.ifname = target;
+    res.mac = in_pod->mac;
+    for (const std::string& a : ic.addresses.value_or(std::vector<std::string>{})) {
+      absl::StatusOr<netlink::Cidr> c = netlink::ParseCidr(a);
+      res.ips.push_back(c.ok() ? netlink::FormatCidr(*c) : a);
+    }
+    return res;
+  }
+
+  // Everything after the move, inside the pod netns.
+  absl::Status ConfigureInPod(const netns::Netns& pod, NlSock& sock, int ifindex,
+                              const std::string& ifname, const AttachRequest& req) {
+    const config::InterfaceConfig& ic = req.config.interface;
+    const std::vector<std::string> addrs = ic.addresses.value_or(std::vector<std::string>{});
+    // Addresses are static: no router advertisements. An IPv4-only attachment gets no IPv6
+    // link-local address either (addr_gen_mode 1 = none), set before the link goes up.
+    std::vector<std::pair<std::string, std::string>> conf = {{"accept_ra", "0"}};
+    if (HasFamily(addrs, AF_INET) && !HasFamily(addrs, AF_INET6)) {
+      conf.emplace_back("addr_gen_mode", "1");
+    }
+    RETURN_IF_ERROR(
+        Annotate(netlink::SetIpv6Conf(pod, ifname, conf), "set IPv6 sysctls of " + ifname));
+    for (const std::string& a : addrs) {
+      RETURN_IF_ERROR(netlink::AddAddress(sock, ifindex, a, AddrFlags(a)));
+    }
+    RETURN_IF_ERROR(netlink::SetLinkUp(sock, ifindex, true));
+    for (const config::Route& r : req.config.routes.value_or(std::vector<config::Route>{})) {
+      netlink::RouteSpec s;
+      s.destination = r.destination;
+      s.gateway = r.gateway.value_or("");
+      s.table = r.table.value_or(RT_TABLE_MAIN);
+      s.metric = r.metric.value_or(0);
+      RETURN_IF_ERROR(netlink::AddRoute(sock, ifindex, s));
+    }
+    return absl::OkStatus();
+  }
+
+  static absl::Status NameTaken(const std::string& name, const std::string& netns_path) {
+    return absl::AlreadyExistsError("interface name \"" + name +
+                                    "\" is already used in the pod netns " + netns_path);
+  }
+
+  // After a failed move message: is `dev` in the pod now (under the target or its host name)?
+  // Only a link that carries the device's MAC (before or after the change) counts, so a
+  // pod's own interface is never taken for ours.
+  static std::optional<LinkState> FindMoved(NlSock& pod_sock, const LinkState& dev,
+                                            const std::string& target,
+                                            const config::InterfaceConfig& ic) {
+    for (const std::string& name : {target, dev.name}) {
+      absl::StatusOr<LinkState> l = netlink::GetLinkByName(pod_sock, name);
+      if (!l.ok()) continue;
+      if (MacEq(l->mac, dev.mac) || MacEq(l->mac, ic.hardware_addr.value_or(""))) return *l;
+    }
+    return std::nullopt;
+  }
+
+  // Returns `cause`, after moving `in_pod` back to the host under its original name and
+  // restoring `snap`.
+  absl::Status WithRollback(const absl::Status& cause, NlSock& pod_sock, const LinkState& in_pod,
+                            const state::HostSnapshot& snap) {
+    absl::Status rb = MoveBackAndRestore(pod_sock, in_pod, snap);
+    if (rb.ok()) return cause;
+    return absl::Status(cause.code(), std::string(cause.message()) +
+                                          "; rollback failed: " + std::string(rb.message()));
+  }
+
+  // One RTM_NEWLINK (host netns fd + original name + MTU + MAC), then the rest on the host.
+  absl::Status MoveBackAndRestore(NlSock& pod_sock, const LinkState& in_pod,
+                                  const state::HostSnapshot& snap) {
+    LinkChange back;
+    back.netns_fd = host_->fd();
+    back.name = snap.ifname;
+    if (snap.mtu != 0) back.mtu = snap.mtu;
+    if (!snap.mac.empty()) back.mac = snap.mac;
+    absl::Status moved = netlink::ChangeLink(pod_sock, in_pod.ifindex, back);
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    // Where did it land? The kernel keeps the ifindex unless it clashes, and may have kept
+    // the pod name when the rename failed after the move (host name taken).
+    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
+    std::optional<LinkState> cur;
+    for (const LinkState& l : links) {
+      bool named = l.name == snap.ifname || l.name == in_pod.name;
+      if (named &&
+          (l.ifindex == in_pod.ifindex || MacEq(l.mac, snap.mac) || MacEq(l.mac, in_pod.mac))) {
+        cur = l;
+        break;
+      }
+    }
+    if (!cur.has_value()) {
+      return Annotate(
+          moved.ok() ? absl::NotFoundError("not found on the host after the move") : moved,
+          "move " + in_pod.name + " back to the host as " + snap.ifname);
+    }
+    if (absl::IsAlreadyExists(moved)) {
+      return absl::AlreadyExistsError(
+          "move " + in_pod.name + " back to the host: interface name \"" + snap.ifname +
+          "\" is already used on the host (device left as \"" + cur->name + "\")");
+    }
+    // Even when the move message failed half-way (MTU/MAC after the move), the device is
+    // home: restore the rest.
+    return RestoreOnHost(host_sock, *cur, snap);
+  }
+
+  bool IsOurs(const LinkState& l, const AttachRequest& req) {
+    const state::DeviceIdentity& id = req.identity;
+    if (!id.perm_mac.empty()) return MacEq(l.perm_mac, id.perm_mac);
+    if (req.config.interface.hardware_addr.has_value()) {
+      return MacEq(l.mac, *req.config.interface.hardware_addr);
+    }
+    return MacEq(l.mac, id.mac);
+  }
+
+  absl::StatusOr<state::AttachResult> ReadResult(NlSock& sock, const LinkState& l,
+                                                 const AttachRequest& req) {
+    state::AttachResult res;
+    res.netns = req.netns_path;
+    res.ifname = l.name;
+    res.mac = l.mac;
+    ASSIGN_OR_RETURN(std::vector<netlink::Address> addrs, netlink::ListAddresses(sock, l.ifindex));
+    res.ips = GlobalAddresses(addrs);
+    return res;
+  }
+
+  absl::Status DoDetach(const state::DeviceIdentity& identity, const state::HostSnapshot& host,
+                        const std::string& netns_path, const std::string& pod_ifname) {
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    bool pod_exists = false;
+    absl::StatusOr<netns::Netns> pod = netns::Netns::Open(netns_path);
+    if (pod.ok() && !pod->SameAs(*host_) && !pod_ifname.empty()) {
+      pod_exists = true;
+      ASSIGN_OR_RETURN(NlSock pod_sock, netlink::OpenRouteSocketIn(*pod));
+      absl::StatusOr<LinkState> in_pod = netlink::GetLinkByName(pod_sock, pod_ifname);
+      if (in_pod.ok()) {
+        return MoveBackAndRestore(pod_sock, *in_pod, host);
+      }
+      if (!absl::IsNotFound(in_pod.status())) return in_pod.status();
+    } else if (!pod.ok() && !absl::IsNotFound(pod.status())) {
+      // Unreadable netns file: the device may still be inside; do not guess.
+      return Annotate(pod.status(), "open pod netns");
+    }
+    // Not in the pod (netns gone, or a previous Detach already moved it): find it on the host.
+    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
+    DetachHint hint{&host, pod_ifname};
+    std::optional<LinkState> dev = FindByIdentity(links, identity, &hint);
+    if (!dev.has_value()) {
+      return absl::NotFoundError(
+          Describe(identity) + " is not on the host" +
+          (pod_exists ? " nor in pod netns " + netns_path + " as " + pod_ifname : "") +
+          ": device was destroyed with the pod netns");
+    }
+    return RestoreOnHost(host_sock, *dev, host);
+  }
+
+  absl::StatusOr<netns::Netns> host_;  // the netns of this process, captured at construction
+};
+
+}  // namespace
+
+std::unique_ptr<Attacher> NewNetlinkAttacher() {
+  return std::make_unique<NetlinkAttacher>(netns::Netns::Current());
+}
+
+}  // namespace knd::attach

@@ -1,0 +1,448 @@
+// Privileged tests of the netlink attacher against real veth links. Each test makes a "node"
+// netns (entered by the test thread, so the attacher takes it as its host) and a "pod" netns,
+// and checks the results with iproute2 (`ip -j`), a reader independent of the code under test.
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "attach/attacher.h"
+#include "common/unique_fd.h"
+#include "netns/netns.h"
+
+namespace knd::attach {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAre;
+using json = nlohmann::json;
+
+// Runs a shell command in the calling thread's netns; returns stdout+stderr, sets *rc.
+std::string Sh(const std::string& cmd, int* rc = nullptr) {
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) {
+    if (rc != nullptr) *rc = -1;
+    return out;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int st = ::pclose(p);
+  if (rc != nullptr) *rc = st;
+  return out;
+}
+
+// Runs a command that must succeed.
+#define SH(cmd)                                 \
+  do {                                          \
+    int rc_ = 0;                                \
+    std::string out_ = Sh(cmd, &rc_);           \
+    ASSERT_EQ(rc_, 0) << (cmd) << ": " << out_; \
+  } while (0)
+
+json IpJson(const std::string& args) {
+  int rc = 0;
+  std::string out = Sh("ip -j " + args, &rc);
+  if (rc != 0) return json();
+  json j = json::parse(out, nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? json() : j;
+}
+
+// `ip -j addr show dev X` in `ns` ("" = the test thread's netns); null when X is absent.
+json Link(const std::string& ns, const std::string& dev) {
+  json j = IpJson((ns.empty() ? "" : "-n " + ns + " ") + "addr show dev " + dev);
+  if (!j.is_array() || j.empty()) return json();
+  return j[0];
+}
+
+// "addr/prefix" of every address of `family` ("inet"/"inet6") and `scope` ("" = any).
+std::vector<std::string> Addrs(const json& link, const std::string& family,
+                               const std::string& scope = "global") {
+  std::vector<std::string> out;
+  if (link.is_null() || !link.contains("addr_info")) return out;
+  for (const auto& a : link["addr_info"]) {
+    if (a.value("family", "") != family) continue;
+    if (!scope.empty() && a.value("scope", "") != scope) continue;
+    out.push_back(a.value("local", "") + "/" + std::to_string(a.value("prefixlen", 0)));
+  }
+  return out;
+}
+
+bool IsUp(const json& link) {
+  if (link.is_null()) return false;
+  const auto& f = link["flags"];
+  return std::find(f.begin(), f.end(), "UP") != f.end();
+}
+
+// "dst via gw" (or "dst") of the routes through `dev` in every table.
+std::vector<std::string> Routes(const std::string& ns, const std::string& family,
+                                const std::string& dev, const std::string& table = "all") {
+  json j = IpJson((ns.empty() ? "" : "-n " + ns + " ") + family + " route show table " + table +
+                  " dev " + dev);
+  std::vector<std::string> out;
+  if (!j.is_array()) return out;
+  for (const auto& r : j) {
+    if (r.value("type", "unicast") != "unicast") continue;
+    if (r.value("protocol", "") == "kernel") continue;
+    std::string s = r.value("dst", "");
+    if (r.contains("gateway")) s += " via " + r.value("gateway", "");
+    out.push_back(s);
+  }
+  return out;
+}
+
+config::Route MakeRoute(const std::string& dst, std::optional<std::string> gw,
+                        std::optional<uint32_t> metric = std::nullopt) {
+  config::Route r;
+  r.destination = dst;
+  r.gateway = std::move(gw);
+  r.metric = metric;
+  return r;
+}
+
+constexpr char kWhere[] = "pod default/p1 claim default/c1 device h0";
+
+class AttachTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!netns::HaveNetAdmin()) GTEST_SKIP() << "needs root with CAP_NET_ADMIN/CAP_SYS_ADMIN";
+    if (Sh("ip -V").find("iproute2") == std::string::npos) GTEST_SKIP() << "needs iproute2";
+    auto node = netns::ScopedNetns::Create("knd-att-node");
+    ASSERT_TRUE(node.ok()) << node.status();
+    node_.emplace(std::move(*node));
+    auto pod = netns::ScopedNetns::Create("knd-att-pod");
+    ASSERT_TRUE(pod.ok()) << pod.status();
+    pod_.emplace(std::move(*pod));
+    pod_path_ = pod_->path();
+    pod_name_ = pod_->name();
+
+    orig_.Reset(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(orig_.valid());
+    UniqueFd nodefd(::open(node_->path().c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(nodefd.valid());
+    ASSERT_EQ(::setns(nodefd.get(), CLONE_NEWNET), 0);
+    entered_ = true;
+
+    // The "NIC": h0 with host settings worth restoring; its peer stays up for carrier.
+    SH("ip link add h0 type veth peer name h0p");
+    SH("ip link set h0p up");
+    SH("ip link set h0 mtu 1400");
+    SH("ip addr add 10.99.0.2/24 dev h0");
+    SH("ip link set h0 up");
+    SH("ip route add 10.98.0.0/24 via 10.99.0.1 dev h0");
+    SH("ip route add 10.97.0.0/24 dev h0 table 100");
+    json h0 = Link("", "h0");
+    ASSERT_FALSE(h0.is_null());
+    host_mac_ = h0.value("address", "");
+    id_.ifindex = h0.value("ifindex", 0);
+    id_.mac = host_mac_;
+    id_.ifname = "h0";
+
+    attacher_ = NewNetlinkAttacher();
+  }
+
+  void TearDown() override {
+    attacher_.reset();
+    if (entered_) {
+      ASSERT_EQ(::setns(orig_.get(), CLONE_NEWNET), 0);
+    }
+  }
+
+  AttachRequest Request(std::vector<std::string> addrs, std::vector<config::Route> routes,
+                        const std::string& name = "net-rdma0") {
+    AttachRequest r;
+    r.identity = id_;
+    r.netns_path = pod_path_;
+    r.where = kWhere;
+    r.config.interface.name = name;
+    r.config.interface.mtu = 9000;
+    r.config.interface.hardware_addr = "02:00:00:00:00:01";
+    r.config.interface.addresses = std::move(addrs);
+    r.config.routes = std::move(routes);
+    return r;
+  }
+
+  std::function<absl::Status(const state::HostSnapshot&)> Persist() {
+    return [this](const state::HostSnapshot& s) {
+      ++persist_calls_;
+      snap_ = s;
+      return absl::OkStatus();
+    };
+  }
+
+  // The host side is exactly as SetUp made it.
+  void ExpectHostRestored() {
+    json h0 = Link("", "h0");
+    ASSERT_FALSE(h0.is_null()) << "h0 is not back on the host";
+    EXPECT_EQ(h0.value("mtu", 0), 1400);
+    EXPECT_EQ(h0.value("address", ""), host_mac_);
+    EXPECT_TRUE(IsUp(h0));
+    EXPECT_THAT(Addrs(h0, "inet"), UnorderedElementsAre("10.99.0.2/24"));
+    EXPECT_THAT(Routes("", "-4", "h0"),
+                UnorderedElementsAre("10.98.0.0/24 via 10.99.0.1", "10.97.0.0/24"));
+    EXPECT_THAT(Routes("", "-4", "h0", "100"), UnorderedElementsAre("10.97.0.0/24"));
+  }
+
+  state::HostSnapshot Snapshot() {
+    state::HostSnapshot s;
+    s.ifname = "h0";
+    s.mtu = 1400;
+    s.mac = host_mac_;
+    s.up = true;
+    s.addresses = {"10.99.0.2/24"};
+    state::IpRoute r1;
+    r1.destination = "10.98.0.0/24";
+    r1.gateway = "10.99.0.1";
+    state::IpRoute r2;
+    r2.destination = "10.97.0.0/24";
+    r2.table = 100;
+    r2.scope = 253;  // RT_SCOPE_LINK
+    s.routes = {r1, r2};
+    return s;
+  }
+
+  std::optional<netns::ScopedNetns> node_, pod_;
+  std::string pod_path_, pod_name_;
+  UniqueFd orig_;
+  bool entered_ = false;
+  std::string host_mac_;
+  state::DeviceIdentity id_;
+  std::unique_ptr<Attacher> attacher_;
+  int persist_calls_ = 0;
+  state::HostSnapshot snap_;
+};
+
+TEST_F(AttachTest, AttachConfiguresPodAndDetachRestoresHost) {
+  auto res = attacher_->Attach(
+      Request({"192.0.2.10/24", "2001:db8::10/64"},
+              {MakeRoute("198.51.100.0/24", "192.0.2.1"), MakeRoute("203.0.113.0/24", {}, 50)}),
+      Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ(res->netns, pod_path_);
+  EXPECT_EQ(res->ifname, "net-rdma0");
+  EXPECT_EQ(res->mac, "02:00:00:00:00:01");
+  EXPECT_THAT(res->ips, UnorderedElementsAre("192.0.2.10/24", "2001:db8::10/64"));
+
+  // The snapshot handed to persist is the host state before the move.
+  EXPECT_EQ(persist_calls_, 1);
+  EXPECT_EQ(snap_.ifname, "h0");
+  EXPECT_EQ(snap_.mtu, 1400u);
+  EXPECT_EQ(snap_.mac, host_mac_);
+  EXPECT_TRUE(snap_.up);
+  EXPECT_THAT(snap_.addresses, UnorderedElementsAre("10.99.0.2/24"));
+  ASSERT_EQ(snap_.routes.size(), 2u);
+  for (const auto& r : snap_.routes) {
+    if (r.destination == "10.98.0.0/24") {
+      EXPECT_EQ(r.gateway, "10.99.0.1");
+      EXPECT_EQ(r.table, 254u);
+    } else {
+      EXPECT_EQ(r.destination, "10.97.0.0/24");
+      EXPECT_EQ(r.table, 100u);
+    }
+  }
+
+  json l = Link(pod_name_, "net-rdma0");
+  ASSERT_FALSE(l.is_null()) << "net-rdma0 missing in the pod";
+  EXPECT_EQ(l.value("mtu", 0), 9000);
+  EXPECT_EQ(l.value("address", ""), "02:00:00:00:00:01");
+  EXPECT_TRUE(IsUp(l));
+  EXPECT_THAT(Addrs(l, "inet"), UnorderedElementsAre("192.0.2.10/24"));
+  EXPECT_THAT(Addrs(l, "inet6"), UnorderedElementsAre("2001:db8::10/64"));
+  // Dual-stack keeps its link-local (needed for neighbour discovery).
+  EXPECT_EQ(Addrs(l, "inet6", "link").size(), 1u);
+  EXPECT_THAT(Routes(pod_name_, "-4", "net-rdma0"),
+              UnorderedElementsAre("198.51.100.0/24 via 192.0.2.1", "203.0.113.0/24"));
+  json r = IpJson("-n " + pod_name_ + " -4 route show 203.0.113.0/24");
+  ASSERT_TRUE(r.is_array() && r.size() == 1) << r.dump();
+  EXPECT_EQ(r[0].value("metric", 0), 50);
+  EXPECT_EQ(r[0].value("scope", ""), "link");
+  EXPECT_EQ(Sh("ip netns exec " + pod_name_ + " cat /proc/sys/net/ipv6/conf/net-rdma0/accept_ra"),
+            "0\n");
+  EXPECT_TRUE(Link("", "h0").is_null()) << "h0 still on the host";
+  auto attached = attacher_->IsAttached(pod_path_, "net-rdma0");
+  ASSERT_TRUE(attached.ok()) << attached.status();
+  EXPECT_TRUE(*attached);
+
+  absl::Status st = attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere);
+  ASSERT_TRUE(st.ok()) << st;
+  ExpectHostRestored();
+  EXPECT_TRUE(Link(pod_name_, "net-rdma0").is_null());
+  attached = attacher_->IsAttached(pod_path_, "net-rdma0");
+  ASSERT_TRUE(attached.ok()) << attached.status();
+  EXPECT_FALSE(*attached);
+}
+
+TEST_F(AttachTest, Ipv4OnlyAttachmentHasNoIpv6LinkLocal) {
+  auto res = attacher_->Attach(Request({"192.0.2.10/24"}, {}, "net0"), Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  json l = Link(pod_name_, "net0");
+  ASSERT_FALSE(l.is_null());
+  EXPECT_TRUE(IsUp(l));
+  EXPECT_THAT(Addrs(l, "inet"), UnorderedElementsAre("192.0.2.10/24"));
+  EXPECT_THAT(Addrs(l, "inet6", ""), ::testing::IsEmpty());
+  EXPECT_EQ(Sh("ip netns exec " + pod_name_ + " cat /proc/sys/net/ipv6/conf/net0/accept_ra"),
+            "0\n");
+}
+
+TEST_F(AttachTest, AttachAndDetachAreIdempotent) {
+  AttachRequest req = Request({"192.0.2.10/24"}, {MakeRoute("198.51.100.0/24", "192.0.2.1")});
+  auto first = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(first.ok()) << first.status();
+  state::HostSnapshot snap = snap_;
+  auto second = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(persist_calls_, 1) << "a re-attach must not re-snapshot the (absent) host device";
+  EXPECT_EQ(second->ifname, "net-rdma0");
+  EXPECT_EQ(second->mac, "02:00:00:00:00:01");
+  EXPECT_THAT(second->ips, UnorderedElementsAre("192.0.2.10/24"));
+
+  ASSERT_TRUE(attacher_->Detach(id_, snap, pod_path_, "net-rdma0", kWhere).ok());
+  ExpectHostRestored();
+  // Someone changes the host device; a second Detach restores the settings only.
+  SH("ip link set h0 mtu 1300");
+  absl::Status st = attacher_->Detach(id_, snap, pod_path_, "net-rdma0", kWhere);
+  ASSERT_TRUE(st.ok()) << st;
+  ExpectHostRestored();
+}
+
+TEST_F(AttachTest, NameTakenInPodIsAlreadyExistsAndHostUnchanged) {
+  SH("ip -n " + pod_name_ + " link add net1 type bridge");  // what Multus would have made
+  auto res = attacher_->Attach(Request({"192.0.2.10/24"}, {}, "net1"), Persist());
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.status().code(), absl::StatusCode::kAlreadyExists)
+      << res.status() << "\nnode: " << Sh("ip -br link")
+      << "\npod: " << Sh("ip -n " + pod_name_ + " -br link");
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("interface name \"net1\" is already used in the pod netns"));
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr(kWhere));
+  EXPECT_EQ(persist_calls_, 0) << "refused before the snapshot";
+  ExpectHostRestored();
+  json net1 = Link(pod_name_, "net1");
+  ASSERT_FALSE(net1.is_null());
+  EXPECT_NE(net1.value("address", ""), "02:00:00:00:00:01");
+}
+
+TEST_F(AttachTest, FailingRouteRollsBackAndNamesTheStep) {
+  auto res = attacher_->Attach(
+      Request({"192.0.2.10/24"}, {MakeRoute("198.51.100.0/24", "203.0.113.1")}), Persist());
+  ASSERT_FALSE(res.ok());
+  std::string msg(res.status().message());
+  EXPECT_THAT(msg, HasSubstr(std::string(kWhere) +
+                             ": add route 198.51.100.0/24 via 203.0.113.1: Network is "
+                             "unreachable"));
+  EXPECT_THAT(msg, ::testing::Not(HasSubstr("rollback failed")));
+  ExpectHostRestored();
+  EXPECT_TRUE(Link(pod_name_, "net-rdma0").is_null());
+}
+
+TEST_F(AttachTest, MtuRefusedAfterTheMoveRollsBack) {
+  // The kernel applies the netns move before the MTU: a refused MTU leaves the device in
+  // the pod unless the attacher brings it back.
+  AttachRequest req = Request({"192.0.2.10/24"}, {});
+  req.config.interface.mtu = 70000;
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("move h0 into the pod netns as net-rdma0"));
+  EXPECT_THAT(std::string(res.status().message()), ::testing::Not(HasSubstr("rollback failed")));
+  ExpectHostRestored();
+  EXPECT_TRUE(Link(pod_name_, "net-rdma0").is_null());
+  EXPECT_TRUE(Link(pod_name_, "h0").is_null());
+}
+
+TEST_F(AttachTest, PersistErrorChangesNothing) {
+  auto res = attacher_->Attach(Request({"192.0.2.10/24"}, {}), [](const state::HostSnapshot&) {
+    return absl::InternalError("checkpoint: disk full");
+  });
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("disk full"));
+  ExpectHostRestored();
+  EXPECT_TRUE(Link(pod_name_, "net-rdma0").is_null());
+}
+
+TEST_F(AttachTest, HostNetnsOrNoNetnsIsRefused) {
+  AttachRequest req = Request({"192.0.2.10/24"}, {});
+  req.netns_path = "";
+  auto res = attacher_->Attach(req, Persist());
+  EXPECT_EQ(res.status().code(), absl::StatusCode::kInvalidArgument) << res.status();
+  req.netns_path = node_->path();  // the attacher's own (host) namespace
+  res = attacher_->Attach(req, Persist());
+  EXPECT_EQ(res.status().code(), absl::StatusCode::kInvalidArgument) << res.status();
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("host network namespace"));
+  EXPECT_EQ(persist_calls_, 0);
+  ExpectHostRestored();
+}
+
+TEST_F(AttachTest, UnknownDeviceIsNotFound) {
+  AttachRequest req = Request({"192.0.2.10/24"}, {});
+  req.identity = state::DeviceIdentity{"", "", "02:11:22:33:44:55", 999, "nosuch0"};
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.status().code(), absl::StatusCode::kNotFound) << res.status();
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("nosuch0"));
+  EXPECT_EQ(persist_calls_, 0);
+}
+
+TEST_F(AttachTest, DetachAfterNetnsDeletedFindsRefundedDevice) {
+  auto res = attacher_->Attach(
+      Request({"192.0.2.10/24"}, {MakeRoute("198.51.100.0/24", "192.0.2.1")}), Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  // What the kernel does with a physical NIC when the netns dies and its name is taken.
+  SH("ip -n " + pod_name_ + " link set net-rdma0 netns " + node_->name() + " name dev7");
+  pod_.reset();
+  ASSERT_FALSE(Link("", "dev7").is_null());
+
+  absl::Status st = attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere);
+  ASSERT_TRUE(st.ok()) << st;
+  ExpectHostRestored();
+  EXPECT_TRUE(Link("", "dev7").is_null());
+}
+
+TEST_F(AttachTest, DetachAfterNetnsDeletedWithVethIsNotFound) {
+  auto res = attacher_->Attach(Request({"192.0.2.10/24"}, {}), Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  pod_.reset();  // the veth dies with the namespace
+  absl::Status st = attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere);
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound) << st;
+  EXPECT_THAT(std::string(st.message()), HasSubstr("destroyed with the pod netns"));
+  EXPECT_THAT(std::string(st.message()), HasSubstr(kWhere));
+  auto attached = attacher_->IsAttached(pod_path_, "net-rdma0");
+  ASSERT_TRUE(attached.ok()) << attached.status();
+  EXPECT_FALSE(*attached);
+}
+
+TEST_F(AttachTest, DetachWithHostNameTakenFailsClearlyAndRecoversOnRetry) {
+  auto res = attacher_->Attach(Request({"192.0.2.10/24"}, {}), Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  SH("ip link add h0 type bridge");  // someone took the name meanwhile
+  absl::Status st = attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere);
+  EXPECT_EQ(st.code(), absl::StatusCode::kAlreadyExists) << st;
+  EXPECT_THAT(std::string(st.message()), HasSubstr("\"h0\" is already used on the host"));
+  EXPECT_FALSE(Link("", "net-rdma0").is_null()) << "the device is home under its pod name";
+  SH("ip link del h0");
+  st = attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere);
+  ASSERT_TRUE(st.ok()) << st;
+  ExpectHostRestored();
+}
+
+TEST_F(AttachTest, DetachRestoresFromPersistedSnapshot) {
+  // A restarted driver only has the persisted snapshot: Detach must work from it alone.
+  auto res = attacher_->Attach(Request({"192.0.2.10/24"}, {}), Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  attacher_ = NewNetlinkAttacher();
+  absl::Status st = attacher_->Detach(id_, Snapshot(), pod_path_, "net-rdma0", kWhere);
+  ASSERT_TRUE(st.ok()) << st;
+  ExpectHostRestored();
+}
+
+}  // namespace
+}  // namespace knd::attach

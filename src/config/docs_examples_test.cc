@@ -1,0 +1,125 @@
+// Every YAML example in docs/network-config.md is a test input (lessons-from-peers §15: docs
+// that disagree with strict decoding). Blocks whose first line is the apiVersion must decode;
+// blocks whose first line is `# invalid: <text>` must be refused with <text> in the message.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "common/file_util.h"
+#include "config/network_config.h"
+#include "config/yaml_json.h"
+
+namespace knd::config {
+namespace {
+
+struct Block {
+  int line = 0;  // line of the opening fence, for messages
+  std::string text;
+};
+
+std::vector<Block> YamlBlocks(const std::string& md) {
+  std::vector<Block> out;
+  size_t pos = 0;
+  int line = 1;
+  bool in = false;
+  Block cur;
+  while (pos < md.size()) {
+    size_t nl = md.find('\n', pos);
+    std::string l = md.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    if (!in && l.rfind("```yaml", 0) == 0) {
+      in = true;
+      cur = Block{line, ""};
+    } else if (in && l.rfind("```", 0) == 0) {
+      in = false;
+      out.push_back(cur);
+    } else if (in) {
+      cur.text += l + "\n";
+    }
+    if (nl == std::string::npos) break;
+    pos = nl + 1;
+    ++line;
+  }
+  return out;
+}
+
+std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// The knd entries of a DeviceClass / ResourceClaim / ResourceClaimTemplate document.
+void CollectEntries(const nlohmann::json& doc, std::vector<Entry>& entries, Context& ctx) {
+  using nlohmann::json;
+  std::string kind = doc.value("kind", "");
+  const json meta = doc.value("metadata", json::object());
+  json configs = json::array();
+  Source source = Source::kClaim;
+  if (kind == "DeviceClass") {
+    source = Source::kClass;
+    configs = doc["spec"].value("config", json::array());
+  } else {
+    json devices =
+        kind == "ResourceClaimTemplate" ? doc["spec"]["spec"]["devices"] : doc["spec"]["devices"];
+    configs = devices.value("config", json::array());
+    ctx.claim_namespace = meta.value("namespace", "default");
+    ctx.claim_name = meta.value("name", "");
+    json requests = devices.value("requests", json::array());
+    if (!requests.empty()) ctx.request = requests[0].value("name", "");
+  }
+  for (const json& c : configs) {
+    if (c["opaque"].value("driver", "") != "knd.k8s.cni.cncf.io") continue;
+    entries.push_back(
+        {source, c.value("requests", std::vector<std::string>()), c["opaque"]["parameters"]});
+  }
+}
+
+TEST(DocsExamplesTest, EveryExampleBehavesAsDocumented) {
+  const char* src = std::getenv("KND_SOURCE_DIR");
+  std::string path = std::string(src ? src : KND_DOCS_FALLBACK_DIR) + "/docs/network-config.md";
+  auto md = ReadFile(path);
+  ASSERT_TRUE(md.ok()) << md.status();
+  int valid = 0, invalid = 0, objects = 0;
+  for (const Block& b : YamlBlocks(*md)) {
+    std::string first = FirstLine(b.text);
+    const std::string kInvalid = "# invalid: ";
+    bool expect_fail = first.rfind(kInvalid, 0) == 0;
+    std::string body = expect_fail ? b.text.substr(b.text.find('\n') + 1) : b.text;
+    std::string api = FirstLine(body);
+    SCOPED_TRACE("docs/network-config.md example at line " + std::to_string(b.line));
+    absl::Status result;
+    if (api == "apiVersion: knd.k8s.cni.cncf.io/v1alpha1") {
+      auto j = ParseYaml(body);
+      ASSERT_TRUE(j.ok()) << j.status();
+      auto cfg = Decode(*j, "example");
+      result = cfg.ok() ? Validate(*cfg, "example") : cfg.status();
+    } else if (api == "apiVersion: resource.k8s.io/v1") {
+      // Kubernetes objects: run their knd entries through Resolve, as Prepare does.
+      auto docs = ParseYamlAll(body);
+      ASSERT_TRUE(docs.ok()) << docs.status();
+      std::vector<Entry> entries;
+      Context ctx{"default", "example", "nic"};
+      for (const auto& d : *docs) CollectEntries(d, entries, ctx);
+      ASSERT_FALSE(entries.empty()) << "example without a knd config entry";
+      ++objects;
+      result = Resolve(entries, ctx).status();
+    } else {
+      continue;
+    }
+    if (expect_fail) {
+      ++invalid;
+      ASSERT_FALSE(result.ok()) << "documented as invalid but accepted";
+      EXPECT_THAT(std::string(result.message()),
+                  ::testing::HasSubstr(first.substr(kInvalid.size())));
+    } else {
+      ++valid;
+      EXPECT_TRUE(result.ok()) << result;
+    }
+  }
+  // The reference must keep showing both kinds; an empty extraction means the test rotted.
+  EXPECT_GE(valid, 5);
+  EXPECT_GE(invalid, 3);
+  EXPECT_GE(objects, 3);
+}
+
+}  // namespace
+}  // namespace knd::config

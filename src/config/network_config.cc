@@ -1,0 +1,623 @@
+#include "config/network_config.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cstring>
+#include <set>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+
+namespace knd::config {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxAddresses = 16;
+constexpr size_t kMaxRoutes = 64;
+constexpr uint32_t kMainTable = 254;
+
+// Error builder: "<where>: <path>: <problem>".
+absl::Status Bad(std::string_view where, const std::string& path, const std::string& problem) {
+  std::string msg;
+  if (!where.empty()) msg = absl::StrCat(std::string(where), ": ");
+  if (!path.empty()) absl::StrAppend(&msg, path, ": ");
+  absl::StrAppend(&msg, problem);
+  return absl::InvalidArgumentError(msg);
+}
+
+std::string TypeName(const json& j) {
+  switch (j.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+      return "integer";
+    case json::value_t::number_float:
+      return "number";
+    case json::value_t::string:
+      return "string";
+    case json::value_t::array:
+      return "array";
+    case json::value_t::object:
+      return "object";
+    default:
+      return "unknown";
+  }
+}
+
+std::string Join(const std::string& prefix, const std::string& key) {
+  return prefix.empty() ? key : absl::StrCat(prefix, ".", key);
+}
+
+// Refuses keys of `obj` not listed in `allowed`, naming the full path of the first one.
+absl::Status CheckKeys(const json& obj, std::initializer_list<const char*> allowed,
+                       const std::string& path, std::string_view where) {
+  for (const auto& [key, value] : obj.items()) {
+    bool ok = false;
+    for (const char* a : allowed) ok = ok || key == a;
+    if (!ok) return Bad(where, Join(path, key), "unknown field");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ExpectType(const json& j, json::value_t want, const std::string& path,
+                        std::string_view where) {
+  bool ok = j.type() == want;
+  std::string want_name;
+  switch (want) {
+    case json::value_t::string:
+      want_name = "a string";
+      break;
+    case json::value_t::object:
+      want_name = "an object";
+      break;
+    case json::value_t::array:
+      want_name = "a list";
+      break;
+    case json::value_t::number_integer:
+      want_name = "an integer";
+      ok = j.is_number_integer();
+      break;
+    default:
+      want_name = "a value";
+  }
+  if (!ok) return Bad(where, path, absl::StrCat("expected ", want_name, ", got ", TypeName(j)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> GetString(const json& j, const std::string& path,
+                                      std::string_view where) {
+  absl::Status s = ExpectType(j, json::value_t::string, path, where);
+  if (!s.ok()) return s;
+  return j.get<std::string>();
+}
+
+absl::StatusOr<uint32_t> GetUint32(const json& j, const std::string& path, std::string_view where) {
+  absl::Status s = ExpectType(j, json::value_t::number_integer, path, where);
+  if (!s.ok()) return s;
+  if (j.is_number_unsigned()) {
+    uint64_t v = j.get<uint64_t>();
+    if (v > 0xffffffffULL)
+      return Bad(where, path, absl::StrCat(v, " is out of range 0..4294967295"));
+    return static_cast<uint32_t>(v);
+  }
+  int64_t v = j.get<int64_t>();
+  if (v < 0 || v > 0xffffffffLL) {
+    return Bad(where, path, absl::StrCat(v, " is out of range 0..4294967295"));
+  }
+  return static_cast<uint32_t>(v);
+}
+
+// ---- value checks -------------------------------------------------------------------------
+
+struct ParsedIp {
+  int family = 0;  // AF_INET / AF_INET6
+  std::array<uint8_t, 16> bytes{};
+  size_t len() const { return family == AF_INET ? 4 : 16; }
+};
+
+std::optional<ParsedIp> ParseIp(const std::string& s) {
+  ParsedIp ip;
+  if (s.find(':') != std::string::npos) {
+    if (inet_pton(AF_INET6, s.c_str(), ip.bytes.data()) != 1) return std::nullopt;
+    ip.family = AF_INET6;
+  } else {
+    if (inet_pton(AF_INET, s.c_str(), ip.bytes.data()) != 1) return std::nullopt;
+    ip.family = AF_INET;
+  }
+  return ip;
+}
+
+struct ParsedCidr {
+  ParsedIp ip;
+  int prefix = 0;
+};
+
+// Parses "addr/prefix"; returns a reason on failure.
+absl::StatusOr<ParsedCidr> ParseCidr(const std::string& s) {
+  size_t slash = s.find('/');
+  if (slash == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", s, "\" is not a CIDR (expected address/prefix-length)"));
+  }
+  auto ip = ParseIp(s.substr(0, slash));
+  if (!ip) return absl::InvalidArgumentError(absl::StrCat("\"", s, "\": invalid IP address"));
+  std::string p = s.substr(slash + 1);
+  int max = ip->family == AF_INET ? 32 : 128;
+  if (p.empty() || p.size() > 3 || !std::all_of(p.begin(), p.end(), ::isdigit) ||
+      std::stoi(p) > max) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", s, "\": prefix length must be 0..", max));
+  }
+  return ParsedCidr{*ip, std::stoi(p)};
+}
+
+std::string FamilyName(int family) { return family == AF_INET ? "IPv4" : "IPv6"; }
+
+bool IsUnspecified(const ParsedIp& ip) {
+  for (size_t i = 0; i < ip.len(); ++i) {
+    if (ip.bytes[i] != 0) return false;
+  }
+  return true;
+}
+
+bool IsMulticast(const ParsedIp& ip) {
+  return ip.family == AF_INET ? (ip.bytes[0] & 0xf0) == 0xe0 : ip.bytes[0] == 0xff;
+}
+
+bool HostBitsSet(const ParsedCidr& c) {
+  for (size_t bit = static_cast<size_t>(c.prefix); bit < c.ip.len() * 8; ++bit) {
+    if (c.ip.bytes[bit / 8] & (0x80 >> (bit % 8))) return true;
+  }
+  return false;
+}
+
+std::string Canonical(const ParsedCidr& c) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(c.ip.family, c.ip.bytes.data(), buf, sizeof(buf));
+  return absl::StrCat(buf, "/", c.prefix);
+}
+
+std::string NetworkOf(ParsedCidr c) {
+  for (size_t bit = static_cast<size_t>(c.prefix); bit < c.ip.len() * 8; ++bit) {
+    c.ip.bytes[bit / 8] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
+  }
+  return Canonical(c);
+}
+
+std::optional<std::string> InvalidMac(const std::string& s) {
+  // Exactly six two-digit hex groups separated by ':'.
+  if (s.size() != 17) return "expected a MAC address like 02:00:00:00:00:01";
+  std::array<uint8_t, 6> b{};
+  for (int i = 0; i < 6; ++i) {
+    char hi = s[i * 3], lo = s[i * 3 + 1];
+    if (!std::isxdigit(static_cast<unsigned char>(hi)) ||
+        !std::isxdigit(static_cast<unsigned char>(lo)) || (i < 5 && s[i * 3 + 2] != ':')) {
+      return "expected a MAC address like 02:00:00:00:00:01";
+    }
+    b[i] = static_cast<uint8_t>(std::stoi(s.substr(i * 3, 2), nullptr, 16));
+  }
+  if (b[0] & 1) return absl::StrCat("\"", s, "\" is a multicast address (need unicast)");
+  bool zero = true;
+  for (uint8_t x : b) zero = zero && x == 0;
+  if (zero) return "the all-zero MAC address is not allowed";
+  return std::nullopt;
+}
+
+// A CNI plugin binary name: it becomes a file name under the CNI bin dir.
+std::optional<std::string> InvalidPluginType(const std::string& t) {
+  if (t.empty()) return "must not be empty";
+  if (t.find('/') != std::string::npos) return absl::StrCat("\"", t, "\" must not contain '/'");
+  if (t.find("..") != std::string::npos) return absl::StrCat("\"", t, "\" must not contain '..'");
+  for (char c : t) {
+    if (std::isspace(static_cast<unsigned char>(c)) || c == '\0') {
+      return absl::StrCat("\"", t, "\" must not contain whitespace");
+    }
+  }
+  return std::nullopt;
+}
+
+bool IsDnsLabel(const std::string& s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (char c : s) {
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)) || c == '-')) {
+      return false;
+    }
+  }
+  return s.front() != '-' && s.back() != '-';
+}
+
+bool IsDnsSubdomain(const std::string& s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t start = 0;
+  while (true) {
+    size_t dot = s.find('.', start);
+    std::string label = s.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!IsDnsLabel(label)) return false;
+    if (dot == std::string::npos) return true;
+    start = dot + 1;
+  }
+}
+
+// Checks that need only the field itself (called by Decode and by Validate).
+absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
+  const InterfaceConfig& itf = cfg.interface;
+  if (itf.name) {
+    if (auto why = InvalidIfName(*itf.name)) return Bad(where, "interface.name", *why);
+  }
+  if (itf.mtu && (*itf.mtu < 68 || *itf.mtu > 65535)) {
+    return Bad(where, "interface.mtu", absl::StrCat(*itf.mtu, " is out of range 68..65535"));
+  }
+  if (itf.hardware_addr) {
+    if (auto why = InvalidMac(*itf.hardware_addr))
+      return Bad(where, "interface.hardwareAddr", *why);
+  }
+  if (itf.addresses) {
+    if (itf.addresses->size() > kMaxAddresses) {
+      return Bad(where, "interface.addresses",
+                 absl::StrCat("too many addresses (", itf.addresses->size(), ", at most ",
+                              kMaxAddresses, ")"));
+    }
+    std::set<std::string> seen;
+    for (size_t i = 0; i < itf.addresses->size(); ++i) {
+      std::string path = absl::StrCat("interface.addresses[", i, "]");
+      auto c = ParseCidr((*itf.addresses)[i]);
+      if (!c.ok()) return Bad(where, path, std::string(c.status().message()));
+      if (IsUnspecified(c->ip)) return Bad(where, path, "the unspecified address is not allowed");
+      if (IsMulticast(c->ip)) return Bad(where, path, "a multicast address is not allowed");
+      if (!seen.insert(Canonical(*c)).second) {
+        return Bad(where, path, absl::StrCat("duplicate address ", (*itf.addresses)[i]));
+      }
+    }
+  }
+  if (cfg.ipam) {
+    if (!cfg.ipam->is_object()) {
+      return Bad(where, "ipam", absl::StrCat("expected an object, got ", TypeName(*cfg.ipam)));
+    }
+    auto it = cfg.ipam->find("type");
+    if (it == cfg.ipam->end()) return Bad(where, "ipam.type", "required field is missing");
+    if (!it->is_string()) {
+      return Bad(where, "ipam.type", absl::StrCat("expected a string, got ", TypeName(*it)));
+    }
+    if (auto why = InvalidPluginType(it->get<std::string>())) return Bad(where, "ipam.type", *why);
+  }
+  if (cfg.routes) {
+    if (cfg.routes->size() > kMaxRoutes) {
+      return Bad(
+          where, "routes",
+          absl::StrCat("too many routes (", cfg.routes->size(), ", at most ", kMaxRoutes, ")"));
+    }
+    for (size_t i = 0; i < cfg.routes->size(); ++i) {
+      const Route& r = (*cfg.routes)[i];
+      std::string path = absl::StrCat("routes[", i, "]");
+      auto dst = ParseCidr(r.destination);
+      if (!dst.ok()) return Bad(where, path + ".destination", std::string(dst.status().message()));
+      if (HostBitsSet(*dst)) {
+        return Bad(where, path + ".destination",
+                   absl::StrCat("\"", r.destination, "\" has host bits set (did you mean ",
+                                NetworkOf(*dst), "?)"));
+      }
+      if (r.gateway) {
+        auto gw = ParseIp(*r.gateway);
+        if (!gw) {
+          return Bad(where, path + ".gateway",
+                     absl::StrCat("\"", *r.gateway, "\" is not an IP address"));
+        }
+        if (gw->family != dst->ip.family) {
+          return Bad(where, path + ".gateway",
+                     absl::StrCat(FamilyName(gw->family), " gateway ", *r.gateway, " for ",
+                                  FamilyName(dst->ip.family), " destination ", r.destination));
+        }
+        if (IsUnspecified(*gw) || IsMulticast(*gw)) {
+          return Bad(where, path + ".gateway",
+                     absl::StrCat("\"", *r.gateway, "\" cannot be a gateway"));
+        }
+      }
+      if (r.table && *r.table == 0) {
+        return Bad(where, path + ".table", "0 is not a routing table (use 1..4294967295)");
+      }
+    }
+  }
+  if (cfg.cni) {
+    const CniConfig& cni = *cfg.cni;
+    if (cni.network_attachment.has_value() == cni.config.has_value()) {
+      return Bad(where, "cni", "give exactly one of networkAttachment or config");
+    }
+    if (cni.network_attachment) {
+      const NadRef& nad = *cni.network_attachment;
+      if (!nad.namespace_.empty() && !IsDnsLabel(nad.namespace_)) {
+        return Bad(where, "cni.networkAttachment.namespace",
+                   absl::StrCat("\"", nad.namespace_, "\" is not a valid namespace name"));
+      }
+      if (nad.name.empty())
+        return Bad(where, "cni.networkAttachment.name", "required field is missing");
+      if (!IsDnsSubdomain(nad.name)) {
+        return Bad(where, "cni.networkAttachment.name",
+                   absl::StrCat("\"", nad.name, "\" is not a valid object name (DNS subdomain)"));
+      }
+    }
+    if (cni.config) {
+      const json& c = *cni.config;
+      if (!c.is_object()) {
+        return Bad(where, "cni.config", absl::StrCat("expected an object, got ", TypeName(c)));
+      }
+      auto it = c.find("plugins");
+      if (it == c.end()) return Bad(where, "cni.config.plugins", "required field is missing");
+      if (!it->is_array()) {
+        return Bad(where, "cni.config.plugins",
+                   absl::StrCat("expected a list, got ", TypeName(*it)));
+      }
+      if (it->empty()) return Bad(where, "cni.config.plugins", "must list at least one plugin");
+      for (size_t i = 0; i < it->size(); ++i) {
+        std::string path = absl::StrCat("cni.config.plugins[", i, "]");
+        const json& p = (*it)[i];
+        if (!p.is_object()) {
+          return Bad(where, path, absl::StrCat("expected an object, got ", TypeName(p)));
+        }
+        auto t = p.find("type");
+        if (t == p.end()) return Bad(where, path + ".type", "required field is missing");
+        if (!t->is_string()) {
+          return Bad(where, path + ".type", absl::StrCat("expected a string, got ", TypeName(*t)));
+        }
+        if (auto why = InvalidPluginType(t->get<std::string>())) {
+          return Bad(where, path + ".type", *why);
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Refuses what only an admin (DeviceClass) may configure.
+absl::Status CheckPrivileges(const NetworkConfig& cfg, Source source, const Context& ctx,
+                             std::string_view where) {
+  if (source != Source::kClaim) return absl::OkStatus();
+  if (cfg.interface.hardware_addr) {
+    return Bad(where, "interface.hardwareAddr",
+               "may only be set in a DeviceClass config, not in a claim");
+  }
+  if (cfg.routes) {
+    for (size_t i = 0; i < cfg.routes->size(); ++i) {
+      const auto& t = (*cfg.routes)[i].table;
+      if (t && *t != kMainTable) {
+        return Bad(where, absl::StrCat("routes[", i, "].table"),
+                   absl::StrCat("table ", *t,
+                                " may only be set in a DeviceClass config; claims may use only "
+                                "the main table (254)"));
+      }
+    }
+  }
+  if (cfg.cni && cfg.cni->network_attachment) {
+    const std::string& ns = cfg.cni->network_attachment->namespace_;
+    if (!ns.empty() && ns != ctx.claim_namespace) {
+      return Bad(where, "cni.networkAttachment.namespace",
+                 absl::StrCat("a claim in namespace \"", ctx.claim_namespace,
+                              "\" may only use NetworkAttachmentDefinitions of its own namespace, "
+                              "not \"",
+                              ns, "\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::optional<std::string> InvalidIfName(std::string_view name) {
+  if (name.empty()) return "must not be empty";
+  if (name.size() > 15) {
+    return absl::StrCat("\"", std::string(name), "\" is ", name.size(), " bytes long (at most 15)");
+  }
+  if (name == "." || name == "..")
+    return absl::StrCat("\"", std::string(name), "\" is not allowed");
+  if (name == "lo") return "\"lo\" is the loopback interface of every pod";
+  for (char c : name) {
+    if (c == '/' || c == ':' || c == '\0' || std::isspace(static_cast<unsigned char>(c))) {
+      return absl::StrCat("\"", std::string(name), "\" must not contain '/', ':' or whitespace");
+    }
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
+  if (!p.is_object()) return Bad(where, "", absl::StrCat("expected an object, got ", TypeName(p)));
+  RETURN_IF_ERROR(
+      CheckKeys(p, {"apiVersion", "kind", "interface", "ipam", "routes", "cni"}, "", where));
+  auto api = p.find("apiVersion");
+  if (api == p.end()) {
+    return Bad(where, "apiVersion",
+               absl::StrCat("required field is missing (want ", std::string(kApiVersion), ")"));
+  }
+  if (!api->is_string() || api->get<std::string>() != kApiVersion) {
+    return Bad(where, "apiVersion",
+               absl::StrCat("want ", std::string(kApiVersion), ", found ", api->dump()));
+  }
+  auto kind = p.find("kind");
+  if (kind == p.end()) {
+    return Bad(where, "kind",
+               absl::StrCat("required field is missing (want ", std::string(kKind), ")"));
+  }
+  if (!kind->is_string() || kind->get<std::string>() != kKind) {
+    return Bad(where, "kind", absl::StrCat("want ", std::string(kKind), ", found ", kind->dump()));
+  }
+
+  NetworkConfig cfg;
+  if (auto it = p.find("interface"); it != p.end()) {
+    RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "interface", where));
+    RETURN_IF_ERROR(
+        CheckKeys(*it, {"name", "mtu", "hardwareAddr", "addresses"}, "interface", where));
+    if (auto f = it->find("name"); f != it->end()) {
+      ASSIGN_OR_RETURN(cfg.interface.name, GetString(*f, "interface.name", where));
+    }
+    if (auto f = it->find("mtu"); f != it->end()) {
+      ASSIGN_OR_RETURN(cfg.interface.mtu, GetUint32(*f, "interface.mtu", where));
+    }
+    if (auto f = it->find("hardwareAddr"); f != it->end()) {
+      ASSIGN_OR_RETURN(cfg.interface.hardware_addr, GetString(*f, "interface.hardwareAddr", where));
+    }
+    if (auto f = it->find("addresses"); f != it->end()) {
+      RETURN_IF_ERROR(ExpectType(*f, json::value_t::array, "interface.addresses", where));
+      std::vector<std::string> addrs;
+      for (size_t i = 0; i < f->size(); ++i) {
+        ASSIGN_OR_RETURN(std::string a,
+                         GetString((*f)[i], absl::StrCat("interface.addresses[", i, "]"), where));
+        addrs.push_back(std::move(a));
+      }
+      cfg.interface.addresses = std::move(addrs);
+    }
+  }
+  if (auto it = p.find("ipam"); it != p.end()) {
+    RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "ipam", where));
+    cfg.ipam = *it;
+  }
+  if (auto it = p.find("routes"); it != p.end()) {
+    RETURN_IF_ERROR(ExpectType(*it, json::value_t::array, "routes", where));
+    std::vector<Route> routes;
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& r = (*it)[i];
+      std::string path = absl::StrCat("routes[", i, "]");
+      RETURN_IF_ERROR(ExpectType(r, json::value_t::object, path, where));
+      RETURN_IF_ERROR(CheckKeys(r, {"destination", "gateway", "table", "metric"}, path, where));
+      Route route;
+      auto d = r.find("destination");
+      if (d == r.end()) return Bad(where, path + ".destination", "required field is missing");
+      ASSIGN_OR_RETURN(route.destination, GetString(*d, path + ".destination", where));
+      if (auto f = r.find("gateway"); f != r.end()) {
+        ASSIGN_OR_RETURN(route.gateway, GetString(*f, path + ".gateway", where));
+      }
+      if (auto f = r.find("table"); f != r.end()) {
+        ASSIGN_OR_RETURN(route.table, GetUint32(*f, path + ".table", where));
+      }
+      if (auto f = r.find("metric"); f != r.end()) {
+        ASSIGN_OR_RETURN(route.metric, GetUint32(*f, path + ".metric", where));
+      }
+      routes.push_back(std::move(route));
+    }
+    cfg.routes = std::move(routes);
+  }
+  if (auto it = p.find("cni"); it != p.end()) {
+    RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "cni", where));
+    RETURN_IF_ERROR(CheckKeys(*it, {"networkAttachment", "config"}, "cni", where));
+    CniConfig cni;
+    if (auto f = it->find("networkAttachment"); f != it->end()) {
+      RETURN_IF_ERROR(ExpectType(*f, json::value_t::object, "cni.networkAttachment", where));
+      RETURN_IF_ERROR(CheckKeys(*f, {"namespace", "name"}, "cni.networkAttachment", where));
+      NadRef nad;
+      if (auto n = f->find("namespace"); n != f->end()) {
+        ASSIGN_OR_RETURN(nad.namespace_, GetString(*n, "cni.networkAttachment.namespace", where));
+      }
+      if (auto n = f->find("name"); n != f->end()) {
+        ASSIGN_OR_RETURN(nad.name, GetString(*n, "cni.networkAttachment.name", where));
+      }
+      cni.network_attachment = std::move(nad);
+    }
+    if (auto f = it->find("config"); f != it->end()) {
+      RETURN_IF_ERROR(ExpectType(*f, json::value_t::object, "cni.config", where));
+      cni.config = *f;
+    }
+    cfg.cni = std::move(cni);
+  }
+  RETURN_IF_ERROR(ValidateFields(cfg, where));
+  return cfg;
+}
+
+NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
+  NetworkConfig out = base;
+  if (over.interface.name) out.interface.name = over.interface.name;
+  if (over.interface.mtu) out.interface.mtu = over.interface.mtu;
+  if (over.interface.hardware_addr) out.interface.hardware_addr = over.interface.hardware_addr;
+  if (over.interface.addresses) out.interface.addresses = over.interface.addresses;
+  if (over.ipam) out.ipam = over.ipam;
+  if (over.routes) out.routes = over.routes;
+  if (over.cni) out.cni = over.cni;
+  return out;
+}
+
+absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
+  RETURN_IF_ERROR(ValidateFields(cfg, where));
+  if (cfg.cni) {
+    // With CNI the plugins own addressing; two owners would fight over the interface.
+    if (cfg.interface.addresses && !cfg.interface.addresses->empty()) {
+      return Bad(where, "cni",
+                 "cannot be combined with interface.addresses (the CNI plugins assign addresses)");
+    }
+    if (cfg.ipam) {
+      return Bad(where, "cni",
+                 "cannot be combined with ipam (put the IPAM config into the CNI config)");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<NetworkConfig> Resolve(const std::vector<Entry>& entries, const Context& ctx) {
+  std::string prefix = absl::StrCat("claim ", ctx.claim_namespace, "/", ctx.claim_name,
+                                    " request \"", ctx.request, "\"");
+  NetworkConfig merged;
+  for (Source pass : {Source::kClass, Source::kClaim}) {
+    for (const Entry& e : entries) {
+      if (e.source != pass) continue;
+      if (!e.requests.empty()) {
+        bool match = false;
+        for (const auto& r : e.requests) {
+          // Config may name "<main>/<sub>" (firstAvailable) or the base name.
+          std::string base = r.substr(0, r.find('/'));
+          match = match || r == ctx.request || base == ctx.request;
+        }
+        if (!match) continue;
+      }
+      std::string where = absl::StrCat(
+          prefix, pass == Source::kClass ? " (from DeviceClass config)" : " (from claim config)");
+      ASSIGN_OR_RETURN(NetworkConfig cfg, Decode(e.parameters, where));
+      RETURN_IF_ERROR(CheckPrivileges(cfg, pass, ctx, where));
+      merged = Merge(merged, cfg);
+    }
+  }
+  RETURN_IF_ERROR(Validate(merged, prefix));
+  return merged;
+}
+
+json ToJson(const NetworkConfig& cfg) {
+  json j = json::object();
+  j["apiVersion"] = std::string(kApiVersion);
+  j["kind"] = std::string(kKind);
+  json itf = json::object();
+  if (cfg.interface.name) itf["name"] = *cfg.interface.name;
+  if (cfg.interface.mtu) itf["mtu"] = *cfg.interface.mtu;
+  if (cfg.interface.hardware_addr) itf["hardwareAddr"] = *cfg.interface.hardware_addr;
+  if (cfg.interface.addresses) itf["addresses"] = *cfg.interface.addresses;
+  if (!itf.empty()) j["interface"] = std::move(itf);
+  if (cfg.ipam) j["ipam"] = *cfg.ipam;
+  if (cfg.routes) {
+    json routes = json::array();
+    for (const Route& r : *cfg.routes) {
+      json jr = {{"destination", r.destination}};
+      if (r.gateway) jr["gateway"] = *r.gateway;
+      if (r.table) jr["table"] = *r.table;
+      if (r.metric) jr["metric"] = *r.metric;
+      routes.push_back(std::move(jr));
+    }
+    j["routes"] = std::move(routes);
+  }
+  if (cfg.cni) {
+    json cni = json::object();
+    if (cfg.cni->network_attachment) {
+      json nad = {{"name", cfg.cni->network_attachment->name}};
+      if (!cfg.cni->network_attachment->namespace_.empty()) {
+        nad["namespace"] = cfg.cni->network_attachment->namespace_;
+      }
+      cni["networkAttachment"] = std::move(nad);
+    }
+    if (cfg.cni->config) cni["config"] = *cfg.cni->config;
+    j["cni"] = std::move(cni);
+  }
+  return j;
+}
+
+}  // namespace knd::config

@@ -1,0 +1,352 @@
+// Tests of NetworkConfig decoding, privileges, merging and validation: what users of claims
+// and DeviceClasses rely on (a bad field is refused with its path, merges keep explicit zeros).
+#include "config/network_config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace knd::config {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+json J(const char* text) { return json::parse(text); }
+
+// A parameters object with the right apiVersion/kind around `body`.
+json C(const char* body) {
+  json j = J(body);
+  j["apiVersion"] = "knd.k8s.cni.cncf.io/v1alpha1";
+  j["kind"] = "NetworkConfig";
+  return j;
+}
+
+json Cfg(json body) {
+  body["apiVersion"] = "knd.k8s.cni.cncf.io/v1alpha1";
+  body["kind"] = "NetworkConfig";
+  return body;
+}
+
+struct DecodeCase {
+  std::string label;
+  json params;
+  std::string error;  // empty = must decode
+};
+
+class DecodeTest : public ::testing::TestWithParam<DecodeCase> {};
+
+TEST_P(DecodeTest, DecodesOrNamesTheField) {
+  const DecodeCase& c = GetParam();
+  auto got = Decode(c.params, "claim ns/c request \"r\"");
+  if (c.error.empty()) {
+    ASSERT_TRUE(got.ok()) << got.status();
+    // What plans store must decode back to the same config.
+    auto again = Decode(ToJson(*got), "");
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(*again, *got);
+  } else {
+    ASSERT_FALSE(got.ok()) << "accepted: " << c.params.dump();
+    EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(got.status().message()), HasSubstr("claim ns/c request \"r\": "));
+    EXPECT_THAT(std::string(got.status().message()), HasSubstr(c.error));
+  }
+}
+
+const DecodeCase kDecodeCases[] = {
+    {"minimal", C("{}"), ""},
+    {"full_native", C(R"({"interface": {"name": "net-rdma0", "mtu": 9000,
+        "hardwareAddr": "02:00:00:00:00:01", "addresses": ["192.0.2.10/24", "2001:db8::10/64"]},
+        "routes": [{"destination": "198.51.100.0/24", "gateway": "192.0.2.1", "metric": 100},
+                   {"destination": "::/0", "gateway": "2001:db8::1", "table": 100}]})"),
+     ""},
+    {"ipam", C(R"({"ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}})"), ""},
+    {"cni_nad", C(R"({"cni": {"networkAttachment": {"name": "storage-net"}}})"), ""},
+    {"cni_inline", C(R"({"cni": {"config": {"cniVersion": "1.0.0", "name": "n",
+        "plugins": [{"type": "macvlan", "master": "eth0"}]}}})"),
+     ""},
+    {"empty_addresses", C(R"({"interface": {"addresses": []}})"), ""},
+    {"not_object", json::array(), "expected an object, got array"},
+    {"missing_api_version", J(R"({"kind": "NetworkConfig"})"), "apiVersion: required field"},
+    {"wrong_api_version", J(R"({"apiVersion": "v1", "kind": "NetworkConfig"})"),
+     "apiVersion: want knd.k8s.cni.cncf.io/v1alpha1, found \"v1\""},
+    {"wrong_kind", J(R"({"apiVersion": "knd.k8s.cni.cncf.io/v1alpha1", "kind": "NetConf"})"),
+     "kind: want NetworkConfig, found \"NetConf\""},
+    {"unknown_top", C(R"({"interfaces": {}})"), "interfaces: unknown field"},
+    {"unknown_nested", C(R"({"interface": {"mtuu": 1500}})"), "interface.mtuu: unknown field"},
+    {"unknown_in_route", C(R"({"routes": [{"destination": "0.0.0.0/0", "via": "x"}]})"),
+     "routes[0].via: unknown field"},
+    {"mtu_string", C(R"({"interface": {"mtu": "9000"}})"),
+     "interface.mtu: expected an integer, got string"},
+    {"mtu_float", C(R"({"interface": {"mtu": 1500.5}})"),
+     "interface.mtu: expected an integer, got number"},
+    {"mtu_low", C(R"({"interface": {"mtu": 67}})"), "interface.mtu: 67 is out of range 68..65535"},
+    {"mtu_high", C(R"({"interface": {"mtu": 65536}})"), "interface.mtu: 65536 is out of range"},
+    {"mtu_negative", C(R"({"interface": {"mtu": -1}})"), "interface.mtu: -1 is out of range"},
+    {"name_null", C(R"({"interface": {"name": null}})"),
+     "interface.name: expected a string, got null"},
+    {"name_long", C(R"({"interface": {"name": "abcdefghijklmnop"}})"),
+     "interface.name: \"abcdefghijklmnop\" is 16 bytes long (at most 15)"},
+    {"name_15_ok", C(R"({"interface": {"name": "abcdefghijklmno"}})"), ""},
+    {"name_empty", C(R"({"interface": {"name": ""}})"), "interface.name: must not be empty"},
+    {"name_lo", C(R"({"interface": {"name": "lo"}})"), "interface.name: \"lo\""},
+    {"name_slash", C(R"({"interface": {"name": "a/b"}})"), "must not contain '/'"},
+    {"name_colon", C(R"({"interface": {"name": "eth0:1"}})"), "must not contain '/', ':'"},
+    {"name_space", C(R"({"interface": {"name": "a b"}})"), "or whitespace"},
+    {"name_dotdot", C(R"({"interface": {"name": ".."}})"), "interface.name: \"..\" is not allowed"},
+    {"mac_multicast", C(R"({"interface": {"hardwareAddr": "01:00:5e:00:00:01"}})"),
+     "interface.hardwareAddr: \"01:00:5e:00:00:01\" is a multicast address"},
+    {"mac_zero", C(R"({"interface": {"hardwareAddr": "00:00:00:00:00:00"}})"), "all-zero"},
+    {"mac_short", C(R"({"interface": {"hardwareAddr": "02:00:00:00:01"}})"),
+     "interface.hardwareAddr: expected a MAC address"},
+    {"mac_hex", C(R"({"interface": {"hardwareAddr": "02:00:00:00:00:zz"}})"),
+     "expected a MAC address"},
+    {"address_not_cidr", C(R"({"interface": {"addresses": ["192.0.2.1"]}})"),
+     "interface.addresses[0]: \"192.0.2.1\" is not a CIDR"},
+    {"address_bad_ip", C(R"({"interface": {"addresses": ["192.0.2.300/24"]}})"),
+     "invalid IP address"},
+    {"address_prefix", C(R"({"interface": {"addresses": ["2001:db8::1/129"]}})"),
+     "prefix length must be 0..128"},
+    {"address_dup", C(R"({"interface": {"addresses": ["2001:db8::1/64", "2001:db8:0::1/64"]}})"),
+     "interface.addresses[1]: duplicate address"},
+    {"address_unspecified", C(R"({"interface": {"addresses": ["0.0.0.0/0"]}})"),
+     "interface.addresses[0]: the unspecified address is not allowed"},
+    {"address_type", C(R"({"interface": {"addresses": [1]}})"),
+     "interface.addresses[0]: expected a string, got integer"},
+    {"addresses_not_list", C(R"({"interface": {"addresses": "192.0.2.1/24"}})"),
+     "interface.addresses: expected a list, got string"},
+    {"address_too_many", C(R"({"interface": {"addresses": ["10.0.0.1/24", "10.0.0.2/24",
+        "10.0.0.3/24", "10.0.0.4/24", "10.0.0.5/24", "10.0.0.6/24", "10.0.0.7/24", "10.0.0.8/24",
+        "10.0.0.9/24", "10.0.0.10/24", "10.0.0.11/24", "10.0.0.12/24", "10.0.0.13/24",
+        "10.0.0.14/24", "10.0.0.15/24", "10.0.0.16/24", "10.0.0.17/24"]}})"),
+     "interface.addresses: too many addresses (17, at most 16)"},
+    {"route_no_destination", C(R"({"routes": [{"gateway": "192.0.2.1"}]})"),
+     "routes[0].destination: required field is missing"},
+    {"route_host_bits", C(R"({"routes": [{"destination": "198.51.100.7/24"}]})"),
+     "routes[0].destination: \"198.51.100.7/24\" has host bits set (did you mean "
+     "198.51.100.0/24?)"},
+    {"route_gw_family", C(R"({"routes": [{"destination": "0.0.0.0/0", "gateway": "192.0.2.1"},
+        {"destination": "2001:db8:1::/48", "gateway": "192.0.2.1"}]})"),
+     "routes[1].gateway: IPv4 gateway 192.0.2.1 for IPv6 destination 2001:db8:1::/48"},
+    {"route_gw_not_ip", C(R"({"routes": [{"destination": "0.0.0.0/0", "gateway": "gw"}]})"),
+     "routes[0].gateway: \"gw\" is not an IP address"},
+    {"route_table_zero", C(R"({"routes": [{"destination": "0.0.0.0/0", "table": 0}]})"),
+     "routes[0].table: 0 is not a routing table"},
+    {"route_metric_type", C(R"({"routes": [{"destination": "0.0.0.0/0", "metric": true}]})"),
+     "routes[0].metric: expected an integer, got boolean"},
+    {"ipam_not_object", C(R"({"ipam": "host-local"})"), "ipam: expected an object, got string"},
+    {"ipam_no_type", C(R"({"ipam": {"subnet": "10.0.0.0/24"}})"),
+     "ipam.type: required field is missing"},
+    {"ipam_type_path", C(R"({"ipam": {"type": "../../bin/sh"}})"), "ipam.type: \"../../bin/sh\""},
+    {"cni_both", C(R"({"cni": {"networkAttachment": {"name": "a"},
+        "config": {"plugins": [{"type": "macvlan"}]}}})"),
+     "cni: give exactly one of networkAttachment or config"},
+    {"cni_neither", C(R"({"cni": {}})"), "cni: give exactly one"},
+    {"cni_nad_name", C(R"({"cni": {"networkAttachment": {"name": "Storage_Net"}}})"),
+     "cni.networkAttachment.name: \"Storage_Net\" is not a valid object name"},
+    {"cni_nad_no_name", C(R"({"cni": {"networkAttachment": {"namespace": "a"}}})"),
+     "cni.networkAttachment.name: required field is missing"},
+    {"cni_nad_unknown", C(R"({"cni": {"networkAttachment": {"name": "a", "ns": "b"}}})"),
+     "cni.networkAttachment.ns: unknown field"},
+    {"cni_plugins_missing", C(R"({"cni": {"config": {"name": "n"}}})"),
+     "cni.config.plugins: required field is missing"},
+    {"cni_plugin_type",
+     C(R"({"cni": {"config": {"plugins": [{"type": "macvlan"}, {"master": "x"}]}}})"),
+     "cni.config.plugins[1].type: required field is missing"},
+    {"cni_plugin_slash", C(R"({"cni": {"config": {"plugins": [{"type": "/bin/sh"}]}}})"),
+     "cni.config.plugins[0].type: \"/bin/sh\" must not contain '/'"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cases, DecodeTest, ::testing::ValuesIn(kDecodeCases),
+                         [](const auto& info) { return info.param.label; });
+
+// ---- Resolve: privileges, merge, per-request selection ------------------------------------
+
+Context Ctx() { return {"team-a", "rdma", "nic"}; }
+
+Entry ClassEntry(json body, std::vector<std::string> requests = {}) {
+  return {Source::kClass, std::move(requests), Cfg(std::move(body))};
+}
+Entry ClaimEntry(json body, std::vector<std::string> requests = {}) {
+  return {Source::kClaim, std::move(requests), Cfg(std::move(body))};
+}
+
+struct PrivilegeCase {
+  std::string label;
+  json body;
+  std::string claim_error;  // error when given by a claim; a class may always set it
+};
+
+class PrivilegeTest : public ::testing::TestWithParam<PrivilegeCase> {};
+
+TEST_P(PrivilegeTest, ClassMayClaimMayNot) {
+  const PrivilegeCase& c = GetParam();
+  auto from_class = Resolve({ClassEntry(c.body)}, Ctx());
+  EXPECT_TRUE(from_class.ok()) << from_class.status();
+  auto from_claim = Resolve({ClaimEntry(c.body)}, Ctx());
+  ASSERT_FALSE(from_claim.ok());
+  std::string msg(from_claim.status().message());
+  EXPECT_THAT(msg, HasSubstr("claim team-a/rdma request \"nic\" (from claim config): "));
+  EXPECT_THAT(msg, HasSubstr(c.claim_error));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, PrivilegeTest,
+    ::testing::Values(
+        PrivilegeCase{"mac",
+                      {{"interface", {{"hardwareAddr", "02:00:00:00:00:01"}}}},
+                      "interface.hardwareAddr: may only be set in a DeviceClass config"},
+        PrivilegeCase{"table",
+                      {{"routes", {{{"destination", "0.0.0.0/0"}, {"table", 100}}}}},
+                      "routes[0].table: table 100 may only be set in a DeviceClass config"},
+        PrivilegeCase{"nad_namespace",
+                      {{"cni", {{"networkAttachment", {{"namespace", "team-b"}, {"name", "x"}}}}}},
+                      "cni.networkAttachment.namespace: a claim in namespace \"team-a\" may "
+                      "only use NetworkAttachmentDefinitions of its own namespace, not "
+                      "\"team-b\""}),
+    [](const auto& info) { return info.param.label; });
+
+TEST(ResolveTest, ClaimMayUseMainTableAndOwnNamespace) {
+  auto got = Resolve(
+      {ClaimEntry({{"routes", {{{"destination", "0.0.0.0/0"}, {"table", 254}}}}}),
+       ClaimEntry({{"cni", {{"networkAttachment", {{"namespace", "team-a"}, {"name", "x"}}}}}})},
+      Ctx());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->cni->network_attachment->namespace_, "team-a");
+}
+
+TEST(ResolveTest, ClaimOverridesClassFieldByField) {
+  auto got = Resolve({ClaimEntry({{"interface", {{"name", "data0"}}}}),
+                      ClassEntry({{"interface",
+                                   {{"name", "net0"},
+                                    {"mtu", 9000},
+                                    {"hardwareAddr", "02:00:00:00:00:01"},
+                                    {"addresses", {"192.0.2.10/24"}}}},
+                                  {"routes", {{{"destination", "0.0.0.0/0"}}}}})},
+                     Ctx());
+  ASSERT_TRUE(got.ok()) << got.status();
+  // Class entries apply first even when listed after the claim entries.
+  EXPECT_EQ(got->interface.name, "data0");
+  EXPECT_EQ(got->interface.mtu, 9000u);
+  EXPECT_EQ(got->interface.hardware_addr, "02:00:00:00:00:01");
+  EXPECT_EQ(got->interface.addresses, std::vector<std::string>{"192.0.2.10/24"});
+  ASSERT_TRUE(got->routes.has_value());
+  EXPECT_EQ(got->routes->size(), 1u);
+}
+
+TEST(ResolveTest, ExplicitEmptyAddressesWinOverClass) {
+  auto got = Resolve(
+      {ClassEntry({{"interface", {{"mtu", 9000}, {"addresses", {"192.0.2.10/24"}}}}}),
+       ClaimEntry({{"interface", {{"addresses", json::array()}}}, {"routes", json::array()}})},
+      Ctx());
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(got->interface.addresses.has_value());
+  EXPECT_TRUE(got->interface.addresses->empty());
+  EXPECT_EQ(got->interface.mtu, 9000u);  // untouched by the claim
+  ASSERT_TRUE(got->routes.has_value());
+  EXPECT_TRUE(got->routes->empty());
+}
+
+TEST(ResolveTest, ListsReplacedAsAWhole) {
+  auto got =
+      Resolve({ClassEntry({{"interface", {{"addresses", {"192.0.2.10/24", "2001:db8::1/64"}}}},
+                           {"ipam", {{"type", "host-local"}, {"subnet", "10.0.0.0/24"}}}}),
+               ClaimEntry({{"interface", {{"addresses", {"198.51.100.2/24"}}}},
+                           {"ipam", {{"type", "static"}}}})},
+              Ctx());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->interface.addresses, std::vector<std::string>{"198.51.100.2/24"});
+  EXPECT_EQ(*got->ipam, (json{{"type", "static"}}));  // no "subnet" inherited from the class
+}
+
+TEST(ResolveTest, OnlyEntriesForThisRequest) {
+  auto got = Resolve({ClaimEntry({{"interface", {{"mtu", 1400}}}}, {"other"}),
+                      ClaimEntry({{"interface", {{"mtu", 1500}}}}, {"nic/fast"}),
+                      ClaimEntry({{"interface", {{"name", "x0"}}}}, {"nic"}),
+                      // An entry for another request is not even decoded.
+                      {Source::kClaim, {"other"}, json{{"garbage", 1}}}},
+                     Ctx());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->interface.mtu, 1500u);
+  EXPECT_EQ(got->interface.name, "x0");
+}
+
+TEST(ResolveTest, LaterClaimEntryWins) {
+  auto got = Resolve(
+      {ClaimEntry({{"interface", {{"mtu", 1400}}}}), ClaimEntry({{"interface", {{"mtu", 1500}}}})},
+      Ctx());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->interface.mtu, 1500u);
+}
+
+TEST(ResolveTest, NoEntriesIsEmptyConfig) {
+  auto got = Resolve({}, Ctx());
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, NetworkConfig{});
+}
+
+TEST(ResolveTest, ErrorSaysClassOrClaim) {
+  auto got = Resolve({ClassEntry({{"interface", {{"mtu", 10}}}})}, Ctx());
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(std::string(got.status().message()),
+            "claim team-a/rdma request \"nic\" (from DeviceClass config): interface.mtu: 10 is "
+            "out of range 68..65535");
+}
+
+TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
+  // The class gives addresses, the claim asks for a NAD: the merged result has two owners.
+  auto got = Resolve({ClassEntry({{"interface", {{"addresses", {"192.0.2.10/24"}}}}}),
+                      ClaimEntry({{"cni", {{"networkAttachment", {{"name", "net"}}}}}})},
+                     Ctx());
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(std::string(got.status().message()),
+            "claim team-a/rdma request \"nic\": cni: cannot be combined with interface.addresses "
+            "(the CNI plugins assign addresses)");
+  // ...which the claim can resolve by clearing the addresses explicitly.
+  auto fixed = Resolve({ClassEntry({{"interface", {{"addresses", {"192.0.2.10/24"}}}}}),
+                        ClaimEntry({{"interface", {{"addresses", json::array()}}},
+                                    {"cni", {{"networkAttachment", {{"name", "net"}}}}}})},
+                       Ctx());
+  EXPECT_TRUE(fixed.ok()) << fixed.status();
+  auto ipam = Resolve({ClaimEntry({{"ipam", {{"type", "dhcp"}}},
+                                   {"cni", {{"networkAttachment", {{"name", "net"}}}}}})},
+                      Ctx());
+  ASSERT_FALSE(ipam.ok());
+  EXPECT_THAT(std::string(ipam.status().message()), HasSubstr("cni: cannot be combined with ipam"));
+}
+
+TEST(MergeTest, ExplicitZeroValuesAreKept) {
+  NetworkConfig base;
+  base.interface.mtu = 9000;
+  base.interface.name = "net0";
+  NetworkConfig over;
+  over.interface.name = "";  // explicitly given (Validate refuses it, Merge must still keep it)
+  NetworkConfig m = Merge(base, over);
+  EXPECT_EQ(m.interface.name, "");
+  EXPECT_EQ(m.interface.mtu, 9000u);
+}
+
+TEST(ToJsonTest, WritesApiVersionKindAndOnlyGivenFields) {
+  NetworkConfig c;
+  c.interface.mtu = 1500;
+  c.routes = std::vector<Route>{};
+  json j = ToJson(c);
+  EXPECT_EQ(j, (json{{"apiVersion", "knd.k8s.cni.cncf.io/v1alpha1"},
+                     {"kind", "NetworkConfig"},
+                     {"interface", {{"mtu", 1500}}},
+                     {"routes", json::array()}}));
+  auto back = Decode(j, "");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, c);
+}
+
+TEST(InvalidIfNameTest, Rules) {
+  EXPECT_EQ(InvalidIfName("eth0"), std::nullopt);
+  EXPECT_EQ(InvalidIfName("net-rdma0"), std::nullopt);
+  EXPECT_NE(InvalidIfName("lo"), std::nullopt);
+  EXPECT_NE(InvalidIfName("."), std::nullopt);
+  EXPECT_NE(InvalidIfName("a\tb"), std::nullopt);
+  EXPECT_NE(InvalidIfName(std::string_view("a\0b", 3)), std::nullopt);
+}
+
+}  // namespace
+}  // namespace knd::config

@@ -1,0 +1,55 @@
+// A kube::Client of canned objects keyed by REST path, for the DRA unit tests (Get only; the
+// DRA side reads, it never writes).
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "kube/client.h"
+
+namespace knd::dra::fakes {
+
+using nlohmann::json;
+
+// An API server of canned objects, keyed by REST path.
+class FakeKube : public kube::Client {
+ public:
+  std::map<std::string, json> objects;
+  std::map<std::string, int> gets;
+  std::mutex mu;
+
+  absl::StatusOr<json> Get(const std::string& path) override {
+    std::lock_guard<std::mutex> l(mu);
+    ++gets[path];
+    auto it = objects.find(path);
+    if (it == objects.end()) return absl::NotFoundError(path + " not found");
+    return it->second;
+  }
+  absl::StatusOr<json> List(const std::string&, const kube::ListOptions&) override {
+    return absl::UnimplementedError("List");
+  }
+  absl::StatusOr<json> Create(const std::string&, const json&) override {
+    return absl::UnimplementedError("Create");
+  }
+  absl::StatusOr<json> Update(const std::string&, const json&) override {
+    return absl::UnimplementedError("Update");
+  }
+  absl::StatusOr<json> MergePatch(const std::string&, const json&) override {
+    return absl::UnimplementedError("MergePatch");
+  }
+  absl::StatusOr<json> Apply(const std::string&, const json&, const std::string&, bool) override {
+    return absl::UnimplementedError("Apply");
+  }
+  absl::Status Delete(const std::string&) override { return absl::UnimplementedError("Delete"); }
+  absl::Status DeleteCollection(const std::string&, const kube::ListOptions&) override {
+    return absl::UnimplementedError("DeleteCollection");
+  }
+  absl::Status Watch(const std::string&, const kube::ListOptions&,
+                     const std::function<bool(const kube::WatchEvent&)>&,
+                     const std::atomic<bool>&) override {
+    return absl::UnimplementedError("Watch");
+  }
+};
+
+}  // namespace knd::dra::fakes

@@ -1,0 +1,344 @@
+#include "dra/preparer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "config/network_config.h"
+#include "state/cdi.h"
+
+namespace knd::dra {
+namespace {
+
+using nlohmann::json;
+
+// Non-throwing accessors: the API hands us arbitrary JSON and a missing or mistyped field
+// must become an error message, never an exception or an assert.
+const json* Field(const json& j, const char* key) {
+  if (!j.is_object()) return nullptr;
+  auto it = j.find(key);
+  return it == j.end() ? nullptr : &*it;
+}
+
+std::string Str(const json& j, const char* key) {
+  const json* f = Field(j, key);
+  return f != nullptr && f->is_string() ? f->get<std::string>() : std::string();
+}
+
+const json& Arr(const json& j, const char* key) {
+  static const json kEmpty = json::array();
+  const json* f = Field(j, key);
+  return f != nullptr && f->is_array() ? *f : kEmpty;
+}
+
+std::string Quote(const std::string& s) { return absl::StrCat("\"", s, "\""); }
+
+}  // namespace
+
+std::string BaseRequestName(const std::string& request) {
+  auto slash = request.find('/');
+  return slash == std::string::npos ? request : request.substr(0, slash);
+}
+
+Preparer::Preparer(kube::Client& kube, state::PlanStore& plans, Resolver resolver, Options opts)
+    : kube_(kube), plans_(plans), resolver_(std::move(resolver)), opts_(std::move(opts)) {}
+
+// RAII holder of the per-claim mutex; the map entry goes away with its last user.
+class Preparer::ClaimLock {
+ public:
+  ClaimLock(Preparer& p, const std::string& uid) : p_(p), uid_(uid), mu_(p.LockFor(uid)) {
+    mu_->lock();
+  }
+  ~ClaimLock() {
+    mu_->unlock();
+    p_.ReleaseLock(uid_);
+  }
+  ClaimLock(const ClaimLock&) = delete;
+  ClaimLock& operator=(const ClaimLock&) = delete;
+
+ private:
+  Preparer& p_;
+  std::string uid_;
+  std::shared_ptr<std::mutex> mu_;
+};
+
+std::shared_ptr<std::mutex> Preparer::LockFor(const std::string& uid) {
+  std::lock_guard<std::mutex> l(locks_mu_);
+  LockEntry& e = locks_[uid];
+  if (!e.mu) e.mu = std::make_shared<std::mutex>();
+  ++e.users;
+  return e.mu;
+}
+
+void Preparer::ReleaseLock(const std::string& uid) {
+  std::lock_guard<std::mutex> l(locks_mu_);
+  auto it = locks_.find(uid);
+  if (it != locks_.end() && --it->second.users == 0) locks_.erase(it);
+}
+
+std::vector<PreparedDevice> Preparer::Answer(const state::ClaimPlan& plan) const {
+  std::vector<PreparedDevice> out;
+  out.reserve(plan.devices.size());
+  for (const auto& d : plan.devices) {
+    // The plan keeps claim-level CDI ids (one CDI device per claim carries all container
+    // edits); every device of the claim hands them out so any container that references
+    // any request of the claim gets them.
+    out.push_back(PreparedDevice{{d.request}, d.pool, d.device, plan.cdi_device_ids});
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<PreparedDevice>> Preparer::Prepare(const ClaimRef& claim) {
+  const std::string where = absl::StrCat("claim ", claim.namespace_, "/", claim.name);
+  if (claim.uid.empty() || claim.namespace_.empty() || claim.name.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": the kubelet request lacks namespace, name or uid"));
+  }
+  ClaimLock lock(*this, claim.uid);
+
+  // Retry of a claim we already prepared: answer from the plan, touch nothing.
+  absl::StatusOr<state::ClaimPlan> existing = plans_.Get(claim.uid);
+  if (existing.ok()) {
+    if (existing->claim_namespace != claim.namespace_ || existing->claim_name != claim.name) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, ": uid ", claim.uid, " is already prepared as claim ",
+                       existing->claim_namespace, "/", existing->claim_name));
+    }
+    SPDLOG_DEBUG("{}: already prepared, answering from the plan", where);
+    return Answer(*existing);
+  }
+  if (!absl::IsNotFound(existing.status())) {
+    return Annotate(existing.status(), absl::StrCat(where, ": reading the plan"));
+  }
+
+  ASSIGN_OR_RETURN(state::ClaimPlan plan, BuildPlan(claim));
+  RETURN_IF_ERROR(Annotate(plans_.Put(plan), absl::StrCat(where, ": persisting the plan")));
+  spdlog::info("{} (uid {}): prepared {} device(s)", where, claim.uid, plan.devices.size());
+  return Answer(plan);
+}
+
+absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
+  const std::string where = absl::StrCat("claim ", claim.namespace_, "/", claim.name);
+  const std::string path = absl::StrCat("/apis/resource.k8s.io/v1/namespaces/", claim.namespace_,
+                                        "/resourceclaims/", claim.name);
+  absl::StatusOr<json> got = kube_.Get(path);
+  if (!got.ok()) return Annotate(got.status(), absl::StrCat(where, ": reading the claim"));
+  const json& obj = *got;
+
+  const json* meta = Field(obj, "metadata");
+  const std::string api_uid = meta ? Str(*meta, "uid") : std::string();
+  if (api_uid != claim.uid) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, ": UID mismatch: kubelet asked for ", claim.uid, ", API has ",
+                     api_uid.empty() ? "none" : api_uid, " (claim was replaced)"));
+  }
+  const json* status = Field(obj, "status");
+  const json* alloc = status ? Field(*status, "allocation") : nullptr;
+  if (alloc == nullptr || !alloc->is_object()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, ": status.allocation is missing (the claim is not allocated)"));
+  }
+
+  // Consumers: pods only (a pod is what the NRI side attaches to).
+  state::ClaimPlan plan;
+  plan.claim_uid = claim.uid;
+  plan.claim_namespace = claim.namespace_;
+  plan.claim_name = claim.name;
+  const json& reserved = Arr(*status, "reservedFor");
+  for (size_t i = 0; i < reserved.size(); ++i) {
+    const json& r = reserved[i];
+    const std::string resource = Str(r, "resource");
+    const std::string group = Str(r, "apiGroup");
+    if (resource != "pods" || !group.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": status.reservedFor[", i, "] is ", group.empty() ? "" : group + "/",
+                       resource.empty() ? "(no resource)" : resource, " ", Quote(Str(r, "name")),
+                       ": knd only serves claims reserved for pods"));
+    }
+    plan.pods.push_back(state::PodRef{Str(r, "uid"), claim.namespace_, Str(r, "name")});
+  }
+  if (plan.pods.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, ": status.reservedFor has no pod (the claim is not reserved)"));
+  }
+  for (const state::PodRef& pod : plan.pods) {
+    const std::string pod_where =
+        absl::StrCat(where, ": reserved pod ", pod.namespace_, "/", pod.name);
+    absl::StatusOr<json> p =
+        kube_.Get(absl::StrCat("/api/v1/namespaces/", pod.namespace_, "/pods/", pod.name));
+    if (!p.ok()) return Annotate(p.status(), pod_where);
+    const json* meta = Field(*p, "metadata");
+    const std::string pod_uid = meta ? Str(*meta, "uid") : "";
+    if (pod_uid != pod.uid) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(pod_where, ": UID mismatch: reservedFor has ", pod.uid, ", API has ",
+                       pod_uid.empty() ? "none" : pod_uid, " (pod was replaced)"));
+    }
+    const json* spec = Field(*p, "spec");
+    const json* host_net = spec ? Field(*spec, "hostNetwork") : nullptr;
+    if (host_net != nullptr && host_net->is_boolean() && host_net->get<bool>()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(pod_where,
+                       ": spec.hostNetwork is true: a host-network pod has no network namespace "
+                       "of its own to move a device into"));
+    }
+  }
+
+  // Opaque config for this driver, in allocation order (class entries before claim entries is
+  // config::Resolve's job).
+  const json* devices = Field(*alloc, "devices");
+  const json& results = devices ? Arr(*devices, "results") : Arr(json(), "");
+  const json& configs = devices ? Arr(*devices, "config") : Arr(json(), "");
+  struct RawEntry {
+    config::Entry entry;
+    std::set<std::string> requests;
+  };
+  std::vector<RawEntry> entries;
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const json& c = configs[i];
+    const json* opaque = Field(c, "opaque");
+    if (opaque == nullptr || Str(*opaque, "driver") != opts_.driver_name) continue;
+    const std::string field = absl::StrCat("status.allocation.devices.config[", i, "]");
+    const std::string source = Str(c, "source");
+    RawEntry e;
+    if (source == "FromClass") {
+      e.entry.source = config::Source::kClass;
+    } else if (source == "FromClaim") {
+      e.entry.source = config::Source::kClaim;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", field, ".source is ",
+                                                     Quote(source),
+                                                     ", want \"FromClass\" or \"FromClaim\""));
+    }
+    for (const json& r : Arr(c, "requests")) {
+      if (!r.is_string()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": ", field, ".requests holds a non-string entry"));
+      }
+      e.requests.insert(r.get<std::string>());
+    }
+    const json* params = Field(*opaque, "parameters");
+    e.entry.parameters = params ? *params : json();
+    entries.push_back(std::move(e));
+  }
+
+  std::map<std::string, std::string> pod_ifnames;  // in-pod name -> device, to catch clashes
+  for (size_t i = 0; i < results.size(); ++i) {
+    const json& r = results[i];
+    if (Str(r, "driver") != opts_.driver_name) continue;  // another driver's device
+    const std::string field = absl::StrCat("status.allocation.devices.results[", i, "]");
+    const std::string request = Str(r, "request");
+    const std::string base = BaseRequestName(request);
+    const std::string req_where = absl::StrCat(where, " request ", Quote(base));
+    const std::string pool = Str(r, "pool");
+    const std::string device = Str(r, "device");
+    if (request.empty() || device.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": ", field, " lacks request or device"));
+    }
+    if (pool != opts_.node_name) {
+      return absl::InvalidArgumentError(absl::StrCat(req_where, ": ", field, ".pool is ",
+                                                     Quote(pool), ", not this node's pool ",
+                                                     Quote(opts_.node_name)));
+    }
+    std::optional<inventory::Device> dev = resolver_(device);
+    if (!dev) {
+      return absl::NotFoundError(absl::StrCat(req_where, ": device ", Quote(device), " (", field,
+                                              ".device) is not on node ", opts_.node_name));
+    }
+
+    // Entries that name this request (full "<main>/<sub>" or its base) or all requests; they
+    // are handed to Resolve as "applies to this device".
+    std::vector<config::Entry> applicable;
+    for (const RawEntry& e : entries) {
+      if (e.requests.empty() || e.requests.count(request) || e.requests.count(base)) {
+        config::Entry copy = e.entry;
+        copy.requests.clear();
+        applicable.push_back(std::move(copy));
+      }
+    }
+    ASSIGN_OR_RETURN(
+        config::NetworkConfig cfg,
+        config::Resolve(applicable, config::Context{claim.namespace_, claim.name, base}));
+    const std::string pod_ifname = cfg.interface.name.value_or(dev->ifname);
+    auto [it, fresh] = pod_ifnames.emplace(pod_ifname, device);
+    if (!fresh) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          req_where, ": interface name ", Quote(pod_ifname), " of device ", Quote(device),
+          " is also used by device ", Quote(it->second), " of the same claim"));
+    }
+
+    state::DevicePlan d;
+    d.request = base;
+    d.pool = pool;
+    d.device = device;
+    d.identity =
+        state::DeviceIdentity{dev->pci_address, dev->perm_mac, dev->mac, dev->ifindex, dev->ifname};
+    // A cni section (NAD or inline conflist) is kept in the plan as is; the attach path that
+    // runs CNI plugins reads it from there.
+    d.config = config::ToJson(cfg);
+    d.state = state::DeviceState::kPrepared;
+    plan.devices.push_back(std::move(d));
+  }
+  if (plan.devices.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        where, ": status.allocation.devices.results has no device of driver ", opts_.driver_name));
+  }
+  // Plain netdevs need no container edits, so no CDI spec and no CDI ids. RDMA devices will
+  // need /dev/infiniband nodes through a claim spec (state::WriteClaimSpec, kCdiKind); not yet.
+  plan.prepared_at_unix = static_cast<int64_t>(std::time(nullptr));
+  return plan;
+}
+
+absl::Status Preparer::Unprepare(const ClaimRef& claim) {
+  const std::string where = absl::StrCat("claim ", claim.namespace_, "/", claim.name);
+  if (claim.uid.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": the kubelet request lacks a uid"));
+  }
+  ClaimLock lock(*this, claim.uid);
+  absl::StatusOr<state::ClaimPlan> plan = plans_.Get(claim.uid);
+  if (absl::IsNotFound(plan.status())) return absl::OkStatus();  // never prepared / done
+  if (!plan.ok()) return Annotate(plan.status(), absl::StrCat(where, ": reading the plan"));
+  if (opts_.on_unprepare) {
+    RETURN_IF_ERROR(Annotate(opts_.on_unprepare(*plan), absl::StrCat(where, ": releasing")));
+  }
+  if (!opts_.cdi_dir.empty()) {
+    RETURN_IF_ERROR(Annotate(state::RemoveClaimSpec(opts_.cdi_dir, kCdiKind, claim.uid),
+                             absl::StrCat(where, ": removing the CDI spec")));
+  }
+  RETURN_IF_ERROR(Annotate(plans_.Delete(claim.uid), absl::StrCat(where, ": deleting the plan")));
+  spdlog::info("{} (uid {}): unprepared", where, claim.uid);
+  return absl::OkStatus();
+}
+
+std::map<std::string, Preparer::Result> Preparer::PrepareBatch(
+    const std::vector<ClaimRef>& claims) {
+  std::map<std::string, Result> out;
+  for (const ClaimRef& c : claims) {
+    absl::StatusOr<std::vector<PreparedDevice>> r = Prepare(c);
+    Result& res = out[c.uid];
+    if (r.ok()) {
+      res.devices = std::move(*r);
+    } else {
+      res.error = std::string(r.status().message());
+      spdlog::warn("prepare failed: {}", res.error);
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> Preparer::UnprepareBatch(const std::vector<ClaimRef>& claims) {
+  std::map<std::string, std::string> out;
+  for (const ClaimRef& c : claims) {
+    absl::Status st = Unprepare(c);
+    out[c.uid] = st.ok() ? std::string() : std::string(st.message());
+    if (!st.ok()) spdlog::warn("unprepare failed: {}", std::string(st.message()));
+  }
+  return out;
+}
+
+}  // namespace knd::dra

@@ -1,0 +1,114 @@
+// The DRA Prepare/Unprepare logic, independent of gRPC: turns a claim the kubelet names
+// ({namespace, uid, name}) into a persisted attach plan (state::ClaimPlan) for the NRI side,
+// and undoes it.
+//
+// Hook contract (what the kubelet expects, docs/wire-facts.md §1.3):
+//  - Prepare runs before the pod sandbox exists; the plan is on disk BEFORE it answers, so a
+//    driver restart between Prepare and RunPodSandbox loses nothing.
+//  - Both calls are idempotent: the kubelet retries. A second Prepare of a claim whose plan
+//    exists returns the same devices without reading the API or allocating anything again;
+//    Unprepare of an unknown claim is success.
+//  - A refused claim changes nothing (no plan, no CDI spec) and the error names the claim,
+//    the request and the field at fault.
+//  - One claim is never prepared and unprepared at the same time; different claims run in
+//    parallel (the gRPC server calls in from several threads).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "inventory/device.h"
+#include "kube/client.h"
+#include "state/plan.h"
+#include "state/plan_store.h"
+
+namespace knd::dra {
+
+// CDI kind of the specs knd writes (one spec per claim, state/cdi.h).
+inline constexpr char kCdiKind[] = "knd.k8s.cni.cncf.io/net";
+
+// The claim as the kubelet names it.
+struct ClaimRef {
+  std::string namespace_;
+  std::string uid;
+  std::string name;
+};
+
+// One prepared device, as returned to the kubelet.
+struct PreparedDevice {
+  std::vector<std::string> request_names;  // base request names (no "/<sub>")
+  std::string pool;
+  std::string device;
+  std::vector<std::string> cdi_ids;
+  bool operator==(const PreparedDevice&) const = default;
+};
+
+class Preparer {
+ public:
+  // Finds a device of the latest inventory scan by its DRA device name.
+  using Resolver = std::function<std::optional<inventory::Device>(const std::string&)>;
+  // Called by Unprepare with the plan before it is deleted (the NRI side detaches a device
+  // that is still attached). An error aborts the Unprepare; the kubelet retries.
+  using UnprepareHook = std::function<absl::Status(const state::ClaimPlan&)>;
+
+  struct Options {
+    std::string driver_name;
+    std::string node_name;  // also the pool name
+    std::string cdi_dir;    // runtime's dynamic CDI dir; empty = no CDI specs at all
+    UnprepareHook on_unprepare;
+  };
+
+  Preparer(kube::Client& kube, state::PlanStore& plans, Resolver resolver, Options opts);
+
+  // Prepares one claim. Errors are per claim (InvalidArgument/FailedPrecondition for a claim
+  // we refuse, NotFound/Unavailable for API or inventory trouble); the message is meant for
+  // `kubectl describe pod` and names claim, request and field.
+  absl::StatusOr<std::vector<PreparedDevice>> Prepare(const ClaimRef& claim);
+
+  // Releases one claim: hook, CDI spec, plan. Absent plan = success.
+  absl::Status Unprepare(const ClaimRef& claim);
+
+  // Answers every claim of a batch, keyed by UID; the value is an error message or the devices.
+  struct Result {
+    std::vector<PreparedDevice> devices;
+    std::string error;  // non-empty = failed
+  };
+  std::map<std::string, Result> PrepareBatch(const std::vector<ClaimRef>& claims);
+  std::map<std::string, std::string> UnprepareBatch(const std::vector<ClaimRef>& claims);
+
+  const Options& options() const { return opts_; }
+
+ private:
+  // Serializes work on one claim UID; other UIDs proceed in parallel.
+  class ClaimLock;
+  std::shared_ptr<std::mutex> LockFor(const std::string& uid);
+  void ReleaseLock(const std::string& uid);
+
+  absl::StatusOr<state::ClaimPlan> BuildPlan(const ClaimRef& claim);
+  std::vector<PreparedDevice> Answer(const state::ClaimPlan& plan) const;
+
+  kube::Client& kube_;
+  state::PlanStore& plans_;
+  Resolver resolver_;
+  Options opts_;
+
+  std::mutex locks_mu_;
+  struct LockEntry {
+    std::shared_ptr<std::mutex> mu;
+    int users = 0;
+  };
+  std::map<std::string, LockEntry> locks_ ABSL_GUARDED_BY(locks_mu_);
+};
+
+// "<main>/<sub>" -> "<main>"; a name without '/' is returned unchanged.
+std::string BaseRequestName(const std::string& request);
+
+}  // namespace knd::dra

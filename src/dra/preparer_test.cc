@@ -1,0 +1,456 @@
+// Unit tests of the Prepare/Unprepare logic with a fake API (canned objects), a real PlanStore in
+// a temp dir and a fake inventory.
+#include "dra/preparer.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <future>
+#include <map>
+#include <thread>
+
+#include "dra/fake_kube.h"
+#include "state/cdi.h"
+
+namespace knd::dra {
+namespace {
+
+using nlohmann::json;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr char kDriver[] = "knd.k8s.cni.cncf.io";
+constexpr char kNode[] = "node1";
+constexpr char kCfgVersion[] = "knd.k8s.cni.cncf.io/v1alpha1";
+
+std::string ClaimPath(const std::string& ns, const std::string& name) {
+  return "/apis/resource.k8s.io/v1/namespaces/" + ns + "/resourceclaims/" + name;
+}
+std::string PodPath(const std::string& ns, const std::string& name) {
+  return "/api/v1/namespaces/" + ns + "/pods/" + name;
+}
+
+json NetCfg(json fields) {
+  json j = {{"apiVersion", kCfgVersion}, {"kind", "NetworkConfig"}};
+  j.update(fields);
+  return j;
+}
+
+class PreparerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/dra-preparer-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    store_ = std::make_unique<state::PlanStore>(dir_ + "/plans");
+
+    inventory::Device eth1;
+    eth1.name = "eth1";
+    eth1.ifname = "eth1";
+    eth1.ifindex = 7;
+    eth1.mac = "02:11:22:33:44:55";
+    eth1.perm_mac = "02:11:22:33:44:00";
+    eth1.pci_address = "0000:03:00.1";
+    devices_["eth1"] = eth1;
+    inventory::Device eth2 = eth1;
+    eth2.name = eth2.ifname = "eth2";
+    eth2.ifindex = 8;
+    eth2.pci_address = "0000:03:00.2";
+    devices_["eth2"] = eth2;
+
+    Preparer::Options opts;
+    opts.driver_name = kDriver;
+    opts.node_name = kNode;
+    opts.cdi_dir = dir_ + "/cdi";
+    opts.on_unprepare = [this](const state::ClaimPlan& p) {
+      unprepared_.push_back(p.claim_uid);
+      return hook_status_;
+    };
+    preparer_ = std::make_unique<Preparer>(
+        kube_, *store_,
+        [this](const std::string& name) -> std::optional<inventory::Device> {
+          ++resolves_;
+          auto it = devices_.find(name);
+          if (it == devices_.end()) return std::nullopt;
+          return it->second;
+        },
+        opts);
+
+    // The default fixture: pod team-a/pod-a with claim team-a/claim-a, one device of ours
+    // (request "nic/fast", a firstAvailable sub-request) and one of another driver.
+    pod_ = {{"apiVersion", "v1"},
+            {"kind", "Pod"},
+            {"metadata", {{"namespace", "team-a"}, {"name", "pod-a"}, {"uid", "pod-uid-1"}}},
+            {"spec", {{"containers", json::array()}}}};
+    claim_ = {
+        {"apiVersion", "resource.k8s.io/v1"},
+        {"kind", "ResourceClaim"},
+        {"metadata", {{"namespace", "team-a"}, {"name", "claim-a"}, {"uid", "claim-uid-1"}}},
+        {"status",
+         {{"allocation",
+           {{"devices",
+             {{"results",
+               {{{"request", "nic/fast"}, {"driver", kDriver}, {"pool", kNode}, {"device", "eth1"}},
+                {{"request", "gpu"},
+                 {"driver", "gpu.example.com"},
+                 {"pool", kNode},
+                 {"device", "gpu-0"}}}},
+              {"config",
+               {{{"source", "FromClass"},
+                 {"requests", json::array()},
+                 {"opaque",
+                  {{"driver", kDriver}, {"parameters", NetCfg({{"interface", {{"mtu", 9000}}}})}}}},
+                {{"source", "FromClaim"},
+                 {"requests", {"nic"}},
+                 {"opaque",
+                  {{"driver", kDriver},
+                   {"parameters",
+                    NetCfg(
+                        {{"interface", {{"name", "net-a"}, {"addresses", {"192.0.2.10/24"}}}}})}}}},
+                // Another driver's config: would be refused by our strict decoder if taken.
+                {{"source", "FromClaim"},
+                 {"requests", json::array()},
+                 {"opaque", {{"driver", "gpu.example.com"}, {"parameters", {{"sm", 3}}}}}}}}}}}},
+          {"reservedFor", {{{"resource", "pods"}, {"name", "pod-a"}, {"uid", "pod-uid-1"}}}}}}};
+  }
+
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void Publish() {
+    kube_.objects[ClaimPath("team-a", "claim-a")] = claim_;
+    kube_.objects[PodPath("team-a", "pod-a")] = pod_;
+  }
+
+  // Replaces the claim-level config of our driver with one FromClaim entry.
+  void SetClaimConfig(const json& params, const std::string& source = "FromClaim") {
+    json& cfg = claim_["status"]["allocation"]["devices"]["config"];
+    cfg = json::array({{{"source", source},
+                        {"requests", json::array()},
+                        {"opaque", {{"driver", kDriver}, {"parameters", params}}}}});
+  }
+
+  ClaimRef Ref() const { return ClaimRef{"team-a", "claim-uid-1", "claim-a"}; }
+
+  std::string dir_;
+  fakes::FakeKube kube_;
+  std::unique_ptr<state::PlanStore> store_;
+  std::map<std::string, inventory::Device> devices_;
+  std::unique_ptr<Preparer> preparer_;
+  std::vector<std::string> unprepared_;
+  absl::Status hook_status_;
+  int resolves_ = 0;
+  json pod_, claim_;
+};
+
+TEST_F(PreparerTest, GoodClaimPersistsPlanWithIdentityConfigAndBaseRequestName) {
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  // Only our device, under the base request name the containers reference.
+  ASSERT_EQ(res->size(), 1u);
+  EXPECT_THAT((*res)[0].request_names, ElementsAre("nic"));
+  EXPECT_EQ((*res)[0].pool, kNode);
+  EXPECT_EQ((*res)[0].device, "eth1");
+  EXPECT_THAT((*res)[0].cdi_ids, IsEmpty());  // plain netdev: no container edits
+
+  auto plan = store_->Get("claim-uid-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->claim_namespace, "team-a");
+  EXPECT_EQ(plan->claim_name, "claim-a");
+  ASSERT_EQ(plan->pods.size(), 1u);
+  EXPECT_EQ(plan->pods[0].uid, "pod-uid-1");
+  EXPECT_EQ(plan->pods[0].name, "pod-a");
+  ASSERT_EQ(plan->devices.size(), 1u);
+  const state::DevicePlan& d = plan->devices[0];
+  EXPECT_EQ(d.request, "nic");
+  EXPECT_EQ(d.device, "eth1");
+  EXPECT_EQ(d.pool, kNode);
+  EXPECT_EQ(d.state, state::DeviceState::kPrepared);
+  EXPECT_EQ(d.identity.pci_address, "0000:03:00.1");
+  EXPECT_EQ(d.identity.perm_mac, "02:11:22:33:44:00");
+  EXPECT_EQ(d.identity.mac, "02:11:22:33:44:55");
+  EXPECT_EQ(d.identity.ifindex, 7);
+  EXPECT_EQ(d.identity.ifname, "eth1");
+  // Class config (mtu) merged under claim config (name, addresses).
+  EXPECT_EQ(d.config["interface"]["name"], "net-a");
+  EXPECT_EQ(d.config["interface"]["mtu"], 9000);
+  EXPECT_EQ(d.config["interface"]["addresses"], json({"192.0.2.10/24"}));
+}
+
+TEST_F(PreparerTest, RepeatedPrepareReturnsSameAnswerWithoutRereading) {
+  Publish();
+  auto first = preparer_->Prepare(Ref());
+  ASSERT_TRUE(first.ok()) << first.status();
+  const int gets = kube_.gets[ClaimPath("team-a", "claim-a")];
+  const int resolves = resolves_;
+  // Even if the device vanished from the inventory meanwhile, the retry answers from the plan.
+  devices_.clear();
+  auto second = preparer_->Prepare(Ref());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(*first, *second);
+  EXPECT_EQ(kube_.gets[ClaimPath("team-a", "claim-a")], gets);
+  EXPECT_EQ(resolves_, resolves);
+  EXPECT_EQ(store_->List().size(), 1u);
+}
+
+TEST_F(PreparerTest, TwoDevicesOfOneRequestBothAnswered) {
+  claim_["status"]["allocation"]["devices"]["results"].push_back(
+      {{"request", "nic/fast"}, {"driver", kDriver}, {"pool", kNode}, {"device", "eth2"}});
+  SetClaimConfig(NetCfg({{"interface", {{"mtu", 1400}}}}));
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  ASSERT_EQ(res->size(), 2u);
+  EXPECT_EQ((*res)[1].device, "eth2");
+  EXPECT_THAT((*res)[1].request_names, ElementsAre("nic"));
+}
+
+struct BadCase {
+  std::string name;
+  std::function<void(json& claim, json& pod, ClaimRef& ref)> mutate;
+  std::vector<std::string> expect;  // substrings of the error
+};
+
+class PreparerBadInputTest : public PreparerTest, public ::testing::WithParamInterface<BadCase> {};
+
+TEST_P(PreparerBadInputTest, RefusedNamingTheProblemAndWritingNothing) {
+  ClaimRef ref = Ref();
+  GetParam().mutate(claim_, pod_, ref);
+  Publish();
+  auto res = preparer_->Prepare(ref);
+  ASSERT_FALSE(res.ok()) << "accepted: " << GetParam().name;
+  const std::string msg(res.status().message());
+  RecordProperty("error", msg);  // readable in --gtest_output=xml
+  EXPECT_THAT(msg, HasSubstr("claim-a")) << "error must name the claim";
+  for (const std::string& e : GetParam().expect) EXPECT_THAT(msg, HasSubstr(e));
+  EXPECT_THAT(store_->List(), IsEmpty()) << "a refused claim must not leave a plan";
+}
+
+void SetCfg(json& claim, const json& params) {
+  claim["status"]["allocation"]["devices"]["config"] =
+      json::array({{{"source", "FromClaim"},
+                    {"requests", json::array()},
+                    {"opaque", {{"driver", kDriver}, {"parameters", params}}}}});
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, PreparerBadInputTest,
+    ::testing::Values(
+        BadCase{"UidMismatch",
+                [](json&, json&, ClaimRef& r) { r.uid = "stale-uid"; },
+                {"UID mismatch", "stale-uid", "claim-uid-1", "replaced"}},
+        BadCase{"NoAllocation",
+                [](json& c, json&, ClaimRef&) { c["status"].erase("allocation"); },
+                {"status.allocation"}},
+        BadCase{"NotReserved",
+                [](json& c, json&, ClaimRef&) { c["status"].erase("reservedFor"); },
+                {"reservedFor", "not reserved"}},
+        BadCase{
+            "ReservedForNonPod",
+            [](json& c, json&, ClaimRef&) {
+              c["status"]["reservedFor"].push_back(
+                  {{"apiGroup", "apps"}, {"resource", "deployments"}, {"name", "d"}, {"uid", "x"}});
+            },
+            {"reservedFor[1]", "deployments"}},
+        BadCase{"HostNetworkPod",
+                [](json&, json& p, ClaimRef&) { p["spec"]["hostNetwork"] = true; },
+                {"hostNetwork", "pod-a"}},
+        BadCase{"ReservedPodReplaced",
+                [](json&, json& p, ClaimRef&) { p["metadata"]["uid"] = "other"; },
+                {"pod-a", "UID mismatch"}},
+        BadCase{"DeviceNotOnNode",
+                [](json& c, json&, ClaimRef&) {
+                  c["status"]["allocation"]["devices"]["results"][0]["device"] = "eth9";
+                },
+                {"eth9", "request \"nic\"", "results[0].device"}},
+        BadCase{"PoolOfAnotherNode",
+                [](json& c, json&, ClaimRef&) {
+                  c["status"]["allocation"]["devices"]["results"][0]["pool"] = "node2";
+                },
+                {"results[0].pool", "node2"}},
+        BadCase{"LongInterfaceName",
+                [](json& c, json&, ClaimRef&) {
+                  SetCfg(c, NetCfg({{"interface", {{"name", "averyveryverylongname"}}}}));
+                },
+                {"interface.name"}},
+        BadCase{"ReservedInterfaceName",
+                [](json& c, json&, ClaimRef&) {
+                  SetCfg(c, NetCfg({{"interface", {{"name", "lo"}}}}));
+                },
+                {"interface.name"}},
+        BadCase{"BadCidr",
+                [](json& c, json&, ClaimRef&) {
+                  SetCfg(c, NetCfg({{"interface", {{"addresses", {"192.0.2.300/24"}}}}}));
+                },
+                {"interface.addresses"}},
+        BadCase{"WrongFamilyGateway",
+                [](json& c, json&, ClaimRef&) {
+                  SetCfg(c, NetCfg({{"interface", {{"addresses", {"192.0.2.10/24"}}}},
+                                    {"routes",
+                                     {{{"destination", "198.51.100.0/24"},
+                                       {"gateway", "2001:db8::1"}}}}}));
+                },
+                {"gateway"}},
+        BadCase{"MtuOutOfRange",
+                [](json& c, json&, ClaimRef&) {
+                  SetCfg(c, NetCfg({{"interface", {{"mtu", 50}}}}));
+                },
+                {"interface.mtu"}},
+        BadCase{"UnknownField",
+                [](json& c, json&, ClaimRef&) {
+                  SetCfg(c, NetCfg({{"interface", {{"mtuu", 1500}}}}));
+                },
+                {"mtuu"}},
+        BadCase{"WrongType",
+                [](json& c, json&, ClaimRef&) {
+                  SetCfg(c, NetCfg({{"interface", {{"mtu", "9000"}}}}));
+                },
+                {"interface.mtu"}},
+        BadCase{"NadOfAnotherNamespaceFromClaim",
+                [](json& c, json&, ClaimRef&) {
+                  SetCfg(c, NetCfg({{"cni",
+                                     {{"networkAttachment",
+                                       {{"namespace", "other"}, {"name", "storage"}}}}}}));
+                },
+                {"namespace"}},
+        BadCase{"BadConfigSource",
+                [](json& c, json&, ClaimRef&) {
+                  c["status"]["allocation"]["devices"]["config"][0]["source"] = "FromElsewhere";
+                },
+                {"config[0].source", "FromElsewhere"}},
+        BadCase{"NoDeviceOfOurs",
+                [](json& c, json&, ClaimRef&) {
+                  c["status"]["allocation"]["devices"]["results"].erase(0);
+                },
+                {"no device of driver"}}),
+    [](const ::testing::TestParamInfo<BadCase>& i) { return i.param.name; });
+
+TEST_F(PreparerTest, ClaimNotFoundIsAnErrorAndNoPlan) {
+  kube_.objects[PodPath("team-a", "pod-a")] = pod_;
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_TRUE(absl::IsNotFound(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("claim team-a/claim-a"));
+  EXPECT_THAT(store_->List(), IsEmpty());
+}
+
+TEST_F(PreparerTest, NadOfAnotherNamespaceFromClassIsAllowed) {
+  SetClaimConfig(
+      NetCfg({{"cni", {{"networkAttachment", {{"namespace", "other"}, {"name", "storage"}}}}}}),
+      "FromClass");
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  auto plan = store_->Get("claim-uid-1");
+  ASSERT_TRUE(plan.ok());
+  // Kept in the plan for the CNI attach path.
+  EXPECT_EQ(plan->devices[0].config["cni"]["networkAttachment"]["namespace"], "other");
+}
+
+TEST_F(PreparerTest, UnprepareCallsHookRemovesPlanAndIsRepeatable) {
+  Publish();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  ASSERT_TRUE(preparer_->Unprepare(Ref()).ok());
+  EXPECT_THAT(unprepared_, ElementsAre("claim-uid-1"));
+  EXPECT_THAT(store_->List(), IsEmpty());
+  // Again: nothing to do, still success, hook not called for a plan that is gone.
+  ASSERT_TRUE(preparer_->Unprepare(Ref()).ok());
+  EXPECT_THAT(unprepared_, ElementsAre("claim-uid-1"));
+}
+
+TEST_F(PreparerTest, UnprepareRemovesTheClaimsCdiSpec) {
+  Publish();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  auto ids = state::WriteClaimSpec(dir_ + "/cdi", kCdiKind, "claim-uid-1",
+                                   {state::CdiDevice{"rdma", {{"env", {"A=1"}}}}});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  auto files = [&] {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir_ + "/cdi"))
+      n += e.is_regular_file();
+    return n;
+  };
+  ASSERT_EQ(files(), 1);
+  ASSERT_TRUE(preparer_->Unprepare(Ref()).ok());
+  EXPECT_EQ(files(), 0);
+}
+
+// While Unprepare of a claim is in its hook, a Prepare of the same claim waits for it (and then
+// prepares afresh), but a Prepare of another claim goes ahead.
+TEST_F(PreparerTest, SameClaimSerializedOtherClaimsInParallel) {
+  Publish();
+  json other = claim_;
+  other["metadata"]["name"] = "claim-b";
+  other["metadata"]["uid"] = "claim-uid-2";
+  kube_.objects[ClaimPath("team-a", "claim-b")] = other;
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  const int gets_before = kube_.gets[ClaimPath("team-a", "claim-a")];
+
+  std::promise<void> in_hook;
+  std::promise<bool> other_done;
+  std::shared_future<bool> other_done_f = other_done.get_future().share();
+  std::atomic<bool> other_finished_inside_hook{false};
+  preparer_ = std::make_unique<Preparer>(
+      kube_, *store_,
+      [this](const std::string& n) -> std::optional<inventory::Device> { return devices_[n]; },
+      Preparer::Options{kDriver, kNode, "", [&](const state::ClaimPlan&) {
+                          in_hook.set_value();
+                          // Another claim must complete while this claim is busy.
+                          other_finished_inside_hook =
+                              other_done_f.wait_for(std::chrono::seconds(20)) ==
+                              std::future_status::ready;
+                          // Give the same-claim Prepare every chance to run early if unserialized.
+                          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                          return absl::OkStatus();
+                        }});
+  std::thread un([&] { EXPECT_TRUE(preparer_->Unprepare(Ref()).ok()); });
+  in_hook.get_future().wait();
+  std::thread same([&] { EXPECT_TRUE(preparer_->Prepare(Ref()).ok()); });
+  auto b = preparer_->Prepare(ClaimRef{"team-a", "claim-uid-2", "claim-b"});
+  other_done.set_value(b.ok());
+  un.join();
+  same.join();
+  EXPECT_TRUE(other_finished_inside_hook);
+  // The same-claim Prepare ran after Unprepare deleted the plan: it read the API again and
+  // the plan exists at the end.
+  EXPECT_GT(kube_.gets[ClaimPath("team-a", "claim-a")], gets_before);
+  EXPECT_TRUE(store_->Get("claim-uid-1").ok());
+}
+
+TEST_F(PreparerTest, UnprepareHookFailureKeepsPlanForRetry) {
+  Publish();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  hook_status_ = absl::UnavailableError("device still busy");
+  absl::Status st = preparer_->Unprepare(Ref());
+  EXPECT_FALSE(st.ok());
+  EXPECT_THAT(std::string(st.message()), HasSubstr("device still busy"));
+  EXPECT_EQ(store_->List().size(), 1u);
+  hook_status_ = absl::OkStatus();
+  EXPECT_TRUE(preparer_->Unprepare(Ref()).ok());
+  EXPECT_THAT(store_->List(), IsEmpty());
+}
+
+TEST_F(PreparerTest, BatchAnswersEveryClaim) {
+  Publish();
+  auto out = preparer_->PrepareBatch({Ref(), ClaimRef{"team-a", "ghost-uid", "ghost"}});
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out["claim-uid-1"].error, "");
+  EXPECT_EQ(out["claim-uid-1"].devices.size(), 1u);
+  EXPECT_THAT(out["ghost-uid"].error, HasSubstr("claim team-a/ghost"));
+  auto un = preparer_->UnprepareBatch({Ref(), ClaimRef{"team-a", "ghost-uid", "ghost"}});
+  ASSERT_EQ(un.size(), 2u);
+  EXPECT_EQ(un["claim-uid-1"], "");
+  EXPECT_EQ(un["ghost-uid"], "");
+}
+
+TEST(BaseRequestNameTest, StripsSubRequest) {
+  EXPECT_EQ(BaseRequestName("nic/fast"), "nic");
+  EXPECT_EQ(BaseRequestName("nic"), "nic");
+  EXPECT_EQ(BaseRequestName("a/b/c"), "a");
+}
+
+}  // namespace
+}  // namespace knd::dra

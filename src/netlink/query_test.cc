@@ -1,0 +1,159 @@
+// Tests for the netlink read side. Formatting is unit-tested; the queries run against veth
+// links in a throwaway namespace (privileged; skipped without CAP_NET_ADMIN).
+#include "netlink/query.h"
+
+#include <arpa/inet.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netlink/errno.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <optional>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "netns/netns.h"
+
+namespace knd::netlink {
+namespace {
+
+TEST(FormatTest, MacAndCidr) {
+  const unsigned char mac[6] = {0x02, 0xAB, 0x00, 0x10, 0xff, 0x01};
+  EXPECT_EQ(FormatMac(mac, 6), "02:ab:00:10:ff:01");
+  EXPECT_EQ(FormatMac(mac, 0), "");
+  in_addr v4;
+  ASSERT_EQ(inet_pton(AF_INET, "192.0.2.10", &v4), 1);
+  EXPECT_EQ(FormatCidr(AF_INET, &v4, 4, 24), "192.0.2.10/24");
+  EXPECT_EQ(FormatCidr(AF_INET, &v4, 3, 24), "");  // truncated attribute
+  in6_addr v6;
+  ASSERT_EQ(inet_pton(AF_INET6, "2001:db8::10", &v6), 1);
+  EXPECT_EQ(FormatCidr(AF_INET6, &v6, 16, 64), "2001:db8::10/64");
+  EXPECT_EQ(FormatIp(AF_INET6, &v6, 16), "2001:db8::10");
+  EXPECT_EQ(FormatIp(AF_PACKET, &v6, 16), "");
+}
+
+TEST(NlStatusTest, MapsCodes) {
+  EXPECT_TRUE(NlStatus(0, "x").ok());
+  absl::Status st = NlStatus(-NLE_OBJ_NOTFOUND, "get link eth9");
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(st.ToString().find("get link eth9"), std::string::npos);
+  EXPECT_EQ(NlStatus(-NLE_EXIST, "x").code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(NlStatus(-NLE_PERM, "x").code(), absl::StatusCode::kPermissionDenied);
+}
+
+TEST(QueryTest, EmptySocketIsAnError) {
+  NlSock empty;
+  EXPECT_FALSE(ListLinks(empty).ok());
+}
+
+int Sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
+
+class QueryNetnsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!netns::HaveNetAdmin()) GTEST_SKIP() << "needs CAP_NET_ADMIN";
+    auto ns = netns::ScopedNetns::Create("knd-nlq");
+    ASSERT_TRUE(ns.ok()) << ns.status();
+    ns_.emplace(std::move(*ns));
+    const std::string n = ns_->name();
+    ASSERT_EQ(Sh("ip -n " + n + " link add va type veth peer name vb"), 0);
+    ASSERT_EQ(Sh("ip -n " + n + " link set va mtu 1400 address 02:00:00:00:00:0a up"), 0);
+    ASSERT_EQ(Sh("ip -n " + n + " link set vb up"), 0);
+    ASSERT_EQ(Sh("ip -n " + n + " addr add 192.0.2.1/24 dev va"), 0);
+    ASSERT_EQ(Sh("ip -n " + n + " addr add 2001:db8::1/64 dev va nodad"), 0);
+    ASSERT_EQ(Sh("ip -n " + n + " route add default via 192.0.2.254 dev va"), 0);
+    ASSERT_EQ(Sh("ip -n " + n + " route add 198.51.100.0/24 via 192.0.2.253 dev va table 100"), 0);
+    auto h = netns::Netns::Open(ns_->path());
+    ASSERT_TRUE(h.ok()) << h.status();
+    auto s = OpenRouteSocketIn(*h);
+    ASSERT_TRUE(s.ok()) << s.status();
+    sock_ = std::move(*s);
+  }
+  std::optional<netns::ScopedNetns> ns_;
+  NlSock sock_;
+};
+
+TEST_F(QueryNetnsTest, ListsLinksOfTheNamespace) {
+  auto links = ListLinks(sock_);
+  ASSERT_TRUE(links.ok()) << links.status();
+  // lo, va, vb: and nothing of the host.
+  ASSERT_EQ(links->size(), 3u);
+  auto va =
+      std::find_if(links->begin(), links->end(), [](const Link& l) { return l.name == "va"; });
+  auto vb =
+      std::find_if(links->begin(), links->end(), [](const Link& l) { return l.name == "vb"; });
+  ASSERT_NE(va, links->end());
+  ASSERT_NE(vb, links->end());
+  EXPECT_EQ(va->kind, "veth");
+  EXPECT_EQ(va->mac, "02:00:00:00:00:0a");
+  EXPECT_EQ(va->mtu, 1400u);
+  EXPECT_TRUE(va->flags & IFF_UP);
+  EXPECT_EQ(va->operstate, "up");
+  EXPECT_EQ(va->link_ifindex, vb->ifindex);  // veth peer in the same namespace
+  EXPECT_EQ(va->master_ifindex, 0);
+  EXPECT_EQ(va->perm_mac, "");  // veth has no permanent address
+  EXPECT_EQ(links->front().name, "lo");
+  EXPECT_TRUE(links->front().flags & IFF_LOOPBACK);
+}
+
+TEST_F(QueryNetnsTest, GetLinkByIndexAndName) {
+  auto va = GetLinkByName(sock_, "va");
+  ASSERT_TRUE(va.ok()) << va.status();
+  auto again = GetLink(sock_, va->ifindex);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->name, "va");
+  EXPECT_EQ(GetLinkByName(sock_, "nosuch0").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(GetLink(sock_, 999999).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(GetLinkByName(sock_, "this-name-is-too-long").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(QueryNetnsTest, ListsAddressesPerLink) {
+  auto va = GetLinkByName(sock_, "va");
+  ASSERT_TRUE(va.ok());
+  auto addrs = ListAddresses(sock_, va->ifindex);
+  ASSERT_TRUE(addrs.ok()) << addrs.status();
+  std::vector<std::string> cidrs;
+  for (const auto& a : *addrs) {
+    EXPECT_EQ(a.ifindex, va->ifindex);
+    if (a.scope == RT_SCOPE_UNIVERSE) cidrs.push_back(a.cidr);
+  }
+  EXPECT_EQ(cidrs, (std::vector<std::string>{"192.0.2.1/24", "2001:db8::1/64"}));
+  auto all = ListAddresses(sock_);
+  ASSERT_TRUE(all.ok());
+  EXPECT_TRUE(std::any_of(all->begin(), all->end(),
+                          [](const Address& a) { return a.cidr == "192.0.2.1/24"; }));
+}
+
+TEST_F(QueryNetnsTest, ListsRoutesOfAllTables) {
+  auto va = GetLinkByName(sock_, "va");
+  ASSERT_TRUE(va.ok());
+  auto routes = ListRoutes(sock_, AF_INET, va->ifindex);
+  ASSERT_TRUE(routes.ok()) << routes.status();
+  bool saw_default = false, saw_table100 = false;
+  for (const auto& r : *routes) {
+    EXPECT_EQ(r.oif, va->ifindex);
+    EXPECT_EQ(r.family, AF_INET);
+    if (r.IsDefault() && r.table == RT_TABLE_MAIN) {
+      saw_default = true;
+      EXPECT_EQ(r.gateway, "192.0.2.254");
+      EXPECT_EQ(r.dst, "0.0.0.0/0");
+    }
+    if (r.table == 100) {
+      saw_table100 = true;
+      EXPECT_EQ(r.dst, "198.51.100.0/24");
+      EXPECT_EQ(r.gateway, "192.0.2.253");
+    }
+  }
+  EXPECT_TRUE(saw_default);
+  EXPECT_TRUE(saw_table100);
+  auto v6 = ListRoutes(sock_, AF_INET6, va->ifindex);
+  ASSERT_TRUE(v6.ok());
+  EXPECT_TRUE(
+      std::any_of(v6->begin(), v6->end(), [](const Route& r) { return r.dst == "2001:db8::/64"; }));
+  EXPECT_FALSE(ListRoutes(sock_, 12345).ok());
+}
+
+}  // namespace
+}  // namespace knd::netlink

@@ -1,0 +1,181 @@
+#include "state/plan.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace knd::state {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kPlanVersion = 1;
+
+std::optional<DeviceState> ParseState(const std::string& s) {
+  for (DeviceState d : {DeviceState::kPrepared, DeviceState::kAttaching, DeviceState::kAttached,
+                        DeviceState::kDetached, DeviceState::kFailed}) {
+    if (ToString(d) == s) return d;
+  }
+  return std::nullopt;
+}
+
+json RouteToJson(const IpRoute& r) {
+  return {{"destination", r.destination},
+          {"gateway", r.gateway},
+          {"table", r.table},
+          {"metric", r.metric},
+          {"scope", r.scope}};
+}
+
+IpRoute RouteFromJson(const json& j) {
+  IpRoute r;
+  r.destination = j.at("destination").get<std::string>();
+  r.gateway = j.value("gateway", std::string());
+  r.table = j.value("table", 254u);
+  r.metric = j.value("metric", 0u);
+  r.scope = j.value("scope", 0);
+  return r;
+}
+
+// Missing keys take their defaults (older files, hand-edited files); wrong types throw and are
+// reported by ClaimPlanFromJson.
+DevicePlan DeviceFromJson(const json& j) {
+  DevicePlan d;
+  d.request = j.value("request", std::string());
+  d.pool = j.value("pool", std::string());
+  d.device = j.at("device").get<std::string>();
+  if (auto it = j.find("identity"); it != j.end()) {
+    d.identity.pci_address = it->value("pciAddress", std::string());
+    d.identity.perm_mac = it->value("permMac", std::string());
+    d.identity.mac = it->value("mac", std::string());
+    d.identity.ifindex = it->value("ifindex", 0);
+    d.identity.ifname = it->value("ifname", std::string());
+  }
+  d.config = j.value("config", json());
+  d.ipam_result = j.value("ipamResult", json());
+  std::string st = j.value("state", std::string(ToString(DeviceState::kPrepared)));
+  auto parsed = ParseState(st);
+  if (!parsed) throw std::invalid_argument(absl::StrCat("unknown device state \"", st, "\""));
+  d.state = *parsed;
+  d.pod_uid = j.value("podUid", std::string());
+  if (auto it = j.find("host"); it != j.end() && !it->is_null()) {
+    HostSnapshot h;
+    h.ifname = it->value("ifname", std::string());
+    h.mtu = it->value("mtu", 0u);
+    h.mac = it->value("mac", std::string());
+    h.up = it->value("up", false);
+    h.addresses = it->value("addresses", std::vector<std::string>());
+    for (const auto& r : it->value("routes", json::array())) h.routes.push_back(RouteFromJson(r));
+    d.host = std::move(h);
+  }
+  if (auto it = j.find("result"); it != j.end() && !it->is_null()) {
+    AttachResult r;
+    r.netns = it->value("netns", std::string());
+    r.ifname = it->value("ifname", std::string());
+    r.mac = it->value("mac", std::string());
+    r.ips = it->value("ips", std::vector<std::string>());
+    r.cni_result = it->value("cniResult", json());
+    d.result = std::move(r);
+  }
+  d.note = j.value("note", std::string());
+  return d;
+}
+
+}  // namespace
+
+std::string_view ToString(DeviceState s) {
+  switch (s) {
+    case DeviceState::kPrepared:
+      return "Prepared";
+    case DeviceState::kAttaching:
+      return "Attaching";
+    case DeviceState::kAttached:
+      return "Attached";
+    case DeviceState::kDetached:
+      return "Detached";
+    case DeviceState::kFailed:
+      return "Failed";
+  }
+  return "Unknown";
+}
+
+json ToJson(const ClaimPlan& plan) {
+  json devices = json::array();
+  for (const DevicePlan& d : plan.devices) {
+    json jd = {{"request", d.request},
+               {"pool", d.pool},
+               {"device", d.device},
+               {"identity",
+                {{"pciAddress", d.identity.pci_address},
+                 {"permMac", d.identity.perm_mac},
+                 {"mac", d.identity.mac},
+                 {"ifindex", d.identity.ifindex},
+                 {"ifname", d.identity.ifname}}},
+               {"config", d.config},
+               {"ipamResult", d.ipam_result},
+               {"state", std::string(ToString(d.state))},
+               {"podUid", d.pod_uid},
+               {"note", d.note}};
+    if (d.host) {
+      json routes = json::array();
+      for (const auto& r : d.host->routes) routes.push_back(RouteToJson(r));
+      jd["host"] = {{"ifname", d.host->ifname},
+                    {"mtu", d.host->mtu},
+                    {"mac", d.host->mac},
+                    {"up", d.host->up},
+                    {"addresses", d.host->addresses},
+                    {"routes", routes}};
+    }
+    if (d.result) {
+      jd["result"] = {{"netns", d.result->netns},
+                      {"ifname", d.result->ifname},
+                      {"mac", d.result->mac},
+                      {"ips", d.result->ips},
+                      {"cniResult", d.result->cni_result}};
+    }
+    devices.push_back(std::move(jd));
+  }
+  json pods = json::array();
+  for (const PodRef& p : plan.pods) {
+    pods.push_back({{"uid", p.uid}, {"namespace", p.namespace_}, {"name", p.name}});
+  }
+  return {{"version", kPlanVersion},
+          {"claimUid", plan.claim_uid},
+          {"claimNamespace", plan.claim_namespace},
+          {"claimName", plan.claim_name},
+          {"pods", pods},
+          {"devices", devices},
+          {"cdiDeviceIds", plan.cdi_device_ids},
+          {"preparedAtUnix", plan.prepared_at_unix}};
+}
+
+absl::StatusOr<ClaimPlan> ClaimPlanFromJson(const json& j) {
+  if (!j.is_object()) return absl::InvalidArgumentError("plan: expected a JSON object");
+  auto v = j.find("version");
+  if (v == j.end() || !v->is_number_integer() || v->get<int64_t>() != kPlanVersion) {
+    return absl::InvalidArgumentError(absl::StrCat("plan: unsupported version ",
+                                                   v == j.end() ? "(missing)" : v->dump(),
+                                                   " (this knd reads version ", kPlanVersion, ")"));
+  }
+  // The file is knd's own; a type mismatch means corruption. nlohmann's typed getters throw,
+  // so this is the one place that turns their exceptions into a Status.
+  try {
+    ClaimPlan p;
+    p.claim_uid = j.at("claimUid").get<std::string>();
+    if (p.claim_uid.empty()) return absl::InvalidArgumentError("plan: empty claimUid");
+    p.claim_namespace = j.value("claimNamespace", std::string());
+    p.claim_name = j.value("claimName", std::string());
+    for (const auto& jp : j.value("pods", json::array())) {
+      p.pods.push_back({jp.at("uid").get<std::string>(), jp.value("namespace", std::string()),
+                        jp.value("name", std::string())});
+    }
+    for (const auto& jd : j.value("devices", json::array()))
+      p.devices.push_back(DeviceFromJson(jd));
+    p.cdi_device_ids = j.value("cdiDeviceIds", std::vector<std::string>());
+    p.prepared_at_unix = j.value("preparedAtUnix", int64_t{0});
+    return p;
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("plan: ", e.what()));
+  }
+}
+
+}  // namespace knd::state

@@ -1,0 +1,175 @@
+// PlanStore: crash safety (temp leftovers, corrupt files), concurrency, path safety.
+#include "state/plan_store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "common/file_util.h"
+
+namespace knd::state {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class PlanStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/knd-plan-store-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  static ClaimPlan Plan(const std::string& uid, std::vector<std::string> pods = {}) {
+    ClaimPlan p;
+    p.claim_uid = uid;
+    p.claim_namespace = "ns";
+    p.claim_name = "claim-" + uid;
+    for (auto& pod : pods) p.pods.push_back({pod, "ns", "pod-" + pod});
+    DevicePlan d;
+    d.device = "dev-" + uid;
+    d.request = "nic";
+    p.devices.push_back(d);
+    return p;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(PlanStoreTest, PutGetListDelete) {
+  PlanStore store(dir_ + "/plans");  // created on demand
+  ASSERT_TRUE(store.Put(Plan("a", {"p1"})).ok());
+  ASSERT_TRUE(store.Put(Plan("b", {"p1", "p2"})).ok());
+  auto a = store.Get("a");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->claim_name, "claim-a");
+  EXPECT_EQ(store.List().size(), 2u);
+  EXPECT_EQ(store.ForPod("p1").size(), 2u);
+  ASSERT_EQ(store.ForPod("p2").size(), 1u);
+  EXPECT_EQ(store.ForPod("p2")[0].claim_uid, "b");
+  EXPECT_TRUE(store.ForPod("p3").empty());
+  EXPECT_TRUE(fs::exists(dir_ + "/plans/a.json"));
+
+  EXPECT_TRUE(store.Delete("a").ok());
+  EXPECT_TRUE(store.Delete("a").ok());  // idempotent
+  EXPECT_TRUE(absl::IsNotFound(store.Get("a").status()));
+  EXPECT_EQ(store.List().size(), 1u);
+}
+
+TEST_F(PlanStoreTest, PutReplacesWholePlan) {
+  PlanStore store(dir_);
+  ASSERT_TRUE(store.Put(Plan("a", {"p1"})).ok());
+  ClaimPlan p = Plan("a");
+  p.claim_name = "renamed";
+  ASSERT_TRUE(store.Put(p).ok());
+  auto got = store.Get("a");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->claim_name, "renamed");
+  EXPECT_TRUE(got->pods.empty());
+}
+
+TEST_F(PlanStoreTest, BadUidRefusedAndNothingWritten) {
+  PlanStore store(dir_ + "/plans");
+  for (std::string uid : {"", "../evil", "a/b", "..", ".hidden"}) {
+    absl::Status s = store.Put(Plan(uid));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << uid;
+    EXPECT_FALSE(store.Get(uid).ok()) << uid;
+    EXPECT_EQ(store.Delete(uid).code(), absl::StatusCode::kInvalidArgument) << uid;
+  }
+  EXPECT_FALSE(fs::exists(dir_ + "/evil.json"));
+  EXPECT_TRUE(fs::is_empty(dir_ + "/plans"));
+}
+
+TEST_F(PlanStoreTest, LoadAllCleansTempFilesAndMovesCorruptAside) {
+  {
+    PlanStore store(dir_);
+    ASSERT_TRUE(store.Put(Plan("good1")).ok());
+    ASSERT_TRUE(store.Put(Plan("good2")).ok());
+  }
+  // An interrupted write: the temp file of WriteFileAtomic, never renamed.
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/.good1.json.Ab12Cd", "{\"version\": 1, \"claimU").ok());
+  // A torn/corrupt plan, a plan under the wrong file name, and an unrelated file.
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/torn.json", "{\"version\": 1, \"claimUid\": \"to").ok());
+  std::string other = ToJson(Plan("other")).dump();
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/renamed.json", other).ok());
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/README", "not a plan").ok());
+
+  PlanStore store(dir_);
+  auto plans = store.LoadAll();
+  ASSERT_TRUE(plans.ok()) << plans.status();
+  std::vector<std::string> uids;
+  for (const auto& p : *plans) uids.push_back(p.claim_uid);
+  EXPECT_THAT(uids, ::testing::UnorderedElementsAre("good1", "good2"));
+  EXPECT_FALSE(fs::exists(dir_ + "/.good1.json.Ab12Cd"));
+  EXPECT_FALSE(fs::exists(dir_ + "/torn.json"));
+  EXPECT_TRUE(fs::exists(dir_ + "/torn.json.corrupt"));
+  EXPECT_TRUE(fs::exists(dir_ + "/renamed.json.corrupt"));
+  EXPECT_TRUE(fs::exists(dir_ + "/README"));
+  // A second start-up sees the same good plans and leaves the corrupt copies alone.
+  auto again = store.LoadAll();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->size(), 2u);
+  EXPECT_TRUE(fs::exists(dir_ + "/torn.json.corrupt"));
+}
+
+TEST_F(PlanStoreTest, UpdateReadModifyWrite) {
+  PlanStore store(dir_);
+  EXPECT_TRUE(absl::IsNotFound(store.Update("nope", [](ClaimPlan&) { return absl::OkStatus(); })));
+  ASSERT_TRUE(store.Put(Plan("a")).ok());
+  // An aborted update writes nothing.
+  absl::Status s = store.Update("a", [](ClaimPlan& p) {
+    p.claim_name = "changed";
+    return absl::FailedPreconditionError("no");
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store.Get("a")->claim_name, "claim-a");
+  // Changing the UID inside an update is refused.
+  s = store.Update("a", [](ClaimPlan& p) {
+    p.claim_uid = "b";
+    return absl::OkStatus();
+  });
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(absl::IsNotFound(store.Get("b").status()));
+}
+
+TEST_F(PlanStoreTest, ConcurrentUpdatesKeepEveryIncrement) {
+  PlanStore store(dir_);
+  ClaimPlan p = Plan("counter");
+  p.prepared_at_unix = 0;
+  ASSERT_TRUE(store.Put(p).ok());
+  constexpr int kThreads = 4, kEach = 25;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&store, t] {
+      for (int i = 0; i < kEach; ++i) {
+        absl::Status s = store.Update("counter", [t](ClaimPlan& p) {
+          ++p.prepared_at_unix;
+          p.devices[0].note += std::to_string(t);
+          return absl::OkStatus();
+        });
+        ASSERT_TRUE(s.ok()) << s;
+        // Readers in between always see a whole plan.
+        ASSERT_TRUE(store.Get("counter").ok());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  auto got = store.Get("counter");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->prepared_at_unix, kThreads * kEach);
+  EXPECT_EQ(got->devices[0].note.size(), static_cast<size_t>(kThreads * kEach));
+  // No temp files left behind.
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    (void)e;
+    ++files;
+  }
+  EXPECT_EQ(files, 1);
+}
+
+}  // namespace
+}  // namespace knd::state

@@ -1,0 +1,132 @@
+// Plan (de)serialisation: a restarted driver must get back exactly what it wrote, or a clear
+// error, never a half-read plan.
+#include "state/plan.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace knd::state {
+
+bool operator==(const IpRoute& a, const IpRoute& b) {
+  return a.destination == b.destination && a.gateway == b.gateway && a.table == b.table &&
+         a.metric == b.metric && a.scope == b.scope;
+}
+
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+ClaimPlan FullPlan() {
+  ClaimPlan p;
+  p.claim_uid = "0b1e8c9a-5d3f-4c6e-9a7b-1f2e3d4c5b6a";
+  p.claim_namespace = "team-a";
+  p.claim_name = "rdma";
+  p.pods = {{"pod-uid-1", "team-a", "trainer-0"}, {"pod-uid-2", "team-a", "trainer-1"}};
+  p.cdi_device_ids = {"knd.k8s.cni.cncf.io/net=0b1e-pci-0000-03-00-1"};
+  p.prepared_at_unix = 1795000000;
+  DevicePlan d;
+  d.request = "nic";
+  d.pool = "node-1";
+  d.device = "pci-0000-03-00-1";
+  d.identity = {"0000:03:00.1", "0c:42:a1:00:00:01", "0c:42:a1:00:00:02", 7, "ens3f1"};
+  d.config = {{"apiVersion", "knd.k8s.cni.cncf.io/v1alpha1"},
+              {"kind", "NetworkConfig"},
+              {"interface", {{"mtu", 9000}}}};
+  d.ipam_result = {{"ips", {{{"address", "10.0.0.5/24"}}}}};
+  d.state = DeviceState::kAttached;
+  d.pod_uid = "pod-uid-1";
+  d.host = HostSnapshot{"ens3f1",
+                        1500,
+                        "0c:42:a1:00:00:02",
+                        true,
+                        {"192.0.2.5/24"},
+                        {{"198.51.100.0/24", "192.0.2.1", 100, 20, 0}}};
+  d.result = AttachResult{"/var/run/netns/cni-1",
+                          "net1",
+                          "0c:42:a1:00:00:02",
+                          {"10.0.0.5/24"},
+                          json{{"cniVersion", "1.0.0"}}};
+  d.note = "attached in 31ms";
+  p.devices.push_back(d);
+  DevicePlan d2;
+  d2.request = "nic";
+  d2.device = "veth-a";
+  d2.state = DeviceState::kFailed;
+  d2.note = "netns gone";
+  p.devices.push_back(d2);
+  return p;
+}
+
+void ExpectSame(const ClaimPlan& a, const ClaimPlan& b) {
+  // Compare through the JSON form field by field and also spot-check the typed values.
+  EXPECT_EQ(ToJson(a), ToJson(b));
+  EXPECT_EQ(a.claim_uid, b.claim_uid);
+  ASSERT_EQ(a.devices.size(), b.devices.size());
+  EXPECT_EQ(a.devices[0].identity.ifindex, b.devices[0].identity.ifindex);
+  EXPECT_EQ(a.devices[0].state, b.devices[0].state);
+  ASSERT_TRUE(b.devices[0].host.has_value());
+  EXPECT_EQ(a.devices[0].host->routes, b.devices[0].host->routes);
+  EXPECT_EQ(a.devices[0].host->mtu, b.devices[0].host->mtu);
+  ASSERT_TRUE(b.devices[0].result.has_value());
+  EXPECT_EQ(a.devices[0].result->cni_result, b.devices[0].result->cni_result);
+  EXPECT_FALSE(b.devices[1].host.has_value());
+  EXPECT_FALSE(b.devices[1].result.has_value());
+  EXPECT_EQ(b.devices[1].state, DeviceState::kFailed);
+}
+
+TEST(PlanJsonTest, RoundTripsEveryField) {
+  ClaimPlan p = FullPlan();
+  json j = ToJson(p);
+  EXPECT_EQ(j["version"], 1);
+  // Through text, as on disk.
+  auto back = ClaimPlanFromJson(json::parse(j.dump()));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSame(p, *back);
+  EXPECT_EQ(back->pods[1].name, "trainer-1");
+  EXPECT_EQ(back->prepared_at_unix, 1795000000);
+  EXPECT_EQ(back->devices[0].identity.perm_mac, "0c:42:a1:00:00:01");
+  EXPECT_EQ(back->devices[0].ipam_result, p.devices[0].ipam_result);
+}
+
+TEST(PlanJsonTest, EveryStateRoundTrips) {
+  for (DeviceState s : {DeviceState::kPrepared, DeviceState::kAttaching, DeviceState::kAttached,
+                        DeviceState::kDetached, DeviceState::kFailed}) {
+    ClaimPlan p = FullPlan();
+    p.devices[0].state = s;
+    auto back = ClaimPlanFromJson(ToJson(p));
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(back->devices[0].state, s) << ToString(s);
+  }
+}
+
+TEST(PlanJsonTest, RefusesWrongVersionAndBrokenContent) {
+  json j = ToJson(FullPlan());
+  j["version"] = 2;
+  auto v = ClaimPlanFromJson(j);
+  ASSERT_FALSE(v.ok());
+  EXPECT_THAT(std::string(v.status().message()), HasSubstr("unsupported version 2"));
+
+  j = ToJson(FullPlan());
+  j.erase("version");
+  EXPECT_FALSE(ClaimPlanFromJson(j).ok());
+
+  j = ToJson(FullPlan());
+  j["devices"][0]["state"] = "Dancing";
+  auto st = ClaimPlanFromJson(j);
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(std::string(st.status().message()), HasSubstr("unknown device state \"Dancing\""));
+
+  j = ToJson(FullPlan());
+  j["devices"][0]["identity"]["ifindex"] = "seven";
+  EXPECT_FALSE(ClaimPlanFromJson(j).ok());
+
+  j = ToJson(FullPlan());
+  j.erase("claimUid");
+  EXPECT_FALSE(ClaimPlanFromJson(j).ok());
+
+  EXPECT_FALSE(ClaimPlanFromJson(json::array()).ok());
+}
+
+}  // namespace
+}  // namespace knd::state

@@ -1,0 +1,144 @@
+"""e2e (issue 4): the kubelet stand-in prepares and unprepares claims through the real DRA
+gRPC protocol; bad claims are refused per claim, naming the problem, and change nothing."""
+
+import glob
+import json
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from harness import DRIVER, Node, link, wait_for  # noqa: E402
+
+CFG = "knd.k8s.cni.cncf.io/v1alpha1"
+
+
+def netcfg(**kw):
+    return {"apiVersion": CFG, "kind": "NetworkConfig", **kw}
+
+
+def plans(node):
+    return sorted(glob.glob(os.path.join(node.state_dir, "plans", "*.json")))
+
+
+def claim_result(resp, claim):
+    return resp["claims"][claim["metadata"]["uid"]]
+
+
+@harness.privileged
+class PrepareTest(unittest.TestCase):
+
+    def test_prepare_unprepare_restart_and_v1beta1(self):
+        with Node(with_runtime=False) as node:
+            node.veth("eth1")
+            node.start_driver(config='include:\n  - ifName: "eth*"\n', wait_ready=False)
+            wait_for(lambda: "eth1" in node.published_devices(), what="eth1 published")
+            node.wait_driver_ready()
+            cfg = netcfg(interface={"name": "net-a", "mtu": 1400,
+                                    "addresses": ["192.0.2.10/24", "2001:db8::10/64"]},
+                         routes=[{"destination": "198.51.100.0/24", "gateway": "192.0.2.1"}])
+            pod, claim = node.make_pod_with_claim("team-a", "pod-a", "claim-a", "eth1", cfg)
+
+            res = claim_result(node.prepare("team-a", "pod-a"), claim)
+            self.assertEqual(res.get("error", ""), "")
+            self.assertEqual(len(res["devices"]), 1)
+            dev = res["devices"][0]
+            self.assertEqual(dev["requestNames"], ["nic"])
+            self.assertEqual(dev["poolName"], node.node_name)
+            self.assertEqual(dev["deviceName"], "eth1")
+
+            files = plans(node)
+            self.assertEqual(len(files), 1)
+            plan = json.load(open(files[0]))
+            self.assertEqual(plan["claimUid"], claim["metadata"]["uid"])
+            d = plan["devices"][0]
+            self.assertEqual(d["identity"]["ifname"], "eth1")
+            self.assertEqual(d["config"]["interface"]["name"], "net-a")
+            self.assertEqual(d["state"], "Prepared")
+            self.assertEqual(plan["pods"][0]["uid"], pod["metadata"]["uid"])
+            # Nothing moved yet: Prepare does not touch the device.
+            self.assertIsNotNone(link("eth1"))
+
+            # Idempotent: the same answer again, one plan.
+            again = claim_result(node.prepare("team-a", "pod-a"), claim)
+            self.assertEqual(again, res)
+            self.assertEqual(len(plans(node)), 1)
+
+            # kill -9 after Prepare, start again: the plan is still there and still answers.
+            node.driver.kill9()
+            node.start_driver(config='include:\n  - ifName: "eth*"\n')
+            self.assertEqual(len(plans(node)), 1)
+            self.assertEqual(claim_result(node.prepare("team-a", "pod-a", api="v1beta1"), claim),
+                             res, "v1beta1 must answer like v1")
+
+            # Unprepare twice is fine and removes the plan.
+            for _ in range(2):
+                un = node.unprepare("team-a", "pod-a")
+                self.assertEqual(claim_result(un, claim).get("error", ""), "")
+            self.assertEqual(plans(node), [])
+
+    def test_bad_claims_are_refused_and_change_nothing(self):
+        bad = [
+            ("long-name", netcfg(interface={"name": "averyveryverylongname"}), "interface.name"),
+            ("lo-name", netcfg(interface={"name": "lo"}), "interface.name"),
+            ("bad-cidr", netcfg(interface={"addresses": ["192.0.2.300/24"]}),
+             "interface.addresses"),
+            ("gw-family", netcfg(interface={"addresses": ["192.0.2.10/24"]},
+                                 routes=[{"destination": "198.51.100.0/24",
+                                          "gateway": "2001:db8::1"}]), "gateway"),
+            ("mtu-range", netcfg(interface={"mtu": 50}), "interface.mtu"),
+            ("unknown-field", netcfg(interface={"mtuu": 1500}), "mtuu"),
+            ("wrong-type", netcfg(interface={"mtu": "9000"}), "interface.mtu"),
+            ("wrong-kind", {"apiVersion": CFG, "kind": "Nope"}, "kind"),
+            ("other-ns-nad", netcfg(cni={"networkAttachment": {"namespace": "other",
+                                                               "name": "storage"}}),
+             "namespace"),
+            ("mac-from-claim", netcfg(interface={"hardwareAddr": "02:00:00:00:00:01"}),
+             "hardwareAddr"),
+        ]
+        with Node(with_runtime=False) as node:
+            node.veth("eth1", mtu=1500)
+            before = link("eth1")
+            node.start_driver(config='include:\n  - ifName: "eth*"\n', wait_ready=False)
+            wait_for(lambda: "eth1" in node.published_devices(), what="eth1 published")
+            node.wait_driver_ready()
+            for i, (name, cfg, expect) in enumerate(bad):
+                with self.subTest(name):
+                    pod, claim = node.make_pod_with_claim("team-a", f"pod-{i}", f"claim-{name}",
+                                                          "eth1", cfg)
+                    err = claim_result(node.prepare("team-a", f"pod-{i}"), claim).get("error", "")
+                    self.assertIn(expect, err)
+                    self.assertIn(f"claim-{name}", err, "error must name the claim")
+
+            # Not reserved for any pod.
+            pod, claim = node.make_pod_with_claim("team-a", "pod-nr", "claim-nr", "eth1",
+                                                  reserve=False)
+            res = node.kubelet.post("/prepare-claims", {"claims": [{
+                "namespace": "team-a", "name": "claim-nr", "uid": claim["metadata"]["uid"]}]})
+            self.assertIn("reserved", claim_result(res, claim)["error"])
+
+            # UID mismatch: the kubelet asks for a claim that was replaced.
+            res = node.kubelet.post("/prepare-claims", {"claims": [{
+                "namespace": "team-a", "name": "claim-nr", "uid": "0000-stale-uid"}]})
+            self.assertIn("UID", res["claims"]["0000-stale-uid"]["error"])
+
+            # hostNetwork pods have no netns to put a device in.
+            pod, claim = node.make_pod_with_claim("team-a", "pod-hn", "claim-hn", "eth1",
+                                                  host_network=True)
+            err = claim_result(node.prepare("team-a", "pod-hn"), claim)["error"]
+            self.assertIn("hostNetwork", err)
+
+            # Unknown device.
+            pod, claim = node.make_pod_with_claim("team-a", "pod-nd", "claim-nd", "eth9")
+            err = claim_result(node.prepare("team-a", "pod-nd"), claim)["error"]
+            self.assertIn("eth9", err)
+
+            self.assertEqual(plans(node), [], "refused claims must not leave plans")
+            after = link("eth1")
+            for k in ("ifname", "mtu", "address", "operstate"):
+                self.assertEqual(before.get(k), after.get(k), k)
+
+
+if __name__ == "__main__":
+    harness.main()

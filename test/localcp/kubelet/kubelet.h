@@ -1,0 +1,114 @@
+// knd-kubelet: the kubelet stand-in of the local control plane. It does what the real kubelet
+// does for DRA drivers, over the real protocols and sockets (docs/wire-facts.md §1–§2):
+//  - watches the plugin registry directory (inotify + a scan every second, like the kubelet's
+//    reconciler), registers each socket with GetInfo (1 s) + NotifyRegistrationStatus,
+//    negotiates v1.DRAPlugin / v1beta1.DRAPlugin, deregisters when the socket goes;
+//  - optionally wipes the node's ResourceSlices at start;
+//  - on request (control HTTP API) prepares/unprepares a pod's claims through
+//    NodePrepareResources / NodeUnprepareResources on the registered plugin (45 s deadline).
+// Control API (JSON):
+//   GET  /plugins                      [{name, endpoint, versions, service, socket, registered}]
+//   POST /prepare[?api=v1beta1]        {"namespace","name"} of a pod
+//   POST /unprepare[?api=v1beta1]      same
+//   POST /prepare-claims[?api=..]      {"claims":[{namespace,name,uid}], "driver"?} (no checks)
+//   POST /unprepare-claims[?api=..]    same
+// Answers: {"claims": {"<uid>": {"devices":[{requestNames,poolName,deviceName,cdiDeviceIds}],
+//           "error": ""}}}; request-level failures: {"error": "..."} with a 4xx/5xx status.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace grpc {
+class Channel;
+}
+
+namespace knd::localcp {
+
+// A minimal API client for the stand-in (GET and DELETE), configured from a kubeconfig or URL.
+class ApiClient {
+ public:
+  static absl::StatusOr<ApiClient> FromKubeconfig(const std::string& path);
+  static ApiClient FromUrl(const std::string& url) { return ApiClient(url, "", false); }
+
+  absl::StatusOr<nlohmann::json> Get(const std::string& path) const;
+  absl::Status Delete(const std::string& path_and_query) const;
+
+ private:
+  ApiClient(std::string server, std::string token, bool insecure)
+      : server_(std::move(server)), token_(std::move(token)), insecure_(insecure) {}
+  std::string server_, token_;
+  bool insecure_;
+};
+
+struct KubeletOptions {
+  std::string registry_dir = "/var/lib/kubelet/plugins_registry";
+  std::string node_name;
+  bool wipe_slices_on_start = false;
+};
+
+struct RegisteredPlugin {
+  std::string socket;  // registration socket
+  unsigned long inode = 0;
+  std::string name;
+  std::string endpoint;
+  std::vector<std::string> versions;
+  std::string service;  // "v1.DRAPlugin" or "v1beta1.DRAPlugin"
+  std::shared_ptr<grpc::Channel> channel;
+  uint64_t seq = 0;  // registration order; the newest instance of a driver gets the calls
+};
+
+struct HttpAnswer {
+  int status = 200;
+  nlohmann::json body;
+};
+
+class Kubelet {
+ public:
+  Kubelet(KubeletOptions opts, ApiClient api);
+  ~Kubelet();
+
+  // Wipes slices (if asked), scans the registry and starts the watcher thread.
+  absl::Status Start();
+  void Stop();
+
+  nlohmann::json Plugins() const;
+  HttpAnswer PreparePod(const nlohmann::json& body, const std::string& api, bool prepare);
+  HttpAnswer PrepareClaims(const nlohmann::json& body, const std::string& api, bool prepare);
+
+ private:
+  struct ClaimCall {
+    std::string namespace_, uid, name;
+  };
+  void WatchLoop();
+  void Reconcile();
+  std::optional<RegisteredPlugin> Register(const std::string& socket, unsigned long inode);
+  std::optional<RegisteredPlugin> PluginFor(const std::string& driver) const;
+  // Calls one driver for a batch of claims; fills `out` per UID. Error = request-level failure.
+  absl::Status Call(const std::string& driver, const std::vector<ClaimCall>& claims,
+                    const std::string& api, bool prepare, nlohmann::json& out);
+
+  KubeletOptions opts_;
+  ApiClient api_;
+  std::atomic<bool> stop_{false};
+  int inotify_fd_ = -1;
+  std::thread watcher_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, RegisteredPlugin> plugins_;  // by registration socket path
+  std::map<std::string, unsigned long> rejected_;    // socket -> inode, not retried
+  uint64_t next_seq_ = 1;
+  // Claims prepared per pod ("ns/name"), so unprepare works after the pod object is gone.
+  std::map<std::string, std::map<std::string, std::vector<ClaimCall>>> prepared_;
+};
+
+}  // namespace knd::localcp

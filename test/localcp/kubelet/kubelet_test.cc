@@ -1,0 +1,215 @@
+// knd-kubelet against the real DRA plugin: the binary watches a temp registry dir, registers
+// the in-process Plugin over the real gRPC protocol, and prepares/unprepares a pod's claim it
+// reads from a tiny fake API server.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include "dra/fake_kube.h"
+#include "dra/plugin.h"
+
+extern char** environ;
+
+namespace knd::dra {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kDriver[] = "knd.k8s.cni.cncf.io";
+
+bool WaitFor(const std::function<bool()>& cond, int seconds = 20) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return cond();
+}
+
+class KubeletTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/knd-kubelet-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    objects_["/api/v1/namespaces/ns/pods/pod"] = {
+        {"metadata", {{"namespace", "ns"}, {"name", "pod"}, {"uid", "pod-uid"}}},
+        {"spec", {{"resourceClaims", {{{"name", "net"}, {"resourceClaimTemplateName", "t"}}}}}},
+        {"status",
+         {{"resourceClaimStatuses", {{{"name", "net"}, {"resourceClaimName", "claim"}}}}}}};
+    objects_["/apis/resource.k8s.io/v1/namespaces/ns/resourceclaims/claim"] = {
+        {"metadata", {{"namespace", "ns"}, {"name", "claim"}, {"uid", "claim-uid"}}},
+        {"status",
+         {{"allocation",
+           {{"devices",
+             {{"results",
+               {{{"request", "nic/a"},
+                 {"driver", kDriver},
+                 {"pool", "node1"},
+                 {"device", "eth1"}}}}}}}},
+          {"reservedFor", {{{"resource", "pods"}, {"name", "pod"}, {"uid", "pod-uid"}}}}}}};
+
+    // The fake API the binary reads.
+    api_.Get(".*", [this](const httplib::Request& req, httplib::Response& res) {
+      auto it = objects_.find(req.path);
+      if (it == objects_.end()) {
+        res.status = 404;
+        res.set_content(R"({"kind":"Status","code":404})", "application/json");
+        return;
+      }
+      res.set_content(it->second.dump(), "application/json");
+    });
+    api_port_ = api_.bind_to_any_port("127.0.0.1");
+    ASSERT_GT(api_port_, 0);
+    api_thread_ = std::thread([this] { api_.listen_after_bind(); });
+
+    // The driver side, in process, with the same objects.
+    kube_.objects = objects_;
+    store_ = std::make_unique<state::PlanStore>(dir_ + "/plans");
+    inventory::Device eth1;
+    eth1.name = eth1.ifname = "eth1";
+    eth1.ifindex = 4;
+    preparer_ = std::make_unique<Preparer>(
+        kube_, *store_,
+        [eth1](const std::string& n) -> std::optional<inventory::Device> {
+          if (n == "eth1") return eth1;
+          return std::nullopt;
+        },
+        Preparer::Options{kDriver, "node1", dir_ + "/cdi", nullptr});
+    plugin_ =
+        std::make_unique<Plugin>(Plugin::Options{kDriver, dir_ + "/kubelet", "node1"}, *preparer_);
+  }
+
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    plugin_.reset();
+    api_.stop();
+    if (api_thread_.joinable()) api_thread_.join();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void StartKubelet() {
+    const char* bin_dir = getenv("KND_BINARY_DIR");
+    ASSERT_NE(bin_dir, nullptr) << "run through ctest (KND_BINARY_DIR)";
+    std::string bin = std::string(bin_dir) + "/test/localcp/kubelet/knd-kubelet";
+    std::string port_file = dir_ + "/kubelet.port";
+    std::vector<std::string> args = {bin,
+                                     "--registry-dir",
+                                     dir_ + "/kubelet/plugins_registry",
+                                     "--apiserver",
+                                     "http://127.0.0.1:" + std::to_string(api_port_),
+                                     "--node-name",
+                                     "node1",
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--port-file",
+                                     port_file};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ASSERT_EQ(posix_spawn(&pid_, bin.c_str(), nullptr, nullptr, argv.data(), environ), 0);
+    ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(port_file); }));
+    std::ifstream in(port_file);
+    in >> kubelet_port_;
+    ASSERT_GT(kubelet_port_, 0);
+  }
+
+  json GetJson(const std::string& path) {
+    httplib::Client c("127.0.0.1", kubelet_port_);
+    auto r = c.Get(path);
+    if (!r || r->status != 200) return json("unreachable");
+    return json::parse(r->body, nullptr, false);
+  }
+
+  std::pair<int, json> PostJson(const std::string& path, const json& body) {
+    httplib::Client c("127.0.0.1", kubelet_port_);
+    c.set_read_timeout(60);
+    auto r = c.Post(path, body.dump(), "application/json");
+    if (!r) return {0, json()};
+    return {r->status, json::parse(r->body, nullptr, false)};
+  }
+
+  std::string dir_;
+  std::map<std::string, json> objects_;
+  httplib::Server api_;
+  int api_port_ = 0;
+  std::thread api_thread_;
+  fakes::FakeKube kube_;
+  std::unique_ptr<state::PlanStore> store_;
+  std::unique_ptr<Preparer> preparer_;
+  std::unique_ptr<Plugin> plugin_;
+  pid_t pid_ = -1;
+  int kubelet_port_ = 0;
+};
+
+TEST_F(KubeletTest, RegistersPreparesUnpreparesAndDeregisters) {
+  StartKubelet();
+  ASSERT_TRUE(GetJson("/plugins").empty());
+  ASSERT_TRUE(plugin_->Start().ok());
+
+  // Registration over the real protocol: the kubelet lists us and told us so.
+  ASSERT_TRUE(WaitFor([&] { return GetJson("/plugins").size() == 1; }));
+  json p = GetJson("/plugins")[0];
+  EXPECT_EQ(p["name"], kDriver);
+  EXPECT_EQ(p["endpoint"], plugin_->dra_socket());
+  EXPECT_EQ(p["service"], "v1.DRAPlugin");
+  EXPECT_EQ(p["versions"], json({"v1.DRAPlugin", "v1beta1.DRAPlugin"}));
+  ASSERT_TRUE(WaitFor([&] { return plugin_->registered(); }));
+
+  // Prepare the pod: the claim comes from status.resourceClaimStatuses (template).
+  auto [code, res] = PostJson("/prepare", {{"namespace", "ns"}, {"name", "pod"}});
+  ASSERT_EQ(code, 200) << res.dump();
+  const json& c = res["claims"]["claim-uid"];
+  EXPECT_EQ(c["error"], "");
+  ASSERT_EQ(c["devices"].size(), 1u);
+  EXPECT_EQ(c["devices"][0]["requestNames"], json({"nic"}));
+  EXPECT_EQ(c["devices"][0]["poolName"], "node1");
+  EXPECT_EQ(c["devices"][0]["deviceName"], "eth1");
+  EXPECT_TRUE(store_->Get("claim-uid").ok());
+
+  // The v1beta1 service answers the same.
+  auto [code2, res2] = PostJson("/prepare?api=v1beta1", {{"namespace", "ns"}, {"name", "pod"}});
+  ASSERT_EQ(code2, 200);
+  EXPECT_EQ(res2, res);
+
+  // A claim the driver refuses comes back per claim, HTTP 200.
+  auto [code3, res3] =
+      PostJson("/prepare-claims",
+               {{"claims", {{{"namespace", "ns"}, {"name", "claim"}, {"uid", "stale-uid"}}}}});
+  ASSERT_EQ(code3, 200) << res3.dump();
+  EXPECT_THAT(res3["claims"]["stale-uid"]["error"].get<std::string>(),
+              ::testing::HasSubstr("UID mismatch"));
+
+  auto [code4, res4] = PostJson("/unprepare", {{"namespace", "ns"}, {"name", "pod"}});
+  ASSERT_EQ(code4, 200) << res4.dump();
+  EXPECT_EQ(res4["claims"]["claim-uid"]["error"], "");
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("claim-uid").status()));
+
+  // Stopping the plugin removes its registration socket: the kubelet deregisters it.
+  plugin_->Stop();
+  ASSERT_TRUE(WaitFor([&] { return GetJson("/plugins").empty(); }));
+
+  // Clean exit on SIGTERM.
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid_, &status, 0), pid_);
+  pid_ = -1;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+}  // namespace
+}  // namespace knd::dra

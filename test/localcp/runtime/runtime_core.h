@@ -1,0 +1,155 @@
+// The runtime side of NRI, as containerd/CRI-O run it, for tests and the local control plane:
+// serve the NRI socket, accept external plugins (RegisterPlugin on ConnID 2, Configure +
+// Synchronize on ConnID 1), deliver pod/container events to subscribed plugins in index
+// order, and drop plugins that time out or break the protocol (the runtime never reconnects;
+// plugins must dial again). Emulates NRI v0.8 / v0.10 / v0.12 event delivery (wire-facts §3).
+//
+// ControlApi puts an HTTP control surface on top (the knd-runtime binary), creating real or
+// fake pod network namespaces through NetnsOps.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "nri/api.pb.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace knd::localcp {
+
+namespace api = ::nri::pkg::api::v1alpha1;
+
+struct RuntimeOptions {
+  std::string socket_path = "/var/run/nri/nri.sock";
+  std::string nri_version = "0.12";  // "0.8" | "0.10" | "0.12"
+  absl::Duration request_timeout = absl::Seconds(2);
+  absl::Duration registration_timeout = absl::Seconds(5);
+  std::string runtime_name = "knd-runtime";
+  std::string runtime_version = "0.1.0";
+  // >0: send Synchronize in chunks of this many pods (more=true on all but the last), the
+  // way runtimes split an oversized sync. 0: one message.
+  size_t sync_chunk_pods = 0;
+};
+
+struct PluginInfo {
+  std::string name;
+  std::string index;
+  int32_t events = 0;  // effective mask (0 from Configure already expanded to ValidEvents)
+};
+
+// ValidEvents of an emulated NRI version: 0x7FF (0.8), 0x3FFF (0.10, 0.12).
+absl::StatusOr<int32_t> ValidEventsFor(const std::string& nri_version);
+
+class RuntimeCore {
+ public:
+  // Removes and recreates the socket (parent dir 0700) and starts accepting plugins.
+  static absl::StatusOr<std::unique_ptr<RuntimeCore>> Start(RuntimeOptions opts);
+  ~RuntimeCore();
+  // Closes every plugin connection and removes the socket. Idempotent.
+  void Stop();
+
+  // Plugins that completed Configure+Synchronize and are still connected, in index order.
+  std::vector<PluginInfo> Plugins();
+  // Waits until at least `n` plugins are active.
+  bool WaitForPlugins(size_t n, absl::Duration timeout);
+
+  // Pod events. A plugin error (non-OK ttrpc status) is returned, naming the plugin; a plugin
+  // that times out or whose connection broke is dropped and the event continues without it.
+  // RunPodSandbox records the pod (it is part of later Synchronize calls) only on success.
+  absl::Status RunPodSandbox(const api::PodSandbox& pod);
+  absl::Status StopPodSandbox(const api::PodSandbox& pod);
+  // Also forgets the pod.
+  absl::Status RemovePodSandbox(const api::PodSandbox& pod);
+  // Returns the adjustments of all plugins merged in index order.
+  absl::StatusOr<api::ContainerAdjustment> CreateContainer(const api::PodSandbox& pod,
+                                                           const api::Container& container);
+
+  const RuntimeOptions& options() const { return opts_; }
+  // How many times each Plugin-service method was called (tests check the delivery path:
+  // dedicated RPC vs StateChange).
+  std::map<std::string, int> CallCounts();
+
+ private:
+  struct Conn;
+  explicit RuntimeCore(RuntimeOptions opts);
+  void AcceptLoop();
+  void SetUp(Conn* c);
+  absl::Status Synchronize(Conn* c);
+  absl::Status PodEvent(api::Event ev, const api::PodSandbox& pod);
+  // Drops a plugin whose call failed fatally; returns true if the error was fatal.
+  bool DropIfFatal(Conn* c, const absl::Status& st, const char* what);
+  std::vector<Conn*> Active(api::Event ev);
+  void Count(const std::string& method);
+
+  RuntimeOptions opts_;
+  int32_t valid_events_ = 0;
+  int listen_fd_ = -1;
+  std::thread acceptor_;
+
+  std::mutex mu_;  // guards everything below
+  std::condition_variable cv_;
+  bool stopped_ = false;
+  std::list<std::unique_ptr<Conn>> conns_;
+  std::map<std::string, api::PodSandbox> pods_;  // by sandbox id
+  std::vector<api::Container> containers_;
+  std::map<std::string, int> calls_;
+
+  std::mutex event_mu_;  // one event at a time, like a single CRI caller
+};
+
+// Creates and deletes pod network namespaces for the control API.
+class NetnsOps {
+ public:
+  virtual ~NetnsOps() = default;
+  virtual absl::StatusOr<std::string> Create(const std::string& name) = 0;
+  virtual absl::Status Delete(const std::string& path) = 0;
+};
+
+// Real named namespaces under `dir` (netns::CreateNamed / DeleteNamed).
+std::unique_ptr<NetnsOps> RealNetnsOps(const std::string& dir);
+
+// HTTP control API of knd-runtime:
+//   GET  /plugins              -> [{name, index, events}]
+//   GET  /pods                 -> [{uid, id, namespace, name, netns, hostNetwork}]
+//   POST /pods/run             {uid, namespace, name, hostNetwork?} -> {id, netns}
+//   POST /pods/stop            {uid, order?: "containerd"|"crio"}   -> {}
+//   POST /pods/remove          {uid}                                -> {}
+//   POST /containers/create    {uid, name}                          -> {containerId, adjust}
+// Bad requests -> 400 {error}, unknown pod -> 404, plugin errors -> 500 {error}.
+class ControlApi {
+ public:
+  ControlApi(RuntimeCore& core, NetnsOps& netns);
+  ~ControlApi();
+  // Binds host:port (port 0 = pick one) and serves on a thread; returns the bound port.
+  absl::StatusOr<int> Listen(const std::string& host, int port);
+  void Stop();
+
+ private:
+  struct Pod {
+    api::PodSandbox sandbox;
+    std::string netns;
+    bool host_network = false;
+  };
+  void Routes();
+
+  RuntimeCore& core_;
+  NetnsOps& netns_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::map<std::string, Pod> pods_;  // by pod UID
+};
+
+}  // namespace knd::localcp
