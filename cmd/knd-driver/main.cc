@@ -1,14 +1,14 @@
 // knd-driver: the node daemon. Flags -> options, build the objects, start them, wait for
 // SIGTERM/SIGINT, stop in reverse order. No logic lives here.
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdlib>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "common/logging.h"
 #include "config/node_config.h"
@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
   monitor.Stop();
   publisher.Stop();
   auto stats = publisher.Stats();
-  spdlog::info("stopped: {} creates, {} updates, {} deletes, {} devices published",
-               stats.creates, stats.updates, stats.deletes, stats.published_devices);
+  spdlog::info("stopped: {} creates, {} updates, {} deletes, {} devices published", stats.creates,
+               stats.updates, stats.deletes, stats.published_devices);
   return 0;
 }

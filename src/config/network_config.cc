@@ -152,7 +152,8 @@ absl::StatusOr<ParsedCidr> ParseCidr(const std::string& s) {
   if (!ip) return absl::InvalidArgumentError(absl::StrCat("\"", s, "\": invalid IP address"));
   std::string p = s.substr(slash + 1);
   int max = ip->family == AF_INET ? 32 : 128;
-  if (p.empty() || p.size() > 3 || !std::all_of(p.begin(), p.end(), ::isdigit) ||
+  if (p.empty() || p.size() > 3 ||
+      !std::all_of(p.begin(), p.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) ||
       std::stoi(p) > max) {
     return absl::InvalidArgumentError(absl::StrCat("\"", s, "\": prefix length must be 0..", max));
   }
@@ -566,9 +567,14 @@ absl::StatusOr<NetworkConfig> Resolve(const std::vector<Entry>& entries, const C
       if (!e.requests.empty()) {
         bool match = false;
         for (const auto& r : e.requests) {
-          // Config may name "<main>/<sub>" (firstAvailable) or the base name.
-          std::string base = r.substr(0, r.find('/'));
-          match = match || r == ctx.request || base == ctx.request;
+          // Config may name the base request or "<main>/<sub>" (firstAvailable).
+          size_t slash = r.find('/');
+          if (slash == std::string::npos) {
+            match = match || r == ctx.request;
+          } else {
+            match = match || (r.substr(0, slash) == ctx.request &&
+                              (ctx.subrequest.empty() || r.substr(slash + 1) == ctx.subrequest));
+          }
         }
         if (!match) continue;
       }

@@ -7,12 +7,11 @@
 // over an inherited one, which is why every field is std::optional.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 
@@ -71,6 +70,10 @@ struct Context {
   std::string claim_namespace;
   std::string claim_name;
   std::string request;  // base request name of the device being configured
+  // Subrequest chosen by a firstAvailable request ("" otherwise). Config entries naming
+  // "<request>/<subrequest>" apply only when this matches; when empty such entries apply to
+  // any subrequest of `request`.
+  std::string subrequest = {};
 };
 
 // Strictly decodes one parameters object. `where` prefixes error messages

@@ -270,6 +270,24 @@ TEST(ResolveTest, OnlyEntriesForThisRequest) {
   EXPECT_EQ(got->interface.name, "x0");
 }
 
+TEST(ResolveTest, SubrequestEntriesMatchTheChosenSubrequestOnly) {
+  Context ctx = Ctx();
+  ctx.subrequest = "slow";
+  auto got = Resolve({ClaimEntry({{"interface", {{"mtu", 9000}}}}, {"nic/fast"}),
+                      ClaimEntry({{"interface", {{"mtu", 1500}}}}, {"nic/slow"}),
+                      ClaimEntry({{"interface", {{"name", "n0"}}}}, {"nic"})},
+                     ctx);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->interface.mtu, 1500u);
+  EXPECT_EQ(got->interface.name, "n0");
+  ctx.subrequest = "fast";
+  got = Resolve({ClaimEntry({{"interface", {{"mtu", 9000}}}}, {"nic/fast"}),
+                 ClaimEntry({{"interface", {{"mtu", 1500}}}}, {"nic/slow"})},
+                ctx);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->interface.mtu, 9000u);
+}
+
 TEST(ResolveTest, LaterClaimEntryWins) {
   auto got = Resolve(
       {ClaimEntry({{"interface", {{"mtu", 1400}}}}), ClaimEntry({{"interface", {{"mtu", 1500}}}})},

@@ -208,6 +208,24 @@ TEST_F(PreparerTest, TwoDevicesOfOneRequestBothAnswered) {
   EXPECT_THAT((*res)[1].request_names, ElementsAre("nic"));
 }
 
+TEST_F(PreparerTest, SubRequestConfigAppliesOnlyToThatSubRequest) {
+  json& cfg = claim_["status"]["allocation"]["devices"]["config"];
+  cfg = json::array(
+      {{{"source", "FromClaim"},
+        {"requests", {"nic/slow"}},
+        {"opaque",
+         {{"driver", kDriver}, {"parameters", NetCfg({{"interface", {{"mtu", 1280}}}})}}}},
+       {{"source", "FromClaim"},
+        {"requests", {"nic/fast"}},
+        {"opaque",
+         {{"driver", kDriver}, {"parameters", NetCfg({{"interface", {{"mtu", 9000}}}})}}}}});
+  Publish();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  auto plan = store_->Get("claim-uid-1");
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->devices[0].config["interface"]["mtu"], 9000);  // allocated as "nic/fast"
+}
+
 struct BadCase {
   std::string name;
   std::function<void(json& claim, json& pod, ClaimRef& ref)> mutate;

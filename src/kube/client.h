@@ -14,10 +14,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 
@@ -80,8 +79,7 @@ class Client {
   virtual absl::StatusOr<nlohmann::json> MergePatch(const std::string& path,
                                                     const nlohmann::json& patch) = 0;
   // application/apply-patch+yaml (JSON is valid YAML), ?fieldManager=..&force=true
-  virtual absl::StatusOr<nlohmann::json> Apply(const std::string& path,
-                                               const nlohmann::json& obj,
+  virtual absl::StatusOr<nlohmann::json> Apply(const std::string& path, const nlohmann::json& obj,
                                                const std::string& field_manager,
                                                bool force = true) = 0;
   virtual absl::Status Delete(const std::string& path) = 0;  // 404 = OK

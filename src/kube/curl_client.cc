@@ -1,16 +1,14 @@
 // The libcurl-backed Client: one easy handle per call taken from a small pool (handles keep
 // their connection cache across curl_easy_reset, so keep-alive works), rate limited by a token
 // bucket, retried with jittered exponential backoff on 429/5xx/connection errors.
-#include <sys/stat.h>
-
 #include <curl/curl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
-
-#include <spdlog/spdlog.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -100,8 +98,7 @@ class CurlClient : public Client {
   }
   absl::Status DeleteCollection(const std::string& collection_path,
                                 const ListOptions& opts) override {
-    return DoJson({"DELETE", collection_path + internal::BuildQuery(opts, false), "", ""})
-        .status();
+    return DoJson({"DELETE", collection_path + internal::BuildQuery(opts, false), "", ""}).status();
   }
   absl::Status Watch(const std::string& collection_path, const ListOptions& opts,
                      const std::function<bool(const WatchEvent&)>& on_event,
@@ -210,15 +207,14 @@ absl::Status CurlClient::Prepare(CURL* h, const Request& req, SlistPtr* headers)
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
   }
   if (!cfg_.ca_data.empty()) {
-    curl_blob blob{const_cast<char*>(cfg_.ca_data.data()), cfg_.ca_data.size(),
-                   CURL_BLOB_COPY};
+    curl_blob blob{const_cast<char*>(cfg_.ca_data.data()), cfg_.ca_data.size(), CURL_BLOB_COPY};
     curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
   } else if (!cfg_.ca_file.empty()) {
     curl_easy_setopt(h, CURLOPT_CAINFO, cfg_.ca_file.c_str());
   }
   if (!cfg_.client_cert_data.empty()) {
-    curl_blob blob{const_cast<char*>(cfg_.client_cert_data.data()),
-                   cfg_.client_cert_data.size(), CURL_BLOB_COPY};
+    curl_blob blob{const_cast<char*>(cfg_.client_cert_data.data()), cfg_.client_cert_data.size(),
+                   CURL_BLOB_COPY};
     curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &blob);
     curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
   } else if (!cfg_.client_cert_file.empty()) {

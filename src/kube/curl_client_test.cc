@@ -1,6 +1,8 @@
 // The libcurl client against a real HTTP(S) server (cpp-httplib on 127.0.0.1) serving canned
 // Kubernetes-style answers.
 #include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -11,9 +13,6 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -144,12 +143,11 @@ TEST_F(ClientTest, ConflictIsAbortedAndRetryOnConflictRetries) {
 }
 
 TEST_F(ClientTest, AlreadyExistsOnCreate) {
-  svr_.Post("/apis/resource.k8s.io/v1/resourceslices",
-            [&](const httplib::Request&, httplib::Response& res) {
-              res.status = 409;
-              res.set_content(R"({"kind":"Status","reason":"AlreadyExists","code":409})",
-                              "application/json");
-            });
+  svr_.Post("/apis/resource.k8s.io/v1/resourceslices", [&](const httplib::Request&,
+                                                           httplib::Response& res) {
+    res.status = 409;
+    res.set_content(R"({"kind":"Status","reason":"AlreadyExists","code":409})", "application/json");
+  });
   auto c = NewC(Cfg());
   auto r = c->Create("/apis/resource.k8s.io/v1/resourceslices", json{{"a", 1}});
   EXPECT_TRUE(absl::IsAlreadyExists(r.status())) << r.status();
@@ -198,13 +196,12 @@ TEST_F(ClientTest, RetriesServerErrorsAnd429ButNotForever) {
 
 TEST_F(ClientTest, ListSendsSelectors) {
   std::string fs, rv;
-  svr_.Get("/apis/resource.k8s.io/v1/resourceslices",
-           [&](const httplib::Request& req, httplib::Response& res) {
-             fs = req.get_param_value("fieldSelector");
-             rv = req.get_param_value("resourceVersion");
-             res.set_content(R"({"metadata":{"resourceVersion":"9"},"items":[]})",
-                             "application/json");
-           });
+  svr_.Get("/apis/resource.k8s.io/v1/resourceslices", [&](const httplib::Request& req,
+                                                          httplib::Response& res) {
+    fs = req.get_param_value("fieldSelector");
+    rv = req.get_param_value("resourceVersion");
+    res.set_content(R"({"metadata":{"resourceVersion":"9"},"items":[]})", "application/json");
+  });
   auto c = NewC(Cfg());
   ListOptions o;
   o.field_selector = "spec.nodeName=n1,spec.driver=knd.k8s.cni.cncf.io";
@@ -273,12 +270,13 @@ TEST_F(ClientTest, WatchDecodesEventsSplitAcrossChunks) {
   o.timeout_seconds = 60;
   std::vector<WatchEvent> got;
   std::atomic<bool> stop{false};
-  absl::Status st = c->Watch("/apis/resource.k8s.io/v1/resourceslices", o,
-                             [&](const WatchEvent& e) {
-                               got.push_back(e);
-                               return true;
-                             },
-                             stop);
+  absl::Status st = c->Watch(
+      "/apis/resource.k8s.io/v1/resourceslices", o,
+      [&](const WatchEvent& e) {
+        got.push_back(e);
+        return true;
+      },
+      stop);
   ASSERT_TRUE(st.ok()) << st;
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[0].type, "ADDED");
@@ -320,13 +318,11 @@ TEST_F(ClientTest, WatchStopsPromptlyOnStopFlagAndOnCallback) {
                                      [&, n = 0](size_t, httplib::DataSink& sink) mutable {
                                        if (stopping_) return false;
                                        if (n++ == 0) {
-                                         std::string ev =
-                                             R"({"type":"ADDED","object":{}})"
-                                             "\n";
+                                         std::string ev = R"({"type":"ADDED","object":{}})"
+                                                          "\n";
                                          return sink.write(ev.data(), ev.size());
                                        }
-                                       std::this_thread::sleep_for(
-                                           std::chrono::milliseconds(20));
+                                       std::this_thread::sleep_for(std::chrono::milliseconds(20));
                                        return sink.is_writable();
                                      });
   });
@@ -334,29 +330,31 @@ TEST_F(ClientTest, WatchStopsPromptlyOnStopFlagAndOnCallback) {
   std::atomic<bool> stop{false};
   int events = 0;
   std::thread stopper;
-  absl::Status st = c->Watch("/forever", {},
-                             [&](const WatchEvent&) {
-                               events++;
-                               // Stop from another thread while the stream is idle.
-                               stopper = std::thread([&] {
-                                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
-                                 stop = true;
-                               });
-                               return true;
-                             },
-                             stop);
+  absl::Status st = c->Watch(
+      "/forever", {},
+      [&](const WatchEvent&) {
+        events++;
+        // Stop from another thread while the stream is idle.
+        stopper = std::thread([&] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          stop = true;
+        });
+        return true;
+      },
+      stop);
   stopper.join();
   EXPECT_TRUE(st.ok()) << st;
   EXPECT_EQ(events, 1);
   // on_event returning false ends the watch as well.
   std::atomic<bool> never{false};
   events = 0;
-  st = c->Watch("/forever", {},
-                [&](const WatchEvent&) {
-                  events++;
-                  return false;
-                },
-                never);
+  st = c->Watch(
+      "/forever", {},
+      [&](const WatchEvent&) {
+        events++;
+        return false;
+      },
+      never);
   EXPECT_TRUE(st.ok()) << st;
   EXPECT_EQ(events, 1);
 }
@@ -415,10 +413,10 @@ TEST(ClientTls, SelfSignedCertificate) {
   char tmpl[] = "/tmp/knd-tls-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   std::string dir = tmpl;
-  std::string cmd = absl::StrCat(
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 ",
-      "-addext subjectAltName=IP:127.0.0.1 -keyout ", dir, "/key.pem -out ", dir,
-      "/cert.pem >/dev/null 2>&1");
+  std::string cmd =
+      absl::StrCat("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 ",
+                   "-addext subjectAltName=IP:127.0.0.1 -keyout ", dir, "/key.pem -out ", dir,
+                   "/cert.pem >/dev/null 2>&1");
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   httplib::SSLServer svr((dir + "/cert.pem").c_str(), (dir + "/key.pem").c_str());
   ASSERT_TRUE(svr.is_valid());

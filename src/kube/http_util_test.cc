@@ -19,7 +19,8 @@ TEST(StatusFromHttp, MapsCodesAndUsesApiMessage) {
 
   EXPECT_TRUE(StatusFromHttp(200, "{}", "w").ok());
   EXPECT_TRUE(StatusFromHttp(201, "{}", "w").ok());
-  EXPECT_TRUE(absl::IsAborted(StatusFromHttp(409, R"({"kind":"Status","reason":"Conflict"})", "w")));
+  EXPECT_TRUE(
+      absl::IsAborted(StatusFromHttp(409, R"({"kind":"Status","reason":"Conflict"})", "w")));
   EXPECT_TRUE(absl::IsAlreadyExists(
       StatusFromHttp(409, R"({"kind":"Status","reason":"AlreadyExists"})", "w")));
   EXPECT_TRUE(absl::IsOutOfRange(StatusFromHttp(410, "", "w")));
@@ -64,8 +65,11 @@ TEST(WatchLineDecoder, EventsSplitAcrossChunks) {
 TEST(WatchLineDecoder, SeveralEventsInOneChunkAndStop) {
   WatchLineDecoder d;
   int n = 0;
-  auto r = d.Feed(R"({"type":"ADDED","object":{}})" "\n" R"({"type":"DELETED","object":{}})"
-                  "\n" R"({"type":"MODIFIED",)",
+  auto r = d.Feed(R"({"type":"ADDED","object":{}})"
+                  "\n"
+                  R"({"type":"DELETED","object":{}})"
+                  "\n"
+                  R"({"type":"MODIFIED",)",
                   [&](const WatchEvent&) { return ++n < 1; });
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(*r, WatchLineDecoder::Result::kStopped);
@@ -97,7 +101,7 @@ TEST(WatchLineDecoder, ErrorWithOtherCodeAndMalformedLine) {
 }
 
 TEST(TokenBucket, BurstThenPaced) {
-  TokenBucket b(10, 3);  // 10/s, burst 3
+  TokenBucket b(10, 3);                                           // 10/s, burst 3
   auto t0 = TokenBucket::Clock::now() + std::chrono::seconds(1);  // after refill, full
   EXPECT_EQ(b.Reserve(t0), TokenBucket::Clock::duration::zero());
   EXPECT_EQ(b.Reserve(t0), TokenBucket::Clock::duration::zero());

@@ -1,8 +1,8 @@
 // Kubeconfig and in-cluster configuration loading (declared in kube/client.h).
+#include <yaml-cpp/yaml.h>
+
 #include <cstdlib>
 #include <filesystem>
-
-#include <yaml-cpp/yaml.h>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -36,7 +36,8 @@ absl::StatusOr<YAML::Node> FindNamed(const YAML::Node& root, const std::string& 
       }
     }
   }
-  return absl::NotFoundError(absl::StrCat(where, ": no entry named \"", name, "\" in `", list, "`"));
+  return absl::NotFoundError(
+      absl::StrCat(where, ": no entry named \"", name, "\" in `", list, "`"));
 }
 
 std::string Str(const YAML::Node& m, const char* key) {
@@ -75,8 +76,7 @@ absl::StatusOr<ClientConfig> ParseKubeconfig(const YAML::Node& root, const std::
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": context \"", ctx_name, "\" has no `cluster`"));
   }
-  ASSIGN_OR_RETURN(YAML::Node cluster,
-                   FindNamed(root, "clusters", "cluster", cluster_name, where));
+  ASSIGN_OR_RETURN(YAML::Node cluster, FindNamed(root, "clusters", "cluster", cluster_name, where));
   const std::string dir = fs::path(path).parent_path().string();
 
   ClientConfig cfg;
@@ -109,15 +109,16 @@ absl::StatusOr<ClientConfig> ParseKubeconfig(const YAML::Node& root, const std::
     bool has_cert = !cfg.client_cert_file.empty() || !cfg.client_cert_data.empty();
     bool has_key = !cfg.client_key_file.empty() || !cfg.client_key_data.empty();
     if (has_cert != has_key) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          uwhere, ": client-certificate and client-key must be given together (only ",
-          has_cert ? "the certificate" : "the key", " is set)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(uwhere, ": client-certificate and client-key must be given together (only ",
+                       has_cert ? "the certificate" : "the key", " is set)"));
     }
     bool has_token = !cfg.bearer_token.empty() || !cfg.bearer_token_file.empty();
     if (!has_token && !has_cert && (user["exec"] || user["auth-provider"])) {
       return absl::UnimplementedError(
-          absl::StrCat(uwhere, ": exec and auth-provider credentials are not supported; use a "
-                               "token, tokenFile or client certificate"));
+          absl::StrCat(uwhere,
+                       ": exec and auth-provider credentials are not supported; use a "
+                       "token, tokenFile or client certificate"));
     }
     if (!cfg.bearer_token_file.empty() && cfg.bearer_token.empty()) {
       // Fail early on a missing token file; the client re-reads it on rotation.

@@ -1,9 +1,9 @@
 #include "kube/slice_publisher.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <map>
-
-#include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -58,9 +58,8 @@ std::string SliceName(const std::string& node, const std::string& driver, int in
 
 SliceChanges PlanSliceChanges(const std::vector<json>& existing, std::vector<json> devices,
                               const SlicePublisherOptions& opts) {
-  std::stable_sort(devices.begin(), devices.end(), [](const json& a, const json& b) {
-    return JStr(a, "name") < JStr(b, "name");
-  });
+  std::stable_sort(devices.begin(), devices.end(),
+                   [](const json& a, const json& b) { return JStr(a, "name") < JStr(b, "name"); });
   const size_t per = static_cast<size_t>(std::max(1, opts.max_devices_per_slice));
   std::map<std::string, json> want;  // name -> devices array
   std::vector<std::string> order;
@@ -102,15 +101,15 @@ SliceChanges PlanSliceChanges(const std::vector<json>& existing, std::vector<jso
 
   const int64_t gen = max_gen + 1;
   for (const auto& name : order) {
-    json obj = {{"apiVersion", "resource.k8s.io/v1"},
-                {"kind", "ResourceSlice"},
-                {"metadata", {{"name", name}}},
-                {"spec",
-                 {{"driver", opts.driver_name},
-                  {"nodeName", opts.node_name},
-                  {"pool",
-                   {{"name", opts.node_name}, {"generation", gen}, {"resourceSliceCount", count}}},
-                  {"devices", want[name]}}}};
+    json obj = {
+        {"apiVersion", "resource.k8s.io/v1"},
+        {"kind", "ResourceSlice"},
+        {"metadata", {{"name", name}}},
+        {"spec",
+         {{"driver", opts.driver_name},
+          {"nodeName", opts.node_name},
+          {"pool", {{"name", opts.node_name}, {"generation", gen}, {"resourceSliceCount", count}}},
+          {"devices", want[name]}}}};
     if (!owner.is_null()) obj["metadata"]["ownerReferences"] = json::array({owner});
     auto it = have.find(name);
     // Pool name, driver and nodeName are immutable: a same-named slice that differs in them is
@@ -206,7 +205,7 @@ absl::Status SlicePublisher::ReconcileAttempt(const std::vector<json>& devices) 
       uid = JStr(Sub(*node, "metadata"), "uid");
     } else if (absl::IsNotFound(node.status())) {
       spdlog::warn("node {} not found; publishing ResourceSlices without an ownerReference",
-                  opts_.node_name);
+                   opts_.node_name);
     } else {
       return Annotate(node.status(), "looking up the Node for the slice ownerReference");
     }
@@ -242,10 +241,14 @@ absl::Status SlicePublisher::ReconcileAttempt(const std::vector<json>& devices) 
     return absl::OkStatus();
   }
   spdlog::info("publishing {} devices: {} create, {} update, {} delete", devices.size(),
-              changes.creates.size(), changes.updates.size(), changes.deletes.size());
+               changes.creates.size(), changes.updates.size(), changes.deletes.size());
   auto remember = [this](const json& obj) {
     std::lock_guard<std::mutex> lock(mu_);
-    own_specs_[JStr(obj["metadata"], "name")] = obj["spec"];
+    const std::string name = JStr(obj["metadata"], "name");
+    own_specs_[name] = obj["spec"];
+    // A delete of ours whose event never came (the slice was already gone) must not mask a
+    // later foreign delete of the re-created slice.
+    own_deletes_.erase(name);
   };
   auto record = [this](uint64_t PublisherStats::*counter) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -273,8 +276,8 @@ absl::Status SlicePublisher::ReconcileAttempt(const std::vector<json>& devices) 
   }
   for (const auto& obj : changes.updates) {
     remember(obj);
-    auto r = client_.Update(absl::StrCat(kResourceSlicesPath, "/", JStr(obj["metadata"], "name")),
-                            obj);
+    auto r =
+        client_.Update(absl::StrCat(kResourceSlicesPath, "/", JStr(obj["metadata"], "name")), obj);
     // Deleted under us: re-list and create it.
     if (absl::IsNotFound(r.status())) return absl::AbortedError(r.status().message());
     if (!r.ok()) return r.status();
@@ -320,7 +323,7 @@ void SlicePublisher::ReconcileLoop() {
       continue;
     }
     spdlog::warn("publishing ResourceSlices failed (retry in {} ms): {}", backoff.count(),
-                st.ToString());
+                 st.ToString());
     dirty_ = true;
     cv_.wait_for(lock, backoff, [this] { return stop_.load(); });
     backoff = std::min(backoff * 2, opts_.backoff_max);
@@ -333,7 +336,7 @@ void SlicePublisher::WatchLoop() {
   auto backoff = opts_.backoff_initial;
   auto fail = [&](const absl::Status& st) {
     spdlog::debug("watching own ResourceSlices: {} (retry in {} ms)", st.ToString(),
-                 backoff.count());
+                  backoff.count());
     bool go_on = SleepFor(backoff);
     backoff = std::min(backoff * 2, opts_.backoff_max);
     return go_on;
@@ -385,7 +388,7 @@ void SlicePublisher::WatchLoop() {
           }
           if (!ours) {
             spdlog::debug("ResourceSlice {} {} by someone else; reconciling", JStr(meta, "name"),
-                         ev.type);
+                          ev.type);
             Trigger();
           }
           return true;

@@ -1,12 +1,12 @@
 #include "kube/slice_publisher.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -77,9 +77,11 @@ TEST(PlanSliceChanges, FirstPublishThenNoOp) {
   EXPECT_EQ(s["spec"]["pool"]["generation"], 1);
   EXPECT_EQ(s["spec"]["pool"]["resourceSliceCount"], 1);
   EXPECT_EQ(s["spec"]["devices"].size(), 3u);
-  EXPECT_EQ(s["metadata"]["ownerReferences"][0],
-            (json{{"apiVersion", "v1"}, {"kind", "Node"}, {"name", "node-a"}, {"uid", "uid-1"},
-                  {"controller", true}}));
+  EXPECT_EQ(s["metadata"]["ownerReferences"][0], (json{{"apiVersion", "v1"},
+                                                       {"kind", "Node"},
+                                                       {"name", "node-a"},
+                                                       {"uid", "uid-1"},
+                                                       {"controller", true}}));
   auto server = Apply({}, c);
   // Same devices in another order: nothing to write.
   auto devs = Devs(3);
@@ -223,6 +225,11 @@ class FakeClient : public Client {
                      const std::atomic<bool>& stop) override {
     std::unique_lock<std::mutex> l(mu_);
     if (down_) return absl::UnavailableError("down");
+    watches_++;
+    if (gone_next_) {
+      gone_next_ = false;
+      return absl::OutOfRangeError("410 Gone: too old resource version");
+    }
     long from = o.resource_version.empty() ? rv_ : std::stol(o.resource_version);
     size_t next = 0;
     while (!stop && !down_) {
@@ -253,12 +260,18 @@ class FakeClient : public Client {
     std::lock_guard<std::mutex> l(mu_);
     return slices_;
   }
+  int Watches() {
+    std::lock_guard<std::mutex> l(mu_);
+    return watches_;
+  }
   int Writes() {
     std::lock_guard<std::mutex> l(mu_);
     return writes_;
   }
   std::string node_uid_;
   std::string last_selector_;
+  bool gone_next_ = false;
+  int watches_ = 0;
   int lists_ = 0;
 
  private:
@@ -331,6 +344,19 @@ TEST(SlicePublisher, PublishesIdlesAndConverges) {
   fc.ExternalDelete("node-a-knd-k8s-cni-cncf-io-1");
   ASSERT_TRUE(Eventually([&] { return PublishedDevices(fc) == 130 && fc.Slices().size() == 2; }));
   for (auto& [_, s] : fc.Slices()) EXPECT_EQ(s["spec"]["pool"]["generation"], 2);
+  pub.Stop();
+}
+
+TEST(SlicePublisher, WatchRelistsAfterGoneAndStillRepairs) {
+  FakeClient fc;
+  fc.gone_next_ = true;  // the first watch answers 410
+  SlicePublisher pub(fc, Opts());
+  pub.Start();
+  pub.SetDevices(Devs(4));
+  ASSERT_TRUE(Eventually([&] { return PublishedDevices(fc) == 4; }));
+  ASSERT_TRUE(Eventually([&] { return fc.Watches() >= 2; }));
+  fc.ExternalDelete("node-a-knd-k8s-cni-cncf-io-0");
+  ASSERT_TRUE(Eventually([&] { return PublishedDevices(fc) == 4; }));
   pub.Stop();
 }
 

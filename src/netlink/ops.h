@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -36,17 +37,18 @@ struct RouteSpec {
 // What one RTM_NEWLINK changes; unset fields are left alone.
 struct LinkChange {
   int netns_fd = -1;                // IFLA_NET_NS_FD: move into this namespace first
-  std::optional<std::string> name;  // IFLA_IFNAME (applied atomically with a move)
+  std::optional<std::string> name;  // IFLA_IFNAME
   std::optional<uint32_t> mtu;      // IFLA_MTU
   std::optional<std::string> mac;   // IFLA_ADDRESS
   std::optional<bool> up;           // IFF_UP via ifi_flags/ifi_change
 };
 
-// Sends one RTM_NEWLINK for `ifindex`. The kernel applies the namespace move (with the name)
-// first, then MAC, MTU and flags; a name taken in the target namespace fails with
-// AlreadyExists before anything changed. Note that a later field failing (e.g. an MTU the
-// driver refuses) leaves the earlier ones applied — callers that move must check where the
-// link ended up.
+// Sends one RTM_NEWLINK for `ifindex`. The kernel (6.x do_setlink) applies the namespace move
+// first, then MAC, MTU, name and flags. The new name is used for the move itself only when
+// the current name is taken in the target namespace; otherwise the link moves under its
+// current name and is renamed afterwards. So a later step failing (a new name already used
+// there -> AlreadyExists, an MTU the driver refuses) leaves the link MOVED: callers must check
+// where it ended up (and check the name beforehand to fail without changes).
 absl::Status ChangeLink(NlSock& sock, int ifindex, const LinkChange& change);
 absl::Status SetLinkUp(NlSock& sock, int ifindex, bool up);
 

@@ -73,7 +73,11 @@ absl::Status Exchange(NlSock& sock, nl_msg* msg, nl_recvmsg_msg_cb_t fn, void* a
   if (!sock) return absl::FailedPreconditionError(absl::StrCat(what, ": socket not open"));
   int err = nl_send_auto(sock.get(), msg);
   if (err < 0) return NlStatus(err, absl::StrCat(what, ": send"));
-  nl_cb* cb = nl_cb_clone(nl_socket_get_cb(sock.get()));
+  // nl_socket_get_cb() takes a reference that must be dropped, or every socket's callback
+  // set leaks.
+  nl_cb* orig = nl_socket_get_cb(sock.get());
+  nl_cb* cb = nl_cb_clone(orig);
+  nl_cb_put(orig);
   if (cb == nullptr) return absl::ResourceExhaustedError(absl::StrCat(what, ": nl_cb_clone"));
   nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, fn, arg);
   err = nl_recvmsgs(sock.get(), cb);

@@ -234,22 +234,33 @@ absl::StatusOr<std::string> Client::Call(const std::string& service, const std::
   if (timeout != absl::InfiniteDuration()) req.set_timeout_nano(absl::ToInt64Nanoseconds(timeout));
   auto p = std::make_shared<Pending>();
   uint32_t id;
+  absl::Status wst;
   {
-    std::lock_guard<std::mutex> l(mu_);
-    if (closed_) return absl::UnavailableError("ttrpc: connection closed");
-    id = next_id_;
-    next_id_ += 2;
-    pending_[id] = p;
+    // Ids must reach the wire in increasing order (the server rejects a smaller id than the
+    // last one), so allocating the id and writing the frame happen under one lock.
+    std::lock_guard<std::mutex> send(send_mu_);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (closed_) return absl::UnavailableError("ttrpc: connection closed");
+      id = next_id_;
+      next_id_ += 2;
+      pending_[id] = p;
+    }
+    absl::StatusOr<std::string> frame = EncodeFrame(id, kRequest, 0, req.SerializeAsString());
+    wst = frame.ok() ? out_->Write(*frame) : frame.status();
   }
-  absl::StatusOr<std::string> frame = EncodeFrame(id, kRequest, 0, req.SerializeAsString());
-  absl::Status wst = frame.ok() ? out_->Write(*frame) : frame.status();
   std::unique_lock<std::mutex> l(mu_);
   if (!wst.ok()) {
     pending_.erase(id);
     if (wst.code() == absl::StatusCode::kResourceExhausted) return wst;
     return absl::UnavailableError("ttrpc: write failed: " + wst.ToString());
   }
-  bool done = cv_.wait_for(l, absl::ToChronoNanoseconds(timeout), [&] { return p->done; });
+  bool done = true;
+  if (timeout == absl::InfiniteDuration()) {
+    cv_.wait(l, [&] { return p->done; });
+  } else {
+    done = cv_.wait_for(l, absl::ToChronoNanoseconds(timeout), [&] { return p->done; });
+  }
   pending_.erase(id);
   if (!done) {
     return absl::DeadlineExceededError("ttrpc " + service + "/" + method + ": no response within " +

@@ -183,6 +183,7 @@ class Client : public ByteSink {
 
   ByteStream* out_;
   FrameDecoder decoder_;  // only touched by the reader thread
+  std::mutex send_mu_;    // orders id allocation + write; taken before mu_
   std::mutex mu_;
   std::condition_variable cv_;
   uint32_t next_id_ = 1;

@@ -2,6 +2,7 @@
 #include "apiserver.h"
 
 #include <httplib.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <chrono>
@@ -15,8 +16,6 @@
 #include <regex>
 #include <set>
 #include <vector>
-
-#include <yaml-cpp/yaml.h>
 
 #include "spdlog/spdlog.h"
 #include "validation.h"
@@ -46,29 +45,65 @@ struct ResourceType {
 };
 
 std::vector<ResourceType> BuiltinTypes() {
-  const std::vector<std::string> event_fields = {
-      "involvedObject.kind",       "involvedObject.namespace", "involvedObject.name",
-      "involvedObject.uid",        "involvedObject.apiVersion", "involvedObject.fieldPath",
-      "involvedObject.resourceVersion", "reason", "reportingComponent", "source", "type"};
+  const std::vector<std::string> event_fields = {"involvedObject.kind",
+                                                 "involvedObject.namespace",
+                                                 "involvedObject.name",
+                                                 "involvedObject.uid",
+                                                 "involvedObject.apiVersion",
+                                                 "involvedObject.fieldPath",
+                                                 "involvedObject.resourceVersion",
+                                                 "reason",
+                                                 "reportingComponent",
+                                                 "source",
+                                                 "type"};
   return {
       {"", "v1", "namespaces", "namespace", "Namespace", false, true, {"status.phase"}},
       {"", "v1", "nodes", "node", "Node", false, true, {"spec.unschedulable"}},
-      {"", "v1", "pods", "pod", "Pod", true, true,
+      {"",
+       "v1",
+       "pods",
+       "pod",
+       "Pod",
+       true,
+       true,
        {"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
         "status.phase", "status.podIP", "status.nominatedNodeName"}},
       {"", "v1", "events", "event", "Event", true, false, event_fields},
-      {"events.k8s.io", "v1", "events", "event", "Event", true, false,
+      {"events.k8s.io",
+       "v1",
+       "events",
+       "event",
+       "Event",
+       true,
+       false,
        {"regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid", "reason",
         "reportingController", "type"}},
-      {"resource.k8s.io", "v1", "resourceslices", "resourceslice", "ResourceSlice", false, false,
+      {"resource.k8s.io",
+       "v1",
+       "resourceslices",
+       "resourceslice",
+       "ResourceSlice",
+       false,
+       false,
        {"spec.nodeName", "spec.driver"}},
       {"resource.k8s.io", "v1", "deviceclasses", "deviceclass", "DeviceClass", false, false, {}},
-      {"resource.k8s.io", "v1", "resourceclaims", "resourceclaim", "ResourceClaim", true, true,
+      {"resource.k8s.io", "v1", "resourceclaims", "resourceclaim", "ResourceClaim", true, true, {}},
+      {"resource.k8s.io",
+       "v1",
+       "resourceclaimtemplates",
+       "resourceclaimtemplate",
+       "ResourceClaimTemplate",
+       true,
+       false,
        {}},
-      {"resource.k8s.io", "v1", "resourceclaimtemplates", "resourceclaimtemplate",
-       "ResourceClaimTemplate", true, false, {}},
-      {"k8s.cni.cncf.io", "v1", "network-attachment-definitions",
-       "network-attachment-definition", "NetworkAttachmentDefinition", true, false, {}},
+      {"k8s.cni.cncf.io",
+       "v1",
+       "network-attachment-definitions",
+       "network-attachment-definition",
+       "NetworkAttachmentDefinition",
+       true,
+       false,
+       {}},
   };
 }
 
@@ -80,23 +115,34 @@ struct Reply {
 
 const char* ReasonFor(int code) {
   switch (code) {
-    case 400: return "BadRequest";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "NotFound";
-    case 405: return "MethodNotAllowed";
-    case 409: return "Conflict";
-    case 410: return "Expired";
-    case 415: return "UnsupportedMediaType";
-    case 422: return "Invalid";
-    case 503: return "ServiceUnavailable";
-    default: return "InternalError";
+    case 400:
+      return "BadRequest";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "NotFound";
+    case 405:
+      return "MethodNotAllowed";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Expired";
+    case 415:
+      return "UnsupportedMediaType";
+    case 422:
+      return "Invalid";
+    case 503:
+      return "ServiceUnavailable";
+    default:
+      return "InternalError";
   }
 }
 
 json StatusBody(int code, const std::string& reason, const std::string& message,
                 json details = nullptr) {
-  json s = {{"kind", "Status"},   {"apiVersion", "v1"},   {"metadata", json::object()},
+  json s = {{"kind", "Status"},    {"apiVersion", "v1"}, {"metadata", json::object()},
             {"status", "Failure"}, {"message", message}, {"reason", reason},
             {"code", code}};
   if (!details.is_null()) s["details"] = std::move(details);
@@ -153,9 +199,9 @@ std::string RandomUuid(std::mt19937_64& rng) {
   a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
   b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 1
   char buf[40];
-  std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx",
-                static_cast<unsigned>(a >> 32), static_cast<unsigned>((a >> 16) & 0xffff),
-                static_cast<unsigned>(a & 0xffff), static_cast<unsigned>(b >> 48),
+  std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xffff),
+                static_cast<unsigned>(b >> 48),
                 static_cast<unsigned long long>(b & 0xffffffffffffULL));
   return buf;
 }
@@ -166,8 +212,8 @@ std::string FieldValue(const json& obj, const std::string& path) {
   size_t start = 0;
   while (true) {
     size_t dot = path.find('.', start);
-    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos
-                                                                   : dot - start);
+    std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (!cur->is_object()) return "";
     auto it = cur->find(part);
     if (it == cur->end()) return "";
@@ -444,8 +490,8 @@ absl::Status ApiServer::Impl::Start(int* port) {
     if (opt_.tls_key_file.empty()) {
       return absl::InvalidArgumentError("--tls-cert needs --tls-key");
     }
-    auto s = std::make_unique<httplib::SSLServer>(opt_.tls_cert_file.c_str(),
-                                                   opt_.tls_key_file.c_str());
+    auto s =
+        std::make_unique<httplib::SSLServer>(opt_.tls_cert_file.c_str(), opt_.tls_key_file.c_str());
     if (!s->is_valid()) {
       return absl::InvalidArgumentError("cannot load TLS certificate " + opt_.tls_cert_file +
                                         " / key " + opt_.tls_key_file);
@@ -458,7 +504,18 @@ absl::Status ApiServer::Impl::Start(int* port) {
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_payload_max_length(16 << 20);
   server_->set_keep_alive_timeout(30);
-  auto handler = [this](const httplib::Request& req, httplib::Response& res) { Handle(req, res); };
+  auto handler = [this](const httplib::Request& req, httplib::Response& res) {
+    // One boundary for anything unexpected (e.g. a JSON type error on odd input): a 500 Status,
+    // never a dead server.
+    try {
+      Handle(req, res);
+    } catch (const std::exception& e) {
+      res.status = 500;
+      res.set_content(
+          StatusBody(500, "InternalError", std::string("internal error: ") + e.what()).dump(),
+          "application/json");
+    }
+  };
   const char* any = R"(/.*)";
   server_->Get(any, handler);
   server_->Post(any, handler);
@@ -568,8 +625,8 @@ bool ApiServer::Impl::HandleDiscovery(const std::string& path, httplib::Response
     json resources = json::array();
     for (const ResourceType& t : types_) {
       if (t.group != group || t.version != version) continue;
-      json verbs = {"create", "delete", "deletecollection", "get", "list", "patch", "update",
-                    "watch"};
+      json verbs = {"create", "delete", "deletecollection", "get",
+                    "list",   "patch",  "update",           "watch"};
       resources.push_back({{"name", t.plural},
                            {"singularName", t.singular},
                            {"namespaced", t.namespaced},
@@ -647,14 +704,13 @@ std::optional<Reply> ApiServer::Impl::ParseTarget(const std::string& path, Targe
   size_t start = 1;
   while (start <= path.size()) {
     size_t slash = path.find('/', start);
-    std::string s = path.substr(start, slash == std::string::npos ? std::string::npos
-                                                                  : slash - start);
+    std::string s =
+        path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
     if (!s.empty()) seg.push_back(s);
     if (slash == std::string::npos) break;
     start = slash + 1;
   }
-  Reply not_found =
-      Error(404, "the server could not find the requested resource", "NotFound");
+  Reply not_found = Error(404, "the server could not find the requested resource", "NotFound");
   std::string group, version;
   size_t i;
   if (seg.size() >= 2 && seg[0] == "api") {
@@ -670,7 +726,7 @@ std::optional<Reply> ApiServer::Impl::ParseTarget(const std::string& path, Targe
   std::vector<std::string> rest(seg.begin() + i, seg.end());
   std::string ns;
   // /namespaces/<ns>/<plural>... but /namespaces[/<name>[/status]] is the namespaces resource.
-  if (rest.size() >= 3 && rest[0] == "namespaces") {
+  if (rest.size() >= 3 && rest[0] == "namespaces" && !(rest.size() == 3 && rest[2] == "status")) {
     ns = rest[1];
     rest.erase(rest.begin(), rest.begin() + 2);
   }
@@ -849,8 +905,10 @@ Reply ApiServer::Impl::Get(const Target& t) {
 Reply ApiServer::Impl::Create(const Target& t, json body, bool admin) {
   std::lock_guard<std::mutex> l(mu_);
   if (t.type->namespaced && t.ns.empty()) {
-    return Error(404, "the server could not find the requested resource (namespace missing in "
-                      "the path of a namespaced " + t.type->Qualified() + ")");
+    return Error(404,
+                 "the server could not find the requested resource (namespace missing in "
+                 "the path of a namespaced " +
+                     t.type->Qualified() + ")");
   }
   return CreateLocked(*t.type, t.ns, std::move(body), admin);
 }
@@ -875,8 +933,8 @@ Reply ApiServer::Impl::CreateLocked(const ResourceType& type, const std::string&
   }
   if (auto a = body.find("apiVersion");
       a != body.end() && (!a->is_string() || *a != type.ApiVersion())) {
-    return Error(400, "the apiVersion of the provided object (" + a->dump() +
-                          ") does not match " + type.ApiVersion());
+    return Error(400, "the apiVersion of the provided object (" + a->dump() + ") does not match " +
+                          type.ApiVersion());
   }
   body["kind"] = type.kind;
   body["apiVersion"] = type.ApiVersion();
@@ -888,8 +946,9 @@ Reply ApiServer::Impl::CreateLocked(const ResourceType& type, const std::string&
   if (type.namespaced) {
     std::string bns = FieldValue(body, "metadata.namespace");
     if (!bns.empty() && bns != ns) {
-      return Error(400, "the namespace of the provided object does not match the namespace sent "
-                        "on the request");
+      return Error(400,
+                   "the namespace of the provided object does not match the namespace sent "
+                   "on the request");
     }
     md["namespace"] = ns;
   } else {
@@ -913,6 +972,7 @@ Reply ApiServer::Impl::CreateLocked(const ResourceType& type, const std::string&
     ValidateObjectName(name, false, &errs);
     if (!errs.empty()) return InvalidReply(type, name, errs);
   }
+  md["name"] = name;
   if (objs.count(ns + "/" + name)) {
     return Error(409, type.Qualified() + " \"" + name + "\" already exists", "AlreadyExists",
                  Details(type, name));
@@ -958,12 +1018,13 @@ Reply ApiServer::Impl::UpdateLocked(const Target& t, json body, bool enforce_rv)
   }
   std::string bns = FieldValue(body, "metadata.namespace");
   if (type.namespaced && !bns.empty() && bns != t.ns) {
-    return Error(400, "the namespace of the provided object does not match the namespace sent "
-                      "on the request");
+    return Error(400,
+                 "the namespace of the provided object does not match the namespace sent "
+                 "on the request");
   }
   if (auto k = body.find("kind"); k != body.end() && (!k->is_string() || *k != type.kind)) {
-    return Error(400, "the kind of the provided object (" + k->dump() + ") does not match " +
-                          type.kind);
+    return Error(400,
+                 "the kind of the provided object (" + k->dump() + ") does not match " + type.kind);
   }
   std::string brv = FieldValue(body, "metadata.resourceVersion");
   if (enforce_rv && !brv.empty() && brv != FieldValue(old, "metadata.resourceVersion")) {
@@ -1010,17 +1071,18 @@ Reply ApiServer::Impl::UpdateLocked(const Target& t, json body, bool enforce_rv)
     next["kind"] = type.kind;
     next["apiVersion"] = type.ApiVersion();
     if (SpecPart(next) != SpecPart(old)) {
-      md["generation"] = old["metadata"].value("generation", 0) + 1;
+      const json& g = old["metadata"]["generation"];
+      md["generation"] = (g.is_number_integer() ? g.get<int64_t>() : 0) + 1;
     }
   }
   next["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"];
   if (Reply v = ValidateLocked(type, next); v.code != 200) return v;
   if (next == old) return {200, old};  // no-op: no new resourceVersion, no event
   // Finalizers all gone on an object being deleted: it goes away now.
-  const json* fin = next["metadata"].contains("finalizers") ? &next["metadata"]["finalizers"]
-                                                             : nullptr;
-  if (next["metadata"].contains("deletionTimestamp") && (!fin || !fin->is_array() ||
-                                                          fin->empty())) {
+  const json* fin =
+      next["metadata"].contains("finalizers") ? &next["metadata"]["finalizers"] : nullptr;
+  if (next["metadata"].contains("deletionTimestamp") &&
+      (!fin || !fin->is_array() || fin->empty())) {
     json gone = next;
     DeleteLocked(type, t.ns + "/" + t.name);
     gone["metadata"]["resourceVersion"] = std::to_string(rv_);
@@ -1034,10 +1096,13 @@ Reply ApiServer::Impl::UpdateLocked(const Target& t, json body, bool enforce_rv)
 }
 
 Reply ApiServer::Impl::Patch(const Target& t, const std::string& content_type,
-                             const std::string& body_text, const std::string& manager,
-                             bool force) {
+                             const std::string& body_text, const std::string& manager, bool force) {
   std::string ct = content_type.substr(0, content_type.find(';'));
   json patch = json::parse(body_text, nullptr, false);
+  if (patch.is_discarded() && ct == "application/apply-patch+yaml") {
+    auto docs = ParseManifests(body_text);
+    if (docs.ok() && docs->size() == 1) patch = (*docs)[0];
+  }
   if (patch.is_discarded()) {
     return Error(400, "the patch body is not valid JSON");
   }
@@ -1075,8 +1140,10 @@ Reply ApiServer::Impl::Patch(const Target& t, const std::string& content_type,
   }
   std::string pname = FieldValue(patch, "metadata.name");
   if (!pname.empty() && pname != t.name) {
-    return Error(400, "the name of the object (" + pname + ") does not match the name on the "
-                      "URL (" + t.name + ")");
+    return Error(400, "the name of the object (" + pname +
+                          ") does not match the name on the "
+                          "URL (" +
+                          t.name + ")");
   }
   if (it == objs.end()) {
     if (!t.sub.empty()) return NotFound(type, t.name);
@@ -1127,8 +1194,8 @@ Reply ApiServer::Impl::Patch(const Target& t, const std::string& content_type,
       for (auto& [m, keys] : owners) {
         if (m == manager || !keys.count(k)) continue;
         for (const json& c : current) {
-          if (DeviceKey(c) == k && c != e) conflicts.push_back("conflict with \"" + m + "\": " +
-                                                               DeviceKeyPath(e));
+          if (DeviceKey(c) == k && c != e)
+            conflicts.push_back("conflict with \"" + m + "\": " + DeviceKeyPath(e));
         }
       }
     }
@@ -1201,7 +1268,7 @@ void ApiServer::Impl::DeleteLocked(const ResourceType& type, const std::string& 
         if (o["metadata"].contains("ownerReferences")) refs = &o["metadata"]["ownerReferences"];
         if (refs && refs->is_array()) {
           for (const json& r : *refs) {
-            if (r.is_object() && r.value("uid", "") == uid) dependent = true;
+            if (FieldValue(r, "uid") == uid) dependent = true;
           }
         }
         if (dependent) work.push_back({ot, ok});
@@ -1218,7 +1285,7 @@ Reply ApiServer::Impl::Delete(const Target& t, const json& options) {
   if (it == objs.end()) return NotFound(*t.type, t.name);
   if (options.contains("preconditions") && options["preconditions"].is_object()) {
     const json& p = options["preconditions"];
-    std::string uid = p.value("uid", ""), rv = p.value("resourceVersion", "");
+    std::string uid = FieldValue(p, "uid"), rv = FieldValue(p, "resourceVersion");
     if ((!uid.empty() && uid != FieldValue(it->second, "metadata.uid")) ||
         (!rv.empty() && rv != FieldValue(it->second, "metadata.resourceVersion"))) {
       return Conflict(*t.type, t.name);
@@ -1294,7 +1361,9 @@ void ApiServer::Impl::Watch(const Target& t, Selector sel, const httplib::Reques
     bool finished = false;
   };
   auto st = std::make_shared<State>();
-  int timeout = 1800;
+  // Without timeoutSeconds a watch lasts 10 minutes (client-go asks for 5-10 anyway); the
+  // bound matters because a watch whose client vanished is only noticed on the next write.
+  int timeout = 600;
   if (req.has_param("timeoutSeconds")) {
     try {
       timeout = std::stoi(req.get_param_value("timeoutSeconds"));
@@ -1305,13 +1374,13 @@ void ApiServer::Impl::Watch(const Target& t, Selector sel, const httplib::Reques
       return;
     }
   }
-  std::string b = req.has_param("allowWatchBookmarks") ? req.get_param_value("allowWatchBookmarks")
-                                                       : "";
+  std::string b =
+      req.has_param("allowWatchBookmarks") ? req.get_param_value("allowWatchBookmarks") : "";
   st->bookmarks = b == "true" || b == "1";
   st->deadline = Clock::now() + std::chrono::seconds(std::max(timeout, 1));
   st->last_write = Clock::now();
-  std::string rv_text = req.has_param("resourceVersion") ? req.get_param_value("resourceVersion")
-                                                         : "";
+  std::string rv_text =
+      req.has_param("resourceVersion") ? req.get_param_value("resourceVersion") : "";
   auto in_scope = [t](const Event& e) {
     return e.type == t.type &&
            (t.ns.empty() || FieldValue(*e.object, "metadata.namespace") == t.ns);
@@ -1425,15 +1494,15 @@ void ApiServer::Impl::Watch(const Target& t, Selector sel, const httplib::Reques
 
 absl::Status ApiServer::Impl::Seed(const json& obj) {
   if (!obj.is_object()) return absl::InvalidArgumentError("seed: object expected");
-  std::string kind = obj.value("kind", "");
-  if (kind.size() > 4 && kind.compare(kind.size() - 4, 4, "List") == 0 && obj.contains("items")) {
+  std::string kind = FieldValue(obj, "kind");
+  if (kind.size() >= 4 && kind.compare(kind.size() - 4, 4, "List") == 0 && obj.contains("items")) {
     for (const json& item : obj["items"]) {
       absl::Status s = Seed(item);
       if (!s.ok()) return s;
     }
     return absl::OkStatus();
   }
-  std::string api = obj.value("apiVersion", "");
+  std::string api = FieldValue(obj, "apiVersion");
   const ResourceType* type = nullptr;
   for (const ResourceType& t : types_) {
     if (t.kind == kind && t.ApiVersion() == api) type = &t;
@@ -1447,7 +1516,7 @@ absl::Status ApiServer::Impl::Seed(const json& obj) {
   Reply r = CreateLocked(*type, ns, obj, true);
   if (r.code != 201) {
     return absl::InvalidArgumentError("seed " + kind + " " + FieldValue(obj, "metadata.name") +
-                                      ": " + r.body.value("message", ""));
+                                      ": " + FieldValue(r.body, "message"));
   }
   return absl::OkStatus();
 }

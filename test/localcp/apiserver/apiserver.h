@@ -13,11 +13,10 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -26,13 +25,13 @@ namespace knd::localcp {
 
 struct ApiServerOptions {
   std::string host = "127.0.0.1";
-  int port = 0;                 // 0: pick a free port; see ApiServer::port().
-  std::string token;            // non-empty: require "Authorization: Bearer <token>".
-  std::string tls_cert_file;    // both set: serve HTTPS.
+  int port = 0;               // 0: pick a free port; see ApiServer::port().
+  std::string token;          // non-empty: require "Authorization: Bearer <token>".
+  std::string tls_cert_file;  // both set: serve HTTPS.
   std::string tls_key_file;
-  size_t history_size = 1000;   // watch events kept for resuming watches.
+  size_t history_size = 1000;  // watch events kept for resuming watches.
   int bookmark_interval_ms = 1000;
-  int max_threads = 64;         // each open watch holds one.
+  int max_threads = 256;  // each open watch holds one.
 };
 
 class ApiServer {

@@ -2,6 +2,8 @@
 // tests) use it: an in-process server on an ephemeral port and cpp-httplib's client.
 #include "apiserver.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,9 +14,6 @@
 #include <fstream>
 #include <functional>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 namespace knd::localcp {
 namespace {
@@ -60,7 +59,8 @@ class ApiServerTest : public ::testing::Test {
   Resp Delete(const std::string& p) { return ToResp(client_->Delete(p.c_str())); }
 
   // Reads watch events until `stop` returns true for the events so far (or the stream ends).
-  std::vector<json> Watch(const std::string& path, std::function<bool(const std::vector<json>&)> stop) {
+  std::vector<json> Watch(const std::string& path,
+                          std::function<bool(const std::vector<json>&)> stop) {
     std::vector<json> events;
     std::string buf;
     httplib::Client c("127.0.0.1", server_->port());
@@ -84,11 +84,11 @@ class ApiServerTest : public ::testing::Test {
             {"metadata", {{"name", name}, {"labels", {{"app", "x"}}}}},
             {"spec",
              {{"devices",
-               {{"requests",
-                 {{{"name", "nic"}, {"exactly", {{"deviceClassName", "knd"}}}}}}}}}}};
+               {{"requests", {{{"name", "nic"}, {"exactly", {{"deviceClassName", "knd"}}}}}}}}}}};
   }
 
-  static json SliceObj(const std::string& name, const std::string& node, const std::string& driver) {
+  static json SliceObj(const std::string& name, const std::string& node,
+                       const std::string& driver) {
     return {{"apiVersion", "resource.k8s.io/v1"},
             {"kind", "ResourceSlice"},
             {"metadata", {{"name", name}, {"labels", {{"node", node}}}}},
@@ -213,7 +213,9 @@ TEST_F(ApiServerTest, StatusSubresourceIsIsolated) {
 
   // Pods: status writers may change annotations (how Multus writes network-status).
   const std::string pods = "/api/v1/namespaces/ns1/pods";
-  json pod = {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", {{"name", "p1"}}},
+  json pod = {{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata", {{"name", "p1"}}},
               {"spec", {{"containers", {{{"name", "c"}, {"image", "i"}}}}}}};
   Resp pc = Post(pods, pod);
   ASSERT_EQ(pc.code, 201);
@@ -229,10 +231,10 @@ TEST_F(ApiServerTest, StatusSubresourceIsIsolated) {
 
 TEST_F(ApiServerTest, MergePatch) {
   ASSERT_EQ(Post(kClaims, Claim("c1")).code, 201);
-  Resp p = Patch(std::string(kClaims) + "/c1",
-                 {{"metadata", {{"labels", {{"app", nullptr}, {"new", "1"}}},
-                                {"annotations", {{"a", "b"}}}}}},
-                 "application/merge-patch+json");
+  Resp p = Patch(
+      std::string(kClaims) + "/c1",
+      {{"metadata", {{"labels", {{"app", nullptr}, {"new", "1"}}}, {"annotations", {{"a", "b"}}}}}},
+      "application/merge-patch+json");
   ASSERT_EQ(p.code, 200) << p.body.dump();
   EXPECT_FALSE(p.body["metadata"]["labels"].contains("app"));
   EXPECT_EQ(p.body["metadata"]["labels"]["new"], "1");
@@ -293,9 +295,9 @@ TEST_F(ApiServerTest, ServerSideApplyOwnsStatusDevicesPerManager) {
   ASSERT_EQ(rb.code, 200) << rb.body.dump();
   EXPECT_EQ(devices_of(), (std::map<std::string, std::string>{{"a1", "net1"}, {"b1", "net9"}}));
   // The allocation survives status applies.
-  EXPECT_EQ(Get(std::string(kClaims) + "/c1").body["status"]["allocation"]["devices"]["results"]
-                .size(),
-            3u);
+  EXPECT_EQ(
+      Get(std::string(kClaims) + "/c1").body["status"]["allocation"]["devices"]["results"].size(),
+      3u);
 
   // A re-applies with a2 only: a1 (its own) goes, b1 (B's) stays.
   ASSERT_EQ(apply("a.example", json::array({entry("a.example", "a2", "net2")})).code, 200);
@@ -305,11 +307,12 @@ TEST_F(ApiServerTest, ServerSideApplyOwnsStatusDevicesPerManager) {
   EXPECT_EQ(devices_of(), (std::map<std::string, std::string>{{"a2", "net2"}, {"b1", "net8"}}));
 
   // Taking another manager's entry with a different value conflicts unless forced.
-  Resp conflict = apply("b.example", json::array({entry("b.example", "b1", "net8"),
-                                                  entry("a.example", "a2", "evil")}),
-                        false);
+  Resp conflict = apply(
+      "b.example",
+      json::array({entry("b.example", "b1", "net8"), entry("a.example", "a2", "evil")}), false);
   EXPECT_EQ(conflict.code, 409);
-  EXPECT_THAT(conflict.body["message"].get<std::string>(), HasSubstr("conflict with \"a.example\""));
+  EXPECT_THAT(conflict.body["message"].get<std::string>(),
+              HasSubstr("conflict with \"a.example\""));
   EXPECT_EQ(devices_of(), (std::map<std::string, std::string>{{"a2", "net2"}, {"b1", "net8"}}));
 
   // An entry for a device that is not allocated is refused, and nothing changes.
@@ -367,8 +370,11 @@ TEST_F(ApiServerTest, DeletingANodeDeletesTheSlicesItOwns) {
   Resp n = Post("/api/v1/nodes", {{"metadata", {{"name", "n1"}}}});
   ASSERT_EQ(n.code, 201);
   json s = SliceObj("s1", "n1", "a.example");
-  s["metadata"]["ownerReferences"] = {{{"apiVersion", "v1"}, {"kind", "Node"}, {"name", "n1"},
-                                       {"uid", n.body["metadata"]["uid"]}, {"controller", true}}};
+  s["metadata"]["ownerReferences"] = {{{"apiVersion", "v1"},
+                                       {"kind", "Node"},
+                                       {"name", "n1"},
+                                       {"uid", n.body["metadata"]["uid"]},
+                                       {"controller", true}}};
   ASSERT_EQ(Post(kSlices, s).code, 201);
   ASSERT_EQ(Delete("/api/v1/nodes/n1").code, 200);
   EXPECT_EQ(Get(std::string(kSlices) + "/s1").code, 404);
@@ -385,15 +391,16 @@ TEST_F(ApiServerTest, WatchStreamsEventsInOrderWithBookmarks) {
     Put(std::string(kClaims) + "/c1", u);
     Delete(std::string(kClaims) + "/c1");
   });
-  std::vector<json> ev =
-      Watch(std::string(kClaims) + "?watch=1&allowWatchBookmarks=true&timeoutSeconds=10&"
-                                   "resourceVersion=" + rv,
-            [](const std::vector<json>& e) {
-              // Stop at the first bookmark after the three object events.
-              int objs = 0;
-              for (const json& x : e) objs += x["type"] != "BOOKMARK";
-              return objs >= 3 && e.back()["type"] == "BOOKMARK";
-            });
+  std::vector<json> ev = Watch(std::string(kClaims) +
+                                   "?watch=1&allowWatchBookmarks=true&timeoutSeconds=10&"
+                                   "resourceVersion=" +
+                                   rv,
+                               [](const std::vector<json>& e) {
+                                 // Stop at the first bookmark after the three object events.
+                                 int objs = 0;
+                                 for (const json& x : e) objs += x["type"] != "BOOKMARK";
+                                 return objs >= 3 && e.back()["type"] == "BOOKMARK";
+                               });
   writer.join();
   std::vector<std::string> types;
   uint64_t last = 0;
@@ -486,7 +493,7 @@ TEST_F(ApiServerTest, SliceValidationRejectsWithFieldPaths) {
   r = Post(kSlices, s);
   ASSERT_EQ(r.code, 422);
   std::string msg = r.body["message"];
-  EXPECT_THAT(msg, HasSubstr("spec.devices[1]: Too many: 33: must have at most 32"));
+  EXPECT_THAT(msg, HasSubstr("spec.devices[1]: Invalid value: 33: the total number of attributes and capacities must not exceed 32"));
   EXPECT_THAT(msg, HasSubstr("spec.devices[2].name: Invalid value: \"Not_A_Label\""));
   EXPECT_THAT(msg, HasSubstr("spec.devices[3].attributes[knd.k8s.cni.cncf.io/ipv4].string: Too "
                              "long: may not be more than 64 bytes"));
@@ -592,12 +599,106 @@ TEST_F(ApiServerTest, SeedAcceptsListsAndYaml) {
   for (const json& d : *docs) ASSERT_TRUE(server_->Seed(d).ok());
   EXPECT_EQ(Get("/api/v1/nodes/n1").body["metadata"]["labels"]["a"], "1");
   EXPECT_EQ(Get("/apis/resource.k8s.io/v1/deviceclasses/knd").code, 200);
-  json list = {{"apiVersion", "v1"}, {"kind", "List"}, {"items", {Claim("seeded")}}};
+  json list = {{"apiVersion", "v1"}, {"kind", "List"}, {"items", json::array({Claim("seeded")})}};
   list["items"][0]["metadata"]["namespace"] = "ns1";
   list["items"][0]["status"] = {{"reservedFor", json::array()}};
-  ASSERT_TRUE(server_->Seed(list).ok());
+  absl::Status seeded = server_->Seed(list);
+  ASSERT_TRUE(seeded.ok()) << seeded;
   EXPECT_TRUE(Get(std::string(kClaims) + "/seeded").body.contains("status"));
   EXPECT_FALSE(server_->Seed({{"apiVersion", "v9"}, {"kind", "Widget"}}).ok());
+}
+
+TEST_F(ApiServerTest, OddInputGetsAnErrorAndChangesNothing) {
+  ASSERT_EQ(Post(kClaims, Claim("c1")).code, 201);
+  std::string before = Get(kClaims).body["metadata"]["resourceVersion"];
+  const std::string c1 = std::string(kClaims) + "/c1";
+  EXPECT_EQ(Patch(c1, {{"metadata", "x"}}, "application/merge-patch+json").code, 400);
+  EXPECT_EQ(Patch(c1, json::array({1, 2}), "application/merge-patch+json").code, 400);
+  EXPECT_EQ(Patch(c1, {{"op", "nonsense"}}, "application/json-patch+json").code, 422);
+  EXPECT_EQ(Patch(c1, {{"metadata", "x"}}, "application/apply-patch+yaml").code, 400);
+  EXPECT_EQ(Patch(std::string(c1) + "/status?fieldManager=m", {{"status", 5}},
+                  "application/apply-patch+yaml")
+                .code,
+            400);
+  EXPECT_EQ(Put(c1, {{"metadata", {{"name", 5}}}}).code, 400);
+  EXPECT_EQ(ToResp(client_->Put(c1.c_str(), "[]", kJson)).code, 400);
+  EXPECT_EQ(ToResp(client_->Delete(c1.c_str(), "{bad", kJson)).code, 400);
+  EXPECT_EQ(Get(std::string(kClaims) + "?watch=1&timeoutSeconds=x").code, 400);
+  EXPECT_EQ(Get(std::string(kClaims) + "?fieldSelector=metadata.name").code, 400);
+  EXPECT_EQ(Get("/apis/resource.k8s.io/v1/namespaces/ns1/resourceslices").code, 404)
+      << "cluster-scoped resource under a namespace";
+  EXPECT_EQ(Post("/apis/resource.k8s.io/v1/resourceclaims", Claim("x")).code, 404);
+  EXPECT_EQ(Get(kClaims).body["metadata"]["resourceVersion"], before);
+  // A no-op update writes nothing.
+  Resp same = Put(c1, Get(c1).body);
+  EXPECT_EQ(same.code, 200);
+  EXPECT_EQ(Rv(same.body), before);
+  // Odd owner references and labels are stored and do not break deletes or selectors.
+  json odd = Claim("odd");
+  odd["metadata"]["ownerReferences"] = {{{"uid", 5}}};
+  odd["metadata"]["labels"] = json::object();
+  ASSERT_EQ(Post(kClaims, odd).code, 201);
+  EXPECT_EQ(Get(std::string(kClaims) + "?labelSelector=app%3Dx").body["items"].size(), 1u);
+  EXPECT_EQ(Delete(c1).code, 200);
+  EXPECT_EQ(Get(std::string(kClaims) + "/odd").code, 200);
+}
+
+TEST_F(ApiServerTest, NamespacesAndFinalizers) {
+  ASSERT_EQ(Post("/api/v1/namespaces", {{"metadata", {{"name", "team-a"}}}}).code, 201);
+  json ns = Get("/api/v1/namespaces/team-a").body;
+  ns["status"] = {{"phase", "Active"}};
+  Resp st = Put("/api/v1/namespaces/team-a/status", ns);
+  ASSERT_EQ(st.code, 200) << st.body.dump();
+  EXPECT_EQ(st.body["status"]["phase"], "Active");
+  const std::string claims = "/apis/resource.k8s.io/v1/namespaces/team-a/resourceclaims";
+  json c = Claim("c1");
+  c["metadata"]["finalizers"] = {"example.com/keep"};
+  ASSERT_EQ(Post(claims, c).code, 201);
+  Resp d = Delete(claims + "/c1");
+  ASSERT_EQ(d.code, 200);
+  EXPECT_TRUE(d.body["metadata"].contains("deletionTimestamp"));
+  json kept = Get(claims + "/c1").body;
+  ASSERT_TRUE(kept["metadata"].contains("deletionTimestamp")) << "finalizer keeps the object";
+  kept["metadata"]["finalizers"] = json::array();
+  ASSERT_EQ(Put(claims + "/c1", kept).code, 200);
+  EXPECT_EQ(Get(claims + "/c1").code, 404) << "last finalizer removed: object goes";
+  // Deleting a namespace deletes what is in it.
+  ASSERT_EQ(Post(claims, Claim("c2")).code, 201);
+  ASSERT_EQ(Delete("/api/v1/namespaces/team-a").code, 200);
+  EXPECT_EQ(Get(claims + "/c2").code, 404);
+}
+
+TEST_F(ApiServerTest, ServesHttps) {
+  char tmpl[] = "/tmp/knd-apiserver-tls-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  std::string cmd =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+      "-keyout " +
+      dir + "/key.pem -out " + dir + "/cert.pem >/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0) {
+    std::system(("rm -rf " + dir).c_str());
+    GTEST_SKIP() << "openssl CLI not available to make a test certificate";
+  }
+  server_->Stop();
+  ApiServerOptions opt;
+  opt.tls_cert_file = dir + "/cert.pem";
+  opt.tls_key_file = dir + "/key.pem";
+  StartServer(opt);
+  httplib::SSLClient c("127.0.0.1", server_->port());
+  c.enable_server_certificate_verification(false);
+  auto r = c.Post(kClaims, Claim("c1").dump(), kJson);
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 201);
+  EXPECT_THAT(server_->Kubeconfig(), HasSubstr("https://127.0.0.1:"));
+  // Plain HTTP to the TLS port gets no answer.
+  EXPECT_FALSE(client_->Get(kClaims));
+  std::system(("rm -rf " + dir).c_str());
+  ApiServerOptions bad;
+  bad.tls_cert_file = dir + "/missing.pem";
+  bad.tls_key_file = dir + "/missing.pem";
+  ApiServer broken(bad);
+  EXPECT_FALSE(broken.Start().ok());
 }
 
 // The binary: flags, port file, kubeconfig, seed, clean exit on SIGTERM.
@@ -608,7 +709,8 @@ TEST(ApiServerBinaryTest, StartsWritesPortFileAndExitsOnSigterm) {
   char tmpl[] = "/tmp/knd-apiserver-test-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   std::string dir = tmpl;
-  std::string port_file = dir + "/port", kubeconfig = dir + "/kubeconfig", seed = dir + "/seed.yaml";
+  std::string port_file = dir + "/port", kubeconfig = dir + "/kubeconfig",
+              seed = dir + "/seed.yaml";
   std::ofstream(seed) << "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n";
   pid_t pid = fork();
   ASSERT_GE(pid, 0);

@@ -38,7 +38,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   opt.host = listen.substr(0, colon);
-  if (opt.host.size() > 2 && opt.host.front() == '[') opt.host = opt.host.substr(1, opt.host.size() - 2);
+  if (opt.host.size() > 2 && opt.host.front() == '[')
+    opt.host = opt.host.substr(1, opt.host.size() - 2);
   try {
     opt.port = std::stoi(listen.substr(colon + 1));
   } catch (...) {
@@ -85,8 +86,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!kubeconfig_out.empty()) {
-    if (absl::Status s = knd::WriteFileAtomic(kubeconfig_out, server.Kubeconfig(), 0600);
-        !s.ok()) {
+    if (absl::Status s = knd::WriteFileAtomic(kubeconfig_out, server.Kubeconfig(), 0600); !s.ok()) {
       spdlog::error("--kubeconfig-out: {}", s.ToString());
       return 1;
     }

@@ -47,8 +47,7 @@ void TooLong(FieldErrors* errs, const std::string& field, size_t max) {
 void TooMany(FieldErrors* errs, const std::string& field, size_t have, size_t max,
              const std::string& what = "items") {
   errs->push_back({field, "Too many",
-                   std::to_string(have) + ": must have at most " + std::to_string(max) + " " +
-                       what,
+                   std::to_string(have) + ": must have at most " + std::to_string(max) + " " + what,
                    "FieldValueTooMany"});
 }
 void Duplicate(FieldErrors* errs, const std::string& field, const json& value) {
@@ -78,8 +77,7 @@ bool IsTrue(const json& obj, const char* key) {
 }
 
 // Qualified attribute/capacity name: "<C identifier ≤32>" or "<DNS subdomain ≤63>/<C id ≤32>".
-void ValidateQualifiedName(const std::string& key, const std::string& field,
-                           FieldErrors* errs) {
+void ValidateQualifiedName(const std::string& key, const std::string& field, FieldErrors* errs) {
   std::string domain, id = key;
   if (auto slash = key.find('/'); slash != std::string::npos) {
     domain = key.substr(0, slash);
@@ -89,8 +87,9 @@ void ValidateQualifiedName(const std::string& key, const std::string& field,
     } else if (domain.size() > kMaxDomainLength) {
       TooLong(errs, field, kMaxDomainLength);
     } else if (!IsDnsSubdomain(domain)) {
-      Invalid(errs, field, domain, "a lowercase RFC 1123 subdomain must consist of lower case "
-                                   "alphanumeric characters, '-' or '.'");
+      Invalid(errs, field, domain,
+              "a lowercase RFC 1123 subdomain must consist of lower case "
+              "alphanumeric characters, '-' or '.'");
     }
   }
   if (id.empty()) {
@@ -98,8 +97,9 @@ void ValidateQualifiedName(const std::string& key, const std::string& field,
   } else if (id.size() > kMaxIdLength) {
     TooLong(errs, field, kMaxIdLength);
   } else if (!IsCIdentifier(id)) {
-    Invalid(errs, field, id, "a valid C identifier must start with alphabetic character or "
-                             "'_', followed by a string of alphanumeric characters or '_'");
+    Invalid(errs, field, id,
+            "a valid C identifier must start with alphabetic character or "
+            "'_', followed by a string of alphanumeric characters or '_'");
   }
 }
 
@@ -113,9 +113,9 @@ void ValidateAttribute(const json& value, const std::string& field, FieldErrors*
     if (Get(value, k)) ++set;
   }
   for (auto it = value.begin(); it != value.end(); ++it) {
-    if (it.key() != "int" && it.key() != "bool" && it.key() != "string" &&
-        it.key() != "version") {
-      errs->push_back({field + "." + it.key(), "Forbidden", "unknown field", "FieldValueForbidden"});
+    if (it.key() != "int" && it.key() != "bool" && it.key() != "string" && it.key() != "version") {
+      errs->push_back(
+          {field + "." + it.key(), "Forbidden", "unknown field", "FieldValueForbidden"});
     }
   }
   if (set == 0) {
@@ -145,7 +145,8 @@ void ValidateAttribute(const json& value, const std::string& field, FieldErrors*
     } else if (v->get<std::string>().size() > kMaxAttributeValueLength) {
       TooLong(errs, field + ".version", kMaxAttributeValueLength);
     } else if (!IsSemver(v->get<std::string>())) {
-      Invalid(errs, field + ".version", *v, "must be a string compatible with semver.org spec 2.0.0");
+      Invalid(errs, field + ".version", *v,
+              "must be a string compatible with semver.org spec 2.0.0");
     }
   }
 }
@@ -208,7 +209,10 @@ void ValidateDevice(const json& dev, const std::string& field, std::set<std::str
     }
   }
   if (count > kMaxAttributesAndCapacities) {
-    TooMany(errs, field, count, kMaxAttributesAndCapacities, "attributes and capacities");
+    // The real server's wording (validateDevice in pkg/apis/resource/validation).
+    Invalid(errs, field, static_cast<int64_t>(count),
+            "the total number of attributes and capacities must not exceed " +
+                std::to_string(kMaxAttributesAndCapacities));
   }
   if (const json* taints = Get(dev, "taints")) {
     if (!taints->is_array()) {
@@ -221,8 +225,7 @@ void ValidateDevice(const json& dev, const std::string& field, std::set<std::str
         if (GetString(t, "key").empty()) Required(errs, f + ".key");
         std::string effect = GetString(t, "effect");
         if (effect != "None" && effect != "NoSchedule" && effect != "NoExecute") {
-          Unsupported(errs, f + ".effect", effect,
-                      "\"NoExecute\", \"NoSchedule\", \"None\"");
+          Unsupported(errs, f + ".effect", effect, "\"NoExecute\", \"NoSchedule\", \"None\"");
         }
       }
     }
@@ -320,8 +323,8 @@ FieldErrors ValidateResourceSlice(const json& slice) {
       size_t start = 0;
       while (true) {
         size_t slash = name.find('/', start);
-        std::string part = name.substr(start, slash == std::string::npos ? std::string::npos
-                                                                         : slash - start);
+        std::string part =
+            name.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
         if (!IsDnsSubdomain(part)) {
           Invalid(&errs, "spec.pool.name", name,
                   "must be one or more DNS sub-domains separated by slashes");
@@ -523,8 +526,9 @@ FieldErrors ValidateResourceClaimStatus(const json& claim) {
             std::string ipf = f + ".networkData.ips[" + std::to_string(j) + "]";
             const json& ip = (*ips)[j];
             if (!ip.is_string() || !IsCidr(ip.get<std::string>())) {
-              Invalid(&errs, ipf, ip, "must be a valid address in CIDR form, (e.g. 10.9.8.7/24 "
-                                      "or 2001:db8::1/64)");
+              Invalid(&errs, ipf, ip,
+                      "must be a valid address in CIDR form, (e.g. 10.9.8.7/24 "
+                      "or 2001:db8::1/64)");
             } else if (!uniq.insert(ip.get<std::string>()).second) {
               Duplicate(&errs, ipf, ip);
             }

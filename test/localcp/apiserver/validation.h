@@ -4,10 +4,9 @@
 // they are tested without a server.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace knd::localcp {
 

@@ -20,7 +20,8 @@ json Slice(int devices) {
   for (int i = 0; i < devices; ++i) {
     s["spec"]["devices"].push_back(
         {{"name", "dev" + std::to_string(i)},
-         {"attributes", {{"knd.k8s.cni.cncf.io/ifName", {{"string", "eth" + std::to_string(i)}}}}}});
+         {"attributes",
+          {{"knd.k8s.cni.cncf.io/ifName", {{"string", "eth" + std::to_string(i)}}}}}});
   }
   return s;
 }
@@ -28,7 +29,8 @@ json Slice(int devices) {
 std::string Joined(const FieldErrors& errs) { return InvalidMessage("X", "n", errs); }
 
 TEST(ValidationTest, GoodSliceHasNoErrors) {
-  EXPECT_TRUE(ValidateResourceSlice(Slice(128)).empty()) << Joined(ValidateResourceSlice(Slice(128)));
+  EXPECT_TRUE(ValidateResourceSlice(Slice(128)).empty())
+      << Joined(ValidateResourceSlice(Slice(128)));
 }
 
 TEST(ValidationTest, SliceLimitsAndRequiredFields) {
@@ -38,8 +40,9 @@ TEST(ValidationTest, SliceLimitsAndRequiredFields) {
   s["spec"]["devices"][0]["taints"] = {{{"key", "k"}, {"effect", "NoSchedule"}}};
   EXPECT_TRUE(ValidateResourceSlice(s).empty());
   for (int i = 2; i < 65; ++i) s["spec"]["devices"].push_back({{"name", "d" + std::to_string(i)}});
-  EXPECT_NE(Joined(ValidateResourceSlice(s)).find("spec.devices: Too many: 65: must have at most 64"),
-            std::string::npos);
+  EXPECT_NE(
+      Joined(ValidateResourceSlice(s)).find("spec.devices: Too many: 65: must have at most 64"),
+      std::string::npos);
 
   json bad = Slice(1);
   bad["spec"].erase("driver");
@@ -85,8 +88,8 @@ TEST(ValidationTest, DeviceNamesAndAttributes) {
     many["spec"]["devices"][0]["attributes"]["a" + std::to_string(i)] = {{"bool", true}};
   }
   EXPECT_EQ(Joined(ValidateResourceSlice(many)),
-            "X \"n\" is invalid: spec.devices[0]: Too many: 33: must have at most 32 attributes "
-            "and capacities");
+            "X \"n\" is invalid: spec.devices[0]: Invalid value: 33: the total number of attributes "
+            "and capacities must not exceed 32");
   // Exactly at the limits is fine: 32 entries, a 64-byte string, a 32-char identifier.
   json edge = Slice(1);
   edge["spec"]["devices"][0]["attributes"] = json::object();
@@ -115,16 +118,18 @@ TEST(ValidationTest, ClaimStatusDevices) {
               {"status", "True"},
               {"reason", "Attached"},
               {"lastTransitionTime", "2026-01-01T00:00:00Z"}}}},
-           {"networkData", {{"interfaceName", "net1"}, {"ips", {"192.0.2.5/24", "2001:db8::5/64"}}}}}}}}}};
+           {"networkData",
+            {{"interfaceName", "net1"}, {"ips", {"192.0.2.5/24", "2001:db8::5/64"}}}}}}}}}};
   EXPECT_TRUE(ValidateResourceClaimStatus(claim).empty())
       << Joined(ValidateResourceClaimStatus(claim));
 
   json bad = claim;
   bad["status"]["devices"][0]["device"] = "d9";
-  EXPECT_NE(Joined(ValidateResourceClaimStatus(bad)).find(
-                "status.devices[0]: Invalid value: {\"device\":\"d9\",\"driver\":\"a.example\","
+  EXPECT_NE(
+      Joined(ValidateResourceClaimStatus(bad))
+          .find("status.devices[0]: Invalid value: {\"device\":\"d9\",\"driver\":\"a.example\","
                 "\"pool\":\"n1\"}: must be an allocated device in the claim"),
-            std::string::npos)
+      std::string::npos)
       << Joined(ValidateResourceClaimStatus(bad));
 
   bad = claim;

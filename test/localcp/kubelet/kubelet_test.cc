@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <thread>
 
 #include "dra/fake_kube.h"
@@ -70,6 +71,13 @@ class KubeletTest : public ::testing::Test {
       }
       res.set_content(it->second.dump(), "application/json");
     });
+    api_.Delete(".*", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> l(deletes_mu_);
+      std::string q;
+      for (const auto& [k, v] : req.params) q += k + "=" + v;
+      deletes_.push_back(req.path + "?" + q);
+      res.set_content(R"({"kind":"Status","status":"Success"})", "application/json");
+    });
     api_port_ = api_.bind_to_any_port("127.0.0.1");
     ASSERT_GT(api_port_, 0);
     api_thread_ = std::thread([this] { api_.listen_after_bind(); });
@@ -117,7 +125,8 @@ class KubeletTest : public ::testing::Test {
                                      "--listen",
                                      "127.0.0.1:0",
                                      "--port-file",
-                                     port_file};
+                                     port_file,
+                                     "--wipe-slices-on-start"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -148,6 +157,8 @@ class KubeletTest : public ::testing::Test {
   httplib::Server api_;
   int api_port_ = 0;
   std::thread api_thread_;
+  std::mutex deletes_mu_;
+  std::vector<std::string> deletes_;
   fakes::FakeKube kube_;
   std::unique_ptr<state::PlanStore> store_;
   std::unique_ptr<Preparer> preparer_;
@@ -159,6 +170,13 @@ class KubeletTest : public ::testing::Test {
 TEST_F(KubeletTest, RegistersPreparesUnpreparesAndDeregisters) {
   StartKubelet();
   ASSERT_TRUE(GetJson("/plugins").empty());
+  {
+    // Like the real kubelet at start: all slices of this node are wiped.
+    std::lock_guard<std::mutex> l(deletes_mu_);
+    EXPECT_THAT(deletes_,
+                ::testing::ElementsAre(
+                    "/apis/resource.k8s.io/v1/resourceslices?fieldSelector=spec.nodeName=node1"));
+  }
   ASSERT_TRUE(plugin_->Start().ok());
 
   // Registration over the real protocol: the kubelet lists us and told us so.
