@@ -15,6 +15,7 @@ packages=(
   libgtest-dev libgmock-dev googletest
   containernetworking-plugins iproute2 procps
   openssl  # kube_client_test generates a self-signed cert
+  python3 python3-yaml  # test/deploy (manifest tests)
   # style
   clang-format clang-tidy
 )

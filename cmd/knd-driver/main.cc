@@ -6,17 +6,28 @@
 #include <csignal>
 #include <cstdlib>
 #include <memory>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "attach/attacher.h"
 #include "common/logging.h"
 #include "config/node_config.h"
+#include "dra/plugin.h"
+#include "dra/preparer.h"
+#include "health_server.h"
 #include "inventory/discovery.h"
+#include "inventory/inventory.h"
 #include "inventory/monitor.h"
 #include "inventory/slices.h"
 #include "kube/client.h"
 #include "kube/slice_publisher.h"
+#include "nri/driver_handler.h"
+#include "nri/plugin.h"
+#include "nri/pod_network.h"
+#include "state/plan_store.h"
 
 namespace {
 
@@ -27,6 +38,11 @@ struct DriverOptions {
   std::string config_path;
   double kube_api_qps = 20;
   int kube_api_burst = 40;
+  std::string kubelet_dir = "/var/lib/kubelet";
+  std::string state_dir = "/var/lib/knd";
+  std::string cdi_dir = "/var/run/cdi";
+  std::string nri_socket = "/var/run/nri/nri.sock";
+  std::string metrics_address = ":9177";
   std::string log_format = "text";
   int verbosity = 0;
 };
@@ -42,19 +58,67 @@ int Fail(const std::string& what, const absl::Status& st) {
 }
 
 // Turns a scan into the desired devices of the publisher (the only inventory <-> kube seam).
-void Rescan(const knd::inventory::Scanner& scanner, const std::string& driver_name,
+void Rescan(knd::inventory::Inventory& inventory, const std::string& driver_name,
             knd::kube::SlicePublisher& publisher) {
-  auto devices = scanner.Scan();
-  if (!devices.ok()) {
+  if (auto st = inventory.Rescan(); !st.ok()) {
     spdlog::error("inventory scan failed (keeping the last published devices): {}",
-                  devices.status().ToString());
+                  st.ToString());
     return;
   }
   std::vector<nlohmann::json> out;
-  out.reserve(devices->size());
-  for (const auto& d : *devices) out.push_back(knd::inventory::DeviceToJson(d, driver_name));
+  for (const auto& d : inventory.Devices()) {
+    out.push_back(knd::inventory::DeviceToJson(d, driver_name));
+  }
   spdlog::debug("inventory: {} devices", out.size());
   publisher.SetDevices(std::move(out));
+}
+
+// Devices given to claims on this node: they stay published while they are in pods.
+std::set<std::string> PlannedDevices(const knd::state::PlanStore& plans) {
+  std::set<std::string> out;
+  for (const auto& plan : plans.List()) {
+    for (const auto& dev : plan.devices) out.insert(dev.device);
+  }
+  return out;
+}
+
+std::string Metrics(const knd::kube::SlicePublisher& publisher, const knd::dra::Plugin& dra,
+                    const knd::nri::Plugin& nri, const knd::state::PlanStore& plans) {
+  auto st = publisher.Stats();
+  size_t attached = 0;
+  auto all = plans.List();
+  for (const auto& p : all) {
+    for (const auto& d : p.devices) attached += d.state == knd::state::DeviceState::kAttached;
+  }
+  auto last = std::chrono::duration_cast<std::chrono::seconds>(
+                  st.last_publish.time_since_epoch()).count();
+  std::string out;
+  auto metric = [&out](const char* name, const char* type, const char* help,
+                       const std::string& samples) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n",
+                    samples);
+  };
+  metric("knd_published_devices", "gauge", "Devices in this node's ResourceSlices.",
+         absl::StrCat("knd_published_devices ", st.published_devices, "\n"));
+  metric("knd_resourceslice_writes_total", "counter", "ResourceSlice API writes by verb.",
+         absl::StrCat("knd_resourceslice_writes_total{verb=\"create\"} ", st.creates, "\n",
+                      "knd_resourceslice_writes_total{verb=\"update\"} ", st.updates, "\n",
+                      "knd_resourceslice_writes_total{verb=\"delete\"} ", st.deletes, "\n"));
+  metric("knd_resourceslice_publish_errors_total", "counter",
+         "Failed ResourceSlice reconcile passes.",
+         absl::StrCat("knd_resourceslice_publish_errors_total ", st.errors, "\n"));
+  metric("knd_resourceslice_last_publish_timestamp_seconds", "gauge",
+         "Unix time of the last ResourceSlice write.",
+         absl::StrCat("knd_resourceslice_last_publish_timestamp_seconds ", last, "\n"));
+  metric("knd_prepared_claims", "gauge", "Claims prepared on this node.",
+         absl::StrCat("knd_prepared_claims ", all.size(), "\n"));
+  metric("knd_attached_devices", "gauge", "Devices attached to pods on this node.",
+         absl::StrCat("knd_attached_devices ", attached, "\n"));
+  metric("knd_kubelet_registered", "gauge", "1 when registered with the kubelet.",
+         absl::StrCat("knd_kubelet_registered ", dra.registered() ? 1 : 0, "\n"));
+  metric("knd_nri_connected", "gauge", "1 when registered with the container runtime.",
+         absl::StrCat("knd_nri_connected ", nri.connected() ? 1 : 0, "\n"));
+  return out;
 }
 
 }  // namespace
@@ -70,6 +134,17 @@ int main(int argc, char** argv) {
   auto* driver_opt =
       app.add_option("--driver-name", o.driver_name, "DRA driver name")->capture_default_str();
   app.add_option("--config", o.config_path, "node config YAML (which devices to publish)");
+  app.add_option("--kubelet-dir", o.kubelet_dir,
+                 "kubelet root (plugin sockets in plugins/ and plugins_registry/)")
+      ->capture_default_str();
+  app.add_option("--state-dir", o.state_dir, "knd's state (claim plans, device cache)")
+      ->capture_default_str();
+  app.add_option("--cdi-dir", o.cdi_dir, "runtime's dynamic CDI spec dir")->capture_default_str();
+  app.add_option("--nri-socket", o.nri_socket, "container runtime's NRI socket")
+      ->capture_default_str();
+  app.add_option("--metrics-address", o.metrics_address,
+                 "listen address of /healthz, /readyz and /metrics (\"\" disables)")
+      ->capture_default_str();
   app.add_option("--kube-api-qps", o.kube_api_qps, "API client QPS limit")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -125,27 +200,96 @@ int main(int argc, char** argv) {
   sigaddset(&sigs, SIGINT);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
+  knd::state::PlanStore plans(o.state_dir + "/plans");
+  if (auto loaded = plans.LoadAll(); !loaded.ok()) {
+    return Fail("claim plans in " + plans.dir(), loaded.status());
+  } else {
+    spdlog::info("loaded {} claim plans from {}", loaded->size(), plans.dir());
+  }
+
   knd::kube::SlicePublisherOptions popts;
   popts.node_name = o.node_name;
   popts.driver_name = o.driver_name;
-  knd::kube::SlicePublisher publisher(**client, popts);
+  // The publisher retries on its own schedule (backoff, watch-triggered); a client without
+  // internal retries keeps its Stop() prompt while the API server is unreachable.
+  knd::kube::ClientConfig pub_cfg = *kcfg;
+  pub_cfg.max_retries = 0;
+  auto pub_client = knd::kube::NewClient(pub_cfg);
+  if (!pub_client.ok()) return Fail("kubernetes API client", pub_client.status());
+  knd::kube::SlicePublisher publisher(**pub_client, popts);
   knd::inventory::ScanOptions sopts;
   sopts.config = node_cfg;
-  knd::inventory::Scanner scanner(sopts);
+  knd::inventory::Inventory inventory(knd::inventory::Scanner(sopts),
+                                      o.state_dir + "/devices.json",
+                                      [&plans] { return PlannedDevices(plans); });
+
+  auto attacher = knd::attach::NewNetlinkAttacher();
+  knd::nri::PodNetwork pod_network(plans, *attacher);
+  knd::dra::Preparer::Options prep_opts;
+  prep_opts.driver_name = o.driver_name;
+  prep_opts.node_name = o.node_name;
+  prep_opts.cdi_dir = o.cdi_dir;
+  prep_opts.on_unprepare = [&pod_network](const knd::state::ClaimPlan& plan) {
+    return pod_network.DetachClaim(plan);
+  };
+  knd::dra::Preparer preparer(
+      **client, plans, [&inventory](const std::string& name) { return inventory.Find(name); },
+      prep_opts);
+  knd::dra::Plugin dra_plugin({o.driver_name, o.kubelet_dir, o.node_name}, preparer);
+  knd::nri::DriverHandler nri_handler(pod_network);
+  knd::nri::Plugin::Options nri_opts;
+  nri_opts.socket_path = o.nri_socket;
+  knd::nri::Plugin nri_plugin(nri_opts, nri_handler);
+
+  knd::driver::HealthServer health(
+      [&] {
+        std::vector<std::string> failing;
+        if (!dra_plugin.registered()) failing.push_back("kubelet registration");
+        if (!nri_plugin.connected()) failing.push_back("runtime (NRI) connection");
+        if (publisher.Stats().reconciles == 0) failing.push_back("ResourceSlices published");
+        return failing;
+      },
+      [&] { return Metrics(publisher, dra_plugin, nri_plugin, plans); });
 
   spdlog::info("knd-driver starting: node={} driver={} server={}", o.node_name, o.driver_name,
                kcfg->server);
+  // Inventory first: Prepare resolves devices through it.
+  Rescan(inventory, o.driver_name, publisher);
   publisher.Start();
-  Rescan(scanner, o.driver_name, publisher);
-  knd::inventory::LinkMonitor monitor([&] { Rescan(scanner, o.driver_name, publisher); });
+  knd::inventory::LinkMonitor monitor([&] { Rescan(inventory, o.driver_name, publisher); });
   if (auto st = monitor.Start(); !st.ok()) {
     publisher.Stop();
     return Fail("link monitor", st);
+  }
+  if (!o.metrics_address.empty()) {
+    if (auto st = health.Start(o.metrics_address); !st.ok()) {
+      monitor.Stop();
+      publisher.Stop();
+      return Fail("health server", st);
+    }
+  }
+  // NRI before DRA: a pod whose claims the kubelet prepares must find the hooks in place.
+  if (auto st = nri_plugin.Start(); !st.ok()) {
+    health.Stop();
+    monitor.Stop();
+    publisher.Stop();
+    return Fail("NRI plugin", st);
+  }
+  if (auto st = dra_plugin.Start(); !st.ok()) {
+    nri_plugin.Stop();
+    health.Stop();
+    monitor.Stop();
+    publisher.Stop();
+    return Fail("kubelet plugin", st);
   }
 
   int sig = 0;
   sigwait(&sigs, &sig);
   spdlog::info("received signal {}; stopping", sig);
+  // Devices stay in running pods across a restart: nothing is detached on the way out.
+  dra_plugin.Stop();
+  nri_plugin.Stop();
+  health.Stop();
   monitor.Stop();
   publisher.Stop();
   auto stats = publisher.Stats();

@@ -58,12 +58,14 @@ void LinkMonitor::Stop() {
 
 void LinkMonitor::Run() {
   using Clock = std::chrono::steady_clock;
-  std::optional<Clock::time_point> first, last;
+  // A pending burst: the time of its first and of its latest event.
+  bool pending = false;
+  Clock::time_point first{}, last{};
   std::vector<char> buf(64 * 1024);
   for (;;) {
     int timeout = -1;
-    if (first) {
-      Clock::time_point due = std::min(*last + opts_.quiet, *first + opts_.max_delay);
+    if (pending) {
+      Clock::time_point due = std::min(last + opts_.quiet, first + opts_.max_delay);
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now());
       timeout = static_cast<int>(std::max<int64_t>(0, left.count()));
     }
@@ -91,15 +93,15 @@ void LinkMonitor::Run() {
       }
       if (got) {
         Clock::time_point now = Clock::now();
-        if (!first) first = now;
+        if (!pending) first = now;
+        pending = true;
         last = now;
       }
     }
-    if (first) {
+    if (pending) {
       Clock::time_point now = Clock::now();
-      if (now >= *last + opts_.quiet || now >= *first + opts_.max_delay) {
-        first.reset();
-        last.reset();
+      if (now >= last + opts_.quiet || now >= first + opts_.max_delay) {
+        pending = false;
         cb_();
       }
     }

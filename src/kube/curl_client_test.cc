@@ -210,6 +210,20 @@ TEST_F(ClientTest, ListSendsSelectors) {
   EXPECT_EQ(fs, "spec.nodeName=n1,spec.driver=knd.k8s.cni.cncf.io");
   EXPECT_EQ(rv, "");
   EXPECT_EQ((*r)["metadata"]["resourceVersion"], "9");
+
+  std::string method, label;
+  svr_.Delete("/apis/resource.k8s.io/v1/resourceslices",
+              [&](const httplib::Request& req, httplib::Response& res) {
+                method = req.method;
+                fs = req.get_param_value("fieldSelector");
+                label = req.get_param_value("labelSelector");
+                res.set_content(R"({"kind":"ResourceSliceList","items":[]})", "application/json");
+              });
+  o.label_selector = "app=knd";
+  ASSERT_TRUE(c->DeleteCollection("/apis/resource.k8s.io/v1/resourceslices", o).ok());
+  EXPECT_EQ(method, "DELETE");
+  EXPECT_EQ(fs, "spec.nodeName=n1,spec.driver=knd.k8s.cni.cncf.io");
+  EXPECT_EQ(label, "app=knd");
 }
 
 TEST_F(ClientTest, ApplyAndMergePatchContentTypes) {

@@ -400,6 +400,9 @@ void SlicePublisher::WatchLoop() {
       continue;
     }
     if (!st.ok()) {
+      // After an outage, list and reconcile again instead of trusting the old
+      // resourceVersion: a restarted server may have lost or reset its state.
+      need_list = true;
       if (!fail(st)) break;
       continue;
     }

@@ -342,8 +342,16 @@ TEST(SlicePublisher, PublishesIdlesAndConverges) {
 
   // The kubelet wipes a slice: the watch notices and it comes back.
   fc.ExternalDelete("node-a-knd-k8s-cni-cncf-io-1");
-  ASSERT_TRUE(Eventually([&] { return PublishedDevices(fc) == 130 && fc.Slices().size() == 2; }));
-  for (auto& [_, s] : fc.Slices()) EXPECT_EQ(s["spec"]["pool"]["generation"], 2);
+  // Back as one consistent pool: both slices at the next generation (the create and the
+  // update land one after the other, so wait for both).
+  ASSERT_TRUE(Eventually([&] {
+    auto slices = fc.Slices();
+    if (slices.size() != 2 || PublishedDevices(fc) != 130) return false;
+    for (auto& [_, s] : slices) {
+      if (s["spec"]["pool"]["generation"] != 2) return false;
+    }
+    return true;
+  }));
   pub.Stop();
 }
 

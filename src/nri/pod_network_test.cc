@@ -7,7 +7,9 @@
 #include <map>
 #include <set>
 
+#include "common/status.h"
 #include "config/network_config.h"
+#include "netns/netns.h"
 
 namespace knd::nri {
 namespace {

@@ -24,6 +24,7 @@ import tempfile
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 CLONE_NEWNET = 0x40000000
@@ -319,6 +320,9 @@ class Node:
         self.pod_netns = getattr(self, "pod_netns", {})
 
     def start_driver(self, extra=(), config=None, wait_ready=True):
+        # A restarted driver must register anew; remember what the kubelet has seen so far.
+        self._kubelet_seq = max([pl.get("seq", -1) for pl in self.kubelet.get("/plugins") or []],
+                                default=-1) if self.with_kubelet else -1
         args = [binary("knd-driver"), "--kubeconfig", self.kubeconfig,
                 "--node-name", self.node_name, "--kubelet-dir", self.kubelet_dir,
                 "--state-dir", self.state_dir, "--cdi-dir", self.cdi_dir,
@@ -343,7 +347,7 @@ class Node:
                 raise RuntimeError(f"driver exited:\n{self.driver.tail()}")
             ok = True
             if self.with_kubelet:
-                ok = ok and any(pl.get("name") == DRIVER and pl.get("registered", True)
+                ok = ok and any(pl.get("name") == DRIVER and pl["seq"] > self._kubelet_seq
                                 for pl in self.kubelet.get("/plugins") or [])
             if self.with_runtime:
                 ok = ok and any(pl.get("name") == "knd" for pl in self.runtime.get("/plugins") or [])
@@ -362,8 +366,8 @@ class Node:
 
     # ---- API helpers -----------------------------------------------------------------------
     def slices(self):
-        got = self.api.get("/apis/resource.k8s.io/v1/resourceslices?fieldSelector="
-                           f"spec.nodeName={self.node_name}")
+        sel = urllib.parse.quote(f"spec.nodeName={self.node_name}", safe="")
+        got = self.api.get(f"/apis/resource.k8s.io/v1/resourceslices?fieldSelector={sel}")
         return got.get("items", [])
 
     def published_devices(self):

@@ -503,6 +503,11 @@ absl::Status ApiServer::Impl::Start(int* port) {
   int threads = opt_.max_threads;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_payload_max_length(16 << 20);
+  if (opt_.log_requests) {
+    server_->set_logger([](const httplib::Request& req, const httplib::Response& res) {
+      spdlog::debug("{} {} -> {}", req.method, req.target, res.status);
+    });
+  }
   server_->set_keep_alive_timeout(30);
   auto handler = [this](const httplib::Request& req, httplib::Response& res) {
     // One boundary for anything unexpected (e.g. a JSON type error on odd input): a 500 Status,
@@ -1393,12 +1398,24 @@ void ApiServer::Impl::Watch(const Target& t, Selector sel, const httplib::Reques
   {
     std::lock_guard<std::mutex> l(mu_);
     st->epoch = outage_epoch_;
-    if (rv_text.empty() || rv_text == "0") {
+    std::string initial =
+        req.has_param("sendInitialEvents") ? req.get_param_value("sendInitialEvents") : "";
+    if (rv_text.empty() || rv_text == "0" || initial == "true") {
+      // Current state as synthetic ADDED events, then live events.
       for (const auto& [key, obj] : objects_[t.type]) {
         if (!t.ns.empty() && FieldValue(obj, "metadata.namespace") != t.ns) continue;
         if (sel.Matches(obj)) st->pending.push_back(EventLine("ADDED", obj));
       }
       st->last = rv_;
+      if (initial == "true" && st->bookmarks) {
+        // The WatchList protocol: a bookmark marks the end of the initial state.
+        st->pending.push_back(
+            EventLine("BOOKMARK", {{"kind", t.type->kind},
+                                   {"apiVersion", t.type->ApiVersion()},
+                                   {"metadata",
+                                    {{"resourceVersion", std::to_string(rv_)},
+                                     {"annotations", {{"k8s.io/initial-events-end", "true"}}}}}}));
+      }
     } else {
       uint64_t asked = 0;
       try {
@@ -1482,6 +1499,8 @@ void ApiServer::Impl::Watch(const Target& t, Selector sel, const httplib::Reques
       auto wake = std::min(st->deadline, st->last_write + interval);
       if (!st->bookmarks) wake = std::min(st->deadline, Clock::now() + interval);
       cv_.wait_until(lk, wake);
+      // A client that went away frees its thread now, not at the watch timeout.
+      if (!sink.is_writable()) return false;
     }
     lk.unlock();
     if (!flush(out)) return false;

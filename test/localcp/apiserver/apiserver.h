@@ -31,7 +31,8 @@ struct ApiServerOptions {
   std::string tls_key_file;
   size_t history_size = 1000;  // watch events kept for resuming watches.
   int bookmark_interval_ms = 1000;
-  int max_threads = 256;  // each open watch holds one.
+  int max_threads = 256;      // each open watch holds one.
+  bool log_requests = false;  // log each request at debug level (-v).
 };
 
 class ApiServer {

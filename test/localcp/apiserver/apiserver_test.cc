@@ -9,10 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <thread>
 
 namespace knd::localcp {
@@ -431,6 +433,38 @@ TEST_F(ApiServerTest, WatchFromZeroListsCurrentObjectsFirst) {
   EXPECT_EQ(ev[1]["object"]["metadata"]["name"], "b");
 }
 
+TEST_F(ApiServerTest, WatchListEndsInitialEventsWithABookmark) {
+  ASSERT_EQ(Post(kClaims, Claim("a")).code, 201);
+  std::vector<json> ev = Watch(std::string(kClaims) +
+                                   "?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&"
+                                   "resourceVersionMatch=NotOlderThan",
+                               [](const std::vector<json>& e) { return e.size() >= 2; });
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[0]["type"], "ADDED");
+  EXPECT_EQ(ev[1]["type"], "BOOKMARK");
+  EXPECT_EQ(ev[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+}
+
+TEST_F(ApiServerTest, AbandonedWatchesDoNotHoldServerThreads) {
+  server_->Stop();
+  ApiServerOptions opt;
+  opt.max_threads = 2;
+  StartServer(opt);
+  ASSERT_EQ(Post(kClaims, Claim("a")).code, 201);
+  // More abandoned watches (no bookmarks, long timeout) than threads: each must be noticed.
+  // Each client reads the first event and hangs up.
+  for (int i = 0; i < 4; ++i) {
+    std::vector<json> ev = Watch(std::string(kClaims) + "?watch=1&timeoutSeconds=600",
+                                 [](const std::vector<json>&) { return true; });
+    ASSERT_EQ(ev.size(), 1u) << "watch " << i << " got no thread";
+  }
+  httplib::Client fresh("127.0.0.1", server_->port());
+  fresh.set_read_timeout(10, 0);
+  auto r = fresh.Get(kClaims);
+  ASSERT_TRUE(r) << "server threads still held by abandoned watches";
+  EXPECT_EQ(r->status, 200);
+}
+
 TEST_F(ApiServerTest, WatchFiltersByFieldSelector) {
   std::string rv = Get(kSlices).body["metadata"]["resourceVersion"];
   std::thread writer([&] {
@@ -493,7 +527,8 @@ TEST_F(ApiServerTest, SliceValidationRejectsWithFieldPaths) {
   r = Post(kSlices, s);
   ASSERT_EQ(r.code, 422);
   std::string msg = r.body["message"];
-  EXPECT_THAT(msg, HasSubstr("spec.devices[1]: Invalid value: 33: the total number of attributes and capacities must not exceed 32"));
+  EXPECT_THAT(msg, HasSubstr("spec.devices[1]: Invalid value: 33: the total number of attributes "
+                             "and capacities must not exceed 32"));
   EXPECT_THAT(msg, HasSubstr("spec.devices[2].name: Invalid value: \"Not_A_Label\""));
   EXPECT_THAT(msg, HasSubstr("spec.devices[3].attributes[knd.k8s.cni.cncf.io/ipv4].string: Too "
                              "long: may not be more than 64 bytes"));
@@ -699,6 +734,39 @@ TEST_F(ApiServerTest, ServesHttps) {
   bad.tls_key_file = dir + "/missing.pem";
   ApiServer broken(bad);
   EXPECT_FALSE(broken.Start().ok());
+}
+
+TEST_F(ApiServerTest, ConcurrentWritersAndAWatcherSeeEveryEventOnce) {
+  constexpr int kWriters = 4, kEach = 50;
+  std::string rv = Get(kClaims).body["metadata"]["resourceVersion"];
+  std::vector<std::thread> writers;
+  std::atomic<int> created{0};
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      httplib::Client c("127.0.0.1", server_->port());
+      for (int i = 0; i < kEach; ++i) {
+        auto r =
+            c.Post(kClaims, Claim("w" + std::to_string(w) + "-" + std::to_string(i)).dump(), kJson);
+        if (r && r->status == 201) ++created;
+      }
+    });
+  }
+  std::vector<json> ev = Watch(
+      std::string(kClaims) + "?watch=1&timeoutSeconds=20&resourceVersion=" + rv,
+      [](const std::vector<json>& e) { return e.size() >= static_cast<size_t>(kWriters * kEach); });
+  for (auto& t : writers) t.join();
+  EXPECT_EQ(created, kWriters * kEach);
+  ASSERT_EQ(ev.size(), static_cast<size_t>(kWriters * kEach));
+  std::set<std::string> names;
+  uint64_t last = std::stoull(rv);
+  for (const json& e : ev) {
+    EXPECT_EQ(e["type"], "ADDED");
+    uint64_t v = std::stoull(Rv(e["object"]));
+    EXPECT_GT(v, last);
+    last = v;
+    names.insert(e["object"]["metadata"]["name"].get<std::string>());
+  }
+  EXPECT_EQ(names.size(), static_cast<size_t>(kWriters * kEach));
 }
 
 // The binary: flags, port file, kubeconfig, seed, clean exit on SIGTERM.

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   app.add_flag("-v", verbosity, "more logging (repeatable)");
   CLI11_PARSE(app, argc, argv);
   knd::InitLogging(knd::LogFormat::kText, verbosity);
+  opt.log_requests = verbosity > 0;
 
   auto colon = listen.rfind(':');
   if (colon == std::string::npos) {

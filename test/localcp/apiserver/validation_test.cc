@@ -87,9 +87,10 @@ TEST(ValidationTest, DeviceNamesAndAttributes) {
   for (int i = 0; i < 32; ++i) {
     many["spec"]["devices"][0]["attributes"]["a" + std::to_string(i)] = {{"bool", true}};
   }
-  EXPECT_EQ(Joined(ValidateResourceSlice(many)),
-            "X \"n\" is invalid: spec.devices[0]: Invalid value: 33: the total number of attributes "
-            "and capacities must not exceed 32");
+  EXPECT_EQ(
+      Joined(ValidateResourceSlice(many)),
+      "X \"n\" is invalid: spec.devices[0]: Invalid value: 33: the total number of attributes "
+      "and capacities must not exceed 32");
   // Exactly at the limits is fine: 32 entries, a 64-byte string, a 32-char identifier.
   json edge = Slice(1);
   edge["spec"]["devices"][0]["attributes"] = json::object();

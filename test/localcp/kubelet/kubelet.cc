@@ -371,6 +371,7 @@ json Kubelet::Plugins() const {
                    {"versions", p.versions},
                    {"service", p.service},
                    {"socket", p.socket},
+                   {"seq", p.seq},  // grows with every registration (a restart re-registers)
                    {"registered", true}});
   }
   return out;

@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   app.add_option("--port-file", port_file, "write the control API port here once listening");
   app.add_flag("--wipe-slices-on-start", opts.wipe_slices_on_start,
                "delete all ResourceSlices of this node at start, like the real kubelet");
-  app.add_option("-v,--v", verbosity, "log verbosity");
+  app.add_flag("-v,--v", verbosity, "log verbosity (-v, -vv, or --v=N)");
   CLI11_PARSE(app, argc, argv);
   knd::InitLogging(knd::LogFormat::kText, verbosity);
 
