@@ -38,7 +38,7 @@ def main():
         show(sh("ip", "-br", "link", "show", "type", "veth"))
 
         step("Start knd-driver (node config: publish eth*; uplinks are never published)")
-        node.start_driver(config='include:\n  - ifName: "eth*"\n')
+        node.start_driver(config='include:\n  - ifName: "eth?"\n')
         devs = wait_for(lambda: (d := node.published_devices()) and {"eth1", "eth2"} <= set(d)
                         and d, what="devices published")
         step("ResourceSlices published for the node (kubectl get resourceslices)")

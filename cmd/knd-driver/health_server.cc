@@ -49,8 +49,7 @@ absl::Status HealthServer::Start(const std::string& address) {
       return;
     }
     res.status = 503;
-    res.set_content(absl::StrCat("not ready: ", absl::StrJoin(failing, ", "), "\n"),
-                    "text/plain");
+    res.set_content(absl::StrCat("not ready: ", absl::StrJoin(failing, ", "), "\n"), "text/plain");
   });
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_(), "text/plain; version=0.0.4; charset=utf-8");
@@ -62,8 +61,8 @@ absl::Status HealthServer::Start(const std::string& address) {
   }
   if (port_ < 0) {
     server_.reset();
-    return absl::UnavailableError(absl::StrCat("--metrics-address ", address,
-                                               ": cannot listen (address in use?)"));
+    return absl::UnavailableError(
+        absl::StrCat("--metrics-address ", address, ": cannot listen (address in use?)"));
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return absl::OkStatus();

@@ -49,7 +49,8 @@ absl::Status MakeDirs(const std::string& path, int mode) {
 absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int mode) {
   std::filesystem::path target(path);
   // Not `dir = "."` after the fact: g++ 12 -O2 reports a bogus -Wrestrict there.
-  const std::string dir = target.has_parent_path() ? target.parent_path().string() : std::string(".");
+  const std::string dir =
+      target.has_parent_path() ? target.parent_path().string() : std::string(".");
   RETURN_IF_ERROR(MakeDirs(dir));
   std::string tmpl = absl::StrCat(dir, "/.", target.filename().string(), ".XXXXXX");
   std::vector<char> name(tmpl.begin(), tmpl.end());

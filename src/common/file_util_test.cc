@@ -32,7 +32,8 @@ TEST_F(FileUtilTest, AtomicWriteCreatesParentsAndReplacesContent) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   // No temp files are left behind.
   int entries = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir_ + "/a/b")) ++entries;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir_ + "/a/b"))
+    ++entries;
   EXPECT_EQ(entries, 1);
 }
 

@@ -3,7 +3,6 @@
 #include <cstring>
 #include <string>
 
-
 namespace knd {
 
 absl::Status ErrnoToStatus(int err, std::string_view what) {

@@ -29,16 +29,18 @@ absl::Status Annotate(const absl::Status& s, std::string_view context);
 #define KND_CONCAT_INNER_(a, b) a##b
 #define KND_CONCAT_(a, b) KND_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                          \
-  do {                                                 \
-    ::absl::Status knd_status_ = (expr);               \
-    if (!knd_status_.ok()) return knd_status_;         \
+#define RETURN_IF_ERROR(expr)                  \
+  do {                                         \
+    ::absl::Status knd_status_ = (expr);       \
+    if (!knd_status_.ok()) return knd_status_; \
   } while (0)
 
 #define ASSIGN_OR_RETURN(lhs, expr) \
   ASSIGN_OR_RETURN_IMPL_(KND_CONCAT_(knd_statusor_, __LINE__), lhs, expr)
 
-#define ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
-  auto tmp = (expr);                           \
-  if (!tmp.ok()) return tmp.status();          \
-  lhs = std::move(tmp).value()
+// `lhs` may be a declaration (`auto x`) and `tmp` is an identifier: neither can take
+// parentheses.
+#define ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)                                 \
+  auto tmp = (expr);                  /* NOLINT(bugprone-macro-parentheses) */ \
+  if (!tmp.ok()) return tmp.status(); /* NOLINT(bugprone-macro-parentheses) */ \
+  lhs = std::move(tmp).value()        /* NOLINT(bugprone-macro-parentheses) */

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -54,12 +55,14 @@ void CollectEntries(const nlohmann::json& doc, std::vector<Entry>& entries, Cont
   const json meta = doc.value("metadata", json::object());
   json configs = json::array();
   Source source = Source::kClaim;
+  const json spec = doc.value("spec", json::object());
   if (kind == "DeviceClass") {
     source = Source::kClass;
-    configs = doc["spec"].value("config", json::array());
-  } else {
-    json devices =
-        kind == "ResourceClaimTemplate" ? doc["spec"]["spec"]["devices"] : doc["spec"]["devices"];
+    configs = spec.value("config", json::array());
+  } else if (kind == "ResourceClaim" || kind == "ResourceClaimTemplate") {
+    json devices = kind == "ResourceClaimTemplate"
+                       ? spec.value("spec", json::object()).value("devices", json::object())
+                       : spec.value("devices", json::object());
     configs = devices.value("config", json::array());
     ctx.claim_namespace = meta.value("namespace", "default");
     ctx.claim_name = meta.value("name", "");
@@ -67,7 +70,7 @@ void CollectEntries(const nlohmann::json& doc, std::vector<Entry>& entries, Cont
     if (!requests.empty()) ctx.request = requests[0].value("name", "");
   }
   for (const json& c : configs) {
-    if (c["opaque"].value("driver", "") != "knd.k8s.cni.cncf.io") continue;
+    if (!c.contains("opaque") || c["opaque"].value("driver", "") != "knd.k8s.cni.cncf.io") continue;
     entries.push_back(
         {source, c.value("requests", std::vector<std::string>()), c["opaque"]["parameters"]});
   }
@@ -119,6 +122,63 @@ TEST(DocsExamplesTest, EveryExampleBehavesAsDocumented) {
   EXPECT_GE(valid, 5);
   EXPECT_GE(invalid, 3);
   EXPECT_GE(objects, 3);
+}
+
+// Every YAML block in every document (README.md, docs/*.md) parses, and every knd
+// NetworkConfig in it, bare or inside a DeviceClass / ResourceClaim(Template), is accepted
+// unless the block is marked `# invalid: <text>` (then it must be refused with <text>).
+TEST(DocsExamplesTest, EveryYamlBlockInTheDocsParsesAndItsConfigsResolve) {
+  const char* src = std::getenv("KND_SOURCE_DIR");
+  const std::string root = src ? src : KND_DOCS_FALLBACK_DIR;
+  std::vector<std::string> files = {root + "/README.md"};
+  for (const auto& e : std::filesystem::directory_iterator(root + "/docs")) {
+    if (e.path().extension() == ".md") files.push_back(e.path().string());
+  }
+  int blocks = 0, configs = 0;
+  for (const std::string& file : files) {
+    auto md = ReadFile(file);
+    ASSERT_TRUE(md.ok()) << md.status();
+    for (const Block& b : YamlBlocks(*md)) {
+      SCOPED_TRACE(file + ": yaml example at line " + std::to_string(b.line));
+      const std::string kInvalid = "# invalid: ";
+      std::string first = FirstLine(b.text);
+      bool expect_fail = first.rfind(kInvalid, 0) == 0;
+      auto docs = ParseYamlAll(b.text);
+      ASSERT_TRUE(docs.ok()) << docs.status();
+      ++blocks;
+      absl::Status result;
+      for (const auto& d : *docs) {
+        if (!d.is_object()) continue;
+        if (d.value("apiVersion", "") == "knd.k8s.cni.cncf.io/v1alpha1") {
+          ++configs;
+          auto cfg = Decode(d, "example");
+          absl::Status st = cfg.ok() ? Validate(*cfg, "example") : cfg.status();
+          if (result.ok()) result = st;
+          continue;
+        }
+        if (d.value("apiVersion", "") != "resource.k8s.io/v1") continue;
+        std::vector<Entry> entries;
+        Context ctx{"default", "example", "nic"};
+        CollectEntries(d, entries, ctx);
+        for (const Entry& e : entries) {
+          ++configs;
+          Context one = ctx;
+          if (!e.requests.empty()) one.request = e.requests[0];
+          absl::Status st = Resolve({e}, one).status();
+          if (result.ok()) result = st;
+        }
+      }
+      if (expect_fail) {
+        ASSERT_FALSE(result.ok()) << "documented as invalid but accepted";
+        EXPECT_THAT(std::string(result.message()),
+                    ::testing::HasSubstr(first.substr(kInvalid.size())));
+      } else {
+        EXPECT_TRUE(result.ok()) << result;
+      }
+    }
+  }
+  EXPECT_GE(blocks, 10) << "no YAML found in the docs: the extraction rotted";
+  EXPECT_GE(configs, 5);
 }
 
 }  // namespace

@@ -3,11 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace knd::inventory {
 
@@ -19,10 +18,10 @@ struct Device {
   std::string mac;
   std::string perm_mac;  // empty when the kernel reports none
   uint32_t mtu = 0;
-  std::string kind;  // link kind ("veth", "macvlan", ...; "device" for hardware)
+  std::string kind;       // link kind ("veth", "macvlan", ...; "device" for hardware)
   std::string operstate;  // "up", "down", "unknown", ...
   std::optional<int64_t> speed_mbps;
-  std::string driver;  // kernel driver
+  std::string driver;       // kernel driver
   std::string pci_address;  // "0000:03:00.0"
   std::string pci_vendor;   // "0x15b3"
   std::string pci_device;   // "0x1017"
@@ -34,7 +33,7 @@ struct Device {
   bool is_sriov_vf = false;
   std::string pf_name;
   bool is_virtual = false;
-  std::string rdma_device;  // e.g. "mlx5_0"
+  std::string rdma_device;        // e.g. "mlx5_0"
   std::vector<std::string> ipv4;  // global addresses, CIDR, sorted
   std::vector<std::string> ipv6;
   std::string resource_name;  // Multus k8s.cni.cncf.io/resourceName from node config

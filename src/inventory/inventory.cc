@@ -10,19 +10,29 @@
 namespace knd::inventory {
 
 nlohmann::json DeviceToCacheJson(const Device& d) {
-  nlohmann::json j = {
-      {"name", d.name},           {"ifname", d.ifname},
-      {"ifindex", d.ifindex},     {"mac", d.mac},
-      {"permMac", d.perm_mac},    {"mtu", d.mtu},
-      {"kind", d.kind},           {"operstate", d.operstate},
-      {"driver", d.driver},       {"pciAddress", d.pci_address},
-      {"pciVendor", d.pci_vendor}, {"pciDevice", d.pci_device},
-      {"pcieRoot", d.pcie_root},  {"sriov", d.sriov},
-      {"sriovTotalVfs", d.sriov_total_vfs}, {"sriovNumVfs", d.sriov_num_vfs},
-      {"isSriovVf", d.is_sriov_vf}, {"pfName", d.pf_name},
-      {"virtual", d.is_virtual},  {"rdmaDevice", d.rdma_device},
-      {"ipv4", d.ipv4},           {"ipv6", d.ipv6},
-      {"resourceName", d.resource_name}};
+  nlohmann::json j = {{"name", d.name},
+                      {"ifname", d.ifname},
+                      {"ifindex", d.ifindex},
+                      {"mac", d.mac},
+                      {"permMac", d.perm_mac},
+                      {"mtu", d.mtu},
+                      {"kind", d.kind},
+                      {"operstate", d.operstate},
+                      {"driver", d.driver},
+                      {"pciAddress", d.pci_address},
+                      {"pciVendor", d.pci_vendor},
+                      {"pciDevice", d.pci_device},
+                      {"pcieRoot", d.pcie_root},
+                      {"sriov", d.sriov},
+                      {"sriovTotalVfs", d.sriov_total_vfs},
+                      {"sriovNumVfs", d.sriov_num_vfs},
+                      {"isSriovVf", d.is_sriov_vf},
+                      {"pfName", d.pf_name},
+                      {"virtual", d.is_virtual},
+                      {"rdmaDevice", d.rdma_device},
+                      {"ipv4", d.ipv4},
+                      {"ipv6", d.ipv6},
+                      {"resourceName", d.resource_name}};
   if (d.speed_mbps) j["speedMbps"] = *d.speed_mbps;
   if (d.numa_node) j["numaNode"] = *d.numa_node;
   return j;

@@ -10,12 +10,11 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -43,8 +42,8 @@ class Inventory {
   const std::string cache_path_;
   PinnedFn pinned_;
   mutable std::mutex mu_;
-  std::map<std::string, Device> known_ ABSL_GUARDED_BY(mu_);    // last-known, by name
-  std::vector<Device> current_ ABSL_GUARDED_BY(mu_);            // what is published
+  std::map<std::string, Device> known_ ABSL_GUARDED_BY(mu_);  // last-known, by name
+  std::vector<Device> current_ ABSL_GUARDED_BY(mu_);          // what is published
 };
 
 }  // namespace knd::inventory

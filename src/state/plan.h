@@ -12,11 +12,10 @@
 #pragma once
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 
@@ -58,19 +57,19 @@ struct HostSnapshot {
 
 // Result of an attach, reported in claim status and network-status.
 struct AttachResult {
-  std::string netns;           // pod netns path
-  std::string ifname;          // in-pod name
-  std::string mac;             // in-pod MAC
+  std::string netns;             // pod netns path
+  std::string ifname;            // in-pod name
+  std::string mac;               // in-pod MAC
   std::vector<std::string> ips;  // CIDRs
-  nlohmann::json cni_result;   // CNI ADD result, when attached through CNI
+  nlohmann::json cni_result;     // CNI ADD result, when attached through CNI
 };
 
 struct DevicePlan {
   std::string request;  // base request name (no "/<sub>")
   std::string pool;
-  std::string device;   // DRA device name
+  std::string device;  // DRA device name
   DeviceIdentity identity;
-  nlohmann::json config;  // merged + validated NetworkConfig (config::ToJson form)
+  nlohmann::json config;       // merged + validated NetworkConfig (config::ToJson form)
   nlohmann::json ipam_result;  // IPAM allocation made in Prepare, if any
   DeviceState state = DeviceState::kPrepared;
   std::string pod_uid;  // pod the device is attached to (when kAttaching/kAttached)

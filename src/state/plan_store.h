@@ -26,7 +26,7 @@ class PlanStore {
 
   absl::Status Put(const ClaimPlan& plan);
   absl::StatusOr<ClaimPlan> Get(const std::string& claim_uid) const;  // NotFound if absent
-  absl::Status Delete(const std::string& claim_uid);                   // absent = OK
+  absl::Status Delete(const std::string& claim_uid);                  // absent = OK
   std::vector<ClaimPlan> List() const;
   // Plans whose `pods` contain this pod UID.
   std::vector<ClaimPlan> ForPod(const std::string& pod_uid) const;
