@@ -3,17 +3,20 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <memory>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "attach/attacher.h"
+#include "cni/executor.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 #include "config/node_config.h"
 #include "dra/plugin.h"
 #include "dra/preparer.h"
@@ -22,12 +25,16 @@
 #include "inventory/inventory.h"
 #include "inventory/monitor.h"
 #include "inventory/slices.h"
+#include "kube/claim_status.h"
 #include "kube/client.h"
+#include "kube/events.h"
+#include "kube/network_status.h"
 #include "kube/slice_publisher.h"
 #include "nri/driver_handler.h"
 #include "nri/plugin.h"
 #include "nri/pod_network.h"
 #include "state/plan_store.h"
+#include "status_reporter.h"
 
 namespace {
 
@@ -44,6 +51,8 @@ struct DriverOptions {
   std::string nri_socket = "/var/run/nri/nri.sock";
   std::string metrics_address = ":9177";
   std::string log_format = "text";
+  std::vector<std::string> cni_bin_dirs = {"/opt/cni/bin", "/usr/lib/cni"};
+  std::string cni_cache_dir;  // default <state-dir>/cni
   int verbosity = 0;
 };
 
@@ -61,8 +70,7 @@ int Fail(const std::string& what, const absl::Status& st) {
 void Rescan(knd::inventory::Inventory& inventory, const std::string& driver_name,
             knd::kube::SlicePublisher& publisher) {
   if (auto st = inventory.Rescan(); !st.ok()) {
-    spdlog::error("inventory scan failed (keeping the last published devices): {}",
-                  st.ToString());
+    spdlog::error("inventory scan failed (keeping the last published devices): {}", st.ToString());
     return;
   }
   std::vector<nlohmann::json> out;
@@ -82,43 +90,69 @@ std::set<std::string> PlannedDevices(const knd::state::PlanStore& plans) {
   return out;
 }
 
-std::string Metrics(const knd::kube::SlicePublisher& publisher, const knd::dra::Plugin& dra,
-                    const knd::nri::Plugin& nri, const knd::state::PlanStore& plans) {
-  auto st = publisher.Stats();
-  size_t attached = 0;
-  auto all = plans.List();
-  for (const auto& p : all) {
-    for (const auto& d : p.devices) attached += d.state == knd::state::DeviceState::kAttached;
-  }
-  auto last = std::chrono::duration_cast<std::chrono::seconds>(
-                  st.last_publish.time_since_epoch()).count();
-  std::string out;
-  auto metric = [&out](const char* name, const char* type, const char* help,
-                       const std::string& samples) {
-    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n",
-                    samples);
-  };
-  metric("knd_published_devices", "gauge", "Devices in this node's ResourceSlices.",
-         absl::StrCat("knd_published_devices ", st.published_devices, "\n"));
-  metric("knd_resourceslice_writes_total", "counter", "ResourceSlice API writes by verb.",
-         absl::StrCat("knd_resourceslice_writes_total{verb=\"create\"} ", st.creates, "\n",
-                      "knd_resourceslice_writes_total{verb=\"update\"} ", st.updates, "\n",
-                      "knd_resourceslice_writes_total{verb=\"delete\"} ", st.deletes, "\n"));
-  metric("knd_resourceslice_publish_errors_total", "counter",
-         "Failed ResourceSlice reconcile passes.",
-         absl::StrCat("knd_resourceslice_publish_errors_total ", st.errors, "\n"));
-  metric("knd_resourceslice_last_publish_timestamp_seconds", "gauge",
-         "Unix time of the last ResourceSlice write.",
-         absl::StrCat("knd_resourceslice_last_publish_timestamp_seconds ", last, "\n"));
-  metric("knd_prepared_claims", "gauge", "Claims prepared on this node.",
-         absl::StrCat("knd_prepared_claims ", all.size(), "\n"));
-  metric("knd_attached_devices", "gauge", "Devices attached to pods on this node.",
-         absl::StrCat("knd_attached_devices ", attached, "\n"));
-  metric("knd_kubelet_registered", "gauge", "1 when registered with the kubelet.",
-         absl::StrCat("knd_kubelet_registered ", dra.registered() ? 1 : 0, "\n"));
-  metric("knd_nri_connected", "gauge", "1 when registered with the container runtime.",
-         absl::StrCat("knd_nri_connected ", nri.connected() ? 1 : 0, "\n"));
-  return out;
+// Scrape-time metrics of components that keep their own counters.
+void RegisterMetrics(const knd::kube::SlicePublisher& publisher, const knd::dra::Plugin& dra,
+                     const knd::nri::Plugin& nri, const knd::state::PlanStore& plans,
+                     const knd::kube::ClaimStatusWriter& claim_status,
+                     const knd::kube::NetworkStatusWriter& network_status,
+                     const knd::kube::EventRecorder& events) {
+  using knd::metrics::Registry;
+  Registry& m = knd::metrics::Default();
+  m.GaugeFunc("knd_published_devices", "Devices in this node's ResourceSlices.",
+              [&] { return double(publisher.Stats().published_devices); });
+  m.CounterFunc("knd_resourceslice_writes_total", "ResourceSlice API writes, by verb.", {"verb"},
+                [&] {
+                  auto st = publisher.Stats();
+                  return Registry::Samples{{{"create"}, double(st.creates)},
+                                           {{"update"}, double(st.updates)},
+                                           {{"delete"}, double(st.deletes)}};
+                });
+  m.CounterFunc("knd_resourceslice_publish_errors_total", "Failed ResourceSlice reconcile passes.",
+                {}, [&] {
+                  return Registry::Samples{{{}, double(publisher.Stats().errors)}};
+                });
+  m.GaugeFunc("knd_resourceslice_last_publish_timestamp_seconds",
+              "Unix time of the last ResourceSlice write (0: none yet).", [&] {
+                auto t = publisher.Stats().last_publish.time_since_epoch();
+                return double(std::chrono::duration_cast<std::chrono::seconds>(t).count());
+              });
+  m.GaugeFunc("knd_prepared_claims", "Claims prepared on this node.",
+              [&] { return double(plans.List().size()); });
+  m.GaugeFunc("knd_attached_devices", "Devices attached to pods on this node.", [&] {
+    size_t n = 0;
+    for (const auto& p : plans.List()) {
+      for (const auto& d : p.devices) n += d.state == knd::state::DeviceState::kAttached;
+    }
+    return double(n);
+  });
+  m.GaugeFunc("knd_kubelet_registered", "1 when registered with the kubelet.",
+              [&] { return dra.registered() ? 1.0 : 0.0; });
+  m.GaugeFunc("knd_nri_connected", "1 when registered with the container runtime.",
+              [&] { return nri.connected() ? 1.0 : 0.0; });
+  m.CounterFunc("knd_claim_status_writes_total",
+                "ResourceClaim status applies, by outcome (failed ones are retried).", {"outcome"},
+                [&] {
+                  auto st = claim_status.Stats();
+                  return Registry::Samples{{{"success"}, double(st.writes)},
+                                           {{"error"}, double(st.failures)},
+                                           {{"dropped"}, double(st.dropped)}};
+                });
+  m.CounterFunc("knd_network_status_writes_total",
+                "Pod network-status annotation patches, by outcome.", {"outcome"}, [&] {
+                  auto st = network_status.Stats();
+                  return Registry::Samples{{{"success"}, double(st.patches)},
+                                           {{"conflict"}, double(st.conflicts)},
+                                           {{"error"}, double(st.failures)},
+                                           {{"dropped"}, double(st.dropped)}};
+                });
+  m.CounterFunc("knd_events_total", "Kubernetes Events, by what became of them.", {"outcome"}, [&] {
+    auto st = events.Stats();
+    return Registry::Samples{{{"created"}, double(st.created)},
+                             {{"patched"}, double(st.patched)},
+                             {{"folded"}, double(st.folded)},
+                             {{"dropped"}, double(st.dropped_queue + st.dropped_flood)},
+                             {{"error"}, double(st.failed)}};
+  });
 }
 
 }  // namespace
@@ -142,6 +176,11 @@ int main(int argc, char** argv) {
   app.add_option("--cdi-dir", o.cdi_dir, "runtime's dynamic CDI spec dir")->capture_default_str();
   app.add_option("--nri-socket", o.nri_socket, "container runtime's NRI socket")
       ->capture_default_str();
+  app.add_option("--cni-bin-dir", o.cni_bin_dirs,
+                 "directory of CNI plugin binaries (repeatable; searched in order)")
+      ->capture_default_str();
+  app.add_option("--cni-cache-dir", o.cni_cache_dir,
+                 "CNI result cache (DEL after a restart) (default: <state-dir>/cni)");
   app.add_option("--metrics-address", o.metrics_address,
                  "listen address of /healthz, /readyz and /metrics (\"\" disables)")
       ->capture_default_str();
@@ -219,23 +258,72 @@ int main(int argc, char** argv) {
   knd::kube::SlicePublisher publisher(**pub_client, popts);
   knd::inventory::ScanOptions sopts;
   sopts.config = node_cfg;
-  knd::inventory::Inventory inventory(knd::inventory::Scanner(sopts),
-                                      o.state_dir + "/devices.json",
+  knd::inventory::Inventory inventory(knd::inventory::Scanner(sopts), o.state_dir + "/devices.json",
                                       [&plans] { return PlannedDevices(plans); });
 
+  // Status, network-status and events are written in the background by their own workers;
+  // they share one client (with retries) separate from the publisher's.
+  knd::kube::ClaimStatusWriterOptions cs_opts;
+  cs_opts.driver_name = o.driver_name;
+  knd::kube::ClaimStatusWriter claim_status(**client, cs_opts);
+  knd::kube::NetworkStatusWriter network_status(**client);
+  knd::kube::EventRecorderOptions ev_opts;
+  ev_opts.driver_name = o.driver_name;
+  ev_opts.node_name = o.node_name;
+  knd::kube::EventRecorder events(**client, ev_opts);
+  knd::driver::StatusReporter reporter(o.driver_name, claim_status, network_status, events);
+
   auto attacher = knd::attach::NewNetlinkAttacher();
-  knd::nri::PodNetwork pod_network(plans, *attacher);
+  knd::cni::ExecutorOptions cni_opts;
+  cni_opts.bin_dirs = o.cni_bin_dirs;
+  cni_opts.cache_dir = o.cni_cache_dir.empty() ? o.state_dir + "/cni" : o.cni_cache_dir;
+  knd::cni::Executor cni_executor(cni_opts);
+  knd::nri::PodNetwork pod_network(plans, *attacher, &cni_executor);
+  pod_network.SetObserver(&reporter);
   knd::dra::Preparer::Options prep_opts;
   prep_opts.driver_name = o.driver_name;
   prep_opts.node_name = o.node_name;
   prep_opts.cdi_dir = o.cdi_dir;
+  prep_opts.cni = &cni_executor;
   prep_opts.on_unprepare = [&pod_network](const knd::state::ClaimPlan& plan) {
     return pod_network.DetachClaim(plan);
+  };
+  prep_opts.on_failure = [&reporter](const knd::dra::ClaimRef& claim, const std::string& reason,
+                                     const absl::Status& error) {
+    reporter.PrepareFailed(claim, reason, error);
   };
   knd::dra::Preparer preparer(
       **client, plans, [&inventory](const std::string& name) { return inventory.Find(name); },
       prep_opts);
-  knd::dra::Plugin dra_plugin({o.driver_name, o.kubelet_dir, o.node_name}, preparer);
+  knd::dra::Plugin::Options dra_opts{o.driver_name, o.kubelet_dir, o.node_name};
+  // Device health for the kubelet: the link state of every inventory device, plus the claimed
+  // devices the last scan did not find (fine while they sit in a pod's netns).
+  dra_opts.health = [&inventory, &plans, node = o.node_name] {
+    std::vector<knd::dra::DeviceHealthInfo> out;
+    std::set<std::string> found;
+    for (const auto& d : inventory.Devices()) {
+      const bool up = d.operstate == "up" || d.operstate == "unknown";
+      out.push_back({node, d.name, up, up ? "ok" : "link is " + d.operstate});
+      found.insert(d.name);
+    }
+    std::set<std::string> planned, in_pod;
+    for (const auto& plan : plans.List()) {
+      for (const auto& dev : plan.devices) {
+        planned.insert(dev.device);
+        if (dev.state == knd::state::DeviceState::kAttached) in_pod.insert(dev.device);
+      }
+    }
+    for (const std::string& name : planned) {
+      if (found.count(name) > 0) continue;
+      const bool attached = in_pod.count(name) > 0;
+      out.push_back({node, name, attached,
+                     attached ? "in pod"
+                              : "device is missing from the node (not found by the last "
+                                "inventory scan)"});
+    }
+    return out;
+  };
+  knd::dra::Plugin dra_plugin(std::move(dra_opts), preparer);
   knd::nri::DriverHandler nri_handler(pod_network);
   knd::nri::Plugin::Options nri_opts;
   nri_opts.socket_path = o.nri_socket;
@@ -249,14 +337,23 @@ int main(int argc, char** argv) {
         if (publisher.Stats().reconciles == 0) failing.push_back("ResourceSlices published");
         return failing;
       },
-      [&] { return Metrics(publisher, dra_plugin, nri_plugin, plans); });
+      [] { return knd::metrics::Default().Render(); });
+  RegisterMetrics(publisher, dra_plugin, nri_plugin, plans, claim_status, network_status, events);
 
   spdlog::info("knd-driver starting: node={} driver={} server={}", o.node_name, o.driver_name,
                kcfg->server);
+  claim_status.Start();
+  network_status.Start();
+  events.Start();
+  // What was still queued when the driver last stopped.
+  for (const auto& plan : plans.List()) reporter.Resync(plan);
   // Inventory first: Prepare resolves devices through it.
   Rescan(inventory, o.driver_name, publisher);
   publisher.Start();
-  knd::inventory::LinkMonitor monitor([&] { Rescan(inventory, o.driver_name, publisher); });
+  knd::inventory::LinkMonitor monitor([&] {
+    Rescan(inventory, o.driver_name, publisher);
+    dra_plugin.NotifyHealthChanged();
+  });
   if (auto st = monitor.Start(); !st.ok()) {
     publisher.Stop();
     return Fail("link monitor", st);
@@ -292,6 +389,14 @@ int main(int argc, char** argv) {
   health.Stop();
   monitor.Stop();
   publisher.Stop();
+  // Give queued status and events a moment to reach the API server; the rest is resynced
+  // from the plans at the next start.
+  claim_status.WaitIdle(std::chrono::seconds(2));
+  network_status.WaitIdle(std::chrono::seconds(1));
+  events.WaitIdle(std::chrono::seconds(1));
+  claim_status.Stop();
+  network_status.Stop();
+  events.Stop();
   auto stats = publisher.Stats();
   spdlog::info("stopped: {} creates, {} updates, {} deletes, {} devices published", stats.creates,
                stats.updates, stats.deletes, stats.published_devices);

@@ -5,6 +5,13 @@
 //                    [-o json|yaml]
 //     Prints the ResourceSlices this node would publish (JSON: a v1 List; YAML: one
 //     document per slice).
+//
+//   kndctl status [--state-dir DIR] [-o text|json]          (status.h)
+//     Every device plan on this node, checked against the live system.
+//
+//   kndctl doctor [--kubelet-dir D] [--nri-socket S] [--cdi-dir D] [--cni-bin-dir D ...]
+//                 [--state-dir D] [-o text|json]             (doctor.h)
+//     Checks the node for what knd needs; exits 1 when a check fails.
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -17,8 +24,10 @@
 #include <vector>
 
 #include "config/node_config.h"
+#include "doctor.h"
 #include "inventory/discovery.h"
 #include "inventory/slices.h"
+#include "status.h"
 
 namespace {
 
@@ -141,6 +150,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int rc = 0;
   AddInventoryCommand(app, rc);
+  knd::kndctl::AddStatusCommand(app, rc);
+  knd::kndctl::AddDoctorCommand(app, rc);
   CLI11_PARSE(app, argc, argv);
   return rc;
 }

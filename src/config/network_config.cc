@@ -553,6 +553,21 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
       return Bad(where, "cni",
                  "cannot be combined with ipam (put the IPAM config into the CNI config)");
     }
+    // knd would not apply these after the plugins ran: refuse rather than ignore them.
+    if (cfg.interface.mtu) {
+      return Bad(where, "cni",
+                 "cannot be combined with interface.mtu (set the MTU in the CNI config)");
+    }
+    if (cfg.interface.hardware_addr) {
+      return Bad(where, "cni",
+                 "cannot be combined with interface.hardwareAddr (set the MAC in the CNI "
+                 "config, e.g. with the tuning plugin)");
+    }
+    if (cfg.routes && !cfg.routes->empty()) {
+      return Bad(where, "cni",
+                 "cannot be combined with routes (the CNI plugins own the interface's routes; "
+                 "put them into the IPAM config)");
+    }
   }
   return absl::OkStatus();
 }

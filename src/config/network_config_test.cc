@@ -206,9 +206,11 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return info.param.label; });
 
 TEST(ResolveTest, ClaimMayUseMainTableAndOwnNamespace) {
+  auto routes =
+      Resolve({ClaimEntry({{"routes", {{{"destination", "0.0.0.0/0"}, {"table", 254}}}}})}, Ctx());
+  ASSERT_TRUE(routes.ok()) << routes.status();
   auto got = Resolve(
-      {ClaimEntry({{"routes", {{{"destination", "0.0.0.0/0"}, {"table", 254}}}}}),
-       ClaimEntry({{"cni", {{"networkAttachment", {{"namespace", "team-a"}, {"name", "x"}}}}}})},
+      {ClaimEntry({{"cni", {{"networkAttachment", {{"namespace", "team-a"}, {"name", "x"}}}}}})},
       Ctx());
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->cni->network_attachment->namespace_, "team-a");
@@ -330,6 +332,18 @@ TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
                       Ctx());
   ASSERT_FALSE(ipam.ok());
   EXPECT_THAT(std::string(ipam.status().message()), HasSubstr("cni: cannot be combined with ipam"));
+  // Settings knd would not apply after the plugins ran are refused, not silently dropped.
+  const json nad = {{"networkAttachment", {{"name", "net"}}}};
+  for (const auto& [cfg, field] : std::vector<std::pair<json, std::string>>{
+           {{{"interface", {{"mtu", 9000}}}}, "interface.mtu"},
+           {{{"interface", {{"hardwareAddr", "02:00:00:00:00:01"}}}}, "interface.hardwareAddr"},
+           {{{"routes", {{{"destination", "198.51.100.0/24"}}}}}, "routes"}}) {
+    // From the class (which may set all of them), with a claim asking for a NAD.
+    auto r = Resolve({ClassEntry(cfg), ClaimEntry({{"cni", nad}})}, Ctx());
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_THAT(std::string(r.status().message()),
+                HasSubstr("cni: cannot be combined with " + field));
+  }
 }
 
 TEST(MergeTest, ExplicitZeroValuesAreKept) {

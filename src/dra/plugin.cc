@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/metrics.h"
 #include "common/status.h"
 #include "dra/v1/api.grpc.pb.h"
 #include "dra/v1beta1/api.grpc.pb.h"
@@ -35,8 +37,10 @@ class DraService final : public Base {
   grpc::Status NodePrepareResources(grpc::ServerContext*, const PrepReq* req,
                                     PrepResp* resp) override {
     SPDLOG_DEBUG("{} NodePrepareResources: {} claim(s)", version_, req->claims_size());
+    const auto start = std::chrono::steady_clock::now();
     for (auto& [uid, r] : p_.PrepareBatch(ClaimsOf(*req))) {
       auto& out = (*resp->mutable_claims())[uid];
+      Claims().Inc({"NodePrepareResources", r.error.empty() ? "success" : "error"});
       if (!r.error.empty()) {
         out.set_error(r.error);
         continue;
@@ -49,19 +53,38 @@ class DraService final : public Base {
         for (const auto& id : d.cdi_ids) dev->add_cdi_device_ids(id);
       }
     }
+    Observe("NodePrepareResources", start);
     return grpc::Status::OK;
   }
 
   grpc::Status NodeUnprepareResources(grpc::ServerContext*, const UnReq* req,
                                       UnResp* resp) override {
     SPDLOG_DEBUG("{} NodeUnprepareResources: {} claim(s)", version_, req->claims_size());
+    const auto start = std::chrono::steady_clock::now();
     for (auto& [uid, err] : p_.UnprepareBatch(ClaimsOf(*req))) {
       (*resp->mutable_claims())[uid].set_error(err);
+      Claims().Inc({"NodeUnprepareResources", err.empty() ? "success" : "error"});
     }
+    Observe("NodeUnprepareResources", start);
     return grpc::Status::OK;
   }
 
  private:
+  static metrics::CounterFamily& Claims() {
+    static auto& c = metrics::Default().Counter(
+        "knd_dra_claims_total", "Claims handled by the kubelet plugin, by method and outcome.",
+        {"method", "outcome"});
+    return c;
+  }
+  void Observe(const char* method, std::chrono::steady_clock::time_point start) const {
+    static auto& h = metrics::Default().Histogram(
+        "knd_dra_request_duration_seconds",
+        "Time to answer one kubelet DRA call (all its claims), by method and API version.",
+        {"method", "api"});
+    h.Observe({method, version_},
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+
   Preparer& p_;
   const char* version_;
 };
@@ -80,15 +103,19 @@ using V1beta1Service =
 
 class RegistrationService final : public reg::Registration::Service {
  public:
-  RegistrationService(Plugin& plugin, std::string driver, std::string endpoint)
-      : plugin_(plugin), driver_(std::move(driver)), endpoint_(std::move(endpoint)) {}
+  RegistrationService(Plugin& plugin, std::string driver, std::string endpoint,
+                      std::vector<std::string> versions)
+      : plugin_(plugin),
+        driver_(std::move(driver)),
+        endpoint_(std::move(endpoint)),
+        versions_(std::move(versions)) {}
 
   grpc::Status GetInfo(grpc::ServerContext*, const reg::InfoRequest*,
                        reg::PluginInfo* info) override {
     info->set_type("DRAPlugin");
     info->set_name(driver_);
     info->set_endpoint(endpoint_);
-    for (const char* v : kSupportedVersions) info->add_supported_versions(v);
+    for (const std::string& v : versions_) info->add_supported_versions(v);
     return grpc::Status::OK;
   }
 
@@ -102,6 +129,7 @@ class RegistrationService final : public reg::Registration::Service {
   Plugin& plugin_;
   const std::string driver_;
   const std::string endpoint_;
+  const std::vector<std::string> versions_;
 };
 
 absl::StatusOr<std::unique_ptr<grpc::Server>> Serve(const std::string& socket,
@@ -133,7 +161,12 @@ absl::Status RemoveStaleSocket(const std::string& path) {
   return absl::OkStatus();
 }
 
-Plugin::Plugin(Options opts, Preparer& preparer) : opts_(std::move(opts)), preparer_(preparer) {}
+Plugin::Plugin(Options opts, Preparer& preparer)
+    : opts_(std::move(opts)),
+      preparer_(preparer),
+      health_(opts_.health
+                  ? std::make_unique<HealthService>(opts_.health, opts_.health_resend_interval)
+                  : nullptr) {}
 
 Plugin::~Plugin() { Stop(); }
 
@@ -143,6 +176,16 @@ std::string Plugin::dra_socket() const {
 
 std::string Plugin::registration_socket() const {
   return absl::StrCat(opts_.kubelet_dir, "/plugins_registry/", opts_.driver_name, "-reg.sock");
+}
+
+std::vector<std::string> Plugin::SupportedVersions() const {
+  std::vector<std::string> out(std::begin(kSupportedVersions), std::end(kSupportedVersions));
+  if (health_) out.push_back(kHealthServiceVersion);
+  return out;
+}
+
+void Plugin::NotifyHealthChanged() {
+  if (health_) health_->Notify();
 }
 
 std::string Plugin::registration_error() const {
@@ -170,10 +213,16 @@ absl::Status Plugin::Start() {
 
   v1_ = std::make_unique<V1Service>(preparer_, "v1");
   v1beta1_ = std::make_unique<V1beta1Service>(preparer_, "v1beta1");
-  registration_ = std::make_unique<RegistrationService>(*this, opts_.driver_name, dra_socket());
+  registration_ = std::make_unique<RegistrationService>(*this, opts_.driver_name, dra_socket(),
+                                                        SupportedVersions());
+  std::vector<grpc::Service*> dra_services = {v1_.get(), v1beta1_.get()};
+  if (health_) {
+    health_->Resume();  // after a Stop
+    dra_services.push_back(health_->service());
+  }
 
   // DRA first: the kubelet may connect to the endpoint the moment GetInfo answers.
-  auto dra = Serve(dra_socket(), {v1_.get(), v1beta1_.get()});
+  auto dra = Serve(dra_socket(), std::move(dra_services));
   if (!dra.ok()) return dra.status();
   dra_server_ = std::move(*dra);
   auto regs = Serve(registration_socket(), {registration_.get()});
@@ -190,14 +239,16 @@ absl::Status Plugin::Start() {
 void Plugin::Stop() {
   // Registration first, so the kubelet stops routing new calls before the DRA socket goes.
   if (reg_server_) {
-    reg_server_->Shutdown();
+    reg_server_->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
     reg_server_.reset();
     if (absl::Status st = RemoveStaleSocket(registration_socket()); !st.ok()) {
       spdlog::warn("{}", st.ToString());
     }
   }
   if (dra_server_) {
-    dra_server_->Shutdown();
+    // Health streams never end on their own: end them, or Shutdown waits out the grace.
+    if (health_) health_->Shutdown();
+    dra_server_->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
     dra_server_.reset();
     if (absl::Status st = RemoveStaleSocket(dra_socket()); !st.ok()) {
       spdlog::warn("{}", st.ToString());

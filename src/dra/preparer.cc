@@ -6,9 +6,11 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "config/network_config.h"
+#include "kube/events.h"
 #include "state/cdi.h"
 
 namespace knd::dra {
@@ -36,6 +38,27 @@ const json& Arr(const json& j, const char* key) {
 }
 
 std::string Quote(const std::string& s) { return absl::StrCat("\"", s, "\""); }
+
+// The in-pod name a device gets (the IPAM allocation is booked under it).
+std::string PodIfName(const state::DevicePlan& d) {
+  const json* itf = Field(d.config, "interface");
+  std::string name = itf ? Str(*itf, "name") : std::string();
+  return name.empty() ? d.identity.ifname : name;
+}
+
+// IPAM of a native attachment: stable per claim UID + device, so a repeated Prepare and the
+// Unprepare after a restart address the same allocation.
+cni::RuntimeConf IpamRuntime(const state::ClaimPlan& plan, const state::DevicePlan& d) {
+  cni::RuntimeConf rt;
+  rt.container_id = cni::IpamContainerId(plan.claim_uid, d.device);
+  rt.ifname = PodIfName(d);
+  rt.args = {{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", plan.claim_namespace}};
+  if (!plan.pods.empty()) {
+    rt.args.emplace_back("K8S_POD_NAME", plan.pods[0].name);
+    rt.args.emplace_back("K8S_POD_UID", plan.pods[0].uid);
+  }
+  return rt;
+}
 
 }  // namespace
 
@@ -93,6 +116,14 @@ std::vector<PreparedDevice> Preparer::Answer(const state::ClaimPlan& plan) const
 }
 
 absl::StatusOr<std::vector<PreparedDevice>> Preparer::Prepare(const ClaimRef& claim) {
+  std::string reason = kube::event_reason::kPrepareFailed;
+  absl::StatusOr<std::vector<PreparedDevice>> r = PrepareClaim(claim, reason);
+  if (!r.ok() && opts_.on_failure) opts_.on_failure(claim, reason, r.status());
+  return r;
+}
+
+absl::StatusOr<std::vector<PreparedDevice>> Preparer::PrepareClaim(const ClaimRef& claim,
+                                                                   std::string& reason) {
   const std::string where = absl::StrCat("claim ", claim.namespace_, "/", claim.name);
   if (claim.uid.empty() || claim.namespace_.empty() || claim.name.empty()) {
     return absl::InvalidArgumentError(
@@ -115,8 +146,27 @@ absl::StatusOr<std::vector<PreparedDevice>> Preparer::Prepare(const ClaimRef& cl
     return Annotate(existing.status(), absl::StrCat(where, ": reading the plan"));
   }
 
-  ASSIGN_OR_RETURN(state::ClaimPlan plan, BuildPlan(claim));
-  RETURN_IF_ERROR(Annotate(plans_.Put(plan), absl::StrCat(where, ": persisting the plan")));
+  absl::StatusOr<state::ClaimPlan> built = BuildPlan(claim);
+  if (!built.ok()) {
+    const absl::Status& st = built.status();
+    if (absl::IsInvalidArgument(st) || absl::IsFailedPrecondition(st)) {
+      reason = kube::event_reason::kInvalidConfig;
+    } else if (absl::IsNotFound(st) && absl::StrContains(st.message(), "(cni.networkAttachment)")) {
+      reason = kube::event_reason::kNADNotFound;
+    } else if (absl::IsNotFound(st) && absl::StrContains(st.message(), ": device ")) {
+      reason = kube::event_reason::kDeviceNotFound;
+    }
+    return st;
+  }
+  state::ClaimPlan plan = *std::move(built);
+  if (absl::Status st = AllocateIpam(plan); !st.ok()) {
+    reason = kube::event_reason::kIPAMFailed;
+    return st;
+  }
+  if (absl::Status st = plans_.Put(plan); !st.ok()) {
+    (void)ReleaseIpam(plan);  // nothing may stay allocated for a claim we answer with an error
+    return Annotate(st, absl::StrCat(where, ": persisting the plan"));
+  }
   spdlog::info("{} (uid {}): prepared {} device(s)", where, claim.uid, plan.devices.size());
   return Answer(plan);
 }
@@ -227,6 +277,7 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
   }
 
   std::map<std::string, std::string> pod_ifnames;  // in-pod name -> device, to catch clashes
+  std::map<std::string, json> nads;  // "<ns>/<name>" -> conflist: one GET per NAD and claim
   for (size_t i = 0; i < results.size(); ++i) {
     const json& r = results[i];
     if (Str(r, "driver") != opts_.driver_name) continue;  // another driver's device
@@ -278,8 +329,24 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
     d.device = device;
     d.identity =
         state::DeviceIdentity{dev->pci_address, dev->perm_mac, dev->mac, dev->ifindex, dev->ifname};
-    // A cni section (NAD or inline conflist) is kept in the plan as is; the attach path that
-    // runs CNI plugins reads it from there.
+    // The attach path reads the conflist from the plan: a NAD is resolved into cni.config
+    // here, an inline conflist is checked and normalized.
+    if (cfg.cni && cfg.cni->network_attachment) {
+      const config::NadRef nad = *cfg.cni->network_attachment;
+      const std::string nad_ns = nad.namespace_.empty() ? claim.namespace_ : nad.namespace_;
+      const std::string key = absl::StrCat(nad_ns, "/", nad.name);
+      auto cached = nads.find(key);
+      if (cached == nads.end()) {
+        ASSIGN_OR_RETURN(json list, ReadNad(nad_ns, nad.name, req_where));
+        cached = nads.emplace(key, std::move(list)).first;
+      }
+      cfg.cni->network_attachment.reset();
+      cfg.cni->config = cached->second;
+    } else if (cfg.cni && cfg.cni->config) {
+      ASSIGN_OR_RETURN(
+          cfg.cni->config,
+          cni::NormalizeConfList(*cfg.cni->config, absl::StrCat(req_where, ": cni.config")));
+    }
     d.config = config::ToJson(cfg);
     d.state = state::DeviceState::kPrepared;
     plan.devices.push_back(std::move(d));
@@ -294,6 +361,79 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
   return plan;
 }
 
+absl::StatusOr<json> Preparer::ReadNad(const std::string& ns, const std::string& name,
+                                       const std::string& req_where) {
+  const std::string what = absl::StrCat(req_where, ": NetworkAttachmentDefinition ", ns, "/", name,
+                                        " (cni.networkAttachment)");
+  absl::StatusOr<json> nad = kube_.Get(absl::StrCat("/apis/k8s.cni.cncf.io/v1/namespaces/", ns,
+                                                    "/network-attachment-definitions/", name));
+  if (absl::IsNotFound(nad.status())) {
+    return absl::NotFoundError(absl::StrCat(what, " does not exist"));
+  }
+  if (!nad.ok()) return Annotate(nad.status(), what);
+  const json* spec = Field(*nad, "spec");
+  const std::string text = spec ? Str(*spec, "config") : std::string();
+  if (text.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what,
+        ": spec.config is empty (NADs that refer to a CNI config file on the node are not "
+        "supported; put the config into spec.config)"));
+  }
+  ASSIGN_OR_RETURN(json list, cni::ParseConfList(text, absl::StrCat(what, ": spec.config")));
+  list[cni::kNadKey] = absl::StrCat(ns, "/", name);
+  return list;
+}
+
+absl::Status Preparer::AllocateIpam(state::ClaimPlan& plan) {
+  const std::string where = absl::StrCat("claim ", plan.claim_namespace, "/", plan.claim_name);
+  std::vector<size_t> done;
+  absl::Status failure;
+  for (size_t i = 0; i < plan.devices.size() && failure.ok(); ++i) {
+    state::DevicePlan& d = plan.devices[i];
+    const json* ipam = Field(d.config, "ipam");
+    if (ipam == nullptr) continue;
+    const std::string dev_where =
+        absl::StrCat(where, " request ", Quote(d.request), " device ", Quote(d.device), ": ipam");
+    if (opts_.cni == nullptr) {
+      failure = absl::FailedPreconditionError(
+          absl::StrCat(dev_where, ": knd runs without a CNI executor"));
+      break;
+    }
+    absl::StatusOr<json> r = opts_.cni->IpamAdd(*ipam, cni::kIpamNetworkName, IpamRuntime(plan, d));
+    if (!r.ok()) {
+      failure = Annotate(r.status(), dev_where);
+      break;
+    }
+    d.ipam_result = *std::move(r);
+    done.push_back(i);
+  }
+  if (failure.ok()) return absl::OkStatus();
+  for (size_t i : done) {
+    const state::DevicePlan& d = plan.devices[i];
+    absl::Status st =
+        opts_.cni->IpamDel(*Field(d.config, "ipam"), cni::kIpamNetworkName, IpamRuntime(plan, d));
+    if (!st.ok())
+      spdlog::error("{}: releasing IPAM of device {}: {}", where, d.device, st.ToString());
+  }
+  return failure;
+}
+
+absl::Status Preparer::ReleaseIpam(const state::ClaimPlan& plan) {
+  const std::string where = absl::StrCat("claim ", plan.claim_namespace, "/", plan.claim_name);
+  absl::Status first;
+  for (const state::DevicePlan& d : plan.devices) {
+    const json* ipam = Field(d.config, "ipam");
+    if (ipam == nullptr) continue;
+    const std::string dev_where = absl::StrCat(where, " request ", Quote(d.request), " device ",
+                                               Quote(d.device), ": releasing ipam");
+    absl::Status st = opts_.cni == nullptr
+                          ? absl::FailedPreconditionError("knd runs without a CNI executor")
+                          : opts_.cni->IpamDel(*ipam, cni::kIpamNetworkName, IpamRuntime(plan, d));
+    if (!st.ok() && first.ok()) first = Annotate(st, dev_where);
+  }
+  return first;
+}
+
 absl::Status Preparer::Unprepare(const ClaimRef& claim) {
   const std::string where = absl::StrCat("claim ", claim.namespace_, "/", claim.name);
   if (claim.uid.empty()) {
@@ -306,6 +446,9 @@ absl::Status Preparer::Unprepare(const ClaimRef& claim) {
   if (opts_.on_unprepare) {
     RETURN_IF_ERROR(Annotate(opts_.on_unprepare(*plan), absl::StrCat(where, ": releasing")));
   }
+  // After the detach (the address leaves the pod first), before the plan goes: an error keeps
+  // the plan so the kubelet's retry releases the lease.
+  RETURN_IF_ERROR(ReleaseIpam(*plan));
   if (!opts_.cdi_dir.empty()) {
     RETURN_IF_ERROR(Annotate(state::RemoveClaimSpec(opts_.cdi_dir, kCdiKind, claim.uid),
                              absl::StrCat(where, ": removing the CDI spec")));

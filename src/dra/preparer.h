@@ -10,6 +10,13 @@
 //    Unprepare of an unknown claim is success.
 //  - A refused claim changes nothing (no plan, no CDI spec) and the error names the claim,
 //    the request and the field at fault.
+//  - IPAM (config `ipam`) runs here, before the plan is written: one CNI IPAM ADD per device
+//    with a container id stable per claim UID + device, so a repeated Prepare (even after a
+//    crash before the plan was written) gets the same address. Unprepare releases it (DEL),
+//    also for a claim whose pod vanished while knd was down: the plan on disk is enough.
+//  - A NetworkAttachmentDefinition named in `cni.networkAttachment` is read here and its
+//    conflist stored in the plan (cni.config, with cni::kNadKey naming the NAD), so the NRI
+//    hook never calls the API inside its 2 s budget.
 //  - One claim is never prepared and unprepared at the same time; different claims run in
 //    parallel (the gRPC server calls in from several threads).
 #pragma once
@@ -25,6 +32,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cni/executor.h"
 #include "inventory/device.h"
 #include "kube/client.h"
 #include "state/plan.h"
@@ -59,11 +67,19 @@ class Preparer {
   // that is still attached). An error aborts the Unprepare; the kubelet retries.
   using UnprepareHook = std::function<absl::Status(const state::ClaimPlan&)>;
 
+  // Called when Prepare refuses or fails a claim, with a stable reason for an Event
+  // (kube::event_reason: InvalidConfig, DeviceNotFound, NADNotFound, IPAMFailed,
+  // PrepareFailed) and the error the kubelet gets.
+  using FailureHook =
+      std::function<void(const ClaimRef&, const std::string& reason, const absl::Status&)>;
+
   struct Options {
     std::string driver_name;
     std::string node_name;  // also the pool name
     std::string cdi_dir;    // runtime's dynamic CDI dir; empty = no CDI specs at all
     UnprepareHook on_unprepare;
+    FailureHook on_failure = nullptr;
+    cni::Executor* cni = nullptr;  // runs `ipam`; without it a claim with `ipam` is refused
   };
 
   Preparer(kube::Client& kube, state::PlanStore& plans, Resolver resolver, Options opts);
@@ -92,8 +108,18 @@ class Preparer {
   std::shared_ptr<std::mutex> LockFor(const std::string& uid);
   void ReleaseLock(const std::string& uid);
 
+  // Prepare without the failure hook; `reason` says which step failed.
+  absl::StatusOr<std::vector<PreparedDevice>> PrepareClaim(const ClaimRef& claim,
+                                                           std::string& reason);
   absl::StatusOr<state::ClaimPlan> BuildPlan(const ClaimRef& claim);
   std::vector<PreparedDevice> Answer(const state::ClaimPlan& plan) const;
+  // IPAM ADD for every device of `plan` that asks for it; all or nothing.
+  absl::Status AllocateIpam(state::ClaimPlan& plan);
+  // IPAM DEL for every device of `plan` that has `ipam`; returns the first error.
+  absl::Status ReleaseIpam(const state::ClaimPlan& plan);
+  // GET the NAD and return its normalized conflist (tagged with cni::kNadKey).
+  absl::StatusOr<nlohmann::json> ReadNad(const std::string& ns, const std::string& name,
+                                         const std::string& req_where);
 
   kube::Client& kube_;
   state::PlanStore& plans_;

@@ -5,8 +5,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
 #include <thread>
@@ -68,6 +70,9 @@ class PreparerTest : public ::testing::Test {
     opts.on_unprepare = [this](const state::ClaimPlan& p) {
       unprepared_.push_back(p.claim_uid);
       return hook_status_;
+    };
+    opts.on_failure = [this](const ClaimRef& c, const std::string& reason, const absl::Status&) {
+      failures_.push_back(c.name + ":" + reason);
     };
     preparer_ = std::make_unique<Preparer>(
         kube_, *store_,
@@ -134,12 +139,23 @@ class PreparerTest : public ::testing::Test {
 
   ClaimRef Ref() const { return ClaimRef{"team-a", "claim-uid-1", "claim-a"}; }
 
+  static std::string NadPath(const std::string& ns, const std::string& name) {
+    return "/apis/k8s.cni.cncf.io/v1/namespaces/" + ns + "/network-attachment-definitions/" + name;
+  }
+  void PublishNad(const std::string& ns, const std::string& name, const std::string& config) {
+    kube_.objects[NadPath(ns, name)] = {{"apiVersion", "k8s.cni.cncf.io/v1"},
+                                        {"kind", "NetworkAttachmentDefinition"},
+                                        {"metadata", {{"namespace", ns}, {"name", name}}},
+                                        {"spec", {{"config", config}}}};
+  }
+
   std::string dir_;
   fakes::FakeKube kube_;
   std::unique_ptr<state::PlanStore> store_;
   std::map<std::string, inventory::Device> devices_;
   std::unique_ptr<Preparer> preparer_;
   std::vector<std::string> unprepared_;
+  std::vector<std::string> failures_;  // "<claim>:<reason>" told to on_failure
   absl::Status hook_status_;
   int resolves_ = 0;
   json pod_, claim_;
@@ -355,17 +371,199 @@ TEST_F(PreparerTest, ClaimNotFoundIsAnErrorAndNoPlan) {
   EXPECT_THAT(store_->List(), IsEmpty());
 }
 
+TEST_F(PreparerTest, FailureHookGetsAReasonAUserCanActOn) {
+  Publish();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  EXPECT_THAT(failures_, IsEmpty()) << "success is not a failure";
+
+  store_->Delete("claim-uid-1").IgnoreError();
+  inventory::Device eth1 = devices_["eth1"];
+  devices_.erase("eth1");
+  EXPECT_FALSE(preparer_->Prepare(Ref()).ok());
+  devices_["eth1"] = eth1;
+  SetClaimConfig(NetCfg({{"interface", {{"mtu", "big"}}}}));
+  Publish();
+  EXPECT_FALSE(preparer_->Prepare(Ref()).ok());
+  SetClaimConfig(NetCfg({{"cni", {{"networkAttachment", {{"name", "absent"}}}}}}));
+  Publish();
+  EXPECT_FALSE(preparer_->Prepare(Ref()).ok());
+  EXPECT_THAT(failures_, ElementsAre("claim-a:DeviceNotFound", "claim-a:InvalidConfig",
+                                     "claim-a:NADNotFound"));
+}
+
 TEST_F(PreparerTest, NadOfAnotherNamespaceFromClassIsAllowed) {
   SetClaimConfig(
       NetCfg({{"cni", {{"networkAttachment", {{"namespace", "other"}, {"name", "storage"}}}}}}),
       "FromClass");
   Publish();
+  PublishNad("other", "storage",
+             R"({"cniVersion": "1.0.0", "name": "storage", "plugins": [{"type": "macvlan"}]})");
   auto res = preparer_->Prepare(Ref());
   ASSERT_TRUE(res.ok()) << res.status();
   auto plan = store_->Get("claim-uid-1");
   ASSERT_TRUE(plan.ok());
-  // Kept in the plan for the CNI attach path.
-  EXPECT_EQ(plan->devices[0].config["cni"]["networkAttachment"]["namespace"], "other");
+  // Resolved for the CNI attach path, which never calls the API.
+  const json& cni = plan->devices[0].config["cni"];
+  EXPECT_FALSE(cni.contains("networkAttachment"));
+  EXPECT_EQ(cni["config"]["plugins"][0]["type"], "macvlan");
+  EXPECT_EQ(cni["config"][cni::kNadKey], "other/storage");
+}
+
+TEST_F(PreparerTest, NadIsReadOnceAndASinglePluginConfigIsNormalized) {
+  claim_["status"]["allocation"]["devices"]["results"].push_back(
+      {{"request", "nic"}, {"driver", kDriver}, {"pool", kNode}, {"device", "eth2"}});
+  SetClaimConfig(NetCfg({{"cni", {{"networkAttachment", {{"name", "net1"}}}}}}));
+  Publish();
+  PublishNad("team-a", "net1", R"({"cniVersion": "0.4.0", "name": "net1", "type": "host-device"})");
+  // eth1 and eth2 keep their host names in the pod: no clash.
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ(kube_.gets[NadPath("team-a", "net1")], 1);
+  auto plan = store_->Get("claim-uid-1");
+  ASSERT_EQ(plan->devices.size(), 2u);
+  for (const auto& d : plan->devices) {
+    const json& list = d.config["cni"]["config"];
+    EXPECT_EQ(list["name"], "net1");
+    EXPECT_EQ(list["cniVersion"], "0.4.0");
+    EXPECT_EQ(list["plugins"][0]["type"], "host-device");
+  }
+}
+
+TEST_F(PreparerTest, MissingOrBrokenNadIsAPerClaimErrorAndNoPlan) {
+  SetClaimConfig(NetCfg({{"cni", {{"networkAttachment", {{"name", "storage-net"}}}}}}));
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_TRUE(absl::IsNotFound(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("claim team-a/claim-a request \"nic\": NetworkAttachmentDefinition "
+                        "team-a/storage-net (cni.networkAttachment) does not exist"));
+  EXPECT_THAT(store_->List(), IsEmpty());
+
+  PublishNad("team-a", "storage-net", "");
+  res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("spec.config is empty"));
+  PublishNad("team-a", "storage-net", R"({"name": "x", "plugins": [{"type": "../../bin/sh"}]})");
+  res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(
+      std::string(res.status().message()),
+      HasSubstr("team-a/storage-net (cni.networkAttachment): spec.config: plugins[0].type"));
+  EXPECT_THAT(store_->List(), IsEmpty());
+}
+
+// IPAM through a fake CNI IPAM plugin that books one address per container id.
+constexpr char kFakeIpam[] = R"SH(#!/bin/sh
+here=$(dirname "$0")
+cat > /dev/null
+echo "$CNI_COMMAND $CNI_CONTAINERID $CNI_IFNAME" >> "$here/log"
+case "$CNI_COMMAND" in
+  VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}' ;;
+  ADD)
+    if [ -e "$here/fail" ]; then echo '{"code":11,"msg":"range exhausted"}'; exit 1; fi
+    touch "$here/lease-$CNI_CONTAINERID"
+    echo '{"cniVersion":"1.0.0","ips":[{"address":"192.0.2.77/24","gateway":"192.0.2.1"}]}' ;;
+  DEL) rm -f "$here/lease-$CNI_CONTAINERID" ;;
+esac
+)SH";
+
+class PreparerIpamTest : public PreparerTest {
+ protected:
+  void SetUp() override {
+    PreparerTest::SetUp();
+    bin_ = dir_ + "/bin";
+    std::filesystem::create_directories(bin_);
+    std::ofstream(bin_ + "/fake-ipam") << kFakeIpam;
+    ::chmod((bin_ + "/fake-ipam").c_str(), 0755);
+    cni::ExecutorOptions o;
+    o.bin_dirs = {bin_};
+    o.cache_dir = dir_ + "/cni";
+    exec_ = std::make_unique<cni::Executor>(o);
+    Preparer::Options opts = preparer_->options();
+    opts.cni = exec_.get();
+    preparer_ = std::make_unique<Preparer>(
+        kube_, *store_,
+        [this](const std::string& name) -> std::optional<inventory::Device> {
+          auto it = devices_.find(name);
+          if (it == devices_.end()) return std::nullopt;
+          return it->second;
+        },
+        opts);
+    SetClaimConfig(NetCfg({{"interface", {{"name", "net-a"}}},
+                           {"ipam", {{"type", "fake-ipam"}, {"subnet", "192.0.2.0/24"}}}}));
+  }
+  std::vector<std::string> Log() {
+    std::vector<std::string> out;
+    std::ifstream f(bin_ + "/log");
+    for (std::string line; std::getline(f, line);) {
+      if (line.rfind("VERSION", 0) != 0) out.push_back(line);
+    }
+    return out;
+  }
+  std::string Lease() const {
+    return bin_ + "/lease-" + cni::IpamContainerId("claim-uid-1", "eth1");
+  }
+  std::string bin_;
+  std::unique_ptr<cni::Executor> exec_;
+};
+
+TEST_F(PreparerIpamTest, PrepareAllocatesOnceAndUnprepareReleases) {
+  Publish();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  auto plan = store_->Get("claim-uid-1");
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->devices[0].ipam_result["ips"][0]["address"], "192.0.2.77/24");
+  const std::string id = cni::IpamContainerId("claim-uid-1", "eth1");
+  EXPECT_EQ(Log(), std::vector<std::string>{"ADD " + id + " net-a"});
+  EXPECT_TRUE(std::filesystem::exists(Lease()));
+  // Two Prepares, one address.
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  EXPECT_EQ(Log().size(), 1u);
+  // Crash after IPAM but before the plan was written: the cached allocation is reused.
+  ASSERT_TRUE(store_->Delete("claim-uid-1").ok());
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  EXPECT_EQ(Log().size(), 1u);
+  EXPECT_EQ(store_->Get("claim-uid-1")->devices[0].ipam_result["ips"][0]["address"],
+            "192.0.2.77/24");
+
+  ASSERT_TRUE(preparer_->Unprepare(Ref()).ok());
+  EXPECT_EQ(Log().back(), "DEL " + id + " net-a");
+  EXPECT_FALSE(std::filesystem::exists(Lease()));
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("claim-uid-1").status()));
+}
+
+TEST_F(PreparerIpamTest, IpamFailureRefusesTheClaimAndLeavesNothing) {
+  std::ofstream(bin_ + "/fail") << "";
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("claim team-a/claim-a request \"nic\" device \"eth1\": ipam"));
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("range exhausted"));
+  EXPECT_THAT(store_->List(), IsEmpty());
+  EXPECT_FALSE(std::filesystem::exists(Lease()));
+}
+
+TEST_F(PreparerIpamTest, UnprepareKeepsThePlanWhenTheReleaseFails) {
+  Publish();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  std::filesystem::remove(bin_ + "/fake-ipam");  // plugin gone: DEL cannot run
+  EXPECT_FALSE(preparer_->Unprepare(Ref()).ok());
+  EXPECT_TRUE(store_->Get("claim-uid-1").ok()) << "kept for the kubelet's retry";
+  std::ofstream(bin_ + "/fake-ipam") << kFakeIpam;
+  ::chmod((bin_ + "/fake-ipam").c_str(), 0755);
+  ASSERT_TRUE(preparer_->Unprepare(Ref()).ok());
+  EXPECT_FALSE(std::filesystem::exists(Lease()));
+}
+
+TEST_F(PreparerTest, IpamWithoutAnExecutorIsRefused) {
+  SetClaimConfig(NetCfg({{"ipam", {{"type", "host-local"}}}}));
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("without a CNI executor"));
+  EXPECT_THAT(store_->List(), IsEmpty());
 }
 
 TEST_F(PreparerTest, UnprepareCallsHookRemovesPlanAndIsRepeatable) {

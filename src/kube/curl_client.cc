@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -14,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/metrics.h"
 #include "common/status.h"
 #include "kube/client.h"
 #include "kube/http_util.h"
@@ -246,8 +248,19 @@ absl::StatusOr<Response> CurlClient::PerformOnce(const Request& req) {
   curl_easy_setopt(h.get(), CURLOPT_WRITEDATA, &resp.body);
   curl_easy_setopt(h.get(), CURLOPT_HEADERFUNCTION, HeaderCb);
   curl_easy_setopt(h.get(), CURLOPT_HEADERDATA, &resp.retry_after);
+  const auto start = std::chrono::steady_clock::now();
   CURLcode rc = curl_easy_perform(h.get());
+  static auto& latency = metrics::Default().Histogram(
+      "knd_kube_request_duration_seconds",
+      "Kubernetes API request latency, by verb and HTTP status code (\"error\": no answer).",
+      {"verb", "code"});
+  auto record = [&](const std::string& code) {
+    latency.Observe(
+        {req.method, code},
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  };
   if (rc != CURLE_OK) {
+    record("error");
     std::string msg = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);
     // The handle may be in a bad state after a transport error; do not pool it.
     std::string what = absl::StrCat(req.method, " ", cfg_.server, req.path, ": ", msg);
@@ -255,6 +268,7 @@ absl::StatusOr<Response> CurlClient::PerformOnce(const Request& req) {
     return absl::UnavailableError(what);
   }
   curl_easy_getinfo(h.get(), CURLINFO_RESPONSE_CODE, &resp.code);
+  record(std::to_string(resp.code));
   ReturnHandle(std::move(h));
   return resp;
 }

@@ -12,7 +12,7 @@ std::string NetnsPath(const api::PodSandbox& pod) {
 }
 
 PodInfo ToPodInfo(const api::PodSandbox& pod) {
-  return {pod.uid(), pod.namespace_(), pod.name(), NetnsPath(pod)};
+  return {pod.uid(), pod.namespace_(), pod.name(), NetnsPath(pod), pod.id()};
 }
 
 DriverHandler::~DriverHandler() {

@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "common/metrics.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "nri/mux.h"
@@ -91,6 +92,10 @@ class Plugin::Session {
     absl::Time start = absl::Now();
     auto result = fn();
     absl::Duration took = absl::Now() - start;
+    static auto& hist = metrics::Default().Histogram(
+        "knd_nri_hook_duration_seconds", "Time spent in an NRI hook, by event and outcome.",
+        {"event", "outcome"});
+    hist.Observe({what, result.ok() ? "success" : "error"}, absl::ToDoubleSeconds(took));
     if (took > plugin_->opts_.slow_handler) {
       spdlog::warn("NRI {} for pod {} took {} (runtimes drop plugins after ~2s)", what, pod,
                    absl::FormatDuration(took));
@@ -147,12 +152,8 @@ class Plugin::Session {
           std::vector<api::Container> containers = std::move(containers_);
           pods_.clear();
           containers_.clear();
-          absl::Time start = absl::Now();
-          absl::Status st = h.Synchronize(pods, containers);
-          if (absl::Now() - start > plugin_->opts_.slow_handler) {
-            spdlog::warn("NRI Synchronize of {} pods took {}", pods.size(),
-                         absl::FormatDuration(absl::Now() - start));
-          }
+          absl::Status st =
+              Timed("Synchronize", "(all)", [&] { return h.Synchronize(pods, containers); });
           RETURN_IF_ERROR(st);
           plugin_->connected_ = true;
           plugin_->sessions_++;

@@ -2,8 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "config/network_config.h"
 #include "netns/netns.h"
@@ -36,7 +38,88 @@ PodInfo PodOf(const state::ClaimPlan& plan, const std::string& uid) {
   return {uid, "", "", ""};
 }
 
+// The conflist Prepare stored for a CNI device (a NAD is resolved into cni.config there).
+absl::StatusOr<nlohmann::json> StoredConfList(const state::DevicePlan& d) {
+  const nlohmann::json& cfg = d.config;
+  auto cni = cfg.find("cni");
+  if (cni == cfg.end() || !cni->is_object()) {
+    return absl::FailedPreconditionError("the plan has no cni section");
+  }
+  auto list = cni->find("config");
+  if (list == cni->end() || !list->is_object()) {
+    return absl::FailedPreconditionError(
+        "the plan holds no resolved CNI config (the NetworkAttachmentDefinition was not read in "
+        "Prepare); unprepare and prepare the claim again");
+  }
+  return *list;
+}
+
+cni::DeviceHandoff Handoff(const state::DevicePlan& d) {
+  const std::string& pci = d.identity.pci_address;
+  return {pci.empty() ? d.identity.ifname : pci, pci, d.identity.ifname};
+}
+
+cni::RuntimeConf CniRuntime(const PodInfo& pod, const state::ClaimPlan& plan,
+                            const state::DevicePlan& d, const std::string& netns) {
+  cni::RuntimeConf rt;
+  rt.container_id = cni::AttachmentContainerId(pod.uid, plan.claim_uid, d.request);
+  rt.netns = netns;
+  rt.ifname = PodIfName(d);
+  rt.args = CniArgs(pod);
+  cni::DeviceHandoff h = Handoff(d);
+  if (!h.device_id.empty()) rt.capability_args["deviceID"] = h.device_id;
+  return rt;
+}
+
+// Addresses and routes of the IPAM allocation made in Prepare, merged into the config the
+// native attacher applies (configured entries win on equal addresses / destinations).
+absl::Status MergeIpam(const state::DevicePlan& d, const std::string& ifname,
+                       config::NetworkConfig& cfg) {
+  if (!d.ipam_result.is_object()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(cni::ParsedResult r, cni::ParseResult(d.ipam_result, ifname));
+  std::vector<std::string> addrs = cfg.interface.addresses.value_or(std::vector<std::string>{});
+  std::string gw4, gw6;
+  for (size_t i = 0; i < r.ips.size(); ++i) {
+    if (std::find(addrs.begin(), addrs.end(), r.ips[i]) == addrs.end()) addrs.push_back(r.ips[i]);
+    const std::string& gw = i < r.gateways.size() ? r.gateways[i] : std::string();
+    if (gw.empty()) continue;
+    std::string& slot = gw.find(':') == std::string::npos ? gw4 : gw6;
+    if (slot.empty()) slot = gw;
+  }
+  cfg.interface.addresses = std::move(addrs);
+  std::vector<config::Route> routes = cfg.routes.value_or(std::vector<config::Route>{});
+  for (const auto& rr : r.routes) {
+    bool have = false;
+    for (const auto& c : routes) have = have || c.destination == rr.dst;
+    if (have) continue;
+    config::Route route;
+    route.destination = rr.dst;
+    // CNI: a route without gw uses the default gateway of its family.
+    const std::string& gw =
+        !rr.gw.empty() ? rr.gw : (rr.dst.find(':') == std::string::npos ? gw4 : gw6);
+    if (!gw.empty()) route.gateway = gw;
+    routes.push_back(std::move(route));
+  }
+  if (!routes.empty()) cfg.routes = std::move(routes);
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+bool IsCniDevice(const state::DevicePlan& dev) {
+  return dev.config.is_object() && dev.config.contains("cni") && dev.config["cni"].is_object();
+}
+
+std::vector<std::pair<std::string, std::string>> CniArgs(const PodInfo& pod) {
+  std::vector<std::pair<std::string, std::string>> args = {
+      {"IgnoreUnknown", "1"},
+      {"K8S_POD_NAMESPACE", pod.namespace_},
+      {"K8S_POD_NAME", pod.name},
+  };
+  if (!pod.sandbox_id.empty()) args.emplace_back("K8S_POD_INFRA_CONTAINER_ID", pod.sandbox_id);
+  args.emplace_back("K8S_POD_UID", pod.uid);
+  return args;
+}
 
 std::string Where(const PodInfo& pod, const state::ClaimPlan& plan, const state::DevicePlan& dev) {
   std::string pod_name = pod.name.empty() ? "uid " + pod.uid : pod.namespace_ + "/" + pod.name;
@@ -62,9 +145,18 @@ std::shared_ptr<std::mutex> PodNetwork::PodLock(const std::string& uid) {
 absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan& plan,
                                       size_t index) {
   const state::DevicePlan& dev = plan.devices[index];
+  if (IsCniDevice(dev)) return AttachCniDevice(pod, plan, index);
   const std::string where = Where(pod, plan, dev);
-  ASSIGN_OR_RETURN(config::NetworkConfig cfg, config::Decode(dev.config, where));
-  attach::AttachRequest req{dev.identity, pod.netns, cfg, where};
+  absl::StatusOr<config::NetworkConfig> cfg = config::Decode(dev.config, where);
+  absl::Status bad = cfg.status();
+  if (bad.ok()) {
+    bad = Annotate(MergeIpam(dev, PodIfName(dev), *cfg), where + ": the IPAM result of Prepare");
+  }
+  if (!bad.ok()) {
+    Notify(pod, plan.claim_uid, index, &bad);
+    return bad;
+  }
+  attach::AttachRequest req{dev.identity, pod.netns, *cfg, where};
   auto persist = [&](const state::HostSnapshot& snap) {
     return plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
       if (index >= p.devices.size()) return absl::InternalError("plan changed under attach");
@@ -88,6 +180,7 @@ absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan
       d.note = std::string(st.message());
       return absl::OkStatus();
     });
+    Notify(pod, plan.claim_uid, index, &st);
     return st;
   }
   RETURN_IF_ERROR(plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
@@ -98,7 +191,108 @@ absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan
     return absl::OkStatus();
   }));
   spdlog::info("{}: attached as {} in {}", where, result->ifname, pod.netns);
+  Notify(pod, plan.claim_uid, index, nullptr);
   return absl::OkStatus();
+}
+
+absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimPlan& plan,
+                                         size_t index) {
+  const state::DevicePlan& dev = plan.devices[index];
+  const std::string where = Where(pod, plan, dev);
+  absl::StatusOr<nlohmann::json> list = StoredConfList(dev);
+  absl::Status st = list.status();
+  if (st.ok() && cni_ == nullptr) st = absl::FailedPreconditionError("no CNI executor configured");
+  if (!st.ok()) {
+    st = Annotate(st, where);
+    Notify(pod, plan.claim_uid, index, &st);
+    return st;
+  }
+  const nlohmann::json handed = cni::HandDevice(*list, Handoff(dev));
+  const cni::RuntimeConf rt = CniRuntime(pod, plan, dev, pod.netns);
+  // Crash safety: the plan says "Attaching" (with netns and ifname) before any plugin runs, so
+  // a restart DELs whatever an interrupted ADD left.
+  RETURN_IF_ERROR(Annotate(plans_.Update(plan.claim_uid,
+                                         [&](state::ClaimPlan& p) {
+                                           if (index >= p.devices.size()) {
+                                             return absl::InternalError(
+                                                 "plan changed under attach");
+                                           }
+                                           auto& d = p.devices[index];
+                                           d.state = DeviceState::kAttaching;
+                                           d.pod_uid = pod.uid;
+                                           d.host.reset();
+                                           state::AttachResult r;
+                                           r.netns = pod.netns;
+                                           r.ifname = rt.ifname;
+                                           d.result = std::move(r);
+                                           d.note.clear();
+                                           return absl::OkStatus();
+                                         }),
+                           where + ": persisting the attach"));
+  absl::StatusOr<nlohmann::json> added = cni_->Add(handed, rt);
+  absl::StatusOr<cni::ParsedResult> parsed =
+      added.ok() ? cni::ParseResult(*added, rt.ifname) : added.status();
+  if (!parsed.ok()) {
+    st = Annotate(parsed.status(), where);
+    // The spec wants a DEL after a failed ADD: it undoes what the plugins before the failing
+    // one did. If that DEL fails too, the device stays "Attaching" so Detach retries it.
+    absl::Status del = cni_->Del(handed, rt);
+    (void)plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
+      auto& d = p.devices[index];
+      if (del.ok()) {
+        d.state = DeviceState::kFailed;
+        d.pod_uid.clear();
+        d.result.reset();
+        d.note = std::string(st.message());
+      } else {
+        d.note = absl::StrCat(st.message(), "; CNI DEL after the failed ADD: ", del.message());
+      }
+      return absl::OkStatus();
+    });
+    if (!del.ok()) spdlog::error("{}: CNI DEL after a failed ADD: {}", where, del.ToString());
+    Notify(pod, plan.claim_uid, index, &st);
+    return st;
+  }
+  state::AttachResult res;
+  res.netns = pod.netns;
+  res.ifname = rt.ifname;
+  res.mac = parsed->mac;
+  res.ips = parsed->ips;
+  res.cni_result = *added;
+  RETURN_IF_ERROR(plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
+    auto& d = p.devices[index];
+    d.state = DeviceState::kAttached;
+    d.pod_uid = pod.uid;
+    d.result = res;
+    return absl::OkStatus();
+  }));
+  spdlog::info("{}: attached by CNI network {} as {} in {}", where, list->value("name", ""),
+               rt.ifname, pod.netns);
+  Notify(pod, plan.claim_uid, index, nullptr);
+  return absl::OkStatus();
+}
+
+absl::Status PodNetwork::DelCni(const PodInfo& pod, const state::ClaimPlan& plan,
+                                const state::DevicePlan& dev, const std::string& netns) {
+  if (cni_ == nullptr) return absl::FailedPreconditionError("no CNI executor configured");
+  ASSIGN_OR_RETURN(nlohmann::json list, StoredConfList(dev));
+  return cni_->Del(cni::HandDevice(list, Handoff(dev)), CniRuntime(pod, plan, dev, netns));
+}
+
+void PodNetwork::Notify(const PodInfo& pod, const std::string& claim_uid, size_t index,
+                        const absl::Status* error) {
+  AttachObserver* o = observer_.load();
+  if (o == nullptr) return;
+  absl::StatusOr<state::ClaimPlan> plan = plans_.Get(claim_uid);
+  if (!plan.ok() || index >= plan->devices.size()) return;
+  const state::DevicePlan& dev = plan->devices[index];
+  if (error != nullptr) {
+    o->AttachFailed(pod, *plan, dev, *error);
+  } else if (dev.state == DeviceState::kAttached) {
+    o->Attached(pod, *plan, dev);
+  } else {
+    o->Detached(pod, *plan, dev);
+  }
 }
 
 absl::Status PodNetwork::Attach(const PodInfo& pod) {
@@ -122,8 +316,9 @@ absl::Status PodNetwork::Attach(const PodInfo& pod) {
         auto there = attacher_.IsAttached(pod.netns, PodIfName(dev));
         if (there.ok() && *there) continue;  // repeated hook
       }
+      // A CNI attachment is never ADDed twice without a DEL in between (spec).
       if (dev.state == DeviceState::kAttaching ||
-          (dev.state == DeviceState::kAttached && dev.pod_uid != pod.uid)) {
+          (dev.state == DeviceState::kAttached && (dev.pod_uid != pod.uid || IsCniDevice(dev)))) {
         // Interrupted attach (crash) or a stale attachment: give it back first.
         absl::Status st = DetachDevice(plan, i, dev.result ? dev.result->netns : pod.netns);
         if (!st.ok() && !absl::IsNotFound(st)) {
@@ -159,7 +354,12 @@ absl::Status PodNetwork::DetachDevice(const state::ClaimPlan& plan, size_t index
   PodInfo pod = PodOf(plan, dev.pod_uid);
   const std::string where = Where(pod, plan, dev);
   absl::Status st;
-  if (!dev.host) {
+  if (IsCniDevice(dev)) {
+    // DEL always, also with the netns gone (the executor then passes no netns).
+    st = Annotate(DelCni(pod, plan, dev, netns), where);
+    // "Container unknown" is what a plugin says about an attachment that is already gone.
+    if (absl::IsNotFound(st)) st = absl::OkStatus();
+  } else if (!dev.host) {
     st = absl::InternalError("no host snapshot recorded");
   } else {
     st = attacher_.Detach(dev.identity, *dev.host, netns, PodIfName(dev), where);
@@ -181,10 +381,11 @@ absl::Status PodNetwork::DetachDevice(const state::ClaimPlan& plan, size_t index
     return absl::OkStatus();
   }));
   if (st.ok()) {
-    spdlog::info("{}: returned to the host", where);
+    spdlog::info("{}: {}", where, IsCniDevice(dev) ? "CNI DEL done" : "returned to the host");
   } else {
     spdlog::warn("{}: {}", where, st.ToString());
   }
+  Notify(pod, plan.claim_uid, index, nullptr);
   return st;
 }
 

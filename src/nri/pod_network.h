@@ -11,19 +11,28 @@
 //  - Detach (StopPodSandbox, RemovePodSandbox): every device attached to this pod goes back to
 //    the host as it was. Works when the netns is already gone. Errors leave the device marked
 //    attached so the next hook (RemovePodSandbox) or the next reconcile retries.
+//  - CNI devices (config `cni`: a NAD resolved in Prepare, or an inline conflist) are attached by
+//    running the conflist (ADD) with CNI_IFNAME = the in-pod name and CNI_NETNS = the pod netns;
+//    "Attaching" is persisted before ADD, and a failed ADD is followed by a DEL of the whole
+//    list. Detach runs DEL always, also when the netns is gone (CNI_NETNS is then empty).
+//  - Addresses and routes of an IPAM allocation made in Prepare (DevicePlan.ipam_result) are
+//    applied at a native attach like configured ones.
 //  - Reconcile (NRI Synchronize, i.e. after every (re)connect): devices of pods that are no
 //    longer running go back to the host; an attach interrupted by a crash is completed (undone
 //    and redone); devices of pods that were prepared but have no sandbox yet are left alone.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "attach/attacher.h"
+#include "cni/executor.h"
 #include "state/plan_store.h"
 
 namespace knd::nri {
@@ -32,13 +41,31 @@ struct PodInfo {
   std::string uid;
   std::string namespace_;
   std::string name;
-  std::string netns;  // empty for hostNetwork pods
+  std::string netns;            // empty for hostNetwork pods
+  std::string sandbox_id = {};  // runtime's sandbox id (CNI K8S_POD_INFRA_CONTAINER_ID)
+};
+
+// Told about every attach and detach, native and CNI; implementations only queue work (status,
+// events, network-status) and never block the hook.
+class AttachObserver {
+ public:
+  virtual ~AttachObserver() = default;
+  virtual void Attached(const PodInfo& pod, const state::ClaimPlan& plan,
+                        const state::DevicePlan& dev) = 0;
+  virtual void Detached(const PodInfo& pod, const state::ClaimPlan& plan,
+                        const state::DevicePlan& dev) = 0;
+  virtual void AttachFailed(const PodInfo& pod, const state::ClaimPlan& plan,
+                            const state::DevicePlan& dev, const absl::Status& error) = 0;
 };
 
 class PodNetwork {
  public:
-  PodNetwork(state::PlanStore& plans, attach::Attacher& attacher)
-      : plans_(plans), attacher_(attacher) {}
+  // `cni` runs the plugins of CNI devices; without it a CNI device fails to attach.
+  PodNetwork(state::PlanStore& plans, attach::Attacher& attacher, cni::Executor* cni = nullptr)
+      : plans_(plans), attacher_(attacher), cni_(cni) {}
+
+  // nullptr = none. Set before the hooks run.
+  void SetObserver(AttachObserver* o) { observer_.store(o); }
 
   absl::Status Attach(const PodInfo& pod);
   absl::Status Detach(const PodInfo& pod);
@@ -50,13 +77,28 @@ class PodNetwork {
   // Detaches device `index` of claim `claim_uid` and records the outcome in its plan.
   absl::Status DetachDevice(const state::ClaimPlan& plan, size_t index, const std::string& netns);
   absl::Status AttachDevice(const PodInfo& pod, const state::ClaimPlan& plan, size_t index);
+  absl::Status AttachCniDevice(const PodInfo& pod, const state::ClaimPlan& plan, size_t index);
+  absl::Status DelCni(const PodInfo& pod, const state::ClaimPlan& plan,
+                      const state::DevicePlan& dev, const std::string& netns);
+  // Reads device `index` of claim `claim_uid` back from the store for the observer.
+  void Notify(const PodInfo& pod, const std::string& claim_uid, size_t index,
+              const absl::Status* error);
   std::shared_ptr<std::mutex> PodLock(const std::string& uid);
 
   state::PlanStore& plans_;
   attach::Attacher& attacher_;
+  cni::Executor* cni_;
+  std::atomic<AttachObserver*> observer_{nullptr};
   std::mutex locks_mu_;
   std::map<std::string, std::weak_ptr<std::mutex>> pod_locks_;
 };
+
+// Whether a device is attached by CNI plugins (its config has a `cni` section).
+bool IsCniDevice(const state::DevicePlan& dev);
+
+// The CNI_ARGS knd passes (as containerd does): IgnoreUnknown, K8S_POD_NAMESPACE, K8S_POD_NAME,
+// K8S_POD_INFRA_CONTAINER_ID (when the sandbox id is known), K8S_POD_UID.
+std::vector<std::pair<std::string, std::string>> CniArgs(const PodInfo& pod);
 
 // "pod ns/name claim ns/name device D": the identity every hook error and log line carries.
 std::string Where(const PodInfo& pod, const state::ClaimPlan& plan, const state::DevicePlan& dev);

@@ -1,12 +1,15 @@
 #include "nri/pod_network.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
+#include "common/file_util.h"
 #include "common/status.h"
 #include "config/network_config.h"
 #include "netns/netns.h"
@@ -33,6 +36,7 @@ class FakeAttacher : public attach::Attacher {
     state::AttachResult r;
     r.netns = req.netns_path;
     r.ifname = req.config.interface.name.value_or(id);
+    last_config = req.config;
     return r;
   }
   absl::Status Detach(const state::DeviceIdentity& identity, const state::HostSnapshot& host,
@@ -52,6 +56,7 @@ class FakeAttacher : public attach::Attacher {
 
   std::map<std::string, std::string> where;  // host ifname -> netns it is in
   std::set<std::string> fail, destroyed;
+  config::NetworkConfig last_config;
   int attach_calls = 0, detach_calls = 0;
 };
 
@@ -193,6 +198,230 @@ TEST_F(PodNetworkNsTest, UnprepareDetachesWhatIsStillAttached) {
   ASSERT_TRUE(pn.Attach(Pod("p1")).ok());
   ASSERT_TRUE(pn.DetachClaim(*store_->Get("c1")).ok());
   EXPECT_TRUE(att_.where.empty());
+}
+
+// ---- CNI devices and IPAM ---------------------------------------------------------------
+
+// A fake CNI plugin: logs "<cmd> <container id> <netns> <ifname> <args>" and its stdin, answers
+// ADD with one address, fails ADD while <bin>/fail exists.
+constexpr char kFakeCni[] = R"SH(#!/bin/sh
+here=$(dirname "$0")
+in=$(cat)
+echo "$CNI_COMMAND $CNI_CONTAINERID [$CNI_NETNS] $CNI_IFNAME $CNI_ARGS" >> "$here/log"
+printf '%s\n' "$in" >> "$here/stdin"
+if [ "$CNI_COMMAND" = ADD ]; then
+  if [ -e "$here/fail" ]; then
+    echo '{"cniVersion":"1.0.0","code":7,"msg":"no such master","details":"eth9"}'
+    exit 1
+  fi
+  echo "{\"cniVersion\":\"1.0.0\",\"interfaces\":[{\"name\":\"$CNI_IFNAME\",\"mac\":\"02:00:00:00:00:42\",\"sandbox\":\"$CNI_NETNS\"}],\"ips\":[{\"address\":\"10.5.0.7/24\",\"interface\":0}]}"
+fi
+)SH";
+
+class Recorder : public AttachObserver {
+ public:
+  void Attached(const PodInfo& pod, const state::ClaimPlan&,
+                const state::DevicePlan& dev) override {
+    events.push_back("attached " + pod.uid + " " + dev.device + " " +
+                     (dev.result ? dev.result->ifname : "?"));
+  }
+  void Detached(const PodInfo& pod, const state::ClaimPlan&,
+                const state::DevicePlan& dev) override {
+    events.push_back("detached " + pod.uid + " " + pod.name + " " + dev.device);
+  }
+  void AttachFailed(const PodInfo& pod, const state::ClaimPlan&, const state::DevicePlan& dev,
+                    const absl::Status& error) override {
+    events.push_back("failed " + pod.uid + " " + dev.device + " " + std::string(error.message()));
+  }
+  std::vector<std::string> events;
+};
+
+class PodNetworkCniTest : public PodNetworkNsTest {
+ protected:
+  void SetUp() override {
+    PodNetworkNsTest::SetUp();
+    if (IsSkipped()) return;
+    bin_ = dir_ + "-bin";
+    std::filesystem::create_directories(bin_);
+    std::ofstream(bin_ + "/fakecni") << kFakeCni;
+    ::chmod((bin_ + "/fakecni").c_str(), 0755);
+    cni::ExecutorOptions o;
+    o.bin_dirs = {bin_};
+    o.cache_dir = dir_ + "-cache";
+    exec_ = std::make_unique<cni::Executor>(o);
+  }
+  void TearDown() override {
+    std::filesystem::remove_all(bin_);
+    std::filesystem::remove_all(dir_ + "-cache");
+    PodNetworkNsTest::TearDown();
+  }
+  // Claim `claim` for pod `pod_uid` with one CNI device (host eth1, in-pod net1).
+  void AddCniPlan(const std::string& claim, const std::string& pod_uid) {
+    AddPlan(claim, pod_uid, {"eth1"});
+    ASSERT_TRUE(store_
+                    ->Update(claim,
+                             [](state::ClaimPlan& p) {
+                               config::NetworkConfig cfg;
+                               cfg.interface.name = "net1";
+                               cfg.cni = config::CniConfig{};
+                               cfg.cni->config =
+                                   nlohmann::json::parse(R"({"cniVersion": "1.0.0", "name": "nad-a",
+          "knd.k8s.cni.cncf.io/networkAttachment": "ns/nad-a",
+          "plugins": [{"type": "fakecni", "capabilities": {"deviceID": true}}]})");
+                               p.devices[0].config = config::ToJson(cfg);
+                               return absl::OkStatus();
+                             })
+                    .ok());
+  }
+  std::vector<std::string> Log() {
+    std::vector<std::string> out;
+    std::ifstream f(bin_ + "/log");
+    for (std::string line; std::getline(f, line);) out.push_back(line);
+    return out;
+  }
+  PodInfo CniPod(const std::string& uid) {
+    PodInfo p = Pod(uid);
+    p.sandbox_id = "sandbox-" + uid;
+    return p;
+  }
+  std::string bin_;
+  std::unique_ptr<cni::Executor> exec_;
+};
+
+TEST_F(PodNetworkCniTest, AttachRunsAddAndDetachRunsDel) {
+  AddCniPlan("c1", "p1");
+  PodNetwork pn(*store_, att_, exec_.get());
+  Recorder rec;
+  pn.SetObserver(&rec);
+  ASSERT_TRUE(pn.Attach(CniPod("p1")).ok());
+  const std::string id = cni::AttachmentContainerId("p1", "c1", "nic");
+  ASSERT_EQ(Log().size(), 1u);
+  EXPECT_EQ(Log()[0], "ADD " + id + " [" + ns_->path() +
+                          "] net1 IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=pod-p1;"
+                          "K8S_POD_INFRA_CONTAINER_ID=sandbox-p1;K8S_POD_UID=p1");
+  auto stdin_text = ReadFile(bin_ + "/stdin");
+  ASSERT_TRUE(stdin_text.ok());
+  auto in = nlohmann::json::parse(*stdin_text);
+  EXPECT_EQ(in["deviceID"], "eth1");  // the device handed over the Multus way
+  EXPECT_EQ(in["runtimeConfig"]["deviceID"], "eth1");
+  EXPECT_EQ(att_.attach_calls, 0) << "a CNI device is not moved natively";
+  auto plan = store_->Get("c1");
+  const auto& d = plan->devices[0];
+  EXPECT_EQ(d.state, DeviceState::kAttached);
+  ASSERT_TRUE(d.result.has_value());
+  EXPECT_EQ(d.result->ifname, "net1");
+  EXPECT_EQ(d.result->netns, ns_->path());
+  EXPECT_EQ(d.result->mac, "02:00:00:00:00:42");
+  EXPECT_EQ(d.result->ips, std::vector<std::string>{"10.5.0.7/24"});
+  EXPECT_EQ(d.result->cni_result["ips"][0]["address"], "10.5.0.7/24");
+
+  ASSERT_TRUE(pn.Detach(CniPod("p1")).ok());
+  ASSERT_EQ(Log().size(), 2u);
+  EXPECT_EQ(Log()[1].rfind("DEL " + id + " [" + ns_->path() + "] net1 ", 0), 0u) << Log()[1];
+  EXPECT_EQ(StateOf("c1", 0), DeviceState::kDetached);
+  EXPECT_EQ(rec.events,
+            (std::vector<std::string>{"attached p1 eth1 net1", "detached p1 pod-p1 eth1"}));
+}
+
+TEST_F(PodNetworkCniTest, RepeatedRunPodSandboxDelsBeforeItAddsAgain) {
+  AddCniPlan("c1", "p1");
+  PodNetwork pn(*store_, att_, exec_.get());
+  ASSERT_TRUE(pn.Attach(CniPod("p1")).ok());
+  // The fake attacher's IsAttached knows nothing of net1: like a sandbox that lost it.
+  ASSERT_TRUE(pn.Attach(CniPod("p1")).ok());
+  auto log = Log();
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_EQ(log[0].substr(0, 4), "ADD ");
+  EXPECT_EQ(log[1].substr(0, 4), "DEL ");
+  EXPECT_EQ(log[2].substr(0, 4), "ADD ");
+}
+
+TEST_F(PodNetworkCniTest, FailedAddIsFollowedByDelAndNamesEverything) {
+  AddCniPlan("c1", "p1");
+  std::ofstream(bin_ + "/fail") << "";
+  PodNetwork pn(*store_, att_, exec_.get());
+  Recorder rec;
+  pn.SetObserver(&rec);
+  absl::Status st = pn.Attach(CniPod("p1"));
+  ASSERT_FALSE(st.ok());
+  const std::string msg(st.message());
+  EXPECT_NE(msg.find("pod ns/pod-p1 claim ns/c1 device eth1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("CNI plugin \"fakecni\" ADD"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("code 7: no such master: eth9"), std::string::npos) << msg;
+  auto log = Log();
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[1].substr(0, 4), "DEL ");
+  auto plan = store_->Get("c1");
+  EXPECT_EQ(plan->devices[0].state, DeviceState::kFailed);
+  EXPECT_FALSE(plan->devices[0].result.has_value());
+  ASSERT_EQ(rec.events.size(), 1u);
+  EXPECT_EQ(rec.events[0].rfind("failed p1 eth1 ", 0), 0u);
+}
+
+TEST_F(PodNetworkCniTest, NetnsGoneDelStillRunsAndReconcileCleansUp) {
+  AddCniPlan("c1", "p1");
+  PodNetwork pn(*store_, att_, exec_.get());
+  Recorder rec;
+  pn.SetObserver(&rec);
+  ASSERT_TRUE(pn.Attach(CniPod("p1")).ok());
+  const std::string gone = ns_->path();
+  ns_.reset();  // the runtime deleted the netns (CRI-O order), then the pod vanished
+  ASSERT_TRUE(pn.Reconcile({}).ok());
+  auto log = Log();
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[1].rfind("DEL " + cni::AttachmentContainerId("p1", "c1", "nic") + " [] net1", 0),
+            0u)
+      << log[1];
+  EXPECT_EQ(StateOf("c1", 0), DeviceState::kDetached);
+  // No PodInfo is known in reconcile: the observer gets uid and name from the plan.
+  EXPECT_EQ(rec.events.back(), "detached p1 pod-p1 eth1");
+}
+
+TEST_F(PodNetworkCniTest, UnresolvedNadOrNoExecutorFailsCleanly) {
+  AddCniPlan("c1", "p1");
+  PodNetwork no_exec(*store_, att_);
+  absl::Status st = no_exec.Attach(CniPod("p1"));
+  EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
+  EXPECT_TRUE(Log().empty());
+  ASSERT_TRUE(
+      store_
+          ->Update("c1",
+                   [](state::ClaimPlan& p) {
+                     p.devices[0].config["cni"] = {{"networkAttachment", {{"name", "nad-a"}}}};
+                     return absl::OkStatus();
+                   })
+          .ok());
+  PodNetwork pn(*store_, att_, exec_.get());
+  st = pn.Attach(CniPod("p1"));
+  EXPECT_NE(st.message().find("no resolved CNI config"), std::string::npos) << st;
+  EXPECT_TRUE(Log().empty());
+}
+
+TEST_F(PodNetworkNsTest, IpamResultIsAppliedLikeConfiguredAddresses) {
+  AddPlan("c1", "p1", {"eth1"});
+  ASSERT_TRUE(store_
+                  ->Update("c1",
+                           [](state::ClaimPlan& p) {
+                             p.devices[0].ipam_result =
+                                 nlohmann::json::parse(R"({"cniVersion": "1.0.0",
+        "ips": [{"address": "192.0.2.50/24", "gateway": "192.0.2.1"}],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "198.51.100.0/24", "gw": "192.0.2.254"}]})");
+                             return absl::OkStatus();
+                           })
+                  .ok());
+  PodNetwork pn(*store_, att_);
+  Recorder rec;
+  pn.SetObserver(&rec);
+  ASSERT_TRUE(pn.Attach(Pod("p1")).ok());
+  const auto& cfg = att_.last_config;
+  ASSERT_TRUE(cfg.interface.addresses.has_value());
+  EXPECT_EQ(*cfg.interface.addresses, std::vector<std::string>{"192.0.2.50/24"});
+  ASSERT_TRUE(cfg.routes.has_value());
+  ASSERT_EQ(cfg.routes->size(), 2u);
+  EXPECT_EQ((*cfg.routes)[0].destination, "0.0.0.0/0");
+  EXPECT_EQ((*cfg.routes)[0].gateway, "192.0.2.1");  // the address's gateway
+  EXPECT_EQ((*cfg.routes)[1].gateway, "192.0.2.254");
+  EXPECT_EQ(rec.events, std::vector<std::string>{"attached p1 eth1 net-eth1"});
 }
 
 }  // namespace

@@ -232,21 +232,30 @@ void Kubelet::Stop() {
 }
 
 void Kubelet::WatchLoop() {
-  char buf[4096];
+  alignas(inotify_event) char buf[4096];
   while (!stop_) {
     pollfd p{inotify_fd_, POLLIN, 0};
     // Wake on inotify events; every second anyway, to retry failed registrations and to see
     // sockets in sub-directories (the kubelet's reconciler also runs every second).
     int n = ::poll(&p, 1, 250);
+    std::set<std::string> created;
     if (n > 0) {
-      while (::read(inotify_fd_, buf, sizeof(buf)) > 0) {
+      ssize_t len;
+      while ((len = ::read(inotify_fd_, buf, sizeof(buf))) > 0) {
+        for (ssize_t off = 0; off < len;) {
+          const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+          if ((ev->mask & (IN_CREATE | IN_MOVED_TO)) != 0 && ev->len > 0) {
+            created.insert((std::filesystem::path(opts_.registry_dir) / ev->name).string());
+          }
+          off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+        }
       }
     }
-    Reconcile();
+    Reconcile(created);
   }
 }
 
-void Kubelet::Reconcile() {
+void Kubelet::Reconcile(const std::set<std::string>& recreated) {
   // Desired state: every unix socket under the registry dir whose name does not start with '.'.
   std::map<std::string, unsigned long> sockets;
   std::error_code ec;
@@ -268,7 +277,7 @@ void Kubelet::Reconcile() {
     // Unregister first: gone sockets, and sockets re-created under the same name.
     for (auto it = plugins_.begin(); it != plugins_.end();) {
       auto s = sockets.find(it->first);
-      if (s == sockets.end() || s->second != it->second.inode) {
+      if (s == sockets.end() || s->second != it->second.inode || recreated.count(it->first)) {
         spdlog::info("deregistered plugin {} (socket {} gone)", it->second.name, it->first);
         it = plugins_.erase(it);
       } else {
@@ -277,7 +286,9 @@ void Kubelet::Reconcile() {
     }
     for (auto it = rejected_.begin(); it != rejected_.end();) {
       auto s = sockets.find(it->first);
-      it = (s == sockets.end() || s->second != it->second) ? rejected_.erase(it) : std::next(it);
+      it = (s == sockets.end() || s->second != it->second || recreated.count(it->first))
+               ? rejected_.erase(it)
+               : std::next(it);
     }
     for (const auto& [path, ino] : sockets) {
       if (!plugins_.count(path) && !rejected_.count(path)) todo.emplace_back(path, ino);

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -90,7 +91,10 @@ class Kubelet {
     std::string namespace_, uid, name;
   };
   void WatchLoop();
-  void Reconcile();
+  // `recreated`: socket paths the watch saw created since the last round; a plugin registered
+  // at one of them is registered anew even when the new socket got the old inode number back
+  // (the kernel reuses inode numbers, so a restarted plugin may look unchanged to a scan).
+  void Reconcile(const std::set<std::string>& recreated = {});
   std::optional<RegisteredPlugin> Register(const std::string& socket, unsigned long inode);
   std::optional<RegisteredPlugin> PluginFor(const std::string& driver) const;
   // Calls one driver for a batch of claims; fills `out` per UID. Error = request-level failure.

@@ -1,0 +1,75 @@
+// Makes what the hooks did visible through the API: the claim's status.devices[] (KEP-4817),
+// the pod's k8s.v1.cni.cncf.io/network-status annotation, and Events on the claim and pod.
+//
+// It is the PodNetwork's AttachObserver and the Preparer's failure hook. Every call only
+// queues work for the background writers (claim status, network-status, events), so the NRI
+// hooks and the kubelet calls never wait for the API server.
+//
+// What is written, per claim prepared on this node:
+//  - status.devices[]: one entry per device of the claim: Ready=True with networkData
+//    (in-pod name, IPs, MAC) once attached; Ready=False with the reason (AttachFailed,
+//    DetachFailed) and the error otherwise; all our entries are removed once no device of the
+//    claim is in a pod any more.
+//  - network-status: the claim's attached devices, under the attachment key
+//    "<claim ns>/<claim name>", named "<ns>/<nad>" for a NAD-backed device and
+//    "<claim ns>/<claim name>/<request>" otherwise.
+//  - Events: Normal Attached on the pod; Warning AttachFailed / CNIPluginFailed /
+//    DetachFailed on the pod and on the claim; Warning <prepare reason> on the claim when
+//    Prepare refuses it.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "dra/preparer.h"
+#include "kube/claim_status.h"
+#include "kube/events.h"
+#include "kube/network_status.h"
+#include "nri/pod_network.h"
+#include "state/plan.h"
+
+namespace knd::driver {
+
+class StatusReporter : public nri::AttachObserver {
+ public:
+  StatusReporter(std::string driver_name, kube::ClaimStatusWriter& claims,
+                 kube::NetworkStatusWriter& network_status, kube::EventRecorder& events)
+      : driver_name_(std::move(driver_name)),
+        claims_(claims),
+        network_status_(network_status),
+        events_(events) {}
+
+  void Attached(const nri::PodInfo& pod, const state::ClaimPlan& plan,
+                const state::DevicePlan& dev) override;
+  void Detached(const nri::PodInfo& pod, const state::ClaimPlan& plan,
+                const state::DevicePlan& dev) override;
+  void AttachFailed(const nri::PodInfo& pod, const state::ClaimPlan& plan,
+                    const state::DevicePlan& dev, const absl::Status& error) override;
+
+  // Preparer::Options::on_failure: a Warning event on the claim.
+  void PrepareFailed(const dra::ClaimRef& claim, const std::string& reason,
+                     const absl::Status& error);
+
+  // Writes the status and network-status of a plan as it is on disk (at start-up, so what
+  // was still queued when the driver stopped reaches the API server after all).
+  void Resync(const state::ClaimPlan& plan);
+
+ private:
+  // Status entries of every device of `plan`; `failed` (may be null) is the device whose
+  // operation just failed, with its error.
+  void WriteClaimStatus(const state::ClaimPlan& plan, const state::DevicePlan* failed,
+                        const absl::Status* error);
+  // The claim's entries in the network-status of the pod `pod_uid`.
+  void WriteNetworkStatus(const state::ClaimPlan& plan, const kube::PodRef& pod);
+
+  std::string driver_name_;
+  kube::ClaimStatusWriter& claims_;
+  kube::NetworkStatusWriter& network_status_;
+  kube::EventRecorder& events_;
+};
+
+// The network-status "name" of a device: "<ns>/<nad>" when it runs a NAD's plugins, else
+// "<claim ns>/<claim name>/<request>".
+std::string NetworkName(const state::ClaimPlan& plan, const state::DevicePlan& dev);
+
+}  // namespace knd::driver

@@ -1,0 +1,189 @@
+"""e2e (issue 6): claims attached through Debian's real CNI plugins (/usr/lib/cni) — a claim
+naming a NetworkAttachmentDefinition (host-device + static, macvlan + host-local, bridge +
+static) — and CNI
+IPAM (host-local) for a native attachment: allocated in Prepare, released in Unprepare."""
+
+import contextlib
+import json
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from harness import HttpError, Node, addresses, link, wait_for  # noqa: E402
+
+CNI_BIN = "/usr/lib/cni"
+NODE_CONFIG = 'include:\n  - ifName: "eth*"\n'
+NS = "team-a"
+
+
+def knd_config(**fields):
+    cfg = {"apiVersion": "knd.k8s.cni.cncf.io/v1alpha1", "kind": "NetworkConfig"}
+    cfg.update(fields)
+    return cfg
+
+
+def leases(data_dir, network):
+    d = os.path.join(data_dir, network)
+    if not os.path.isdir(d):
+        return []
+    return sorted(f for f in os.listdir(d) if f[0].isdigit())
+
+
+@harness.privileged
+@unittest.skipUnless(all(os.access(os.path.join(CNI_BIN, p), os.X_OK)
+                         for p in ("host-device", "static", "macvlan", "host-local", "bridge")),
+                     "needs Debian's containernetworking-plugins in /usr/lib/cni")
+class CniTest(unittest.TestCase):
+
+    def setUp(self):
+        self.node = Node().__enter__()
+        self.addCleanup(self.node.__exit__, None, None, None)
+        n = self.node
+        for name in ("eth1", "eth2", "eth3"):
+            n.veth(name)
+        self.ipam_dir = os.path.join(n.tmp, "ipam")
+        n.start_driver(config=NODE_CONFIG, extra=["--cni-bin-dir", CNI_BIN])
+        wait_for(lambda: {"eth1", "eth2", "eth3"} <= set(n.published_devices()),
+                 what="veths published")
+        with contextlib.suppress(HttpError):
+            n.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+
+    def nad(self, name, config, ns=NS):
+        self.node.create({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+                          "metadata": {"name": name, "namespace": ns},
+                          "spec": {"config": json.dumps(config)}})
+
+    def prepare(self, pod_name, device, config):
+        n = self.node
+        pod, claim = n.make_pod_with_claim(NS, pod_name, f"claim-{pod_name}", device, config)
+        res = n.prepare(NS, pod_name)["claims"][claim["metadata"]["uid"]]
+        return pod, claim, res.get("error", "")
+
+    def unprepare(self, pod, claim):
+        un = self.node.unprepare(NS, pod["metadata"]["name"])["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(un.get("error", ""), "")
+
+    def test_nad_host_device_with_static_ipam(self):
+        self.nad("hd-net", {"cniVersion": "1.0.0", "name": "hd-net", "plugins": [
+            {"type": "host-device",
+             "ipam": {"type": "static", "addresses": [{"address": "192.0.2.20/24"}]}}]})
+        pod, claim, err = self.prepare(
+            "pod-hd", "eth1", knd_config(interface={"name": "net1"},
+                                         cni={"networkAttachment": {"name": "hd-net"}}))
+        self.assertEqual(err, "")
+        code, body = self.node.run_pod(pod)
+        self.assertEqual(code, 200, body)
+        ns = self.node.pod_ns(pod)
+        self.assertIsNotNone(link("net1", ns=ns), "host-device moved eth1 into the pod as net1")
+        self.assertIn("192.0.2.20/24", addresses("net1", ns=ns))
+        self.assertIsNone(link("eth1"), "the device left the node")
+        self.node.stop_pod(pod)
+        wait_for(lambda: link("eth1"), timeout=10, what="eth1 back on the node")
+        self.assertIsNone(link("net1", ns=ns))
+        self.node.remove_pod(pod)
+        self.unprepare(pod, claim)
+        self.assertIsNotNone(link("eth1"))
+
+    def test_nad_macvlan_with_host_local_releases_the_lease(self):
+        self.nad("mv-net", {"cniVersion": "1.0.0", "name": "mv-net", "plugins": [
+            {"type": "macvlan", "master": "eth3", "mode": "bridge",
+             "ipam": {"type": "host-local", "dataDir": self.ipam_dir,
+                      "ranges": [[{"subnet": "10.88.0.0/24"}]]}}]})
+        pod, claim, err = self.prepare(
+            "pod-mv", "eth3", knd_config(interface={"name": "net1"},
+                                         cni={"networkAttachment": {"name": "mv-net"}}))
+        self.assertEqual(err, "")
+        code, body = self.node.run_pod(pod)
+        self.assertEqual(code, 200, body)
+        ns = self.node.pod_ns(pod)
+        got = [a for a in addresses("net1", ns=ns) if a.startswith("10.88.0.")]
+        self.assertEqual(len(got), 1, addresses("net1", ns=ns))
+        self.assertEqual(leases(self.ipam_dir, "mv-net"), [got[0].split("/")[0]])
+        self.node.stop_pod(pod)
+        self.assertIsNone(link("net1", ns=ns), "no leftover interface")
+        self.assertEqual(leases(self.ipam_dir, "mv-net"), [], "host-local lease released")
+        self.assertIsNotNone(link("eth3"), "the parent stays on the node")
+        self.node.remove_pod(pod)
+        self.unprepare(pod, claim)
+
+    def test_nad_bridge_with_static_ipam(self):
+        self.nad("br-net", {"cniVersion": "1.0.0", "name": "br-net", "plugins": [
+            {"type": "bridge", "bridge": "kndbr0", "ipam": {
+                "type": "static", "addresses": [{"address": "192.0.2.40/24"}]}}]})
+        pod, claim, err = self.prepare(
+            "pod-br", "eth2", knd_config(interface={"name": "net1"},
+                                         cni={"networkAttachment": {"name": "br-net"}}))
+        self.assertEqual(err, "")
+        code, body = self.node.run_pod(pod)
+        self.assertEqual(code, 200, body)
+        ns = self.node.pod_ns(pod)
+        self.assertIn("192.0.2.40/24", addresses("net1", ns=ns))
+        bridge_ports = harness.ip_json("link", "show", "master", "kndbr0")
+        self.assertEqual(len(bridge_ports), 1, "the pod's veth peer is on the bridge")
+        self.node.stop_pod(pod)
+        self.assertIsNone(link("net1", ns=ns), "no leftover interface in the pod")
+        self.assertEqual(harness.ip_json("link", "show", "master", "kndbr0"), [],
+                         "the host end of the veth went with the DEL")
+        self.node.remove_pod(pod)
+        self.unprepare(pod, claim)
+
+    def test_missing_nad_is_a_claim_error(self):
+        _, _, err = self.prepare("pod-x", "eth1", knd_config(
+            cni={"networkAttachment": {"name": "no-such-net"}}))
+        self.assertIn("claim team-a/claim-pod-x request \"nic\"", err)
+        self.assertIn("NetworkAttachmentDefinition team-a/no-such-net", err)
+        self.assertIn("does not exist", err)
+
+    def test_nad_of_another_namespace_is_refused_for_a_claim(self):
+        with contextlib.suppress(HttpError):
+            self.node.create({"apiVersion": "v1", "kind": "Namespace",
+                              "metadata": {"name": "team-b"}})
+        self.nad("hd-net", {"cniVersion": "1.0.0", "name": "hd-net",
+                            "plugins": [{"type": "host-device"}]}, ns="team-b")
+        _, _, err = self.prepare("pod-y", "eth1", knd_config(
+            cni={"networkAttachment": {"namespace": "team-b", "name": "hd-net"}}))
+        self.assertIn("may only use NetworkAttachmentDefinitions of its own namespace", err)
+
+    def test_ipam_host_local_for_a_native_attachment(self):
+        ipam = {"type": "host-local", "dataDir": self.ipam_dir,
+                "ranges": [[{"subnet": "10.66.0.0/24", "gateway": "10.66.0.1"}]]}
+        pod, claim, err = self.prepare("pod-ipam", "eth2",
+                                       knd_config(interface={"name": "net-a"}, ipam=ipam))
+        self.assertEqual(err, "")
+        got = leases(self.ipam_dir, "knd")
+        self.assertEqual(len(got), 1, "Prepare allocated one address")
+        # Two Prepares, one address.
+        res = self.node.prepare(NS, "pod-ipam")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(res.get("error", ""), "")
+        self.assertEqual(leases(self.ipam_dir, "knd"), got)
+        code, body = self.node.run_pod(pod)
+        self.assertEqual(code, 200, body)
+        ns = self.node.pod_ns(pod)
+        self.assertIn(f"{got[0]}/24", addresses("net-a", ns=ns))
+        self.node.stop_pod(pod)
+        wait_for(lambda: link("eth2"), timeout=10, what="eth2 back on the node")
+        self.assertEqual(leases(self.ipam_dir, "knd"), got, "the lease lives until Unprepare")
+        self.node.remove_pod(pod)
+        self.unprepare(pod, claim)
+        self.assertEqual(leases(self.ipam_dir, "knd"), [], "Unprepare released the lease")
+
+    def test_ipam_released_for_a_pod_that_vanished_while_knd_was_down(self):
+        ipam = {"type": "host-local", "dataDir": self.ipam_dir,
+                "ranges": [[{"subnet": "10.67.0.0/24"}]]}
+        pod, claim, err = self.prepare("pod-gone", "eth2",
+                                       knd_config(interface={"name": "net-a"}, ipam=ipam))
+        self.assertEqual(err, "")
+        self.assertEqual(self.node.run_pod(pod)[0], 200)
+        self.node.driver.kill9()
+        self.node.stop_pod(pod, order="crio")  # the netns goes with no driver to hear it
+        self.node.remove_pod(pod)
+        self.node.start_driver(config=NODE_CONFIG, extra=["--cni-bin-dir", CNI_BIN])
+        self.assertEqual(len(leases(self.ipam_dir, "knd")), 1)
+        self.unprepare(pod, claim)
+        self.assertEqual(leases(self.ipam_dir, "knd"), [])
+
+
+if __name__ == "__main__":
+    harness.main()
