@@ -90,6 +90,39 @@ std::set<std::string> PlannedDevices(const knd::state::PlanStore& plans) {
   return out;
 }
 
+// Device health for the kubelet: the link state of every inventory device, plus the claimed
+// devices the last scan did not find (fine while they sit in a pod's netns).
+std::vector<knd::dra::DeviceHealthInfo> DeviceHealth(const knd::inventory::Inventory& inventory,
+                                                     const knd::state::PlanStore& plans,
+                                                     const std::string& node) {
+  std::vector<knd::dra::DeviceHealthInfo> out;
+  std::set<std::string> found;
+  for (const auto& d : inventory.Devices()) {
+    const bool up = d.operstate == "up" || d.operstate == "unknown";
+    out.push_back({node, d.name, up, up ? "ok" : "link is " + d.operstate});
+    found.insert(d.name);
+  }
+  std::set<std::string> planned, in_pod;
+  for (const auto& plan : plans.List()) {
+    for (const auto& dev : plan.devices) {
+      planned.insert(dev.device);
+      if (dev.state == knd::state::DeviceState::kAttached ||
+          dev.state == knd::state::DeviceState::kAttaching) {
+        in_pod.insert(dev.device);
+      }
+    }
+  }
+  for (const std::string& name : planned) {
+    if (found.count(name) > 0) continue;
+    const bool attached = in_pod.count(name) > 0;
+    out.push_back({node, name, attached,
+                   attached ? "in pod"
+                            : "device is missing from the node (not found by the last "
+                              "inventory scan)"});
+  }
+  return out;
+}
+
 // Scrape-time metrics of components that keep their own counters.
 void RegisterMetrics(const knd::kube::SlicePublisher& publisher, const knd::dra::Plugin& dra,
                      const knd::nri::Plugin& nri, const knd::state::PlanStore& plans,
@@ -296,32 +329,8 @@ int main(int argc, char** argv) {
       **client, plans, [&inventory](const std::string& name) { return inventory.Find(name); },
       prep_opts);
   knd::dra::Plugin::Options dra_opts{o.driver_name, o.kubelet_dir, o.node_name};
-  // Device health for the kubelet: the link state of every inventory device, plus the claimed
-  // devices the last scan did not find (fine while they sit in a pod's netns).
   dra_opts.health = [&inventory, &plans, node = o.node_name] {
-    std::vector<knd::dra::DeviceHealthInfo> out;
-    std::set<std::string> found;
-    for (const auto& d : inventory.Devices()) {
-      const bool up = d.operstate == "up" || d.operstate == "unknown";
-      out.push_back({node, d.name, up, up ? "ok" : "link is " + d.operstate});
-      found.insert(d.name);
-    }
-    std::set<std::string> planned, in_pod;
-    for (const auto& plan : plans.List()) {
-      for (const auto& dev : plan.devices) {
-        planned.insert(dev.device);
-        if (dev.state == knd::state::DeviceState::kAttached) in_pod.insert(dev.device);
-      }
-    }
-    for (const std::string& name : planned) {
-      if (found.count(name) > 0) continue;
-      const bool attached = in_pod.count(name) > 0;
-      out.push_back({node, name, attached,
-                     attached ? "in pod"
-                              : "device is missing from the node (not found by the last "
-                                "inventory scan)"});
-    }
-    return out;
+    return DeviceHealth(inventory, plans, node);
   };
   knd::dra::Plugin dra_plugin(std::move(dra_opts), preparer);
   knd::nri::DriverHandler nri_handler(pod_network);
