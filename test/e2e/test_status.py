@@ -218,6 +218,39 @@ class StatusTest(unittest.TestCase):
             self.assertEqual(ev[0]["type"], "Warning")
             self.assertIn("claim team-a/claim-c", ev[0]["message"])
 
+    def kndctl_status(self):
+        out = sh(harness.binary("kndctl"), "status", "--state-dir", self.node.state_dir,
+                 "-o", "json")
+        return json.loads(out)["devices"]
+
+    def test_kndctl_status_matches_reality_and_sees_a_device_moved_away(self):
+        n = self.node
+        pod, claim = n.make_pod_with_claim(NS, "pod-d", "claim-d", "eth1",
+                                           knd_config(interface={"name": "net1"}))
+        self.assertEqual(n.prepare(NS, "pod-d")["claims"][claim["metadata"]["uid"]]
+                         .get("error", ""), "")
+        rows = self.kndctl_status()
+        self.assertEqual(len(rows), 1)
+        self.assertEqual(rows[0]["state"], "Prepared")
+        self.assertEqual(n.run_pod(pod)[0], 200)
+        rows = self.kndctl_status()
+        self.assertEqual((rows[0]["state"], rows[0]["live"]["status"]), ("Attached", "ok"),
+                         rows)
+        self.assertEqual(rows[0]["pod"]["name"], "pod-d")
+        # Someone moves the NIC out of the pod behind knd's back.
+        sh("ip", "-n", n.pod_ns(pod), "link", "set", "net1", "netns", n.netns)
+        rows = self.kndctl_status()
+        self.assertNotEqual(rows[0]["live"]["status"], "ok", rows)
+        self.assertIn("on the host as net1", rows[0]["live"]["detail"])
+        # knd still gives it back intact when the pod stops.
+        n.stop_pod(pod)
+        wait_for(lambda: link("eth1"), timeout=10, what="eth1 restored under its name")
+        self.assertIsNone(link("net1"))
+        n.remove_pod(pod)
+        self.assertEqual(n.unprepare(NS, "pod-d")["claims"][claim["metadata"]["uid"]]
+                         .get("error", ""), "")
+        self.assertEqual(self.kndctl_status(), [])
+
     def test_readyz_follows_the_runtime_connection(self):
         wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/readyz")[0] == 200,
                  what="ready")
