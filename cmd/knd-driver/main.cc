@@ -333,6 +333,8 @@ int main(int argc, char** argv) {
     return DeviceHealth(inventory, plans, node);
   };
   knd::dra::Plugin dra_plugin(std::move(dra_opts), preparer);
+  // A device entering or leaving a pod changes what "missing" means for its health.
+  reporter.SetOnChange([&dra_plugin] { dra_plugin.NotifyHealthChanged(); });
   knd::nri::DriverHandler nri_handler(pod_network);
   knd::nri::Plugin::Options nri_opts;
   nri_opts.socket_path = o.nri_socket;

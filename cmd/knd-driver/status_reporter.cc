@@ -144,6 +144,7 @@ void StatusReporter::Attached(const nri::PodInfo& pod, const state::ClaimPlan& p
   }
   events_.Record(kube::PodObject(pod.namespace_, pod.name, pod.uid), kube::kEventNormal,
                  kube::event_reason::kAttached, what);
+  if (on_change_) on_change_();
 }
 
 void StatusReporter::Detached(const nri::PodInfo& pod, const state::ClaimPlan& plan,
@@ -151,6 +152,7 @@ void StatusReporter::Detached(const nri::PodInfo& pod, const state::ClaimPlan& p
   Count("detach", dev, true);
   WriteClaimStatus(plan, nullptr, nullptr);
   WriteNetworkStatus(plan, {pod.namespace_, pod.name, pod.uid});
+  if (on_change_) on_change_();
 }
 
 void StatusReporter::AttachFailed(const nri::PodInfo& pod, const state::ClaimPlan& plan,
@@ -167,6 +169,7 @@ void StatusReporter::AttachFailed(const nri::PodInfo& pod, const state::ClaimPla
                  msg);
   events_.Record(kube::ClaimObject(plan.claim_namespace, plan.claim_name, plan.claim_uid),
                  kube::kEventWarning, reason, msg);
+  if (on_change_) on_change_();
 }
 
 void StatusReporter::PrepareFailed(const dra::ClaimRef& claim, const std::string& reason,

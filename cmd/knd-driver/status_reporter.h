@@ -18,6 +18,7 @@
 //    Prepare refuses it.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -50,6 +51,10 @@ class StatusReporter : public nri::AttachObserver {
   void PrepareFailed(const dra::ClaimRef& claim, const std::string& reason,
                      const absl::Status& error);
 
+  // Called after every attach and detach (e.g. to refresh the kubelet's device health). Set
+  // before the hooks run.
+  void SetOnChange(std::function<void()> fn) { on_change_ = std::move(fn); }
+
   // Writes the status and network-status of a plan as it is on disk (at start-up, so what
   // was still queued when the driver stopped reaches the API server after all).
   void Resync(const state::ClaimPlan& plan);
@@ -66,6 +71,7 @@ class StatusReporter : public nri::AttachObserver {
   kube::ClaimStatusWriter& claims_;
   kube::NetworkStatusWriter& network_status_;
   kube::EventRecorder& events_;
+  std::function<void()> on_change_;
 };
 
 // The network-status "name" of a device: "<ns>/<nad>" when it runs a NAD's plugins, else

@@ -94,23 +94,10 @@ ClaimStatusWriter::ClaimStatusWriter(Client& client, ClaimStatusWriterOptions op
 ClaimStatusWriter::~ClaimStatusWriter() { Stop(); }
 
 void ClaimStatusWriter::Start() {
-  std::lock_guard<std::mutex> l(mu_);
-  if (started_) return;
-  started_ = true;
-  stop_ = false;
-  thread_ = std::thread([this] { Loop(); });
+  worker_.Start([this] { Loop(); });
 }
 
-void ClaimStatusWriter::Stop() {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  std::lock_guard<std::mutex> l(mu_);
-  started_ = false;
-}
+void ClaimStatusWriter::Stop() { worker_.Stop(); }
 
 void ClaimStatusWriter::Set(const std::string& ns, const std::string& name, const std::string& uid,
                             std::vector<json> devices) {

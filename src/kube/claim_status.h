@@ -29,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "kube/client.h"
+#include "kube/worker_thread.h"
 
 namespace knd::kube {
 
@@ -129,11 +130,10 @@ class ClaimStatusWriter {
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   bool stop_ = false;
-  bool started_ = false;
   bool busy_ = false;                    // an apply is in flight
   std::map<std::string, Claim> claims_;  // by uid
   ClaimStatusStats stats_;
-  std::thread thread_;
+  WorkerThread worker_{mu_, cv_, stop_};  // last: stopped before the members it uses go
 };
 
 }  // namespace knd::kube

@@ -47,23 +47,10 @@ EventRecorder::EventRecorder(Client& client, EventRecorderOptions opts)
 EventRecorder::~EventRecorder() { Stop(); }
 
 void EventRecorder::Start() {
-  std::lock_guard<std::mutex> l(mu_);
-  if (started_) return;
-  started_ = true;
-  stop_ = false;
-  thread_ = std::thread([this] { Loop(); });
+  worker_.Start([this] { Loop(); });
 }
 
-void EventRecorder::Stop() {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  std::lock_guard<std::mutex> l(mu_);
-  started_ = false;
-}
+void EventRecorder::Stop() { worker_.Stop(); }
 
 void EventRecorder::Record(const ObjectRef& obj, const std::string& type, const std::string& reason,
                            const std::string& message) {

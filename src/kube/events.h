@@ -26,6 +26,7 @@
 #include <unordered_map>
 
 #include "kube/client.h"
+#include "kube/worker_thread.h"
 
 namespace knd::kube {
 
@@ -127,7 +128,6 @@ class EventRecorder {
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   bool stop_ = false;
-  bool started_ = false;
   bool busy_ = false;
   std::list<Item> queue_;
   std::unordered_map<std::string, std::list<Item>::iterator> queued_;  // by dedup key
@@ -135,7 +135,7 @@ class EventRecorder {
   std::unordered_map<std::string, Bucket> buckets_;                    // by object
   int64_t last_name_ns_ = 0;
   EventStats stats_;
-  std::thread thread_;
+  WorkerThread worker_{mu_, cv_, stop_};  // last: stopped before the members it uses go
 };
 
 }  // namespace knd::kube

@@ -72,23 +72,10 @@ NetworkStatusWriter::NetworkStatusWriter(Client& client, NetworkStatusWriterOpti
 NetworkStatusWriter::~NetworkStatusWriter() { Stop(); }
 
 void NetworkStatusWriter::Start() {
-  std::lock_guard<std::mutex> l(mu_);
-  if (started_) return;
-  started_ = true;
-  stop_ = false;
-  thread_ = std::thread([this] { Loop(); });
+  worker_.Start([this] { Loop(); });
 }
 
-void NetworkStatusWriter::Stop() {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  std::lock_guard<std::mutex> l(mu_);
-  started_ = false;
-}
+void NetworkStatusWriter::Stop() { worker_.Stop(); }
 
 void NetworkStatusWriter::AddOrReplace(const PodRef& pod, const std::string& key,
                                        const std::vector<NetworkStatusEntry>& entries) {

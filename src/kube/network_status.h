@@ -27,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "kube/client.h"
+#include "kube/worker_thread.h"
 
 namespace knd::kube {
 
@@ -121,13 +122,12 @@ class NetworkStatusWriter {
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   bool stop_ = false;
-  bool started_ = false;
   bool busy_ = false;
   // By "<pod uid>\n<key>": the latest desired state; older ones are superseded.
   std::map<std::string, Update> queue_;
   uint64_t seq_ = 0;
   NetworkStatusStats stats_;
-  std::thread thread_;
+  WorkerThread worker_{mu_, cv_, stop_};  // last: stopped before the members it uses go
 };
 
 }  // namespace knd::kube
