@@ -56,6 +56,7 @@ class StatusLiveTest : public ::testing::Test {
     auto pod = netns::ScopedNetns::Create("knd-ctl-pod");
     ASSERT_TRUE(pod.ok()) << pod.status();
     pod_.emplace(std::move(*pod));
+    pod_path_ = pod_->path();  // the plan keeps naming it after the netns is deleted
     char tmpl[] = "/tmp/kndctl-state-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     state_dir_ = tmpl;
@@ -88,7 +89,7 @@ class StatusLiveTest : public ::testing::Test {
     d.host->ifname = "eth1";
     d.host->mac = kMac;
     d.result = state::AttachResult{};
-    d.result->netns = pod_->path();
+    d.result->netns = pod_path_;
     d.result->ifname = "net1";
     d.result->mac = kMac;
     p.devices.push_back(d);
@@ -103,6 +104,7 @@ class StatusLiveTest : public ::testing::Test {
   }
 
   std::optional<netns::ScopedNetns> host_, pod_;
+  std::string pod_path_;
   std::string state_dir_;
 };
 
