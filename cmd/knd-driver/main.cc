@@ -294,16 +294,24 @@ int main(int argc, char** argv) {
   knd::inventory::Inventory inventory(knd::inventory::Scanner(sopts), o.state_dir + "/devices.json",
                                       [&plans] { return PlannedDevices(plans); });
 
-  // Status, network-status and events are written in the background by their own workers;
-  // they share one client (with retries) separate from the publisher's.
+  // Status, network-status and events are written in the background by their own workers,
+  // through a client of their own: a burst of attaches must not eat the rate limit that
+  // Prepare's reads need. The two status writers retry with their own backoff (no client
+  // retries, so Stop stays prompt); events are best effort with the client's retries.
+  knd::kube::ClientConfig status_cfg = *kcfg;
+  status_cfg.max_retries = 0;
+  auto status_client = knd::kube::NewClient(status_cfg);
+  if (!status_client.ok()) return Fail("kubernetes API client", status_client.status());
   knd::kube::ClaimStatusWriterOptions cs_opts;
   cs_opts.driver_name = o.driver_name;
-  knd::kube::ClaimStatusWriter claim_status(**client, cs_opts);
-  knd::kube::NetworkStatusWriter network_status(**client);
+  knd::kube::ClaimStatusWriter claim_status(**status_client, cs_opts);
+  knd::kube::NetworkStatusWriter network_status(**status_client);
+  auto event_client = knd::kube::NewClient(*kcfg);
+  if (!event_client.ok()) return Fail("kubernetes API client", event_client.status());
   knd::kube::EventRecorderOptions ev_opts;
   ev_opts.driver_name = o.driver_name;
   ev_opts.node_name = o.node_name;
-  knd::kube::EventRecorder events(**client, ev_opts);
+  knd::kube::EventRecorder events(**event_client, ev_opts);
   knd::driver::StatusReporter reporter(o.driver_name, claim_status, network_status, events);
 
   auto attacher = knd::attach::NewNetlinkAttacher();
