@@ -40,7 +40,7 @@ absl::StatusOr<std::string> GetString(const YAML::Node& n, const std::string& so
 absl::StatusOr<bool> GetBool(const YAML::Node& n, const std::string& source,
                              const std::string& field) {
   if (n.IsScalar()) {
-    std::string v = n.Scalar();
+    const std::string& v = n.Scalar();
     // YAML 1.2 core schema booleans only: "yes"/"on" are strings in Kubernetes' YAML too.
     if (v == "true" || v == "True" || v == "TRUE") return true;
     if (v == "false" || v == "False" || v == "FALSE") return false;

@@ -338,12 +338,21 @@ absl::StatusOr<Cidr> ParseCidr(const std::string& cidr) {
 std::string FormatCidr(const Cidr& c) { return FormatAddr(c.family, c.addr, c.prefix); }
 
 absl::StatusOr<std::vector<unsigned char>> ParseMac(const std::string& mac) {
+  // "aa:bb:cc:dd:ee:ff": six pairs of hex digits separated by colons, nothing else.
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
   std::vector<unsigned char> out(6);
-  char tail = 0;
-  if (mac.size() != 17 || std::sscanf(mac.c_str(), "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx%c", &out[0],
-                                      &out[1], &out[2], &out[3], &out[4], &out[5], &tail) != 6) {
-    return absl::InvalidArgumentError("\"" + mac + "\" is not a MAC address");
+  bool ok = mac.size() == 17;
+  for (size_t i = 0; ok && i < 6; ++i) {
+    const int hi = hex(mac[i * 3]), lo = hex(mac[i * 3 + 1]);
+    ok = hi >= 0 && lo >= 0 && (i == 5 || mac[i * 3 + 2] == ':');
+    if (ok) out[i] = static_cast<unsigned char>(hi * 16 + lo);
   }
+  if (!ok) return absl::InvalidArgumentError("\"" + mac + "\" is not a MAC address");
   return out;
 }
 

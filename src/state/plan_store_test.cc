@@ -13,7 +13,6 @@ namespace knd::state {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
 
 class PlanStoreTest : public ::testing::Test {
  protected:

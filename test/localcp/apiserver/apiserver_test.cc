@@ -48,17 +48,15 @@ class ApiServerTest : public ::testing::Test {
     if (!r) return {-1, nullptr};
     return {r->status, json::parse(r->body, nullptr, false)};
   }
-  Resp Get(const std::string& p) { return ToResp(client_->Get(p.c_str())); }
+  Resp Get(const std::string& p) { return ToResp(client_->Get(p)); }
   Resp Post(const std::string& p, const json& b) {
-    return ToResp(client_->Post(p.c_str(), b.dump(), kJson));
+    return ToResp(client_->Post(p, b.dump(), kJson));
   }
-  Resp Put(const std::string& p, const json& b) {
-    return ToResp(client_->Put(p.c_str(), b.dump(), kJson));
-  }
+  Resp Put(const std::string& p, const json& b) { return ToResp(client_->Put(p, b.dump(), kJson)); }
   Resp Patch(const std::string& p, const json& b, const char* ct) {
-    return ToResp(client_->Patch(p.c_str(), b.dump(), ct));
+    return ToResp(client_->Patch(p, b.dump(), ct));
   }
-  Resp Delete(const std::string& p) { return ToResp(client_->Delete(p.c_str())); }
+  Resp Delete(const std::string& p) { return ToResp(client_->Delete(p)); }
 
   // Reads watch events until `stop` returns true for the events so far (or the stream ends).
   std::vector<json> Watch(const std::string& path,
@@ -67,7 +65,7 @@ class ApiServerTest : public ::testing::Test {
     std::string buf;
     httplib::Client c("127.0.0.1", server_->port());
     c.set_read_timeout(15, 0);
-    c.Get(path.c_str(), [&](const char* data, size_t n) {
+    c.Get(path, [&](const char* data, size_t n) {
       buf.append(data, n);
       size_t nl;
       while ((nl = buf.find('\n')) != std::string::npos) {
@@ -656,8 +654,8 @@ TEST_F(ApiServerTest, OddInputGetsAnErrorAndChangesNothing) {
                 .code,
             400);
   EXPECT_EQ(Put(c1, {{"metadata", {{"name", 5}}}}).code, 400);
-  EXPECT_EQ(ToResp(client_->Put(c1.c_str(), "[]", kJson)).code, 400);
-  EXPECT_EQ(ToResp(client_->Delete(c1.c_str(), "{bad", kJson)).code, 400);
+  EXPECT_EQ(ToResp(client_->Put(c1, "[]", kJson)).code, 400);
+  EXPECT_EQ(ToResp(client_->Delete(c1, "{bad", kJson)).code, 400);
   EXPECT_EQ(Get(std::string(kClaims) + "?watch=1&timeoutSeconds=x").code, 400);
   EXPECT_EQ(Get(std::string(kClaims) + "?fieldSelector=metadata.name").code, 400);
   EXPECT_EQ(Get("/apis/resource.k8s.io/v1/namespaces/ns1/resourceslices").code, 404)
@@ -753,7 +751,7 @@ TEST_F(ApiServerTest, ConcurrentWritersAndAWatcherSeeEveryEventOnce) {
   }
   std::vector<json> ev = Watch(
       std::string(kClaims) + "?watch=1&timeoutSeconds=20&resourceVersion=" + rv,
-      [](const std::vector<json>& e) { return e.size() >= static_cast<size_t>(kWriters * kEach); });
+      [](const std::vector<json>& e) { return e.size() >= static_cast<size_t>(kWriters) * kEach; });
   for (auto& t : writers) t.join();
   EXPECT_EQ(created, kWriters * kEach);
   ASSERT_EQ(ev.size(), static_cast<size_t>(kWriters * kEach));

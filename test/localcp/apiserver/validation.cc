@@ -271,7 +271,7 @@ bool IsCidr(const std::string& s) {
     if (!std::isdigit(static_cast<unsigned char>(c))) return false;
   }
   if (len.size() > 3) return false;
-  int bits = std::atoi(len.c_str());
+  const long bits = std::strtol(len.c_str(), nullptr, 10);  // 1-3 digits, checked above
   unsigned char buf[16];
   if (inet_pton(AF_INET, addr.c_str(), buf) == 1) return bits <= 32;
   if (inet_pton(AF_INET6, addr.c_str(), buf) == 1) return bits <= 128;

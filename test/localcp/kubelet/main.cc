@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <thread>
 
 #include "common/file_util.h"
@@ -46,7 +47,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string host = listen.substr(0, colon);
-  const int want_port = std::atoi(listen.c_str() + colon + 1);
+  int want_port = -1;
+  const std::string port_text = listen.substr(colon + 1);
+  auto [end, ec] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), want_port);
+  if (ec != std::errc() || end != port_text.data() + port_text.size() || want_port < 0 ||
+      want_port > 65535) {
+    spdlog::error("--listen {}: the port must be a number 0..65535", listen);
+    return 2;
+  }
 
   // Signals are taken by sigwait below; block them before any thread starts.
   sigset_t sigs;

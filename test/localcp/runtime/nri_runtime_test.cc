@@ -385,7 +385,7 @@ class RawPlugin {
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
-    std::strcpy(a.sun_path, socket.c_str());
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", socket.c_str());
     EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
     mux_ = std::make_unique<nri::Mux>(UniqueFd(fd));
     server_ = std::make_unique<nri::ttrpc::Server>(mux_->Open(nri::kPluginServiceConn));
