@@ -13,10 +13,25 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "netlink/ops.h"
 #include "netns/netns.h"
 
 namespace knd::netlink {
 namespace {
+
+TEST(ParseMacTest, SixHexPairsWithColonsOnly) {
+  auto mac = ParseMac("02:AB:00:10:ff:01");
+  ASSERT_TRUE(mac.ok()) << mac.status();
+  EXPECT_EQ(*mac, (std::vector<unsigned char>{0x02, 0xab, 0x00, 0x10, 0xff, 0x01}));
+  EXPECT_EQ(FormatMac(mac->data(), mac->size()), "02:ab:00:10:ff:01");
+  for (const char* bad : {"", "02:ab:00:10:ff", "02:ab:00:10:ff:01:", "02-ab-00-10-ff-01",
+                          "02:ab:00:10:ff:0g", "2:ab:00:10:ff:011", " 02:ab:00:10:ff:1"}) {
+    auto got = ParseMac(bad);
+    ASSERT_FALSE(got.ok()) << bad;
+    EXPECT_EQ(std::string(got.status().message()),
+              "\"" + std::string(bad) + "\" is not a MAC address");
+  }
+}
 
 TEST(FormatTest, MacAndCidr) {
   const unsigned char mac[6] = {0x02, 0xAB, 0x00, 0x10, 0xff, 0x01};
