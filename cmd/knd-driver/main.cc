@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -364,8 +365,9 @@ int main(int argc, char** argv) {
   claim_status.Start();
   network_status.Start();
   events.Start();
-  // What was still queued when the driver last stopped.
-  for (const auto& plan : plans.List()) reporter.Resync(plan);
+  // What was still queued when the driver last stopped (everything after a crash).
+  const std::string status_marker = o.state_dir + "/status-unwritten.json";
+  reporter.ResyncAfterStart(status_marker, plans);
   // Inventory first: Prepare resolves devices through it.
   Rescan(inventory, o.driver_name, publisher);
   publisher.Start();
@@ -408,14 +410,24 @@ int main(int argc, char** argv) {
   health.Stop();
   monitor.Stop();
   publisher.Stop();
-  // Give queued status and events a moment to reach the API server; the rest is resynced
-  // from the plans at the next start.
-  claim_status.WaitIdle(std::chrono::seconds(2));
-  network_status.WaitIdle(std::chrono::seconds(1));
-  events.WaitIdle(std::chrono::seconds(1));
+  // Give queued status and events one second in all to reach the API server; what is left is
+  // recorded and written at the next start.
+  const auto flush_until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  auto left = [&flush_until] {
+    return std::max(std::chrono::milliseconds(0),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        flush_until - std::chrono::steady_clock::now()));
+  };
+  claim_status.WaitIdle(left());
+  network_status.WaitIdle(left());
+  events.WaitIdle(left());
   claim_status.Stop();
   network_status.Stop();
   events.Stop();
+  if (auto st = reporter.SaveUnwritten(status_marker, plans); !st.ok()) {
+    spdlog::error("recording unwritten status in {} (all of it is rewritten at the next start): {}",
+                  status_marker, st.ToString());
+  }
   auto stats = publisher.Stats();
   spdlog::info("stopped: {} creates, {} updates, {} deletes, {} devices published", stats.creates,
                stats.updates, stats.deletes, stats.published_devices);

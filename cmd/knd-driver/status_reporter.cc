@@ -2,12 +2,15 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cni/conflist.h"
+#include "common/file_util.h"
 #include "common/metrics.h"
+#include "spdlog/spdlog.h"
 
 namespace knd::driver {
 namespace {
@@ -194,6 +197,46 @@ void StatusReporter::Resync(const state::ClaimPlan& plan) {
     pods.push_back(d.pod_uid);
     if (auto ref = PodOf(plan, d.pod_uid)) WriteNetworkStatus(plan, *ref);
   }
+}
+
+void StatusReporter::ResyncAfterStart(const std::string& marker, const state::PlanStore& plans) {
+  absl::StatusOr<std::string> text = ReadFile(marker);
+  std::set<std::string> listed;
+  const bool clean = text.ok();
+  if (clean) {
+    json j = json::parse(*text, nullptr, false);
+    if (j.is_object() && j.contains("claims") && j["claims"].is_array()) {
+      for (const json& uid : j["claims"]) {
+        if (uid.is_string()) listed.insert(uid.get<std::string>());
+      }
+    }
+  }
+  size_t n = 0;
+  for (const state::ClaimPlan& plan : plans.List()) {
+    if (clean && listed.count(plan.claim_uid) == 0) continue;
+    Resync(plan);
+    ++n;
+  }
+  spdlog::info("status: {}; {} claim(s) to write again",
+               clean ? "the last stop was clean" : "no clean-stop record (first start or crash)",
+               n);
+  if (clean) {
+    if (absl::Status st = RemoveFile(marker); !st.ok()) {
+      spdlog::warn("status: removing {}: {}", marker, st.ToString());
+    }
+  }
+}
+
+absl::Status StatusReporter::SaveUnwritten(const std::string& marker,
+                                           const state::PlanStore& plans) {
+  std::set<std::string> uids;
+  for (const std::string& uid : claims_.Pending()) uids.insert(uid);
+  for (const std::string& pod : network_status_.PendingPods()) {
+    for (const state::ClaimPlan& plan : plans.ForPod(pod)) uids.insert(plan.claim_uid);
+  }
+  json j = {{"claims", json::array()}};
+  for (const std::string& uid : uids) j["claims"].push_back(uid);
+  return WriteFileAtomic(marker, j.dump() + "\n");
 }
 
 }  // namespace knd::driver

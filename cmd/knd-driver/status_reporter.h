@@ -28,6 +28,7 @@
 #include "kube/network_status.h"
 #include "nri/pod_network.h"
 #include "state/plan.h"
+#include "state/plan_store.h"
 
 namespace knd::driver {
 
@@ -55,9 +56,16 @@ class StatusReporter : public nri::AttachObserver {
   // before the hooks run.
   void SetOnChange(std::function<void()> fn) { on_change_ = std::move(fn); }
 
-  // Writes the status and network-status of a plan as it is on disk (at start-up, so what
-  // was still queued when the driver stopped reaches the API server after all).
+  // Writes the status and network-status of a plan as it is on disk.
   void Resync(const state::ClaimPlan& plan);
+
+  // Across restarts, nothing unwritten is lost and nothing written is written again:
+  // SaveUnwritten (at a clean stop) records in `marker` the claims whose status or
+  // network-status is not on the server yet; ResyncAfterStart rewrites exactly those and
+  // removes the marker. Without a marker (a crash, or the first start) it rewrites every plan
+  // with a device in a pod.
+  void ResyncAfterStart(const std::string& marker, const state::PlanStore& plans);
+  absl::Status SaveUnwritten(const std::string& marker, const state::PlanStore& plans);
 
  private:
   // Status entries of every device of `plan`; `failed` (may be null) is the device whose

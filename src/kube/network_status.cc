@@ -109,6 +109,15 @@ bool NetworkStatusWriter::WaitIdle(std::chrono::milliseconds timeout) const {
   return cv_.wait_for(l, timeout, [this] { return !busy_ && queue_.empty(); });
 }
 
+std::vector<std::string> NetworkStatusWriter::PendingPods() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, u] : queue_) {
+    if (out.empty() || out.back() != u.pod.uid) out.push_back(u.pod.uid);  // ids sort by pod
+  }
+  return out;
+}
+
 NetworkStatusStats NetworkStatusWriter::Stats() const {
   std::lock_guard<std::mutex> l(mu_);
   return stats_;

@@ -95,6 +95,8 @@ class NetworkStatusWriter {
   // Removes the entries of attachment `key` from the pod's network-status.
   void Remove(const PodRef& pod, const std::string& key);
 
+  // Uids of the pods with an update not yet written (queued, in flight or backing off).
+  std::vector<std::string> PendingPods() const;
   // Waits until no update is queued or in flight; false on timeout.
   bool WaitIdle(std::chrono::milliseconds timeout) const;
   NetworkStatusStats Stats() const;

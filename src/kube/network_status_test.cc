@@ -189,9 +189,13 @@ class NetworkStatusWriterTest : public ::testing::Test {
 TEST_F(NetworkStatusWriterTest, MultusEntriesSurviveAddAndRemove) {
   SeedPod(kMultus.dump());
   NetworkStatusWriter w(*client_, Opts());
-  w.Start();
   w.AddOrReplace(pod_, "claim1", {Entry("net7")});
+  w.AddOrReplace(pod_, "claim2", {Entry("net8")});
+  EXPECT_EQ(w.PendingPods(), std::vector<std::string>{pod_.uid}) << "queued, not started yet";
+  w.Remove(pod_, "claim2");
+  w.Start();
   ASSERT_TRUE(w.WaitIdle(10s));
+  EXPECT_TRUE(w.PendingPods().empty());
   json got = json::parse(Annotation());
   ASSERT_EQ(got.size(), 3u) << got.dump();
   EXPECT_EQ(got[0], kMultus[0]);
@@ -202,7 +206,7 @@ TEST_F(NetworkStatusWriterTest, MultusEntriesSurviveAddAndRemove) {
   w.Remove(pod_, "claim1");
   ASSERT_TRUE(w.WaitIdle(10s));
   EXPECT_EQ(json::parse(Annotation()), kMultus);
-  EXPECT_EQ(w.Stats().patches, 2u);
+  EXPECT_GE(w.Stats().patches, 2u);
   EXPECT_EQ(w.Stats().dropped, 0u);
 }
 

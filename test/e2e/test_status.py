@@ -251,6 +251,29 @@ class StatusTest(unittest.TestCase):
                          .get("error", ""), "")
         self.assertEqual(self.kndctl_status(), [])
 
+    def test_status_unwritten_at_a_stop_is_written_after_the_restart(self):
+        n = self.node
+        pod, claim = n.make_pod_with_claim(NS, "pod-e", "claim-e", "eth2",
+                                           knd_config(interface={"name": "net1"}))
+        uid = claim["metadata"]["uid"]
+        self.assertEqual(n.prepare(NS, "pod-e")["claims"][uid].get("error", ""), "")
+        # The API server goes away; the attach does not need it.
+        n.api.post("/_knd/outage?seconds=4", {})
+        self.assertEqual(n.run_pod(pod)[0], 200)
+        n.driver.stop()  # SIGTERM while the status write is failing
+        marker = os.path.join(n.state_dir, "status-unwritten.json")
+        with open(marker) as f:
+            self.assertEqual(json.load(f), {"claims": [uid]})
+        n.start_driver(config=NODE_CONFIG,
+                       extra=["--metrics-address", f"127.0.0.1:{self.port}"])
+        e = wait_for(lambda: [x for x in self.entries("claim-e") if x.get("networkData")] or None,
+                     timeout=30, what="status written by the restarted driver")[0]
+        self.assertEqual(e["networkData"]["interfaceName"], "net1")
+        self.assertFalse(os.path.exists(marker), "the record is consumed at start")
+        n.driver.stop()
+        with open(marker) as f:
+            self.assertEqual(json.load(f), {"claims": []}, "a clean stop with nothing unwritten")
+
     def test_readyz_follows_the_runtime_connection(self):
         wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/readyz")[0] == 200,
                  what="ready")
