@@ -39,6 +39,7 @@ absl::Status HealthServer::Start(const std::string& address) {
   int port = 0;
   if (auto st = ParseListenAddress(address, &host, &port); !st.ok()) return st;
   server_ = std::make_unique<httplib::Server>();
+  server_->set_tcp_nodelay(true);  // no 40 ms Nagle/delayed-ACK stall on kept-alive scrapes
   server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
   });

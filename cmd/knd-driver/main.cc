@@ -44,8 +44,10 @@ struct DriverOptions {
   std::string node_name;
   std::string driver_name = "knd.k8s.cni.cncf.io";
   std::string config_path;
-  double kube_api_qps = 20;
-  int kube_api_burst = 40;
+  // The kubelet's own defaults (kubeAPIQPS 50, kubeAPIBurst 100): Prepare reads 2 objects per
+  // claim, so a lower limit caps how fast a burst of pods can start on this node.
+  double kube_api_qps = 50;
+  int kube_api_burst = 100;
   std::string kubelet_dir = "/var/lib/kubelet";
   std::string state_dir = "/var/lib/knd";
   std::string cdi_dir = "/var/run/cdi";
@@ -218,7 +220,9 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-address", o.metrics_address,
                  "listen address of /healthz, /readyz and /metrics (\"\" disables)")
       ->capture_default_str();
-  app.add_option("--kube-api-qps", o.kube_api_qps, "API client QPS limit")
+  app.add_option(
+         "--kube-api-qps", o.kube_api_qps,
+         "API client QPS limit (each of the driver's clients: Prepare, slices, status, events)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--kube-api-burst", o.kube_api_burst, "API client burst")

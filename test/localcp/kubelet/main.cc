@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
   }
 
   httplib::Server svr;
+  svr.set_tcp_nodelay(true);  // no Nagle/delayed-ACK stall on kept-alive control calls
   auto reply = [](httplib::Response& res, const knd::localcp::HttpAnswer& a) {
     res.status = a.status;
     res.set_content(a.body.dump(), "application/json");

@@ -66,6 +66,7 @@ bool StringField(const json& body, const char* field, const httplib::Request& re
 
 ControlApi::ControlApi(RuntimeCore& core, NetnsOps& netns)
     : core_(core), netns_(netns), http_(std::make_unique<httplib::Server>()) {
+  http_->set_tcp_nodelay(true);  // no Nagle/delayed-ACK stall on kept-alive control calls
   Routes();
 }
 
