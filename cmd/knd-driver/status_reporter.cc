@@ -18,10 +18,6 @@ namespace {
 using nlohmann::json;
 using state::DeviceState;
 
-bool IsCni(const state::DevicePlan& dev) {
-  return dev.config.is_object() && dev.config.contains("cni") && dev.config["cni"].is_object();
-}
-
 std::string ClaimName(const state::ClaimPlan& plan) {
   return absl::StrCat(plan.claim_namespace, "/", plan.claim_name);
 }
@@ -54,13 +50,13 @@ void Count(const char* op, const state::DevicePlan& dev, bool ok) {
   static auto& c = metrics::Default().Counter(
       "knd_attachments_total", "Device attaches and detaches, by mode (native, cni) and outcome.",
       {"op", "mode", "outcome"});
-  c.Inc({op, IsCni(dev) ? "cni" : "native", ok ? "success" : "error"});
+  c.Inc({op, nri::IsCniDevice(dev) ? "cni" : "native", ok ? "success" : "error"});
 }
 
 }  // namespace
 
 std::string NetworkName(const state::ClaimPlan& plan, const state::DevicePlan& dev) {
-  if (IsCni(dev)) {
+  if (nri::IsCniDevice(dev)) {
     const json& cni = dev.config["cni"];
     if (cni.contains("config") && cni["config"].is_object() &&
         cni["config"].contains(cni::kNadKey) && cni["config"][cni::kNadKey].is_string()) {
@@ -164,9 +160,9 @@ void StatusReporter::AttachFailed(const nri::PodInfo& pod, const state::ClaimPla
   WriteNetworkStatus(plan, {pod.namespace_, pod.name, pod.uid});
   const bool detaching = dev.state == DeviceState::kAttached;
   Count(detaching ? "detach" : "attach", dev, false);
-  const char* reason = detaching    ? kube::event_reason::kDetachFailed
-                       : IsCni(dev) ? kube::event_reason::kCNIPluginFailed
-                                    : kube::event_reason::kAttachFailed;
+  const char* reason = detaching               ? kube::event_reason::kDetachFailed
+                       : nri::IsCniDevice(dev) ? kube::event_reason::kCNIPluginFailed
+                                               : kube::event_reason::kAttachFailed;
   const std::string msg = absl::StrCat(DeviceWhere(plan, dev), ": ", error.message());
   events_.Record(kube::PodObject(pod.namespace_, pod.name, pod.uid), kube::kEventWarning, reason,
                  msg);

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "apiserver.h"
+#include "kube/status_test_util.h"
 
 namespace knd::kube {
 namespace {
@@ -23,26 +24,13 @@ constexpr char kOther[] = "gpu.example.com";
 constexpr char kClaimPath[] = "/apis/resource.k8s.io/v1/namespaces/ns1/resourceclaims/c1";
 
 // Forwards to a real client; Apply answers with queued errors first.
-class FlakyClient : public Client {
+class FlakyClient : public testutil::ForwardingClient {
  public:
-  explicit FlakyClient(Client& real) : real_(real) {}
+  using ForwardingClient::ForwardingClient;
   std::deque<absl::Status> apply_errors;
   std::atomic<int> applies{0};
   std::vector<json> bodies;
 
-  absl::StatusOr<json> Get(const std::string& p) override { return real_.Get(p); }
-  absl::StatusOr<json> List(const std::string& p, const ListOptions& o) override {
-    return real_.List(p, o);
-  }
-  absl::StatusOr<json> Create(const std::string& p, const json& o) override {
-    return real_.Create(p, o);
-  }
-  absl::StatusOr<json> Update(const std::string& p, const json& o) override {
-    return real_.Update(p, o);
-  }
-  absl::StatusOr<json> MergePatch(const std::string& p, const json& o) override {
-    return real_.MergePatch(p, o);
-  }
   absl::StatusOr<json> Apply(const std::string& p, const json& o, const std::string& m,
                              bool force) override {
     applies++;
@@ -52,20 +40,8 @@ class FlakyClient : public Client {
       apply_errors.pop_front();
       return st;
     }
-    return real_.Apply(p, o, m, force);
+    return ForwardingClient::Apply(p, o, m, force);
   }
-  absl::Status Delete(const std::string& p) override { return real_.Delete(p); }
-  absl::Status DeleteCollection(const std::string& p, const ListOptions& o) override {
-    return real_.DeleteCollection(p, o);
-  }
-  absl::Status Watch(const std::string& p, const ListOptions& o,
-                     const std::function<bool(const WatchEvent&)>& f,
-                     const std::atomic<bool>& s) override {
-    return real_.Watch(p, o, f, s);
-  }
-
- private:
-  Client& real_;
 };
 
 json Claim() {
@@ -100,15 +76,7 @@ DeviceStatus Ours(const std::string& device, bool ready) {
 class ClaimStatusTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_ = std::make_unique<localcp::ApiServer>(localcp::ApiServerOptions{});
-    ASSERT_TRUE(server_->Start().ok());
-    ClientConfig cfg;
-    cfg.server = absl::StrCat("http://127.0.0.1:", server_->port());
-    cfg.qps = 0;
-    cfg.max_retries = 0;
-    auto c = NewClient(cfg);
-    ASSERT_TRUE(c.ok()) << c.status();
-    client_ = std::move(c).value();
+    ASSERT_NO_FATAL_FAILURE(testutil::StartStandIn(server_, client_));
     ASSERT_TRUE(server_->Seed(Claim()).ok());
     auto got = client_->Get(kClaimPath);
     ASSERT_TRUE(got.ok()) << got.status();

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "apiserver.h"
+#include "kube/status_test_util.h"
 
 namespace knd::kube {
 namespace {
@@ -20,17 +21,7 @@ constexpr char kEvents[] = "/api/v1/namespaces/ns1/events";
 
 class EventRecorderTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    server_ = std::make_unique<localcp::ApiServer>(localcp::ApiServerOptions{});
-    ASSERT_TRUE(server_->Start().ok());
-    ClientConfig cfg;
-    cfg.server = absl::StrCat("http://127.0.0.1:", server_->port());
-    cfg.qps = 0;
-    cfg.max_retries = 0;
-    auto c = NewClient(cfg);
-    ASSERT_TRUE(c.ok()) << c.status();
-    client_ = std::move(c).value();
-  }
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(testutil::StartStandIn(server_, client_)); }
   EventRecorderOptions Opts() {
     EventRecorderOptions o;
     o.driver_name = "knd.k8s.cni.cncf.io";

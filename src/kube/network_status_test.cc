@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "apiserver.h"
+#include "kube/status_test_util.h"
 
 namespace knd::kube {
 namespace {
@@ -98,59 +99,21 @@ TEST(MergeNetworkStatusTest, EmptyAndMalformed) {
 }
 
 // Forwards to a real client; `after_get` runs once after the first GET (a racing writer).
-class RacingClient : public Client {
+class RacingClient : public testutil::ForwardingClient {
  public:
-  explicit RacingClient(Client& real) : real_(real) {}
+  using ForwardingClient::ForwardingClient;
   std::function<void()> after_get;
 
   absl::StatusOr<json> Get(const std::string& p) override {
-    auto r = real_.Get(p);
+    auto r = ForwardingClient::Get(p);
     if (after_get) std::exchange(after_get, nullptr)();
     return r;
   }
-  absl::StatusOr<json> List(const std::string& p, const ListOptions& o) override {
-    return real_.List(p, o);
-  }
-  absl::StatusOr<json> Create(const std::string& p, const json& o) override {
-    return real_.Create(p, o);
-  }
-  absl::StatusOr<json> Update(const std::string& p, const json& o) override {
-    return real_.Update(p, o);
-  }
-  absl::StatusOr<json> MergePatch(const std::string& p, const json& o) override {
-    return real_.MergePatch(p, o);
-  }
-  absl::StatusOr<json> Apply(const std::string& p, const json& o, const std::string& m,
-                             bool f) override {
-    return real_.Apply(p, o, m, f);
-  }
-  absl::Status Delete(const std::string& p) override { return real_.Delete(p); }
-  absl::Status DeleteCollection(const std::string& p, const ListOptions& o) override {
-    return real_.DeleteCollection(p, o);
-  }
-  absl::Status Watch(const std::string& p, const ListOptions& o,
-                     const std::function<bool(const WatchEvent&)>& f,
-                     const std::atomic<bool>& s) override {
-    return real_.Watch(p, o, f, s);
-  }
-
- private:
-  Client& real_;
 };
 
 class NetworkStatusWriterTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    server_ = std::make_unique<localcp::ApiServer>(localcp::ApiServerOptions{});
-    ASSERT_TRUE(server_->Start().ok());
-    ClientConfig cfg;
-    cfg.server = absl::StrCat("http://127.0.0.1:", server_->port());
-    cfg.qps = 0;
-    cfg.max_retries = 0;
-    auto c = NewClient(cfg);
-    ASSERT_TRUE(c.ok()) << c.status();
-    client_ = std::move(c).value();
-  }
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(testutil::StartStandIn(server_, client_)); }
   void SeedPod(const std::string& annotation) {
     json pod = {{"apiVersion", "v1"},
                 {"kind", "Pod"},
