@@ -256,7 +256,7 @@ def api_calls(sources):
         consts.update(dict(STRING_CONST.findall(text)))
     used, unresolved = {}, []
     for path, text in sources.items():
-        if re.search(r"(_test\.cc|fake_\w+\.h)$", path):
+        if re.search(r"(_test\.cc|_test_util\.h|fake_\w+\.h)$", path):  # test-only code
             continue
         # Handles declared in this file or in its own header.
         unit = text + sources.get(re.sub(r"\.cc$", ".h", path), "")
@@ -701,6 +701,8 @@ class RbacTest(unittest.TestCase):
                 '  return absl::StrCat("/api/v1/nodes/", node);',
                 '}']),
             "src/x/a_test.cc": 'kube_.Create("/api/v1/namespaces/x/secrets", o);',
+            "src/x/b_test_util.h": "class F { kube::Client& real_; "
+                                   "void G(const std::string& p) { real_.Get(p); } };",
         })
         self.assertEqual(set(used), {
             ("resource.k8s.io", "resourceslices", "list"),
