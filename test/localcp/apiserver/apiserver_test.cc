@@ -101,6 +101,18 @@ class ApiServerTest : public ::testing::Test {
 
   static std::string Rv(const json& obj) { return obj["metadata"]["resourceVersion"]; }
 
+  // The list's resourceVersion to start a watch from, never "0": a watch from "0" means "any"
+  // and begins with the current state (in key order, not resourceVersion order), so a writer
+  // that races the watch start would change what the test sees.
+  std::string LiveRv(const std::string& list_path) {
+    Resp ns = Post("/api/v1/namespaces",
+                   {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "rv-anchor"}}}});
+    EXPECT_TRUE(ns.code == 201 || ns.code == 409) << ns.body.dump();
+    std::string rv = Get(list_path).body["metadata"]["resourceVersion"];
+    EXPECT_NE(rv, "0");
+    return rv;
+  }
+
   std::unique_ptr<ApiServer> server_;
   std::unique_ptr<httplib::Client> client_;
 };
@@ -381,8 +393,7 @@ TEST_F(ApiServerTest, DeletingANodeDeletesTheSlicesItOwns) {
 }
 
 TEST_F(ApiServerTest, WatchStreamsEventsInOrderWithBookmarks) {
-  Resp l = Get(kClaims);
-  std::string rv = l.body["metadata"]["resourceVersion"];
+  std::string rv = LiveRv(kClaims);
   std::thread writer([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     Resp c = Post(kClaims, Claim("c1"));
@@ -464,7 +475,7 @@ TEST_F(ApiServerTest, AbandonedWatchesDoNotHoldServerThreads) {
 }
 
 TEST_F(ApiServerTest, WatchFiltersByFieldSelector) {
-  std::string rv = Get(kSlices).body["metadata"]["resourceVersion"];
+  std::string rv = LiveRv(kSlices);
   std::thread writer([&] {
     Post(kSlices, SliceObj("other", "n2", "a.example"));
     Post(kSlices, SliceObj("mine", "n1", "a.example"));
@@ -736,7 +747,7 @@ TEST_F(ApiServerTest, ServesHttps) {
 
 TEST_F(ApiServerTest, ConcurrentWritersAndAWatcherSeeEveryEventOnce) {
   constexpr int kWriters = 4, kEach = 50;
-  std::string rv = Get(kClaims).body["metadata"]["resourceVersion"];
+  std::string rv = LiveRv(kClaims);
   std::vector<std::thread> writers;
   std::atomic<int> created{0};
   for (int w = 0; w < kWriters; ++w) {
