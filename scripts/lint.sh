@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Style and static checks on the project's own C/C++ sources.
 #   scripts/lint.sh format        clang-format --dry-run -Werror on every tracked file (fast; a ctest)
+#   scripts/lint.sh fix           clang-format -i on every tracked file
 #   scripts/lint.sh tidy [build]  clang-tidy (.clang-tidy) on every tracked .cc, using the build
 #                                 dir's compile_commands.json (default: build)
 set -euo pipefail
@@ -20,6 +21,10 @@ case "$mode" in
     fi
     echo "clang-format: all files clean"
     ;;
+  fix)
+    files '*.cc' '*.h' '*.c' | xargs clang-format -i
+    echo "clang-format: files formatted in place"
+    ;;
   tidy)
     build=${2:-build}
     [ -f "$build/compile_commands.json" ] || { echo "no $build/compile_commands.json; run scripts/build.sh $build" >&2; exit 2; }
@@ -28,5 +33,5 @@ case "$mode" in
     if [ -s /tmp/knd-tidy.txt ]; then echo "clang-tidy: findings above" >&2; exit 1; fi
     echo "clang-tidy: clean"
     ;;
-  *) echo "usage: $0 format|tidy [build-dir]" >&2; exit 2 ;;
+  *) echo "usage: $0 format|fix|tidy [build-dir]" >&2; exit 2 ;;
 esac

@@ -105,8 +105,9 @@ class ApiServerTest : public ::testing::Test {
   // and begins with the current state (in key order, not resourceVersion order), so a writer
   // that races the watch start would change what the test sees.
   std::string LiveRv(const std::string& list_path) {
-    Resp ns = Post("/api/v1/namespaces",
-                   {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "rv-anchor"}}}});
+    Resp ns =
+        Post("/api/v1/namespaces",
+             {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "rv-anchor"}}}});
     EXPECT_TRUE(ns.code == 201 || ns.code == 409) << ns.body.dump();
     std::string rv = Get(list_path).body["metadata"]["resourceVersion"];
     EXPECT_NE(rv, "0");
