@@ -38,6 +38,9 @@ struct ClientConfig {
   // Backoff between retries: jittered exponential from retry_base, capped at retry_cap.
   std::chrono::milliseconds retry_base{200};
   std::chrono::milliseconds retry_cap{5000};
+  // How often a watch looks at its stop flag on an idle stream when nobody calls
+  // WakeWatches(); a safety net, not the way to stop.
+  std::chrono::milliseconds watch_stop_check{1000};
   std::string user_agent = "knd";
 };
 
@@ -90,6 +93,10 @@ class Client {
   virtual absl::Status Watch(const std::string& collection_path, const ListOptions& opts,
                              const std::function<bool(const WatchEvent&)>& on_event,
                              const std::atomic<bool>& stop) = 0;
+  // Makes every Watch in progress on this client look at its `stop` flag now rather than at
+  // its next periodic check. Call it after setting a stop flag; watches whose flag is not set
+  // carry on.
+  virtual void WakeWatches() {}
 };
 
 // The libcurl-backed client.

@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdio>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -47,6 +49,11 @@ struct SlistDeleter {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
 using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
+
+struct MultiDeleter {
+  void operator()(CURLM* m) const { curl_multi_cleanup(m); }
+};
+using MultiPtr = std::unique_ptr<CURLM, MultiDeleter>;
 
 size_t WriteToString(char* ptr, size_t size, size_t nmemb, void* userdata) {
   static_cast<std::string*>(userdata)->append(ptr, size * nmemb);
@@ -105,6 +112,10 @@ class CurlClient : public Client {
   absl::Status Watch(const std::string& collection_path, const ListOptions& opts,
                      const std::function<bool(const WatchEvent&)>& on_event,
                      const std::atomic<bool>& stop) override;
+  void WakeWatches() override {
+    std::lock_guard<std::mutex> lock(watches_mu_);
+    for (CURLM* m : watches_) curl_multi_wakeup(m);
+  }
 
  private:
   // Sets URL, method, auth, TLS and headers on `h`. `headers` owns the header list.
@@ -142,6 +153,8 @@ class CurlClient : public Client {
   std::vector<CurlPtr> pool_;
   std::mutex rng_mu_;
   std::mt19937_64 rng_;
+  std::mutex watches_mu_;
+  std::set<CURLM*> watches_;  // the multi handles of the watches in progress
   std::mutex token_mu_;
   std::string file_token_;
   struct timespec token_mtime_ {};
@@ -342,15 +355,6 @@ size_t WatchWrite(char* ptr, size_t size, size_t nmemb, void* userdata) {
   return n;
 }
 
-int WatchProgress(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto* ctx = static_cast<WatchCtx*>(userdata);
-  if (ctx->stop->load()) {
-    ctx->stopped = true;
-    return 1;  // abort
-  }
-  return 0;
-}
-
 absl::Status CurlClient::Watch(const std::string& collection_path, const ListOptions& opts,
                                const std::function<bool(const WatchEvent&)>& on_event,
                                const std::atomic<bool>& stop) {
@@ -372,12 +376,48 @@ absl::Status CurlClient::Watch(const std::string& collection_path, const ListOpt
   }
   curl_easy_setopt(h.get(), CURLOPT_WRITEFUNCTION, WatchWrite);
   curl_easy_setopt(h.get(), CURLOPT_WRITEDATA, &ctx);
-  // The progress callback runs at least once a second even on an idle stream, so a stop
-  // request is noticed promptly.
-  curl_easy_setopt(h.get(), CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(h.get(), CURLOPT_XFERINFOFUNCTION, WatchProgress);
-  curl_easy_setopt(h.get(), CURLOPT_XFERINFODATA, &ctx);
-  CURLcode rc = curl_easy_perform(h.get());
+  // A multi handle of its own, so the wait for data can be woken by WakeWatches().
+  MultiPtr m(curl_multi_init());
+  if (!m) return absl::ResourceExhaustedError("curl_multi_init failed");
+  if (curl_multi_add_handle(m.get(), h.get()) != CURLM_OK) {
+    return absl::InternalError(absl::StrCat(what, ": curl_multi_add_handle failed"));
+  }
+  {
+    std::lock_guard<std::mutex> lock(watches_mu_);
+    watches_.insert(m.get());
+  }
+  CURLcode rc = CURLE_OK;
+  while (true) {
+    int running = 0;
+    CURLMcode mc = curl_multi_perform(m.get(), &running);
+    if (mc == CURLM_OK && running == 0) {
+      int left = 0;
+      while (CURLMsg* msg = curl_multi_info_read(m.get(), &left)) {
+        if (msg->msg == CURLMSG_DONE) rc = msg->data.result;
+      }
+      break;
+    }
+    if (stop.load()) {
+      ctx.stopped = true;
+      break;
+    }
+    if (mc == CURLM_OK) {
+      mc = curl_multi_poll(m.get(), nullptr, 0, static_cast<int>(cfg_.watch_stop_check.count()),
+                           nullptr);
+    }
+    if (mc != CURLM_OK) {
+      rc = CURLE_RECV_ERROR;
+      std::snprintf(errbuf, sizeof(errbuf), "%s", curl_multi_strerror(mc));
+      break;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(watches_mu_);
+    watches_.erase(m.get());
+  }
+  curl_multi_remove_handle(m.get(), h.get());
+  // A watch ended by its stop flag or callback leaves the connection mid-stream: the easy
+  // handle (and its connection) is not pooled.
   if (ctx.stopped) return absl::OkStatus();
   if (!ctx.error.ok()) return Annotate(ctx.error, what);
   if (ctx.code == 0) curl_easy_getinfo(h.get(), CURLINFO_RESPONSE_CODE, &ctx.code);

@@ -373,6 +373,62 @@ TEST_F(ClientTest, WatchStopsPromptlyOnStopFlagAndOnCallback) {
   EXPECT_EQ(events, 1);
 }
 
+TEST_F(ClientTest, WakeWatchesEndsAStoppedWatchOnAnIdleStream) {
+  // The server sends one event, then nothing at all.
+  svr_.Get("/idle", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_chunked_content_provider("application/json",
+                                     [&, n = 0](size_t, httplib::DataSink& sink) mutable {
+                                       if (stopping_) return false;
+                                       if (n++ == 0) {
+                                         std::string ev = R"({"type":"ADDED","object":{}})"
+                                                          "\n";
+                                         return sink.write(ev.data(), ev.size());
+                                       }
+                                       std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                                       return sink.is_writable();
+                                     });
+  });
+  auto cfg = Cfg();
+  // No periodic look at the stop flag within the test's life: only the wake can end it.
+  cfg.watch_stop_check = std::chrono::hours(1);
+  auto c = NewC(cfg);
+  std::atomic<bool> stop{false}, other_stop{false}, other_done{false};
+  std::atomic<int> other_events{0};
+  // A second watch on the same client whose flag stays unset: the wake must not end it.
+  absl::Status other_st;
+  std::thread other([&] {
+    other_st = c->Watch(
+        "/idle", {},
+        [&](const WatchEvent&) {
+          ++other_events;
+          return true;
+        },
+        other_stop);
+    other_done = true;
+  });
+  std::thread stopper;
+  absl::Status st = c->Watch(
+      "/idle", {},
+      [&](const WatchEvent&) {
+        stopper = std::thread([&] {
+          while (other_events == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+          stop = true;
+          c->WakeWatches();
+        });
+        return true;
+      },
+      stop);
+  stopper.join();
+  EXPECT_TRUE(st.ok()) << st;
+  EXPECT_FALSE(other_done) << "a wake ended a watch whose stop flag is not set";
+  // Now stop the other one the same way.
+  other_stop = true;
+  c->WakeWatches();
+  other.join();
+  EXPECT_TRUE(other_st.ok()) << other_st;
+  EXPECT_EQ(other_events, 1);
+}
+
 TEST_F(ClientTest, TokenFileIsReReadWhenItChanges) {
   char tmpl[] = "/tmp/knd-token-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);

@@ -174,6 +174,7 @@ void SlicePublisher::Stop() {
     stop_ = true;
   }
   cv_.notify_all();
+  client_.WakeWatches();  // the watch thread may be waiting on an idle stream
   if (reconcile_thread_.joinable()) reconcile_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
   std::lock_guard<std::mutex> lock(mu_);

@@ -61,6 +61,7 @@ class ForwardingClient : public Client {
                      const std::atomic<bool>& s) override {
     return real_.Watch(p, o, f, s);
   }
+  void WakeWatches() override { real_.WakeWatches(); }
 
  private:
   Client& real_;
