@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -51,28 +52,18 @@ absl::StatusOr<ClaimPlan> Parse(const std::string& data, const std::string& path
   return plan;
 }
 
-}  // namespace
-
-PlanStore::PlanStore(std::string dir) : dir_(std::move(dir)) {
-  absl::Status s = MakeDirs(dir_, 0700);
-  // Not fatal here: every later call reports the same problem with its own context.
-  if (!s.ok()) spdlog::error("plan store: {}", s.ToString());
-}
-
-std::string PlanStore::PathFor(const std::string& claim_uid) const {
-  return absl::StrCat(dir_, "/", claim_uid, kSuffix);
-}
-
-absl::StatusOr<std::vector<ClaimPlan>> PlanStore::LoadAll() {
-  std::lock_guard<std::mutex> lock(mu_);
-  RETURN_IF_ERROR(MakeDirs(dir_, 0700));
-  ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(dir_));
-  std::vector<ClaimPlan> plans;
+// Reads every plan file of `dir` into a map by claim UID. With `repair` (start-up), removes
+// the temp files of interrupted writes and moves unreadable plans aside to `<file>.corrupt`;
+// without, it only skips them.
+absl::StatusOr<std::map<std::string, ClaimPlan>> ReadDir(const std::string& dir, bool repair) {
+  ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(dir));
+  std::map<std::string, ClaimPlan> plans;
   for (const std::string& name : names) {
-    std::string path = absl::StrCat(dir_, "/", name);
+    std::string path = absl::StrCat(dir, "/", name);
     // WriteFileAtomic's temp files are ".<name>.XXXXXX"; one left behind means a write was
     // interrupted before its rename, so the real file still holds the previous plan.
     if (name.front() == '.' && absl::StrContains(name, absl::StrCat(kSuffix, "."))) {
+      if (!repair) continue;
       spdlog::info("plan store: removing leftover temp file {}", path);
       absl::Status s = RemoveFile(path);
       if (!s.ok()) spdlog::warn("plan store: {}", s.ToString());
@@ -91,6 +82,10 @@ absl::StatusOr<std::vector<ClaimPlan>> PlanStore::LoadAll() {
       }
     }
     if (!plan.ok()) {
+      if (!repair) {
+        spdlog::warn("plan store: skipping {}", plan.status().ToString());
+        continue;
+      }
       // Never fatal: one bad file must not keep every other pod from being served. Keep the
       // bytes for a post-mortem instead of deleting them.
       std::string aside = path + ".corrupt";
@@ -100,70 +95,91 @@ absl::StatusOr<std::vector<ClaimPlan>> PlanStore::LoadAll() {
       }
       continue;
     }
-    plans.push_back(*std::move(plan));
+    plans.emplace(uid, *std::move(plan));
   }
   return plans;
+}
+
+}  // namespace
+
+PlanStore::PlanStore(std::string dir) : dir_(std::move(dir)) {
+  absl::Status s = MakeDirs(dir_, 0700);
+  // Not fatal here: every later call reports the same problem with its own context.
+  if (!s.ok()) spdlog::error("plan store: {}", s.ToString());
+}
+
+std::string PlanStore::PathFor(const std::string& claim_uid) const {
+  return absl::StrCat(dir_, "/", claim_uid, kSuffix);
+}
+
+void PlanStore::EnsureLoadedLocked() const {
+  if (loaded_) return;
+  auto plans = ReadDir(dir_, /*repair=*/false);
+  if (!plans.ok()) {
+    // Only a directory that cannot be listed gets here; writes into it fail and say so.
+    spdlog::error("plan store: {}", plans.status().ToString());
+    return;
+  }
+  plans_ = *std::move(plans);
+  loaded_ = true;
+}
+
+absl::StatusOr<std::vector<ClaimPlan>> PlanStore::LoadAll() {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(MakeDirs(dir_, 0700));
+  ASSIGN_OR_RETURN(plans_, ReadDir(dir_, /*repair=*/true));
+  loaded_ = true;
+  std::vector<ClaimPlan> out;
+  out.reserve(plans_.size());
+  for (const auto& [uid, plan] : plans_) out.push_back(plan);
+  return out;
 }
 
 absl::Status PlanStore::Put(const ClaimPlan& plan) {
   RETURN_IF_ERROR(CheckUid(plan.claim_uid));
   std::string data = ToJson(plan).dump(1);
   std::lock_guard<std::mutex> lock(mu_);
-  return WriteFileAtomic(PathFor(plan.claim_uid), data, 0600);
+  EnsureLoadedLocked();
+  RETURN_IF_ERROR(WriteFileAtomic(PathFor(plan.claim_uid), data, 0600));
+  plans_[plan.claim_uid] = plan;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ClaimPlan> PlanStore::Get(const std::string& claim_uid) const {
   RETURN_IF_ERROR(CheckUid(claim_uid));
-  std::string path = PathFor(claim_uid);
-  std::string data;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto d = ReadFile(path);
-    if (absl::IsNotFound(d.status())) {
-      return absl::NotFoundError(absl::StrCat("no plan for claim ", claim_uid));
-    }
-    if (!d.ok()) return d.status();
-    data = *std::move(d);
-  }
-  return Parse(data, path);
+  std::lock_guard<std::mutex> lock(mu_);
+  EnsureLoadedLocked();
+  auto it = plans_.find(claim_uid);
+  if (it == plans_.end()) return absl::NotFoundError(absl::StrCat("no plan for claim ", claim_uid));
+  return it->second;
 }
 
 absl::Status PlanStore::Delete(const std::string& claim_uid) {
   RETURN_IF_ERROR(CheckUid(claim_uid));
   std::lock_guard<std::mutex> lock(mu_);
-  return RemoveFile(PathFor(claim_uid));
+  EnsureLoadedLocked();
+  RETURN_IF_ERROR(RemoveFile(PathFor(claim_uid)));
+  plans_.erase(claim_uid);
+  return absl::OkStatus();
 }
 
 std::vector<ClaimPlan> PlanStore::List() const {
-  std::vector<ClaimPlan> plans;
   std::lock_guard<std::mutex> lock(mu_);
-  auto names = ListDir(dir_);
-  if (!names.ok()) {
-    spdlog::error("plan store: {}", names.status().ToString());
-    return plans;
-  }
-  for (const std::string& name : *names) {
-    if (name.front() == '.' || !absl::EndsWith(name, kSuffix)) continue;
-    std::string path = absl::StrCat(dir_, "/", name);
-    auto data = ReadFile(path);
-    if (!data.ok()) continue;  // deleted between readdir and open
-    auto plan = Parse(*data, path);
-    if (!plan.ok()) {
-      // LoadAll moves such files aside at start-up; here we only skip and say so.
-      spdlog::warn("plan store: skipping {}", plan.status().ToString());
-      continue;
-    }
-    plans.push_back(*std::move(plan));
-  }
-  return plans;
+  EnsureLoadedLocked();
+  std::vector<ClaimPlan> out;
+  out.reserve(plans_.size());
+  for (const auto& [uid, plan] : plans_) out.push_back(plan);
+  return out;
 }
 
 std::vector<ClaimPlan> PlanStore::ForPod(const std::string& pod_uid) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  EnsureLoadedLocked();
   std::vector<ClaimPlan> out;
-  for (ClaimPlan& p : List()) {
-    bool mine = std::any_of(p.pods.begin(), p.pods.end(),
+  for (const auto& [uid, plan] : plans_) {
+    bool mine = std::any_of(plan.pods.begin(), plan.pods.end(),
                             [&](const PodRef& r) { return r.uid == pod_uid; });
-    if (mine) out.push_back(std::move(p));
+    if (mine) out.push_back(plan);
   }
   return out;
 }
@@ -171,20 +187,19 @@ std::vector<ClaimPlan> PlanStore::ForPod(const std::string& pod_uid) const {
 absl::Status PlanStore::Update(const std::string& claim_uid,
                                const std::function<absl::Status(ClaimPlan&)>& fn) {
   RETURN_IF_ERROR(CheckUid(claim_uid));
-  std::string path = PathFor(claim_uid);
   std::lock_guard<std::mutex> lock(mu_);
-  auto data = ReadFile(path);
-  if (absl::IsNotFound(data.status())) {
-    return absl::NotFoundError(absl::StrCat("no plan for claim ", claim_uid));
-  }
-  if (!data.ok()) return data.status();
-  ASSIGN_OR_RETURN(ClaimPlan plan, Parse(*data, path));
+  EnsureLoadedLocked();
+  auto it = plans_.find(claim_uid);
+  if (it == plans_.end()) return absl::NotFoundError(absl::StrCat("no plan for claim ", claim_uid));
+  ClaimPlan plan = it->second;
   RETURN_IF_ERROR(fn(plan));
   if (plan.claim_uid != claim_uid) {
     return absl::InvalidArgumentError(
         absl::StrCat("plan store: update of claim ", claim_uid, " changed its UID"));
   }
-  return WriteFileAtomic(path, ToJson(plan).dump(1), 0600);
+  RETURN_IF_ERROR(WriteFileAtomic(PathFor(claim_uid), ToJson(plan).dump(1), 0600));
+  it->second = std::move(plan);
+  return absl::OkStatus();
 }
 
 }  // namespace knd::state

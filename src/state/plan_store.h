@@ -2,9 +2,15 @@
 // (default /var/lib/knd/plans), written atomically (temp + fsync + rename + dir fsync).
 // Thread-safe; every method is a whole-file operation, so a crash leaves each plan either
 // as before or as after.
+//
+// Reads are served from memory: the directory is read once (LoadAll, or the first call) and
+// every write goes to disk first and to memory only once it is durable, so a failed write
+// changes neither. The store owns its directory: files changed behind its back are seen at
+// the next LoadAll, not before.
 #pragma once
 
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -40,8 +46,13 @@ class PlanStore {
 
  private:
   std::string PathFor(const std::string& claim_uid) const;
+  // Reads the directory into memory on first use (skipping unreadable files; only LoadAll
+  // moves them aside).
+  void EnsureLoadedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const std::string dir_;
   mutable std::mutex mu_;
+  mutable bool loaded_ ABSL_GUARDED_BY(mu_) = false;
+  mutable std::map<std::string, ClaimPlan> plans_ ABSL_GUARDED_BY(mu_);  // by claim UID
 };
 
 }  // namespace knd::state

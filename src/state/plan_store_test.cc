@@ -115,6 +115,61 @@ TEST_F(PlanStoreTest, LoadAllCleansTempFilesAndMovesCorruptAside) {
   EXPECT_TRUE(fs::exists(dir_ + "/torn.json.corrupt"));
 }
 
+TEST_F(PlanStoreTest, EveryWriteIsOnDiskForTheNextProcess) {
+  {
+    PlanStore store(dir_);
+    ASSERT_TRUE(store.Put(Plan("a", {"p1"})).ok());
+    ASSERT_TRUE(store.Put(Plan("b", {"p2"})).ok());
+    ASSERT_TRUE(store.Put(Plan("gone")).ok());
+    ASSERT_TRUE(store
+                    .Update("a",
+                            [](ClaimPlan& p) {
+                              p.pods.push_back({"p3", "ns", "pod-p3"});
+                              return absl::OkStatus();
+                            })
+                    .ok());
+    ASSERT_TRUE(store.Delete("gone").ok());
+  }
+  // A restarted driver: a new store over the same directory.
+  PlanStore next(dir_);
+  auto plans = next.LoadAll();
+  ASSERT_TRUE(plans.ok()) << plans.status();
+  ASSERT_EQ(plans->size(), 2u);
+  EXPECT_EQ(next.ForPod("p3").size(), 1u);
+  EXPECT_EQ(next.ForPod("p3")[0].claim_uid, "a");
+  EXPECT_TRUE(absl::IsNotFound(next.Get("gone").status()));
+  // Without LoadAll, the first call reads the directory as well.
+  PlanStore lazy(dir_);
+  EXPECT_EQ(lazy.List().size(), 2u);
+  EXPECT_EQ(lazy.ForPod("p2").size(), 1u);
+}
+
+TEST_F(PlanStoreTest, AWriteThatFailsOnDiskChangesNothing) {
+  PlanStore store(dir_ + "/plans");
+  ASSERT_TRUE(store.Put(Plan("a", {"p1"})).ok());
+  // The directory is replaced by a file (root ignores permissions, so this is how a test makes
+  // every write fail): the store keeps answering what it held before, not what the failed
+  // writes wanted.
+  fs::remove_all(dir_ + "/plans");
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/plans", "not a directory").ok());
+  ClaimPlan changed = Plan("a", {"p9"});
+  EXPECT_FALSE(store.Put(changed).ok());
+  EXPECT_FALSE(store.Put(Plan("new")).ok());
+  EXPECT_FALSE(store
+                   .Update("a",
+                           [](ClaimPlan& p) {
+                             p.claim_name = "changed";
+                             return absl::OkStatus();
+                           })
+                   .ok());
+  EXPECT_FALSE(store.Delete("a").ok());
+  auto a = store.Get("a");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->claim_name, "claim-a");
+  EXPECT_TRUE(store.ForPod("p9").empty());
+  EXPECT_TRUE(absl::IsNotFound(store.Get("new").status()));
+}
+
 TEST_F(PlanStoreTest, UpdateReadModifyWrite) {
   PlanStore store(dir_);
   EXPECT_TRUE(absl::IsNotFound(store.Update("nope", [](ClaimPlan&) { return absl::OkStatus(); })));
