@@ -261,7 +261,8 @@ def make_pod_with_claims(node, ns, pod, devices, config):
     claims = [f"{pod}-c{k}" for k in range(len(devices))]
     refs = []
     p = node.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": ns},
-                     "spec": {"containers": [{"name": "c", "image": "x", "resources": {
+                     "spec": {"nodeName": node.node_name,
+                              "containers": [{"name": "c", "image": "x", "resources": {
                          "claims": [{"name": f"n{k}"} for k in range(len(devices))]}}],
                               "resourceClaims": [{"name": f"n{k}", "resourceClaimName": c}
                                                  for k, c in enumerate(claims)]}})

@@ -30,6 +30,7 @@
 #include "kube/client.h"
 #include "kube/events.h"
 #include "kube/network_status.h"
+#include "kube/pod_cache.h"
 #include "kube/slice_publisher.h"
 #include "nri/driver_handler.h"
 #include "nri/plugin.h"
@@ -131,7 +132,7 @@ void RegisterMetrics(const knd::kube::SlicePublisher& publisher, const knd::dra:
                      const knd::nri::Plugin& nri, const knd::state::PlanStore& plans,
                      const knd::kube::ClaimStatusWriter& claim_status,
                      const knd::kube::NetworkStatusWriter& network_status,
-                     const knd::kube::EventRecorder& events) {
+                     const knd::kube::EventRecorder& events, const knd::kube::PodCache& pod_cache) {
   using knd::metrics::Registry;
   Registry& m = knd::metrics::Default();
   m.GaugeFunc("knd_published_devices", "Devices in this node's ResourceSlices.",
@@ -181,6 +182,14 @@ void RegisterMetrics(const knd::kube::SlicePublisher& publisher, const knd::dra:
                                            {{"error"}, double(st.failures)},
                                            {{"dropped"}, double(st.dropped)}};
                 });
+  m.GaugeFunc("knd_pod_cache_pods", "Pods of this node held by the pod watch.",
+              [&] { return double(pod_cache.Stats().pods); });
+  m.CounterFunc(
+      "knd_pod_cache_lookups_total",
+      "Prepare's pod lookups, by result (a miss is a pod read from the API).", {"result"}, [&] {
+        auto st = pod_cache.Stats();
+        return Registry::Samples{{{"hit"}, double(st.hits)}, {{"miss"}, double(st.misses)}};
+      });
   m.CounterFunc("knd_events_total", "Kubernetes Events, by what became of them.", {"outcome"}, [&] {
     auto st = events.Stats();
     return Registry::Samples{{{"created"}, double(st.created)},
@@ -326,11 +335,21 @@ int main(int argc, char** argv) {
   knd::cni::Executor cni_executor(cni_opts);
   knd::nri::PodNetwork pod_network(plans, *attacher, &cni_executor);
   pod_network.SetObserver(&reporter);
+  // This node's pods, watched, so that Prepare reads the claim and nothing else (a pod the
+  // watch has not seen yet is read from the API). Own client: no retries, so Stop is prompt.
+  knd::kube::ClientConfig pods_cfg = *kcfg;
+  pods_cfg.max_retries = 0;
+  auto pods_client = knd::kube::NewClient(pods_cfg);
+  if (!pods_client.ok()) return Fail("kubernetes API client", pods_client.status());
+  knd::kube::PodCacheOptions pc_opts;
+  pc_opts.node_name = o.node_name;
+  knd::kube::PodCache pod_cache(**pods_client, pc_opts);
   knd::dra::Preparer::Options prep_opts;
   prep_opts.driver_name = o.driver_name;
   prep_opts.node_name = o.node_name;
   prep_opts.cdi_dir = o.cdi_dir;
   prep_opts.cni = &cni_executor;
+  prep_opts.pods = &pod_cache;
   prep_opts.on_unprepare = [&pod_network](const knd::state::ClaimPlan& plan) {
     return pod_network.DetachClaim(plan);
   };
@@ -362,7 +381,8 @@ int main(int argc, char** argv) {
         return failing;
       },
       [] { return knd::metrics::Default().Render(); });
-  RegisterMetrics(publisher, dra_plugin, nri_plugin, plans, claim_status, network_status, events);
+  RegisterMetrics(publisher, dra_plugin, nri_plugin, plans, claim_status, network_status, events,
+                  pod_cache);
 
   spdlog::info("knd-driver starting: node={} driver={} server={}", o.node_name, o.driver_name,
                kcfg->server);
@@ -372,6 +392,7 @@ int main(int argc, char** argv) {
   // What was still queued when the driver last stopped (everything after a crash).
   const std::string status_marker = o.state_dir + "/status-unwritten.json";
   reporter.ResyncAfterStart(status_marker, plans);
+  pod_cache.Start();
   // Inventory first: Prepare resolves devices through it.
   Rescan(inventory, o.driver_name, publisher);
   publisher.Start();
@@ -414,6 +435,7 @@ int main(int argc, char** argv) {
   health.Stop();
   monitor.Stop();
   publisher.Stop();
+  pod_cache.Stop();
   // Give queued status and events one second in all to reach the API server; what is left is
   // recorded and written at the next start.
   const auto flush_until = std::chrono::steady_clock::now() + std::chrono::seconds(1);

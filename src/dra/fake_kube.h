@@ -1,10 +1,12 @@
-// A kube::Client of canned objects keyed by REST path, for the DRA unit tests (Get only; the
-// DRA side reads, it never writes).
+// A kube::Client of canned objects keyed by REST path, for the DRA unit tests (Get, and List of
+// canned lists; the DRA side reads, it never writes). Watch sends nothing and ends on stop.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "kube/client.h"
 
@@ -17,6 +19,7 @@ class FakeKube : public kube::Client {
  public:
   std::map<std::string, json> objects;
   std::map<std::string, int> gets;
+  std::map<std::string, json> lists;  // collection path -> List answer
   std::mutex mu;
 
   absl::StatusOr<json> Get(const std::string& path) override {
@@ -26,8 +29,11 @@ class FakeKube : public kube::Client {
     if (it == objects.end()) return absl::NotFoundError(path + " not found");
     return it->second;
   }
-  absl::StatusOr<json> List(const std::string&, const kube::ListOptions&) override {
-    return absl::UnimplementedError("List");
+  absl::StatusOr<json> List(const std::string& path, const kube::ListOptions&) override {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = lists.find(path);
+    if (it == lists.end()) return absl::UnimplementedError("List " + path);
+    return it->second;
   }
   absl::StatusOr<json> Create(const std::string&, const json&) override {
     return absl::UnimplementedError("Create");
@@ -47,8 +53,9 @@ class FakeKube : public kube::Client {
   }
   absl::Status Watch(const std::string&, const kube::ListOptions&,
                      const std::function<bool(const kube::WatchEvent&)>&,
-                     const std::atomic<bool>&) override {
-    return absl::UnimplementedError("Watch");
+                     const std::atomic<bool>& stop) override {
+    while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return absl::OkStatus();
   }
 };
 

@@ -218,19 +218,22 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
   for (const state::PodRef& pod : plan.pods) {
     const std::string pod_where =
         absl::StrCat(where, ": reserved pod ", pod.namespace_, "/", pod.name);
-    absl::StatusOr<json> p =
-        kube_.Get(absl::StrCat("/api/v1/namespaces/", pod.namespace_, "/pods/", pod.name));
-    if (!p.ok()) return Annotate(p.status(), pod_where);
-    const json* meta = Field(*p, "metadata");
-    const std::string pod_uid = meta ? Str(*meta, "uid") : "";
-    if (pod_uid != pod.uid) {
+    std::optional<kube::PodFacts> facts;
+    if (opts_.pods != nullptr) facts = opts_.pods->Lookup(pod.namespace_, pod.name, pod.uid);
+    if (!facts) {
+      // Not seen by the watch yet, or seen with another UID (the watch may trail a
+      // re-creation): only the API can say.
+      absl::StatusOr<json> p =
+          kube_.Get(absl::StrCat("/api/v1/namespaces/", pod.namespace_, "/pods/", pod.name));
+      if (!p.ok()) return Annotate(p.status(), pod_where);
+      facts = kube::PodFactsOf(*p);
+    }
+    if (facts->uid != pod.uid) {
       return absl::FailedPreconditionError(
           absl::StrCat(pod_where, ": UID mismatch: reservedFor has ", pod.uid, ", API has ",
-                       pod_uid.empty() ? "none" : pod_uid, " (pod was replaced)"));
+                       facts->uid.empty() ? "none" : facts->uid, " (pod was replaced)"));
     }
-    const json* spec = Field(*p, "spec");
-    const json* host_net = spec ? Field(*spec, "hostNetwork") : nullptr;
-    if (host_net != nullptr && host_net->is_boolean() && host_net->get<bool>()) {
+    if (facts->host_network) {
       return absl::InvalidArgumentError(
           absl::StrCat(pod_where,
                        ": spec.hostNetwork is true: a host-network pod has no network namespace "

@@ -35,6 +35,7 @@
 #include "cni/executor.h"
 #include "inventory/device.h"
 #include "kube/client.h"
+#include "kube/pod_cache.h"
 #include "state/plan.h"
 #include "state/plan_store.h"
 
@@ -80,6 +81,9 @@ class Preparer {
     UnprepareHook on_unprepare;
     FailureHook on_failure = nullptr;
     cni::Executor* cni = nullptr;  // runs `ipam`; without it a claim with `ipam` is refused
+    // This node's pods as a watch sees them; a pod it has not seen (or not with the reserved
+    // UID) is read from the API. Without it every reserved pod is read.
+    const kube::PodCache* pods = nullptr;
   };
 
   Preparer(kube::Client& kube, state::PlanStore& plans, Resolver resolver, Options opts);

@@ -63,26 +63,17 @@ class PreparerTest : public ::testing::Test {
     eth2.pci_address = "0000:03:00.2";
     devices_["eth2"] = eth2;
 
-    Preparer::Options opts;
-    opts.driver_name = kDriver;
-    opts.node_name = kNode;
-    opts.cdi_dir = dir_ + "/cdi";
-    opts.on_unprepare = [this](const state::ClaimPlan& p) {
+    opts_.driver_name = kDriver;
+    opts_.node_name = kNode;
+    opts_.cdi_dir = dir_ + "/cdi";
+    opts_.on_unprepare = [this](const state::ClaimPlan& p) {
       unprepared_.push_back(p.claim_uid);
       return hook_status_;
     };
-    opts.on_failure = [this](const ClaimRef& c, const std::string& reason, const absl::Status&) {
+    opts_.on_failure = [this](const ClaimRef& c, const std::string& reason, const absl::Status&) {
       failures_.push_back(c.name + ":" + reason);
     };
-    preparer_ = std::make_unique<Preparer>(
-        kube_, *store_,
-        [this](const std::string& name) -> std::optional<inventory::Device> {
-          ++resolves_;
-          auto it = devices_.find(name);
-          if (it == devices_.end()) return std::nullopt;
-          return it->second;
-        },
-        opts);
+    Rebuild();
 
     // The default fixture: pod team-a/pod-a with claim team-a/claim-a, one device of ours
     // (request "nic/fast", a firstAvailable sub-request) and one of another driver.
@@ -124,6 +115,33 @@ class PreparerTest : public ::testing::Test {
 
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
+  // A pod cache that has listed `pods` (the node's pods on the fake API), and a preparer
+  // that uses it.
+  void UsePodCache(const std::vector<json>& pods) {
+    kube_.lists["/api/v1/pods"] = {{"metadata", {{"resourceVersion", "5"}}}, {"items", pods}};
+    pod_cache_ = std::make_unique<kube::PodCache>(kube_, kube::PodCacheOptions{kNode});
+    pod_cache_->Start();
+    for (int i = 0; i < 2000 && !pod_cache_->Synced(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_TRUE(pod_cache_->Synced());
+    opts_.pods = pod_cache_.get();
+    Rebuild();
+  }
+
+  // (Re)creates the preparer from opts_.
+  void Rebuild() {
+    preparer_ = std::make_unique<Preparer>(
+        kube_, *store_,
+        [this](const std::string& name) -> std::optional<inventory::Device> {
+          ++resolves_;
+          auto it = devices_.find(name);
+          if (it == devices_.end()) return std::nullopt;
+          return it->second;
+        },
+        opts_);
+  }
+
   void Publish() {
     kube_.objects[ClaimPath("team-a", "claim-a")] = claim_;
     kube_.objects[PodPath("team-a", "pod-a")] = pod_;
@@ -153,6 +171,8 @@ class PreparerTest : public ::testing::Test {
   fakes::FakeKube kube_;
   std::unique_ptr<state::PlanStore> store_;
   std::map<std::string, inventory::Device> devices_;
+  Preparer::Options opts_;
+  std::unique_ptr<kube::PodCache> pod_cache_;  // stopped before the fake API goes
   std::unique_ptr<Preparer> preparer_;
   std::vector<std::string> unprepared_;
   std::vector<std::string> failures_;  // "<claim>:<reason>" told to on_failure
@@ -210,6 +230,40 @@ TEST_F(PreparerTest, RepeatedPrepareReturnsSameAnswerWithoutRereading) {
   EXPECT_EQ(kube_.gets[ClaimPath("team-a", "claim-a")], gets);
   EXPECT_EQ(resolves_, resolves);
   EXPECT_EQ(store_->List().size(), 1u);
+}
+
+TEST_F(PreparerTest, PodsSeenByThePodCacheAreNotReadFromTheApi) {
+  Publish();
+  ASSERT_NO_FATAL_FAILURE(UsePodCache({pod_}));
+  // The budget of the design: one API read per claim, the claim itself.
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  EXPECT_EQ(kube_.gets[ClaimPath("team-a", "claim-a")], 1);
+  EXPECT_EQ(kube_.gets[PodPath("team-a", "pod-a")], 0);
+}
+
+TEST_F(PreparerTest, PodCacheMissOrOtherUidFallsBackToTheApi) {
+  Publish();
+  // The cache saw an earlier pod of that name (the watch trails the re-creation).
+  json old = pod_;
+  old["metadata"]["uid"] = "pod-uid-0";
+  old["spec"]["hostNetwork"] = true;
+  ASSERT_NO_FATAL_FAILURE(UsePodCache({old}));
+  // The API's pod (the reserved UID, no hostNetwork) decides, not the stale cache entry.
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ(kube_.gets[PodPath("team-a", "pod-a")], 1);
+}
+
+TEST_F(PreparerTest, HostNetworkPodInThePodCacheIsRefusedWithoutARead) {
+  pod_["spec"]["hostNetwork"] = true;
+  Publish();
+  ASSERT_NO_FATAL_FAILURE(UsePodCache({pod_}));
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("spec.hostNetwork"));
+  EXPECT_EQ(kube_.gets[PodPath("team-a", "pod-a")], 0);
+  EXPECT_TRUE(store_->List().empty());
 }
 
 TEST_F(PreparerTest, TwoDevicesOfOneRequestBothAnswered) {

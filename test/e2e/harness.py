@@ -390,8 +390,9 @@ class Node:
     def make_pod_with_claim(self, ns, pod, claim, device, config=None, class_name="knd-nic",
                             request="nic", host_network=False, class_config=None,
                             reserve=True):
-        """Creates (as the scheduler would have left them) a pod, its claim allocated to `device`
-        on this node and reserved for the pod. Returns (pod, claim) objects from the server."""
+        """Creates (as the scheduler would have left them) a pod bound to this node, its claim
+        allocated to `device` on this node and reserved for the pod. Returns (pod, claim) objects
+        from the server."""
         with contextlib.suppress(HttpError):
             self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         with contextlib.suppress(HttpError):
@@ -402,7 +403,7 @@ class Node:
             self.create(dc)
         p = self.create({"apiVersion": "v1", "kind": "Pod",
                          "metadata": {"name": pod, "namespace": ns},
-                         "spec": {"hostNetwork": host_network,
+                         "spec": {"nodeName": self.node_name, "hostNetwork": host_network,
                                   "containers": [{"name": "c", "image": "x",
                                                   "resources": {"claims": [{"name": "net"}]}}],
                                   "resourceClaims": [{"name": "net",

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
@@ -77,6 +78,44 @@ class PrepareTest(unittest.TestCase):
                 un = node.unprepare("team-a", "pod-a")
                 self.assertEqual(claim_result(un, claim).get("error", ""), "")
             self.assertEqual(plans(node), [])
+
+    def test_prepare_reads_only_the_claim_once_the_pod_watch_has_the_pod(self):
+        """The design's budget: one API read per claim. The pod the claim is reserved for is
+        checked in the driver's watch of this node's pods, not read again."""
+        with Node(with_runtime=False) as node:
+            node.veth("eth1")
+            port = harness.free_port()
+            node.start_driver(config='include:\n  - ifName: "eth*"\n',
+                              extra=["--metrics-address", f"127.0.0.1:{port}"], wait_ready=False)
+            wait_for(lambda: "eth1" in node.published_devices(), what="eth1 published")
+            node.wait_driver_ready()
+            pod, claim = node.make_pod_with_claim("team-a", "pod-a", "claim-a", "eth1")
+
+            def cached_pods():
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                    for line in r.read().decode().splitlines():
+                        if line.startswith("knd_pod_cache_pods "):
+                            return float(line.split()[1]) or None
+                return None
+            wait_for(cached_pods, what="the driver's pod watch has the pod")
+            node.api.post("/_knd/reset-stats", {})
+            res = node.kubelet.post("/prepare-claims", {"claims": [{
+                "namespace": "team-a", "name": "claim-a", "uid": claim["metadata"]["uid"]}]})
+            self.assertEqual(claim_result(res, claim).get("error", ""), "")
+            reads = node.api.get("/_knd/stats")["requests"]
+            self.assertEqual(reads.get("get"), {"resourceclaims": 1}, reads)
+            self.assertNotIn("list", reads, reads)
+
+            # A hostNetwork pod is refused from the watch's copy as well, without a read.
+            pod, claim = node.make_pod_with_claim("team-a", "pod-hn", "claim-hn", "eth1",
+                                                  host_network=True)
+            wait_for(lambda: (cached_pods() or 0) >= 2 or None, what="pod-hn in the pod watch")
+            node.api.post("/_knd/reset-stats", {})
+            err = claim_result(node.kubelet.post("/prepare-claims", {"claims": [{
+                "namespace": "team-a", "name": "claim-hn",
+                "uid": claim["metadata"]["uid"]}]}), claim).get("error", "")
+            self.assertIn("hostNetwork", err)
+            self.assertNotIn("pods", node.api.get("/_knd/stats")["requests"].get("get", {}))
 
     def test_bad_claims_are_refused_and_change_nothing(self):
         bad = [

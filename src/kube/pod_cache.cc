@@ -1,0 +1,179 @@
+#include "kube/pod_cache.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace knd::kube {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kPodsPath[] = "/api/v1/pods";
+
+// The string at obj[a][b], or "" when absent or not a string.
+std::string StrAt(const json& obj, const char* a, const char* b) {
+  if (!obj.is_object()) return "";
+  auto ia = obj.find(a);
+  if (ia == obj.end() || !ia->is_object()) return "";
+  auto ib = ia->find(b);
+  return ib != ia->end() && ib->is_string() ? ib->get<std::string>() : "";
+}
+
+std::string Key(const json& pod) {
+  return absl::StrCat(StrAt(pod, "metadata", "namespace"), "/", StrAt(pod, "metadata", "name"));
+}
+
+}  // namespace
+
+PodFacts PodFactsOf(const json& pod) {
+  PodFacts f;
+  f.uid = StrAt(pod, "metadata", "uid");
+  if (pod.is_object()) {
+    auto spec = pod.find("spec");
+    if (spec != pod.end() && spec->is_object()) {
+      auto hn = spec->find("hostNetwork");
+      f.host_network = hn != spec->end() && hn->is_boolean() && hn->get<bool>();
+    }
+  }
+  return f;
+}
+
+PodCache::PodCache(Client& client, PodCacheOptions opts)
+    : client_(client), opts_(std::move(opts)) {}
+
+PodCache::~PodCache() { Stop(); }
+
+void PodCache::Start() {
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void PodCache::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  client_.WakeWatches();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  synced_ = false;
+}
+
+std::optional<PodFacts> PodCache::Lookup(const std::string& ns, const std::string& name,
+                                         const std::string& uid) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = pods_.find(absl::StrCat(ns, "/", name));
+  if (it == pods_.end() || (!uid.empty() && it->second.uid != uid)) {
+    ++stats_.misses;
+    return std::nullopt;
+  }
+  ++stats_.hits;
+  return it->second;
+}
+
+bool PodCache::Synced() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return synced_;
+}
+
+PodCacheStats PodCache::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  PodCacheStats s = stats_;
+  s.pods = pods_.size();
+  return s;
+}
+
+bool PodCache::SleepFor(std::chrono::milliseconds d) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, d, [this] { return stop_.load(); });
+  return !stop_;
+}
+
+void PodCache::Loop() {
+  const std::string selector = absl::StrCat("spec.nodeName=", opts_.node_name);
+  std::string rv;
+  bool need_list = true;
+  auto backoff = opts_.backoff_initial;
+  auto fail = [&](const absl::Status& st) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.errors;
+    }
+    // Prepare reads pods from the API meanwhile, so this is not urgent for anyone.
+    spdlog::debug("watching this node's pods: {} (retry in {} ms)", st.ToString(), backoff.count());
+    bool go_on = SleepFor(backoff);
+    backoff = std::min(backoff * 2, opts_.backoff_max);
+    return go_on;
+  };
+  while (!stop_) {
+    if (need_list) {
+      ListOptions lo;
+      lo.field_selector = selector;
+      auto list = client_.List(kPodsPath, lo);
+      if (!list.ok()) {
+        if (!fail(list.status())) break;
+        continue;
+      }
+      std::map<std::string, PodFacts> pods;
+      if (auto items = list->find("items"); items != list->end() && items->is_array()) {
+        for (const json& pod : *items) pods[Key(pod)] = PodFactsOf(pod);
+      }
+      rv = StrAt(*list, "metadata", "resourceVersion");
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        pods_ = std::move(pods);
+        synced_ = true;
+        ++stats_.lists;
+      }
+      need_list = false;
+    }
+    ListOptions wo;
+    wo.field_selector = selector;
+    wo.resource_version = rv;
+    wo.allow_watch_bookmarks = true;
+    wo.timeout_seconds = opts_.watch_timeout_seconds;
+    bool got_event = false;
+    absl::Status st = client_.Watch(
+        kPodsPath, wo,
+        [&](const WatchEvent& ev) {
+          got_event = true;
+          if (std::string v = StrAt(ev.object, "metadata", "resourceVersion"); !v.empty()) rv = v;
+          if (ev.type == "BOOKMARK") return true;
+          const std::string key = Key(ev.object);
+          PodFacts facts = PodFactsOf(ev.object);
+          std::lock_guard<std::mutex> lock(mu_);
+          ++stats_.events;
+          if (ev.type == "DELETED") {
+            // A pod deleted and re-created under the same name may be seen in either order
+            // around a relist: only the UID that was deleted goes.
+            auto it = pods_.find(key);
+            if (it != pods_.end() && it->second.uid == facts.uid) pods_.erase(it);
+          } else {
+            pods_[key] = std::move(facts);
+          }
+          return true;
+        },
+        stop_);
+    if (stop_) break;
+    if (!st.ok()) {
+      // 410 Gone (OutOfRange) or a broken stream: list again rather than trust the old
+      // resourceVersion (a restarted server may have reset it).
+      need_list = true;
+      if (absl::IsOutOfRange(st)) continue;
+      if (!fail(st)) break;
+      continue;
+    }
+    if (got_event) {
+      backoff = opts_.backoff_initial;
+    } else if (!SleepFor(std::chrono::milliseconds(200))) {
+      break;  // a server that closes empty streams at once must not make us spin
+    }
+  }
+}
+
+}  // namespace knd::kube
