@@ -10,6 +10,7 @@ the pods and shows the NICs back on the node. Everything is removed at the end, 
 """
 
 import contextlib
+import glob
 import json
 import os
 import signal
@@ -59,9 +60,9 @@ class DemoNode(Node):
         old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             super().close()
-            for uid in self.pod_uids:  # the runtime stand-in names them knd-pod-<uid[:8]>
-                if os.path.exists(f"/run/netns/knd-pod-{uid[:8]}"):
-                    sh("ip", "netns", "delete", f"knd-pod-{uid[:8]}", check=False)
+            for uid in self.pod_uids:  # the runtime stand-in names them knd-pod-<uid[:8]>-<id>
+                for path in glob.glob(f"/run/netns/knd-pod-{uid[:8]}-*"):
+                    sh("ip", "netns", "delete", os.path.basename(path), check=False)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)

@@ -135,7 +135,24 @@ absl::StatusOr<std::string> Executor::FindPlugin(const std::string& type) const 
 
 absl::StatusOr<ExecResult> Executor::Run(
     const std::string& path, const std::vector<std::pair<std::string, std::string>>& env,
-    const std::string& stdin_data) const {
+    const std::string& stdin_data, Clock::time_point deadline) const {
+  const Clock::time_point start = Clock::now();
+  // The per-call timeout, or less when the caller's deadline comes sooner.
+  bool by_caller = false;
+  Clock::time_point until = start + opts_.timeout;
+  if (deadline != Clock::time_point{} && deadline < until) {
+    until = deadline;
+    by_caller = true;
+  }
+  auto budget_text = [&] {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - start).count();
+    return absl::StrCat(std::max<int64_t>(ms, 0),
+                        by_caller ? " ms (the caller's deadline)" : " ms");
+  };
+  if (until <= start) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(path, " not started: the caller's deadline has passed"));
+  }
   // Everything the child needs is built before it exists.
   std::vector<std::string> env_strs;
   env_strs.reserve(env.size());
@@ -186,9 +203,8 @@ absl::StatusOr<ExecResult> Executor::Run(
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   }
 
-  const auto deadline = Clock::now() + opts_.timeout;
   auto remaining_ms = [&] {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
     return left.count() < 0 ? 0 : static_cast<int>(left.count());
   };
   ExecResult res;
@@ -246,7 +262,7 @@ absl::StatusOr<ExecResult> Executor::Run(
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &status, 0);
       return absl::DeadlineExceededError(
-          absl::StrCat(path, " did not finish within ", opts_.timeout.count(), " ms (killed)"));
+          absl::StrCat(path, " did not finish within ", budget_text(), " (killed)"));
     }
     pid_t w = ::waitpid(pid, &status, WNOHANG);
     if (w == pid) break;
@@ -290,7 +306,7 @@ absl::StatusOr<json> Executor::Invoke(const std::string& command, const json& pl
   env.emplace_back("PATH", sys_path != nullptr && *sys_path != '\0'
                                ? sys_path
                                : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-  absl::StatusOr<ExecResult> run = Run(*path, env, stdin_json.dump());
+  absl::StatusOr<ExecResult> run = Run(*path, env, stdin_json.dump(), rt.deadline);
   if (!run.ok()) return Annotate(run.status(), what);
   std::string_view out_text = Trim(run->out);
   json out =

@@ -33,6 +33,9 @@ struct RuntimeConf {
   std::string ifname;        // CNI_IFNAME
   std::vector<std::pair<std::string, std::string>> args;      // CNI_ARGS, in order
   nlohmann::json capability_args = nlohmann::json::object();  // e.g. {"deviceID": "..."}
+  // When the whole operation must be over (e.g. the NRI hook's budget); each plugin run gets
+  // the sooner of this and the per-call timeout, and none is started after it. {} = none.
+  std::chrono::steady_clock::time_point deadline = {};
 };
 
 struct ExecutorOptions {
@@ -85,10 +88,12 @@ class Executor {
   absl::StatusOr<std::string> FindPlugin(const std::string& type) const;
 
   // Runs one plugin binary: `env` is the whole CNI environment (plus PATH), `stdin_data` its
-  // input. Kills the process group and returns DeadlineExceeded after the timeout.
+  // input. Kills the process group and returns DeadlineExceeded after the per-call timeout or
+  // at `deadline` (when set), whichever comes first; does not start it when `deadline` passed.
   absl::StatusOr<ExecResult> Run(const std::string& path,
                                  const std::vector<std::pair<std::string, std::string>>& env,
-                                 const std::string& stdin_data) const;
+                                 const std::string& stdin_data,
+                                 std::chrono::steady_clock::time_point deadline = {}) const;
 
   const ExecutorOptions& options() const { return opts_; }
 

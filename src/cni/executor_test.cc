@@ -2,6 +2,7 @@
 // in a temp bin dir, that records every call (env + stdin) and behaves as <name>.behave says.
 #include "cni/executor.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -19,6 +20,9 @@ namespace knd::cni {
 namespace {
 
 using nlohmann::json;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 constexpr char kFakePlugin[] = R"PY(#!/usr/bin/env python3
 import json, os, subprocess, sys, time
@@ -243,6 +247,31 @@ TEST_F(ExecutorTest, TimeoutKillsThePluginAndWhatItStarted) {
     return false;
   };
   EXPECT_TRUE(gone(gc));
+}
+
+TEST_F(ExecutorTest, TheCallersDeadlineCutsTheChainShort) {
+  // A generous per-call timeout; the caller's deadline (an NRI hook's budget) is what counts.
+  Behave("slow", {{"sleep", 30}});
+  opts_.timeout = std::chrono::seconds(60);
+  Executor ex(opts_);
+  json list = {{"cniVersion", "1.0.0"},
+               {"name", "n"},
+               {"plugins", {{{"type", "slow"}}, {{"type", "meta"}}}}};
+  RuntimeConf rt = rt_;
+  rt.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  auto r = ex.Add(list, rt);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("the caller's deadline"));
+  EXPECT_THAT(Sequence(), ElementsAre("slow ADD")) << "nothing runs after the deadline";
+  // A deadline already gone: nothing is started at all.
+  ClearCalls();
+  rt.deadline = std::chrono::steady_clock::now() - std::chrono::milliseconds(1);
+  r = ex.Add(List(), rt);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("not started"));
+  EXPECT_THAT(Sequence(), IsEmpty());
 }
 
 TEST_F(ExecutorTest, PluginTypeNeverBecomesAPath) {

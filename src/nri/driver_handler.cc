@@ -20,8 +20,11 @@ DriverHandler::~DriverHandler() {
 }
 
 absl::Status DriverHandler::Configure(const std::string& runtime_name,
-                                      const std::string& runtime_version) {
+                                      const std::string& runtime_version,
+                                      std::chrono::milliseconds request_timeout) {
   spdlog::info("NRI: connected to runtime {} {}", runtime_name, runtime_version);
+  // The hooks plan their work to finish inside what the runtime allows each call.
+  pods_.SetRuntimeTimeout(request_timeout);
   return absl::OkStatus();
 }
 

@@ -23,8 +23,8 @@ class DriverHandler : public Handler {
   explicit DriverHandler(PodNetwork& pods) : pods_(pods) {}
   ~DriverHandler() override;
 
-  absl::Status Configure(const std::string& runtime_name,
-                         const std::string& runtime_version) override;
+  absl::Status Configure(const std::string& runtime_name, const std::string& runtime_version,
+                         std::chrono::milliseconds request_timeout) override;
   absl::Status Synchronize(const std::vector<api::PodSandbox>& pods,
                            const std::vector<api::Container>& containers) override;
   absl::Status RunPodSandbox(const api::PodSandbox& pod) override;

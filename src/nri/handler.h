@@ -11,6 +11,7 @@
 //    (containerd).
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -26,9 +27,11 @@ class Handler {
  public:
   virtual ~Handler() = default;
 
-  // Once per connection, before Synchronize.
+  // Once per connection, before Synchronize. `request_timeout` is what the runtime allows each
+  // call (0 when the runtime did not say).
   virtual absl::Status Configure(const std::string& runtime_name,
-                                 const std::string& runtime_version) = 0;
+                                 const std::string& runtime_version,
+                                 std::chrono::milliseconds request_timeout) = 0;
   // The runtime's current pods and containers, once per connection (a split sync is
   // reassembled before this is called).
   virtual absl::Status Synchronize(const std::vector<api::PodSandbox>& pods,

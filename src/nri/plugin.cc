@@ -132,7 +132,8 @@ class Plugin::Session {
                        req.request_timeout());
           pods_.clear();
           containers_.clear();
-          RETURN_IF_ERROR(h.Configure(req.runtime_name(), req.runtime_version()));
+          RETURN_IF_ERROR(h.Configure(req.runtime_name(), req.runtime_version(),
+                                      std::chrono::milliseconds(req.request_timeout())));
           api::ConfigureResponse resp;
           resp.set_events(kSubscribedEvents);
           return resp;

@@ -142,10 +142,27 @@ std::shared_ptr<std::mutex> PodNetwork::PodLock(const std::string& uid) {
   return lock;
 }
 
+void PodNetwork::SetRuntimeTimeout(std::chrono::milliseconds t) {
+  runtime_timeout_ms_ = t.count() > 0 ? t.count() : 2000;
+}
+
+PodNetwork::Budget PodNetwork::HookBudget() const {
+  const auto t = std::chrono::milliseconds(runtime_timeout_ms_.load());
+  const Clock::time_point now = Clock::now();
+  return {now + t * 7 / 10, now + t * 9 / 10};
+}
+
+std::string PodNetwork::TimeoutHint() const {
+  return absl::StrCat(
+      "; the runtime allows each NRI hook ", runtime_timeout_ms_.load(),
+      " ms: raise containerd's plugin_request_timeout or CRI-O's nri_plugin_request_timeout, or "
+      "make the pod's CNI plugins faster");
+}
+
 absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan& plan,
-                                      size_t index) {
+                                      size_t index, const Budget& budget) {
   const state::DevicePlan& dev = plan.devices[index];
-  if (IsCniDevice(dev)) return AttachCniDevice(pod, plan, index);
+  if (IsCniDevice(dev)) return AttachCniDevice(pod, plan, index, budget);
   const std::string where = Where(pod, plan, dev);
   absl::StatusOr<config::NetworkConfig> cfg = config::Decode(dev.config, where);
   absl::Status bad = cfg.status();
@@ -196,7 +213,7 @@ absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan
 }
 
 absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimPlan& plan,
-                                         size_t index) {
+                                         size_t index, const Budget& budget) {
   const state::DevicePlan& dev = plan.devices[index];
   const std::string where = Where(pod, plan, dev);
   absl::StatusOr<nlohmann::json> list = StoredConfList(dev);
@@ -208,7 +225,8 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
     return st;
   }
   const nlohmann::json handed = cni::HandDevice(*list, Handoff(dev));
-  const cni::RuntimeConf rt = CniRuntime(pod, plan, dev, pod.netns);
+  cni::RuntimeConf rt = CniRuntime(pod, plan, dev, pod.netns);
+  rt.deadline = budget.work;
   // Crash safety: the plan says "Attaching" (with netns and ifname) before any plugin runs, so
   // a restart DELs whatever an interrupted ADD left.
   RETURN_IF_ERROR(Annotate(plans_.Update(plan.claim_uid,
@@ -234,8 +252,12 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
       added.ok() ? cni::ParseResult(*added, rt.ifname) : added.status();
   if (!parsed.ok()) {
     st = Annotate(parsed.status(), where);
+    if (absl::IsDeadlineExceeded(st)) {
+      st = absl::DeadlineExceededError(absl::StrCat(st.message(), TimeoutHint()));
+    }
     // The spec wants a DEL after a failed ADD: it undoes what the plugins before the failing
     // one did. If that DEL fails too, the device stays "Attaching" so Detach retries it.
+    rt.deadline = budget.cleanup;
     absl::Status del = cni_->Del(handed, rt);
     (void)plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
       auto& d = p.devices[index];
@@ -273,10 +295,13 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
 }
 
 absl::Status PodNetwork::DelCni(const PodInfo& pod, const state::ClaimPlan& plan,
-                                const state::DevicePlan& dev, const std::string& netns) {
+                                const state::DevicePlan& dev, const std::string& netns,
+                                Clock::time_point deadline) {
   if (cni_ == nullptr) return absl::FailedPreconditionError("no CNI executor configured");
   ASSIGN_OR_RETURN(nlohmann::json list, StoredConfList(dev));
-  return cni_->Del(cni::HandDevice(list, Handoff(dev)), CniRuntime(pod, plan, dev, netns));
+  cni::RuntimeConf rt = CniRuntime(pod, plan, dev, netns);
+  rt.deadline = deadline;
+  return cni_->Del(cni::HandDevice(list, Handoff(dev)), rt);
 }
 
 void PodNetwork::Notify(const PodInfo& pod, const std::string& claim_uid, size_t index,
@@ -307,6 +332,7 @@ absl::Status PodNetwork::Attach(const PodInfo& pod) {
   }
   RETURN_IF_ERROR(
       Annotate(netns::ValidatePodNetns(pod.netns), "pod " + pod.namespace_ + "/" + pod.name));
+  const Budget budget = HookBudget();
   std::vector<std::pair<std::string, size_t>> done;  // attached in this call
   absl::Status failure;
   for (const auto& plan : plans) {
@@ -316,11 +342,21 @@ absl::Status PodNetwork::Attach(const PodInfo& pod) {
         auto there = attacher_.IsAttached(pod.netns, PodIfName(dev));
         if (there.ok() && *there) continue;  // repeated hook
       }
+      if (Clock::now() >= budget.work) {
+        // Better a pod that fails (and is retried) than one the runtime starts without its
+        // devices after dropping a hook that took too long.
+        failure = absl::DeadlineExceededError(
+            absl::StrCat(Where(pod, plan, dev), ": not attached: the pod's devices took too long",
+                         TimeoutHint()));
+        Notify(pod, plan.claim_uid, i, &failure);
+        break;
+      }
       // A CNI attachment is never ADDed twice without a DEL in between (spec).
       if (dev.state == DeviceState::kAttaching ||
           (dev.state == DeviceState::kAttached && (dev.pod_uid != pod.uid || IsCniDevice(dev)))) {
         // Interrupted attach (crash) or a stale attachment: give it back first.
-        absl::Status st = DetachDevice(plan, i, dev.result ? dev.result->netns : pod.netns);
+        absl::Status st =
+            DetachDevice(plan, i, dev.result ? dev.result->netns : pod.netns, budget.cleanup);
         if (!st.ok() && !absl::IsNotFound(st)) {
           failure = st;
           break;
@@ -330,9 +366,9 @@ absl::Status PodNetwork::Attach(const PodInfo& pod) {
           failure = fresh.status();
           break;
         }
-        failure = AttachDevice(pod, *fresh, i);
+        failure = AttachDevice(pod, *fresh, i, budget);
       } else {
-        failure = AttachDevice(pod, plan, i);
+        failure = AttachDevice(pod, plan, i, budget);
       }
       if (failure.ok()) done.emplace_back(plan.claim_uid, i);
     }
@@ -342,21 +378,24 @@ absl::Status PodNetwork::Attach(const PodInfo& pod) {
   // All or nothing: give back what this call attached.
   for (const auto& [claim_uid, index] : done) {
     auto plan = plans_.Get(claim_uid);
-    if (plan.ok()) (void)DetachDevice(*plan, index, pod.netns);
+    if (plan.ok()) (void)DetachDevice(*plan, index, pod.netns, budget.cleanup);
   }
   spdlog::error("{}", failure.ToString());
   return failure;
 }
 
 absl::Status PodNetwork::DetachDevice(const state::ClaimPlan& plan, size_t index,
-                                      const std::string& netns) {
+                                      const std::string& netns, Clock::time_point deadline) {
   const state::DevicePlan& dev = plan.devices[index];
   PodInfo pod = PodOf(plan, dev.pod_uid);
   const std::string where = Where(pod, plan, dev);
   absl::Status st;
   if (IsCniDevice(dev)) {
     // DEL always, also with the netns gone (the executor then passes no netns).
-    st = Annotate(DelCni(pod, plan, dev, netns), where);
+    st = Annotate(DelCni(pod, plan, dev, netns, deadline), where);
+    if (absl::IsDeadlineExceeded(st)) {
+      st = absl::DeadlineExceededError(absl::StrCat(st.message(), TimeoutHint()));
+    }
     // "Container unknown" is what a plugin says about an attachment that is already gone.
     if (absl::IsNotFound(st)) st = absl::OkStatus();
   } else if (!dev.host) {
@@ -393,12 +432,13 @@ absl::Status PodNetwork::Detach(const PodInfo& pod) {
   auto lock = PodLock(pod.uid);
   std::lock_guard<std::mutex> l(*lock);
   absl::Status first;
+  const Budget budget = HookBudget();
   for (const auto& plan : plans_.ForPod(pod.uid)) {
     for (size_t i = 0; i < plan.devices.size(); ++i) {
       const auto& dev = plan.devices[i];
       if (!OnPod(dev) || dev.pod_uid != pod.uid) continue;
       std::string netns = dev.result ? dev.result->netns : pod.netns;
-      absl::Status st = DetachDevice(plan, i, netns);
+      absl::Status st = DetachDevice(plan, i, netns, budget.cleanup);
       if (!st.ok() && !absl::IsNotFound(st) && first.ok()) first = st;
     }
   }

@@ -2,7 +2,8 @@
 // its sandbox, and after a restart. Works on plans (src/state) and an Attacher (src/attach);
 // knows nothing of NRI messages, so it is tested with a fake attacher.
 //
-// Hook contracts (the runtime gives each hook 2 s and retries nothing):
+// Hook contracts (the runtime gives each hook its request timeout, 2 s by default, and retries
+// nothing; a hook that outlives it gets knd disconnected and the pod started without it):
 //  - Attach (RunPodSandbox): for every plan that lists this pod, every device not yet attached
 //    is moved into the pod netns and configured. The host snapshot is persisted before the
 //    device leaves the host. All or nothing per pod: if one device fails, the ones attached in
@@ -15,6 +16,11 @@
 //    running the conflist (ADD) with CNI_IFNAME = the in-pod name and CNI_NETNS = the pod netns;
 //    "Attaching" is persisted before ADD, and a failed ADD is followed by a DEL of the whole
 //    list. Detach runs DEL always, also when the netns is gone (CNI_NETNS is then empty).
+//  - Time: Attach starts no device after 70% of the runtime's request timeout and gives CNI
+//    plugins only what is left of that, then fails the pod (rolled back) with an error naming
+//    the timeout, so the runtime fails the sandbox and the kubelet retries it, instead of the
+//    runtime dropping knd and starting the pod without its devices. Rollback and Detach's CNI
+//    DELs get up to 90% of it.
 //  - Addresses and routes of an IPAM allocation made in Prepare (DevicePlan.ipam_result) are
 //    applied at a native attach like configured ones.
 //  - Reconcile (NRI Synchronize, i.e. after every (re)connect): devices of pods that are no
@@ -23,6 +29,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -66,6 +73,9 @@ class PodNetwork {
 
   // nullptr = none. Set before the hooks run.
   void SetObserver(AttachObserver* o) { observer_.store(o); }
+  // The runtime's NRI request timeout (ConfigureRequest.request_timeout); <= 0 keeps the NRI
+  // default of 2 s.
+  void SetRuntimeTimeout(std::chrono::milliseconds t);
 
   absl::Status Attach(const PodInfo& pod);
   absl::Status Detach(const PodInfo& pod);
@@ -74,12 +84,26 @@ class PodNetwork {
   absl::Status DetachClaim(const state::ClaimPlan& plan);
 
  private:
+  using Clock = std::chrono::steady_clock;
+  // What one hook may spend: `work` is when no more attach work starts, `cleanup` when DELs
+  // (rollback, detach) must be over. {} = no limit (reconcile, Unprepare).
+  struct Budget {
+    Clock::time_point work{}, cleanup{};
+  };
+  Budget HookBudget() const;
+  // The hint appended to errors caused by the hook's budget.
+  std::string TimeoutHint() const;
+
   // Detaches device `index` of claim `claim_uid` and records the outcome in its plan.
-  absl::Status DetachDevice(const state::ClaimPlan& plan, size_t index, const std::string& netns);
-  absl::Status AttachDevice(const PodInfo& pod, const state::ClaimPlan& plan, size_t index);
-  absl::Status AttachCniDevice(const PodInfo& pod, const state::ClaimPlan& plan, size_t index);
+  absl::Status DetachDevice(const state::ClaimPlan& plan, size_t index, const std::string& netns,
+                            Clock::time_point deadline = {});
+  absl::Status AttachDevice(const PodInfo& pod, const state::ClaimPlan& plan, size_t index,
+                            const Budget& budget);
+  absl::Status AttachCniDevice(const PodInfo& pod, const state::ClaimPlan& plan, size_t index,
+                               const Budget& budget);
   absl::Status DelCni(const PodInfo& pod, const state::ClaimPlan& plan,
-                      const state::DevicePlan& dev, const std::string& netns);
+                      const state::DevicePlan& dev, const std::string& netns,
+                      Clock::time_point deadline);
   // Reads device `index` of claim `claim_uid` back from the store for the observer.
   void Notify(const PodInfo& pod, const std::string& claim_uid, size_t index,
               const absl::Status* error);
@@ -89,6 +113,7 @@ class PodNetwork {
   attach::Attacher& attacher_;
   cni::Executor* cni_;
   std::atomic<AttachObserver*> observer_{nullptr};
+  std::atomic<int64_t> runtime_timeout_ms_{2000};
   std::mutex locks_mu_;
   std::map<std::string, std::weak_ptr<std::mutex>> pod_locks_;
 };

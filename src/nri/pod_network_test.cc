@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "common/file_util.h"
 #include "common/status.h"
@@ -30,6 +31,7 @@ class FakeAttacher : public attach::Attacher {
     snap.ifname = id;
     snap.mtu = 1500;
     RETURN_IF_ERROR(persist(snap));
+    if (auto d = delay.find(id); d != delay.end()) std::this_thread::sleep_for(d->second);
     if (fail.count(id)) return absl::InternalError("add route: Network is unreachable");
     where[id] = req.netns_path;
     attach_calls++;
@@ -56,6 +58,7 @@ class FakeAttacher : public attach::Attacher {
 
   std::map<std::string, std::string> where;  // host ifname -> netns it is in
   std::set<std::string> fail, destroyed;
+  std::map<std::string, std::chrono::milliseconds> delay;  // a slow move, by host ifname
   config::NetworkConfig last_config;
   int attach_calls = 0, detach_calls = 0;
 };
@@ -148,6 +151,24 @@ TEST_F(PodNetworkNsTest, FailureIsAllOrNothingAndNamesEverything) {
   EXPECT_NE(StateOf("c1", 0), DeviceState::kAttached);
 }
 
+TEST_F(PodNetworkNsTest, NoDeviceIsStartedOnceTheHookBudgetIsSpent) {
+  AddPlan("c1", "p1", {"eth1", "eth2"});
+  // Moving eth1 takes longer than 70% of the runtime's 1 s: eth2 must not be started, and
+  // eth1 goes back, so the pod fails whole instead of the runtime dropping the hook.
+  att_.delay["eth1"] = std::chrono::milliseconds(800);
+  PodNetwork pn(*store_, att_);
+  pn.SetRuntimeTimeout(std::chrono::milliseconds(1000));
+  absl::Status st = pn.Attach(Pod("p1"));
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
+  EXPECT_NE(st.message().find("device eth2: not attached"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("1000 ms"), std::string::npos) << st;
+  EXPECT_EQ(att_.attach_calls, 1) << "eth2 was never started";
+  EXPECT_TRUE(att_.where.empty()) << "eth1 must be given back";
+  EXPECT_NE(StateOf("c1", 0), DeviceState::kAttached);
+  EXPECT_EQ(StateOf("c1", 1), DeviceState::kPrepared);
+}
+
 TEST_F(PodNetworkNsTest, PodsWithoutClaimsAreNotTouched) {
   AddPlan("c1", "p1", {"eth1"});
   PodNetwork pn(*store_, att_);
@@ -203,13 +224,15 @@ TEST_F(PodNetworkNsTest, UnprepareDetachesWhatIsStillAttached) {
 // ---- CNI devices and IPAM ---------------------------------------------------------------
 
 // A fake CNI plugin: logs "<cmd> <container id> <netns> <ifname> <args>" and its stdin, answers
-// ADD with one address, fails ADD while <bin>/fail exists.
+// ADD with one address, fails ADD while <bin>/fail exists, sleeps in ADD for the seconds in
+// <bin>/slow.
 constexpr char kFakeCni[] = R"SH(#!/bin/sh
 here=$(dirname "$0")
 in=$(cat)
 echo "$CNI_COMMAND $CNI_CONTAINERID [$CNI_NETNS] $CNI_IFNAME $CNI_ARGS" >> "$here/log"
 printf '%s\n' "$in" >> "$here/stdin"
 if [ "$CNI_COMMAND" = ADD ]; then
+  if [ -e "$here/slow" ]; then sleep "$(cat "$here/slow")"; fi
   if [ -e "$here/fail" ]; then
     echo '{"cniVersion":"1.0.0","code":7,"msg":"no such master","details":"eth9"}'
     exit 1
@@ -356,6 +379,35 @@ TEST_F(PodNetworkCniTest, FailedAddIsFollowedByDelAndNamesEverything) {
   EXPECT_FALSE(plan->devices[0].result.has_value());
   ASSERT_EQ(rec.events.size(), 1u);
   EXPECT_EQ(rec.events[0].rfind("failed p1 eth1 ", 0), 0u);
+}
+
+TEST_F(PodNetworkCniTest, ASlowAddFailsThePodBeforeTheRuntimeGivesUp) {
+  AddCniPlan("c1", "p1");
+  std::ofstream(bin_ + "/slow") << "5";
+  PodNetwork pn(*store_, att_, exec_.get());
+  // What containerd said in Configure; the plugin would be dropped past it.
+  pn.SetRuntimeTimeout(std::chrono::milliseconds(600));
+  Recorder rec;
+  pn.SetObserver(&rec);
+  absl::Status st = pn.Attach(CniPod("p1"));
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
+  const std::string msg(st.message());
+  EXPECT_NE(msg.find("pod ns/pod-p1 claim ns/c1 device eth1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("600 ms"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("plugin_request_timeout"), std::string::npos) << msg;
+  // The killed ADD was followed by a DEL: nothing is left half attached.
+  auto log = Log();
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[0].substr(0, 4), "ADD ");
+  EXPECT_EQ(log[1].substr(0, 4), "DEL ");
+  EXPECT_EQ(StateOf("c1", 0), DeviceState::kFailed);
+  ASSERT_EQ(rec.events.size(), 1u);
+  EXPECT_EQ(rec.events[0].rfind("failed p1 eth1 ", 0), 0u);
+  // The runtime fails the sandbox and the kubelet retries; once the plugin is quick, it works.
+  std::filesystem::remove(bin_ + "/slow");
+  ASSERT_TRUE(pn.Attach(CniPod("p1")).ok());
+  EXPECT_EQ(StateOf("c1", 0), DeviceState::kAttached);
 }
 
 TEST_F(PodNetworkCniTest, NetnsGoneDelStillRunsAndReconcileCleansUp) {

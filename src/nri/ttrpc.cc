@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "absl/strings/cord.h"
 #include "common/status.h"
 #include "ttrpc/request.pb.h"
 
@@ -93,10 +94,20 @@ std::optional<Frame> FrameDecoder::Next() {
   return f;
 }
 
+namespace {
+constexpr char kPeerStatusPayload[] = "knd.nri.ttrpc/peer-status";
+}  // namespace
+
 absl::Status FromWire(int32_t code, const std::string& message) {
   if (code == 0) return absl::OkStatus();
   if (code < 0 || code > 16) code = static_cast<int32_t>(absl::StatusCode::kUnknown);
-  return absl::Status(static_cast<absl::StatusCode>(code), message);
+  absl::Status st(static_cast<absl::StatusCode>(code), message);
+  st.SetPayload(kPeerStatusPayload, absl::Cord("1"));
+  return st;
+}
+
+bool IsPeerStatus(const absl::Status& st) {
+  return !st.ok() && st.GetPayload(kPeerStatusPayload).has_value();
 }
 
 // ---------------------------------------------------------------- Server

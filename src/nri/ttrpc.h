@@ -80,8 +80,14 @@ class FrameDecoder {
   uint64_t skip_ = 0;
 };
 
-// Converts a ttrpc/gRPC status code + message into an absl::Status (codes are the same).
+// Converts a ttrpc/gRPC status code + message into an absl::Status (codes are the same),
+// marked as the peer's (IsPeerStatus).
 absl::Status FromWire(int32_t code, const std::string& message);
+
+// Whether an error from Client::Call is the status the peer replied with, rather than one of
+// this side (no reply in time, connection closed). A peer that answers DeadlineExceeded has
+// answered; a runtime drops a plugin only when the plugin did not answer.
+bool IsPeerStatus(const absl::Status& st);
 
 // A unary ttrpc server over one byte stream. Requests are handled in arrival order on one
 // worker thread, so a slow handler never blocks the transport reader (the mux reader must

@@ -249,6 +249,9 @@ class TtrpcPairTest : public ::testing::Test {
       last_had_deadline_ = deadline != absl::InfiniteFuture();
       return absl::StatusOr<std::string>(p);
     });
+    server_->Register("svc", "TooLate", [](const std::string&, absl::Time) {
+      return absl::StatusOr<std::string>(absl::DeadlineExceededError("my own budget ran out"));
+    });
     server_->Register("svc", "Slow", [](const std::string& p, absl::Time) {
       std::this_thread::sleep_for(std::chrono::milliseconds(400));
       return absl::StatusOr<std::string>(p);
@@ -294,11 +297,18 @@ TEST_F(TtrpcPairTest, RemoteErrorsKeepTheirCode) {
   absl::StatusOr<std::string> r = client_->Call("svc", "Missing", "", absl::Seconds(5));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnimplemented);
   EXPECT_EQ(r.status().message(), "method Missing");
+  EXPECT_TRUE(IsPeerStatus(r.status()));
+  // A peer that answers DeadlineExceeded has answered: not to be taken for a missed deadline.
+  r = client_->Call("svc", "TooLate", "", absl::Seconds(5));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(r.status().message(), "my own budget ran out");
+  EXPECT_TRUE(IsPeerStatus(r.status()));
 }
 
 TEST_F(TtrpcPairTest, ClientTimeoutThenLateAnswerIgnored) {
   absl::StatusOr<std::string> r = client_->Call("svc", "Slow", "late", absl::Milliseconds(50));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_FALSE(IsPeerStatus(r.status())) << "no answer came";
   // The late response to the timed-out stream must not be taken for the next call's answer.
   r = client_->Call("svc", "Echo", "fresh", absl::Seconds(5));
   ASSERT_TRUE(r.ok()) << r.status();
@@ -309,6 +319,7 @@ TEST_F(TtrpcPairTest, ClosedConnectionIsUnavailable) {
   b_->Close();
   absl::StatusOr<std::string> r = client_->Call("svc", "Slow", "x", absl::Seconds(5));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(IsPeerStatus(r.status()));
 }
 
 TEST(TtrpcClient, StreamIdsAreOddAndIncreasing) {

@@ -44,7 +44,18 @@ class CniTest(unittest.TestCase):
         for name in ("eth1", "eth2", "eth3"):
             n.veth(name)
         self.ipam_dir = os.path.join(n.tmp, "ipam")
-        n.start_driver(config=NODE_CONFIG, extra=["--cni-bin-dir", CNI_BIN])
+        # A plugin of our own beside Debian's: host-device that first sleeps in ADD while
+        # <dir>/slow exists (a DHCP server that does not answer, a remote IPAM that is down).
+        self.own_bin = os.path.join(n.tmp, "cni-bin")
+        os.makedirs(self.own_bin)
+        path = os.path.join(self.own_bin, "slow-host-device")
+        with open(path, "w") as f:
+            f.write('#!/bin/sh\n'
+                    '[ "$CNI_COMMAND" = ADD ] && [ -e "$(dirname "$0")/slow" ] && sleep 10\n'
+                    f'exec {CNI_BIN}/host-device\n')
+        os.chmod(path, 0o755)
+        self.driver_args = ["--cni-bin-dir", CNI_BIN, "--cni-bin-dir", self.own_bin]
+        n.start_driver(config=NODE_CONFIG, extra=self.driver_args)
         wait_for(lambda: {"eth1", "eth2", "eth3"} <= set(n.published_devices()),
                  what="veths published")
         with contextlib.suppress(HttpError):
@@ -129,6 +140,35 @@ class CniTest(unittest.TestCase):
         self.node.remove_pod(pod)
         self.unprepare(pod, claim)
 
+    def test_a_slow_plugin_fails_the_pod_inside_the_runtimes_timeout(self):
+        """The runtime drops a plugin whose hook outlives its request timeout (2 s here, the
+        NRI default) and starts the pod without it. knd must fail the sandbox in time instead,
+        stay connected, and leave nothing behind; the next try works once the plugin is quick."""
+        n = self.node
+        self.nad("slow-net", {"cniVersion": "1.0.0", "name": "slow-net", "plugins": [
+            {"type": "slow-host-device", "device": "eth1",
+             "ipam": {"type": "static", "addresses": [{"address": "192.0.2.30/24"}]}}]})
+        pod, claim, err = self.prepare(
+            "pod-slow", "eth1", knd_config(interface={"name": "net1"},
+                                           cni={"networkAttachment": {"name": "slow-net"}}))
+        self.assertEqual(err, "")
+        open(os.path.join(self.own_bin, "slow"), "w").close()
+        code, body = n.run_pod(pod, ok=(200, 500))
+        self.assertEqual(code, 500, f"the sandbox must fail, not start without net1: {body}")
+        self.assertIn("request_timeout", json.dumps(body))
+        self.assertIn("knd", [pl.get("name") for pl in n.runtime.get("/plugins")],
+                      "knd answered in time: the runtime did not drop it")
+        self.assertIsNotNone(link("eth1"), "the device is still on the node")
+        # The kubelet retries the sandbox; the plugin is quick again.
+        os.remove(os.path.join(self.own_bin, "slow"))
+        code, body = n.run_pod(pod)
+        self.assertEqual(code, 200, body)
+        self.assertIn("192.0.2.30/24", addresses("net1", ns=n.pod_ns(pod)))
+        n.stop_pod(pod)
+        wait_for(lambda: link("eth1"), timeout=10, what="eth1 back on the node")
+        n.remove_pod(pod)
+        self.unprepare(pod, claim)
+
     def test_missing_nad_is_a_claim_error(self):
         _, _, err = self.prepare("pod-x", "eth1", knd_config(
             cni={"networkAttachment": {"name": "no-such-net"}}))
@@ -179,7 +219,7 @@ class CniTest(unittest.TestCase):
         self.node.driver.kill9()
         self.node.stop_pod(pod, order="crio")  # the netns goes with no driver to hear it
         self.node.remove_pod(pod)
-        self.node.start_driver(config=NODE_CONFIG, extra=["--cni-bin-dir", CNI_BIN])
+        self.node.start_driver(config=NODE_CONFIG, extra=self.driver_args)
         self.assertEqual(len(leases(self.ipam_dir, "knd")), 1)
         self.unprepare(pod, claim)
         self.assertEqual(leases(self.ipam_dir, "knd"), [])

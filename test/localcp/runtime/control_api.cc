@@ -137,7 +137,10 @@ void ControlApi::Routes() {
     pod.sandbox.set_namespace_(ns);
     pod.sandbox.set_name(name);
     if (!host_network) {
-      absl::StatusOr<std::string> path = netns_.Create("knd-pod-" + uid.substr(0, 8));
+      // A new namespace per sandbox, as containerd (cni-<uuid>) and CRI-O do: a retried pod
+      // never gets its failed attempt's path again.
+      absl::StatusOr<std::string> path =
+          netns_.Create("knd-pod-" + uid.substr(0, 8) + "-" + pod.sandbox.id().substr(0, 8));
       if (!path.ok()) return Error(res, 500, "create pod netns: " + path.status().ToString());
       pod.netns = *path;
       api::LinuxNamespace* lns = pod.sandbox.mutable_linux()->add_namespaces();

@@ -24,7 +24,8 @@ using nlohmann::json;
 
 class Recorder : public nri::Handler {
  public:
-  absl::Status Configure(const std::string&, const std::string&) override {
+  absl::Status Configure(const std::string&, const std::string&,
+                         std::chrono::milliseconds) override {
     return absl::OkStatus();
   }
   absl::Status Synchronize(const std::vector<api::PodSandbox>&,
@@ -125,7 +126,8 @@ TEST(KndRuntimeBinary, RealNetnsLifecycleAndCleanExit) {
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
   std::string path = json::parse(res->body)["netns"];
-  EXPECT_EQ(path, netns_dir + "/knd-pod-aabbccdd");
+  EXPECT_EQ(path, netns_dir + "/knd-pod-aabbccdd-" +
+                      json::parse(res->body)["id"].get<std::string>().substr(0, 8));
   EXPECT_TRUE(netns::ValidatePodNetns(path).ok());
   {
     std::lock_guard<std::mutex> l(rec.mu);

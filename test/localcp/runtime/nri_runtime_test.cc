@@ -58,7 +58,8 @@ class FakeNetns : public NetnsOps {
 // Records what the plugin delivered; behaviour knobs for the failure cases.
 class FakeHandler : public nri::Handler {
  public:
-  absl::Status Configure(const std::string& name, const std::string& version) override {
+  absl::Status Configure(const std::string& name, const std::string& version,
+                         std::chrono::milliseconds) override {
     std::lock_guard<std::mutex> l(mu);
     runtime = name + " " + version;
     return absl::OkStatus();
@@ -253,7 +254,9 @@ TEST_F(NriRuntimeTest, HandlerErrorFailsRunPodSandboxOverHttp) {
   EXPECT_EQ(res->status, 500);
   EXPECT_NE(res->body.find("device eth9 is gone"), std::string::npos) << res->body;
   // The sandbox was torn down: no netns left, no pod listed; the plugin stays registered.
-  EXPECT_FALSE(fs::exists(dir_.path() + "/knd-pod-12345678"));
+  for (const auto& e : fs::directory_iterator(dir_.path())) {
+    EXPECT_NE(e.path().filename().string().rfind("knd-pod-", 0), 0u) << e.path() << " left";
+  }
   auto pods = http.Get("/pods");
   ASSERT_TRUE(pods);
   EXPECT_EQ(json::parse(pods->body), json::array());
@@ -275,11 +278,13 @@ TEST_F(NriRuntimeTest, HandlerErrorFailsRunPodSandboxOverHttp) {
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
   json run = json::parse(res->body);
-  EXPECT_EQ(run["netns"], dir_.path() + "/knd-pod-12345678");
+  const std::string netns_path =
+      dir_.path() + "/knd-pod-12345678-" + run["id"].get<std::string>().substr(0, 8);
+  EXPECT_EQ(run["netns"], netns_path);
   EXPECT_EQ(run["id"].get<std::string>().size(), 32u);
   {
     std::lock_guard<std::mutex> l(handler_.mu);
-    EXPECT_EQ(handler_.netns_seen, dir_.path() + "/knd-pod-12345678");
+    EXPECT_EQ(handler_.netns_seen, netns_path);
   }
   res = http.Post("/containers/create", R"({"uid":"12345678-bbbb","name":"app"})",
                   "application/json");
@@ -296,7 +301,7 @@ TEST_F(NriRuntimeTest, HandlerErrorFailsRunPodSandboxOverHttp) {
     std::lock_guard<std::mutex> l(handler_.mu);
     EXPECT_TRUE(handler_.stop_netns_existed);  // containerd: netns still there at Stop
   }
-  EXPECT_FALSE(fs::exists(dir_.path() + "/knd-pod-12345678"));
+  EXPECT_FALSE(fs::exists(netns_path));
   res = http.Post("/pods/remove", R"({"uid":"12345678-bbbb"})", "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);

@@ -316,9 +316,10 @@ std::vector<RuntimeCore::Conn*> RuntimeCore::Active(api::Event ev) {
 
 bool RuntimeCore::DropIfFatal(Conn* c, const absl::Status& st, const char* what) {
   // containerd/nri isFatalError: closed connection, protocol error, or the plugin missed
-  // the request deadline. The CRI operation goes on as if the plugin had said nothing.
-  if (st.code() != absl::StatusCode::kDeadlineExceeded &&
-      st.code() != absl::StatusCode::kUnavailable) {
+  // the request deadline. The CRI operation goes on as if the plugin had said nothing. A
+  // status the plugin replied with (whatever its code) is an answer: it fails the call.
+  if (nri::ttrpc::IsPeerStatus(st) || (st.code() != absl::StatusCode::kDeadlineExceeded &&
+                                       st.code() != absl::StatusCode::kUnavailable)) {
     return false;
   }
   spdlog::warn("knd-runtime: closing plugin {}: {} failed: {}", c->Id(), what, st.ToString());
