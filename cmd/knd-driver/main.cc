@@ -1,6 +1,7 @@
 // knd-driver: the node daemon. Flags -> options, build the objects, start them, wait for
 // SIGTERM/SIGINT, stop in reverse order. No logic lives here.
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "attach/attacher.h"
 #include "cni/executor.h"
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "config/node_config.h"
@@ -45,8 +47,9 @@ struct DriverOptions {
   std::string node_name;
   std::string driver_name = "knd.k8s.cni.cncf.io";
   std::string config_path;
-  // The kubelet's own defaults (kubeAPIQPS 50, kubeAPIBurst 100): Prepare reads 2 objects per
-  // claim, so a lower limit caps how fast a burst of pods can start on this node.
+  // The kubelet's own defaults (kubeAPIQPS 50, kubeAPIBurst 100): Prepare reads the claim (and
+  // a pod the pod watch has not seen yet), so a lower limit caps how fast a burst of pods can
+  // start on this node.
   double kube_api_qps = 50;
   int kube_api_burst = 100;
   std::string kubelet_dir = "/var/lib/kubelet";
@@ -57,6 +60,8 @@ struct DriverOptions {
   std::string log_format = "text";
   std::vector<std::string> cni_bin_dirs = {"/opt/cni/bin", "/usr/lib/cni"};
   std::string cni_cache_dir;  // default <state-dir>/cni
+  std::string netns_guard;    // host path of knd-netns-guard; "" = no guard
+  std::string netns_guard_install_from;
   int verbosity = 0;
 };
 
@@ -226,6 +231,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--cni-cache-dir", o.cni_cache_dir,
                  "CNI result cache (DEL after a restart) (default: <state-dir>/cni)");
+  app.add_option("--netns-guard", o.netns_guard,
+                 "host path of knd-netns-guard: every claim's CDI spec runs it as an OCI "
+                 "createRuntime hook that fails a container whose pod lacks the claim's "
+                 "interfaces (the runtime dropped knd's NRI hook) (\"\" = no guard)");
+  app.add_option("--netns-guard-install-from", o.netns_guard_install_from,
+                 "copy this knd-netns-guard binary to the --netns-guard path at start (a "
+                 "hostPath the runtime can run it from)");
   app.add_option("--metrics-address", o.metrics_address,
                  "listen address of /healthz, /readyz and /metrics (\"\" disables)")
       ->capture_default_str();
@@ -286,6 +298,21 @@ int main(int argc, char** argv) {
   sigaddset(&sigs, SIGINT);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
+  if (!o.netns_guard_install_from.empty()) {
+    if (o.netns_guard.empty()) {
+      return Fail("--netns-guard-install-from",
+                  absl::InvalidArgumentError("needs --netns-guard (where to install it)"));
+    }
+    auto bin = knd::ReadFile(o.netns_guard_install_from);
+    absl::Status st = bin.status();
+    if (st.ok()) st = knd::WriteFileAtomic(o.netns_guard, *bin, 0755);
+    if (!st.ok()) return Fail("installing knd-netns-guard to " + o.netns_guard, st);
+  }
+  if (!o.netns_guard.empty() && ::access(o.netns_guard.c_str(), X_OK) != 0) {
+    return Fail("--netns-guard", absl::FailedPreconditionError(
+                                     o.netns_guard + " is not an executable file: every "
+                                                     "container with a claim would fail to start"));
+  }
   knd::state::PlanStore plans(o.state_dir + "/plans");
   if (auto loaded = plans.LoadAll(); !loaded.ok()) {
     return Fail("claim plans in " + plans.dir(), loaded.status());
@@ -350,6 +377,7 @@ int main(int argc, char** argv) {
   prep_opts.cdi_dir = o.cdi_dir;
   prep_opts.cni = &cni_executor;
   prep_opts.pods = &pod_cache;
+  prep_opts.netns_guard = o.netns_guard;
   prep_opts.on_unprepare = [&pod_network](const knd::state::ClaimPlan& plan) {
     return pod_network.DetachClaim(plan);
   };

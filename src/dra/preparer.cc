@@ -39,19 +39,12 @@ const json& Arr(const json& j, const char* key) {
 
 std::string Quote(const std::string& s) { return absl::StrCat("\"", s, "\""); }
 
-// The in-pod name a device gets (the IPAM allocation is booked under it).
-std::string PodIfName(const state::DevicePlan& d) {
-  const json* itf = Field(d.config, "interface");
-  std::string name = itf ? Str(*itf, "name") : std::string();
-  return name.empty() ? d.identity.ifname : name;
-}
-
 // IPAM of a native attachment: stable per claim UID + device, so a repeated Prepare and the
 // Unprepare after a restart address the same allocation.
 cni::RuntimeConf IpamRuntime(const state::ClaimPlan& plan, const state::DevicePlan& d) {
   cni::RuntimeConf rt;
   rt.container_id = cni::IpamContainerId(plan.claim_uid, d.device);
-  rt.ifname = PodIfName(d);
+  rt.ifname = state::InPodName(d);
   rt.args = {{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", plan.claim_namespace}};
   if (!plan.pods.empty()) {
     rt.args.emplace_back("K8S_POD_NAME", plan.pods[0].name);
@@ -163,8 +156,16 @@ absl::StatusOr<std::vector<PreparedDevice>> Preparer::PrepareClaim(const ClaimRe
     reason = kube::event_reason::kIPAMFailed;
     return st;
   }
+  if (absl::Status st = WriteGuardSpec(plan); !st.ok()) {
+    (void)ReleaseIpam(plan);
+    return Annotate(st, absl::StrCat(where, ": writing the CDI spec"));
+  }
   if (absl::Status st = plans_.Put(plan); !st.ok()) {
-    (void)ReleaseIpam(plan);  // nothing may stay allocated for a claim we answer with an error
+    // Nothing may stay allocated or written for a claim we answer with an error.
+    if (!plan.cdi_device_ids.empty()) {
+      (void)state::RemoveClaimSpec(opts_.cdi_dir, kCdiKind, plan.claim_uid);
+    }
+    (void)ReleaseIpam(plan);
     return Annotate(st, absl::StrCat(where, ": persisting the plan"));
   }
   spdlog::info("{} (uid {}): prepared {} device(s)", where, claim.uid, plan.devices.size());
@@ -358,10 +359,29 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
     return absl::FailedPreconditionError(absl::StrCat(
         where, ": status.allocation.devices.results has no device of driver ", opts_.driver_name));
   }
-  // Plain netdevs need no container edits, so no CDI spec and no CDI ids. RDMA devices will
-  // need /dev/infiniband nodes through a claim spec (state::WriteClaimSpec, kCdiKind); not yet.
+  // Plain netdevs need no container edits; the only CDI device is the netns guard
+  // (WriteGuardSpec). RDMA devices will add /dev/infiniband nodes to it.
   plan.prepared_at_unix = static_cast<int64_t>(std::time(nullptr));
   return plan;
+}
+
+absl::Status Preparer::WriteGuardSpec(state::ClaimPlan& plan) {
+  if (opts_.netns_guard.empty() || opts_.cdi_dir.empty()) return absl::OkStatus();
+  json args = json::array(
+      {"knd-netns-guard", "--claim", absl::StrCat(plan.claim_namespace, "/", plan.claim_name)});
+  for (const state::DevicePlan& d : plan.devices) {
+    args.push_back("--ifname");
+    args.push_back(state::InPodName(d));
+  }
+  state::CdiDevice guard;
+  guard.name = "netns";
+  guard.container_edits = {{"hooks", json::array({{{"hookName", "createRuntime"},
+                                                   {"path", opts_.netns_guard},
+                                                   {"args", args},
+                                                   {"timeout", 10}}})}};
+  ASSIGN_OR_RETURN(plan.cdi_device_ids,
+                   state::WriteClaimSpec(opts_.cdi_dir, kCdiKind, plan.claim_uid, {guard}));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<json> Preparer::ReadNad(const std::string& ns, const std::string& name,

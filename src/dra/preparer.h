@@ -84,6 +84,11 @@ class Preparer {
     // This node's pods as a watch sees them; a pod it has not seen (or not with the reserved
     // UID) is read from the API. Without it every reserved pod is read.
     const kube::PodCache* pods = nullptr;
+    // Host path of knd-netns-guard. When set (and cdi_dir too), every claim gets a CDI spec
+    // whose device runs it as an OCI createRuntime hook: a container of the pod fails to
+    // start when the claim's interfaces are not in the pod netns (the runtime dropped the NRI
+    // hook), instead of running without its network.
+    std::string netns_guard = {};
   };
 
   Preparer(kube::Client& kube, state::PlanStore& plans, Resolver resolver, Options opts);
@@ -121,6 +126,9 @@ class Preparer {
   absl::Status AllocateIpam(state::ClaimPlan& plan);
   // IPAM DEL for every device of `plan` that has `ipam`; returns the first error.
   absl::Status ReleaseIpam(const state::ClaimPlan& plan);
+  // With opts_.netns_guard: writes the claim's CDI spec (the guard hook) and sets
+  // plan.cdi_device_ids.
+  absl::Status WriteGuardSpec(state::ClaimPlan& plan);
   // GET the NAD and return its normalized conflist (tagged with cni::kNadKey).
   absl::StatusOr<nlohmann::json> ReadNad(const std::string& ns, const std::string& name,
                                          const std::string& req_where);

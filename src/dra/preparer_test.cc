@@ -13,6 +13,7 @@
 #include <map>
 #include <thread>
 
+#include "common/file_util.h"
 #include "dra/fake_kube.h"
 #include "state/cdi.h"
 
@@ -646,6 +647,39 @@ TEST_F(PreparerTest, UnprepareRemovesTheClaimsCdiSpec) {
   ASSERT_EQ(files(), 1);
   ASSERT_TRUE(preparer_->Unprepare(Ref()).ok());
   EXPECT_EQ(files(), 0);
+}
+
+TEST_F(PreparerTest, NetnsGuardHookInTheClaimsCdiSpec) {
+  opts_.netns_guard = "/var/lib/knd/bin/knd-netns-guard";
+  Rebuild();
+  claim_["status"]["allocation"]["devices"]["results"].push_back(
+      {{"request", "nic/fast"}, {"driver", kDriver}, {"pool", kNode}, {"device", "eth2"}});
+  SetClaimConfig(NetCfg({{"interface", {{"mtu", 1400}}}}));  // no names: host names in the pod
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  // Every device of the claim hands out the claim's one CDI device.
+  const std::string id = "knd.k8s.cni.cncf.io/net=claim-uid-1-netns";
+  ASSERT_EQ(res->size(), 2u);
+  EXPECT_THAT((*res)[0].cdi_ids, ElementsAre(id));
+  EXPECT_THAT((*res)[1].cdi_ids, ElementsAre(id));
+  auto text = ReadFile(dir_ + "/cdi/knd.k8s.cni.cncf.io-net_claim-uid-1.json");
+  ASSERT_TRUE(text.ok()) << text.status();
+  json spec = json::parse(*text);
+  EXPECT_EQ(spec["kind"], "knd.k8s.cni.cncf.io/net");
+  ASSERT_EQ(spec["devices"].size(), 1u);
+  EXPECT_EQ(spec["devices"][0]["name"], "claim-uid-1-netns");
+  const json& hook = spec["devices"][0]["containerEdits"]["hooks"][0];
+  EXPECT_EQ(hook["hookName"], "createRuntime");
+  EXPECT_EQ(hook["path"], "/var/lib/knd/bin/knd-netns-guard");
+  EXPECT_EQ(hook["args"], json({"knd-netns-guard", "--claim", "team-a/claim-a", "--ifname", "eth1",
+                                "--ifname", "eth2"}));
+  // A retry answers the same ids from the plan; Unprepare removes the spec.
+  auto again = preparer_->Prepare(Ref());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *res);
+  ASSERT_TRUE(preparer_->Unprepare(Ref()).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/cdi/knd.k8s.cni.cncf.io-net_claim-uid-1.json"));
 }
 
 // While Unprepare of a claim is in its hook, a Prepare of the same claim waits for it (and then

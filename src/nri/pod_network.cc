@@ -21,16 +21,6 @@ bool OnPod(const state::DevicePlan& d) {
 }
 
 // The in-pod name a device has (or was going to have) in the pod netns.
-std::string PodIfName(const state::DevicePlan& d) {
-  if (d.result && !d.result->ifname.empty()) return d.result->ifname;
-  auto it = d.config.find("interface");
-  if (it != d.config.end() && it->is_object() && it->contains("name") &&
-      (*it)["name"].is_string()) {
-    return (*it)["name"].get<std::string>();
-  }
-  return d.identity.ifname;
-}
-
 PodInfo PodOf(const state::ClaimPlan& plan, const std::string& uid) {
   for (const auto& p : plan.pods) {
     if (p.uid == uid) return {p.uid, p.namespace_, p.name, ""};
@@ -64,7 +54,7 @@ cni::RuntimeConf CniRuntime(const PodInfo& pod, const state::ClaimPlan& plan,
   cni::RuntimeConf rt;
   rt.container_id = cni::AttachmentContainerId(pod.uid, plan.claim_uid, d.request);
   rt.netns = netns;
-  rt.ifname = PodIfName(d);
+  rt.ifname = state::InPodName(d);
   rt.args = CniArgs(pod);
   cni::DeviceHandoff h = Handoff(d);
   if (!h.device_id.empty()) rt.capability_args["deviceID"] = h.device_id;
@@ -167,7 +157,8 @@ absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan
   absl::StatusOr<config::NetworkConfig> cfg = config::Decode(dev.config, where);
   absl::Status bad = cfg.status();
   if (bad.ok()) {
-    bad = Annotate(MergeIpam(dev, PodIfName(dev), *cfg), where + ": the IPAM result of Prepare");
+    bad = Annotate(MergeIpam(dev, state::InPodName(dev), *cfg),
+                   where + ": the IPAM result of Prepare");
   }
   if (!bad.ok()) {
     Notify(pod, plan.claim_uid, index, &bad);
@@ -339,7 +330,7 @@ absl::Status PodNetwork::Attach(const PodInfo& pod) {
     for (size_t i = 0; i < plan.devices.size() && failure.ok(); ++i) {
       const auto& dev = plan.devices[i];
       if (dev.state == DeviceState::kAttached && dev.pod_uid == pod.uid) {
-        auto there = attacher_.IsAttached(pod.netns, PodIfName(dev));
+        auto there = attacher_.IsAttached(pod.netns, state::InPodName(dev));
         if (there.ok() && *there) continue;  // repeated hook
       }
       if (Clock::now() >= budget.work) {
@@ -401,7 +392,7 @@ absl::Status PodNetwork::DetachDevice(const state::ClaimPlan& plan, size_t index
   } else if (!dev.host) {
     st = absl::InternalError("no host snapshot recorded");
   } else {
-    st = attacher_.Detach(dev.identity, *dev.host, netns, PodIfName(dev), where);
+    st = attacher_.Detach(dev.identity, *dev.host, netns, state::InPodName(dev), where);
   }
   if (!st.ok() && !absl::IsNotFound(st)) {
     spdlog::error("{}: detach failed: {}", where, st.ToString());

@@ -178,4 +178,14 @@ absl::StatusOr<ClaimPlan> ClaimPlanFromJson(const json& j) {
   }
 }
 
+std::string InPodName(const DevicePlan& d) {
+  if (d.result && !d.result->ifname.empty()) return d.result->ifname;
+  if (auto it = d.config.find("interface"); it != d.config.end() && it->is_object()) {
+    if (auto n = it->find("name"); n != it->end() && n->is_string() && !n->empty()) {
+      return n->get<std::string>();
+    }
+  }
+  return d.identity.ifname;
+}
+
 }  // namespace knd::state

@@ -97,4 +97,8 @@ struct ClaimPlan {
 nlohmann::json ToJson(const ClaimPlan& plan);
 absl::StatusOr<ClaimPlan> ClaimPlanFromJson(const nlohmann::json& j);
 
+// The name the device has, or will have, in the pod: the attach result's, else the configured
+// interface.name, else its host name.
+std::string InPodName(const DevicePlan& d);
+
 }  // namespace knd::state

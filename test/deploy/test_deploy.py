@@ -590,6 +590,9 @@ class DaemonSetTest(unittest.TestCase):
             "state dir": s["--state-dir"] + "/plans",
             "pod netns": "/var/run/netns/cni-0000",
         }
+        # The runtime runs the netns guard from the host by the path in the CDI spec.
+        if s.get("--netns-guard"):
+            same_path["netns guard"] = s["--netns-guard"]
         for what, path in same_path.items():
             host, vol = host_path_of(self.pod, self.c, path)
             self.assertEqual(host, path, f"{what} {path} is not on a same-path hostPath mount")

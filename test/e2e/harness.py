@@ -36,7 +36,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def binary(name):
-    for sub in ("cmd/knd-driver", "cmd/kndctl", "test/localcp/apiserver", "test/localcp/kubelet",
+    for sub in ("cmd/knd-driver", "cmd/kndctl", "cmd/knd-netns-guard", "test/localcp/apiserver",
+                "test/localcp/kubelet",
                 "test/localcp/runtime", "bench"):
         p = os.path.join(BIN, sub, name)
         if os.path.exists(p):
@@ -313,7 +314,7 @@ class Node:
         with contextlib.suppress(FileNotFoundError):
             os.remove(port_file)
         p = Proc("runtime", [binary("knd-runtime"), "--nri-socket", self.nri_socket,
-                             "--nri-version", self.nri_version,
+                             "--nri-version", self.nri_version, "--cdi-dir", self.cdi_dir,
                              "--listen", "127.0.0.1:0", "--port-file", port_file, *extra], self.tmp)
         self.procs["runtime"] = p
         self.runtime = Http(f"http://127.0.0.1:{read_port_file(port_file, p)}")
@@ -326,7 +327,9 @@ class Node:
         args = [binary("knd-driver"), "--kubeconfig", self.kubeconfig,
                 "--node-name", self.node_name, "--kubelet-dir", self.kubelet_dir,
                 "--state-dir", self.state_dir, "--cdi-dir", self.cdi_dir,
-                "--nri-socket", self.nri_socket, "-v", "2"]
+                "--nri-socket", self.nri_socket, "-v", "2",
+                # The runtime stand-in runs on this host: the guard's build path is its path.
+                "--netns-guard", binary("knd-netns-guard")]
         if config is not None:
             path = os.path.join(self.tmp, "node-config.yaml")
             with open(path, "w") as f:
@@ -452,6 +455,13 @@ class Node:
         if code == 200 and body and body.get("netns"):
             self.pod_netns[md["uid"]] = os.path.basename(body["netns"])
         return code, body
+
+    def create_container(self, pod_obj, name, cdi_devices=(), ok=(200,)):
+        """CRI CreateContainer for a container of the pod that uses the given CDI devices (the
+        ids Prepare returned): the runtime runs their createRuntime hooks."""
+        return self.runtime.call("POST", "/containers/create",
+                                 {"uid": pod_obj["metadata"]["uid"], "name": name,
+                                  "cdiDevices": list(cdi_devices)}, ok=ok)
 
     def stop_pod(self, pod_obj, order="containerd"):
         return self.runtime.post("/pods/stop", {"uid": pod_obj["metadata"]["uid"], "order": order})

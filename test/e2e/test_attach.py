@@ -129,6 +129,37 @@ class AttachTest(unittest.TestCase):
         self.node.start_driver(config=NODE_CONFIG)
         self.assert_restored()
 
+    def test_netns_guard_refuses_containers_of_a_pod_started_without_its_nic(self):
+        """The runtime starts a pod without knd's hook when knd is not connected (crashed, or
+        dropped for being slow). The claim's CDI device carries knd-netns-guard: the pod's
+        containers then fail to be created, naming the claim, instead of running without the
+        network; with the hook in place they are created."""
+        n = self.node
+        pod, claim = n.make_pod_with_claim("team-a", "pod-g", "claim-g", "eth1", CONFIG)
+        res = n.prepare("team-a", "pod-g")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(res.get("error", ""), "")
+        ids = res["devices"][0]["cdiDeviceIds"]
+        self.assertEqual(ids, [f"knd.k8s.cni.cncf.io/net={claim['metadata']['uid']}-netns"])
+
+        n.driver.kill9()  # no NRI plugin: the sandbox starts without net-a
+        self.assertEqual(n.run_pod(pod)[0], 200)
+        code, body = n.create_container(pod, "app", ids, ok=None)
+        self.assertEqual(code, 500, body)
+        self.assertIn("claim team-a/claim-g", body["error"])
+        self.assertIn("interface net-a is not in the pod's network namespace", body["error"])
+        self.assertIsNotNone(link("eth1"), "the device never left the host")
+
+        # The kubelet gives up on that sandbox; the next one gets knd's hook and its NIC.
+        n.stop_pod(pod)
+        n.remove_pod(pod)
+        n.start_driver(config=NODE_CONFIG)
+        self.assertEqual(n.run_pod(pod)[0], 200)
+        self.assert_attached(pod)
+        code, body = n.create_container(pod, "app", ids)
+        self.assertEqual(code, 200, body)
+        n.stop_pod(pod)
+        self.assert_restored()
+
     def test_failing_route_rolls_back(self):
         bad = dict(CONFIG, routes=[{"destination": "198.51.100.0/24", "gateway": "10.250.0.1"}])
         pod, _ = self.start_pod(config=bad)

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "cdi_hooks.h"
 #include "runtime_core.h"
 
 namespace knd::localcp {
@@ -64,8 +65,11 @@ bool StringField(const json& body, const char* field, const httplib::Request& re
 
 }  // namespace
 
-ControlApi::ControlApi(RuntimeCore& core, NetnsOps& netns)
-    : core_(core), netns_(netns), http_(std::make_unique<httplib::Server>()) {
+ControlApi::ControlApi(RuntimeCore& core, NetnsOps& netns, std::string cdi_dir)
+    : core_(core),
+      netns_(netns),
+      cdi_dir_(std::move(cdi_dir)),
+      http_(std::make_unique<httplib::Server>()) {
   http_->set_tcp_nodelay(true);  // no Nagle/delayed-ACK stall on kept-alive control calls
   Routes();
 }
@@ -218,12 +222,26 @@ void ControlApi::Routes() {
         !StringField(body, "name", req, res, name)) {
       return;
     }
+    std::vector<std::string> cdi_devices;
+    if (auto it = body.find("cdiDevices"); it != body.end()) {
+      if (!it->is_array()) {
+        return Error(res, 400, "/containers/create: field \"cdiDevices\" must be a list");
+      }
+      for (const json& id : *it) {
+        if (!id.is_string()) {
+          return Error(res, 400, "/containers/create: field \"cdiDevices\" holds a non-string");
+        }
+        cdi_devices.push_back(id.get<std::string>());
+      }
+    }
     api::PodSandbox sandbox;
+    std::string pod_netns;
     {
       std::lock_guard<std::mutex> l(mu_);
       auto it = pods_.find(uid);
       if (it == pods_.end()) return Error(res, 404, "/containers/create: no pod with uid " + uid);
       sandbox = it->second.sandbox;
+      pod_netns = it->second.netns;
     }
     api::Container ctr;
     ctr.set_id(RandomHex(32));
@@ -232,6 +250,13 @@ void ControlApi::Routes() {
     ctr.set_state(api::CONTAINER_CREATED);
     absl::StatusOr<api::ContainerAdjustment> adj = core_.CreateContainer(sandbox, ctr);
     if (!adj.ok()) return Error(res, 500, std::string(adj.status().message()));
+    if (!cdi_devices.empty()) {
+      if (cdi_dir_.empty()) {
+        return Error(res, 500, "/containers/create: CDI devices given but no --cdi-dir");
+      }
+      absl::Status st = RunCreateRuntimeHooks(cdi_dir_, cdi_devices, pod_netns, ctr.id());
+      if (!st.ok()) return Error(res, 500, std::string(st.message()));
+    }
     std::string adj_json;
     google::protobuf::util::JsonPrintOptions opts;
     opts.preserve_proto_field_names = true;

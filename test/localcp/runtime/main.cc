@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:0";
   std::string port_file;
   std::string netns_dir = "/run/netns";
+  std::string cdi_dir;
   size_t sync_chunk = 0;
   int verbosity = 0;
   app.add_option("--nri-socket", socket, "NRI socket to serve (removed and recreated)");
@@ -32,6 +33,8 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "control API address host:port (port 0 = pick)");
   app.add_option("--port-file", port_file, "write the bound control port to this file");
   app.add_option("--netns-dir", netns_dir, "where pod network namespaces are created");
+  app.add_option("--cdi-dir", cdi_dir,
+                 "CDI spec dir: /containers/create runs the createRuntime hooks of its cdiDevices");
   app.add_option("--sync-chunk-pods", sync_chunk, "split Synchronize into chunks of N pods");
   app.add_option("-v", verbosity, "log verbosity");
   CLI11_PARSE(app, argc, argv);
@@ -70,7 +73,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto netns = knd::localcp::RealNetnsOps(netns_dir);
-  knd::localcp::ControlApi api(**core, *netns);
+  knd::localcp::ControlApi api(**core, *netns, cdi_dir);
   absl::StatusOr<int> bound = api.Listen(host, port);
   if (!bound.ok()) {
     spdlog::error("knd-runtime: {}", bound.status().ToString());

@@ -126,11 +126,14 @@ std::unique_ptr<NetnsOps> RealNetnsOps(const std::string& dir);
 //   POST /pods/run             {uid, namespace, name, hostNetwork?} -> {id, netns}
 //   POST /pods/stop            {uid, order?: "containerd"|"crio"}   -> {}
 //   POST /pods/remove          {uid}                                -> {}
-//   POST /containers/create    {uid, name}                          -> {containerId, adjust}
+//   POST /containers/create    {uid, name, cdiDevices?}             -> {containerId, adjust}
+//        (cdiDevices: the qualified CDI ids the kubelet got from Prepare; their createRuntime
+//        hooks run as runc would run them, and a failing hook fails the creation: 500)
 // Bad requests -> 400 {error}, unknown pod -> 404, plugin errors -> 500 {error}.
 class ControlApi {
  public:
-  ControlApi(RuntimeCore& core, NetnsOps& netns);
+  // `cdi_dir`: where CDI specs are resolved ("" = CDI devices are refused).
+  ControlApi(RuntimeCore& core, NetnsOps& netns, std::string cdi_dir = "");
   ~ControlApi();
   // Binds host:port (port 0 = pick one) and serves on a thread; returns the bound port.
   absl::StatusOr<int> Listen(const std::string& host, int port);
@@ -146,6 +149,7 @@ class ControlApi {
 
   RuntimeCore& core_;
   NetnsOps& netns_;
+  const std::string cdi_dir_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   std::mutex mu_;
