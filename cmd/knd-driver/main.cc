@@ -70,6 +70,14 @@ const char* Env(const char* name) {
   return v != nullptr ? v : "";
 }
 
+// A client for a component that retries on its own schedule (backoff, watch): without the
+// client's internal retries its Stop() stays prompt while the API server is unreachable.
+absl::StatusOr<std::unique_ptr<knd::kube::Client>> NewClientWithoutRetries(
+    knd::kube::ClientConfig cfg) {
+  cfg.max_retries = 0;
+  return knd::kube::NewClient(cfg);
+}
+
 int Fail(const std::string& what, const absl::Status& st) {
   spdlog::critical("{}: {}", what, st.ToString());
   return 1;
@@ -323,11 +331,7 @@ int main(int argc, char** argv) {
   knd::kube::SlicePublisherOptions popts;
   popts.node_name = o.node_name;
   popts.driver_name = o.driver_name;
-  // The publisher retries on its own schedule (backoff, watch-triggered); a client without
-  // internal retries keeps its Stop() prompt while the API server is unreachable.
-  knd::kube::ClientConfig pub_cfg = *kcfg;
-  pub_cfg.max_retries = 0;
-  auto pub_client = knd::kube::NewClient(pub_cfg);
+  auto pub_client = NewClientWithoutRetries(*kcfg);
   if (!pub_client.ok()) return Fail("kubernetes API client", pub_client.status());
   knd::kube::SlicePublisher publisher(**pub_client, popts);
   knd::inventory::ScanOptions sopts;
@@ -339,9 +343,7 @@ int main(int argc, char** argv) {
   // through a client of their own: a burst of attaches must not eat the rate limit that
   // Prepare's reads need. The two status writers retry with their own backoff (no client
   // retries, so Stop stays prompt); events are best effort with the client's retries.
-  knd::kube::ClientConfig status_cfg = *kcfg;
-  status_cfg.max_retries = 0;
-  auto status_client = knd::kube::NewClient(status_cfg);
+  auto status_client = NewClientWithoutRetries(*kcfg);
   if (!status_client.ok()) return Fail("kubernetes API client", status_client.status());
   knd::kube::ClaimStatusWriterOptions cs_opts;
   cs_opts.driver_name = o.driver_name;
@@ -363,10 +365,8 @@ int main(int argc, char** argv) {
   knd::nri::PodNetwork pod_network(plans, *attacher, &cni_executor);
   pod_network.SetObserver(&reporter);
   // This node's pods, watched, so that Prepare reads the claim and nothing else (a pod the
-  // watch has not seen yet is read from the API). Own client: no retries, so Stop is prompt.
-  knd::kube::ClientConfig pods_cfg = *kcfg;
-  pods_cfg.max_retries = 0;
-  auto pods_client = knd::kube::NewClient(pods_cfg);
+  // watch has not seen yet is read from the API).
+  auto pods_client = NewClientWithoutRetries(*kcfg);
   if (!pods_client.ok()) return Fail("kubernetes API client", pods_client.status());
   knd::kube::PodCacheOptions pc_opts;
   pc_opts.node_name = o.node_name;

@@ -74,6 +74,22 @@ class ClientTest : public ::testing::Test {
   }
   httplib::Server svr_;
   std::unique_ptr<ServerRunner> runner_;
+  // A watch stream at `path` that sends one ADDED event, then nothing until the client goes.
+  void ServeOneEventThenIdle(const std::string& path) {
+    svr_.Get(path, [this](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("application/json",
+                                       [this, n = 0](size_t, httplib::DataSink& sink) mutable {
+                                         if (stopping_) return false;
+                                         if (n++ == 0) {
+                                           std::string ev = R"({"type":"ADDED","object":{}})"
+                                                            "\n";
+                                           return sink.write(ev.data(), ev.size());
+                                         }
+                                         std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                                         return sink.is_writable();
+                                       });
+    });
+  }
   std::atomic<bool> stopping_{false};
 };
 
@@ -327,19 +343,7 @@ TEST_F(ClientTest, WatchGoneAndErrorEventAreOutOfRange) {
 }
 
 TEST_F(ClientTest, WatchStopsPromptlyOnStopFlagAndOnCallback) {
-  svr_.Get("/forever", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_chunked_content_provider("application/json",
-                                     [&, n = 0](size_t, httplib::DataSink& sink) mutable {
-                                       if (stopping_) return false;
-                                       if (n++ == 0) {
-                                         std::string ev = R"({"type":"ADDED","object":{}})"
-                                                          "\n";
-                                         return sink.write(ev.data(), ev.size());
-                                       }
-                                       std::this_thread::sleep_for(std::chrono::milliseconds(20));
-                                       return sink.is_writable();
-                                     });
-  });
+  ServeOneEventThenIdle("/forever");
   auto c = NewC(Cfg());
   std::atomic<bool> stop{false};
   int events = 0;
@@ -374,20 +378,7 @@ TEST_F(ClientTest, WatchStopsPromptlyOnStopFlagAndOnCallback) {
 }
 
 TEST_F(ClientTest, WakeWatchesEndsAStoppedWatchOnAnIdleStream) {
-  // The server sends one event, then nothing at all.
-  svr_.Get("/idle", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_chunked_content_provider("application/json",
-                                     [&, n = 0](size_t, httplib::DataSink& sink) mutable {
-                                       if (stopping_) return false;
-                                       if (n++ == 0) {
-                                         std::string ev = R"({"type":"ADDED","object":{}})"
-                                                          "\n";
-                                         return sink.write(ev.data(), ev.size());
-                                       }
-                                       std::this_thread::sleep_for(std::chrono::milliseconds(20));
-                                       return sink.is_writable();
-                                     });
-  });
+  ServeOneEventThenIdle("/idle");
   auto cfg = Cfg();
   // No periodic look at the stop flag within the test's life: only the wake can end it.
   cfg.watch_stop_check = std::chrono::hours(1);

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "kube/list_watch.h"
 
 namespace knd::kube {
 namespace {
@@ -95,85 +96,48 @@ bool PodCache::SleepFor(std::chrono::milliseconds d) {
 }
 
 void PodCache::Loop() {
-  const std::string selector = absl::StrCat("spec.nodeName=", opts_.node_name);
-  std::string rv;
-  bool need_list = true;
-  auto backoff = opts_.backoff_initial;
-  auto fail = [&](const absl::Status& st) {
+  ListWatchOptions lw;
+  lw.path = kPodsPath;
+  lw.field_selector = absl::StrCat("spec.nodeName=", opts_.node_name);
+  lw.watch_timeout_seconds = opts_.watch_timeout_seconds;
+  lw.backoff_initial = opts_.backoff_initial;
+  lw.backoff_max = opts_.backoff_max;
+  ListWatchHandlers h;
+  h.on_list = [this](const json& list) {
+    std::map<std::string, PodFacts> pods;
+    if (auto items = list.find("items"); items != list.end() && items->is_array()) {
+      for (const json& pod : *items) pods[Key(pod)] = PodFactsOf(pod);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    pods_ = std::move(pods);
+    synced_ = true;
+    ++stats_.lists;
+  };
+  h.on_event = [this](const WatchEvent& ev) {
+    const std::string key = Key(ev.object);
+    PodFacts facts = PodFactsOf(ev.object);
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.events;
+    if (ev.type == "DELETED") {
+      // A pod deleted and re-created under the same name may be seen in either order around
+      // a relist: only the UID that was deleted goes.
+      auto it = pods_.find(key);
+      if (it != pods_.end() && it->second.uid == facts.uid) pods_.erase(it);
+    } else {
+      pods_[key] = std::move(facts);
+    }
+  };
+  h.on_error = [this](const absl::Status& st, std::chrono::milliseconds retry_in) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.errors;
     }
     // Prepare reads pods from the API meanwhile, so this is not urgent for anyone.
-    spdlog::debug("watching this node's pods: {} (retry in {} ms)", st.ToString(), backoff.count());
-    bool go_on = SleepFor(backoff);
-    backoff = std::min(backoff * 2, opts_.backoff_max);
-    return go_on;
+    spdlog::debug("watching this node's pods: {} (retry in {} ms)", st.ToString(),
+                  retry_in.count());
   };
-  while (!stop_) {
-    if (need_list) {
-      ListOptions lo;
-      lo.field_selector = selector;
-      auto list = client_.List(kPodsPath, lo);
-      if (!list.ok()) {
-        if (!fail(list.status())) break;
-        continue;
-      }
-      std::map<std::string, PodFacts> pods;
-      if (auto items = list->find("items"); items != list->end() && items->is_array()) {
-        for (const json& pod : *items) pods[Key(pod)] = PodFactsOf(pod);
-      }
-      rv = StrAt(*list, "metadata", "resourceVersion");
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        pods_ = std::move(pods);
-        synced_ = true;
-        ++stats_.lists;
-      }
-      need_list = false;
-    }
-    ListOptions wo;
-    wo.field_selector = selector;
-    wo.resource_version = rv;
-    wo.allow_watch_bookmarks = true;
-    wo.timeout_seconds = opts_.watch_timeout_seconds;
-    bool got_event = false;
-    absl::Status st = client_.Watch(
-        kPodsPath, wo,
-        [&](const WatchEvent& ev) {
-          got_event = true;
-          if (std::string v = StrAt(ev.object, "metadata", "resourceVersion"); !v.empty()) rv = v;
-          if (ev.type == "BOOKMARK") return true;
-          const std::string key = Key(ev.object);
-          PodFacts facts = PodFactsOf(ev.object);
-          std::lock_guard<std::mutex> lock(mu_);
-          ++stats_.events;
-          if (ev.type == "DELETED") {
-            // A pod deleted and re-created under the same name may be seen in either order
-            // around a relist: only the UID that was deleted goes.
-            auto it = pods_.find(key);
-            if (it != pods_.end() && it->second.uid == facts.uid) pods_.erase(it);
-          } else {
-            pods_[key] = std::move(facts);
-          }
-          return true;
-        },
-        stop_);
-    if (stop_) break;
-    if (!st.ok()) {
-      // 410 Gone (OutOfRange) or a broken stream: list again rather than trust the old
-      // resourceVersion (a restarted server may have reset it).
-      need_list = true;
-      if (absl::IsOutOfRange(st)) continue;
-      if (!fail(st)) break;
-      continue;
-    }
-    if (got_event) {
-      backoff = opts_.backoff_initial;
-    } else if (!SleepFor(std::chrono::milliseconds(200))) {
-      break;  // a server that closes empty streams at once must not make us spin
-    }
-  }
+  h.sleep = [this](std::chrono::milliseconds d) { return SleepFor(d); };
+  RunListWatch(client_, lw, h, stop_);
 }
 
 }  // namespace knd::kube

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/status.h"
+#include "kube/list_watch.h"
 
 namespace knd::kube {
 namespace {
@@ -332,87 +333,45 @@ void SlicePublisher::ReconcileLoop() {
 }
 
 void SlicePublisher::WatchLoop() {
-  std::string rv;
-  bool need_list = true;
-  auto backoff = opts_.backoff_initial;
-  auto fail = [&](const absl::Status& st) {
-    spdlog::debug("watching own ResourceSlices: {} (retry in {} ms)", st.ToString(),
-                  backoff.count());
-    bool go_on = SleepFor(backoff);
-    backoff = std::min(backoff * 2, opts_.backoff_max);
-    return go_on;
-  };
-  while (!stop_) {
-    if (need_list) {
-      // List for a resourceVersion to watch from, then reconcile once: anything that changed
-      // before this list is caught by that reconcile, anything after by the watch.
-      ListOptions lo;
-      lo.field_selector = FieldSelector();
-      auto list = client_.List(kResourceSlicesPath, lo);
-      if (!list.ok()) {
-        if (!fail(list.status())) break;
-        continue;
+  ListWatchOptions lw;
+  lw.path = kResourceSlicesPath;
+  lw.field_selector = FieldSelector();
+  lw.watch_timeout_seconds = opts_.watch_timeout_seconds;
+  lw.backoff_initial = opts_.backoff_initial;
+  lw.backoff_max = opts_.backoff_max;
+  ListWatchHandlers h;
+  // Anything that changed before a (re)list is caught by the reconcile it triggers, anything
+  // after by the watch.
+  h.on_list = [this](const json&) { Trigger(); };
+  h.on_event = [this](const WatchEvent& ev) {
+    const json& meta = Sub(ev.object, "metadata");
+    const json& spec = Sub(ev.object, "spec");
+    if (JStr(spec, "nodeName") != opts_.node_name || JStr(spec, "driver") != opts_.driver_name) {
+      return;
+    }
+    bool ours = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const std::string name = JStr(meta, "name");
+      if (ev.type == "DELETED") {
+        ours = own_deletes_.erase(name) > 0;
+      } else {
+        auto it = own_specs_.find(name);
+        ours = it != own_specs_.end() && it->second == spec;
       }
-      rv = JStr(Sub(*list, "metadata"), "resourceVersion");
-      need_list = false;
+    }
+    if (!ours) {
+      spdlog::debug("ResourceSlice {} {} by someone else; reconciling", JStr(meta, "name"),
+                    ev.type);
       Trigger();
     }
-    ListOptions wo;
-    wo.field_selector = FieldSelector();
-    wo.resource_version = rv;
-    wo.allow_watch_bookmarks = true;
-    wo.timeout_seconds = opts_.watch_timeout_seconds;
-    bool got_event = false;
-    absl::Status st = client_.Watch(
-        kResourceSlicesPath, wo,
-        [&](const WatchEvent& ev) {
-          got_event = true;
-          const json& meta = Sub(ev.object, "metadata");
-          std::string ev_rv = JStr(meta, "resourceVersion");
-          if (!ev_rv.empty()) rv = ev_rv;
-          if (ev.type == "BOOKMARK") return true;
-          const json& spec = Sub(ev.object, "spec");
-          if (JStr(spec, "nodeName") != opts_.node_name ||
-              JStr(spec, "driver") != opts_.driver_name) {
-            return true;
-          }
-          bool ours = false;
-          {
-            std::lock_guard<std::mutex> lock(mu_);
-            const std::string name = JStr(meta, "name");
-            if (ev.type == "DELETED") {
-              ours = own_deletes_.erase(name) > 0;
-            } else {
-              auto it = own_specs_.find(name);
-              ours = it != own_specs_.end() && it->second == spec;
-            }
-          }
-          if (!ours) {
-            spdlog::debug("ResourceSlice {} {} by someone else; reconciling", JStr(meta, "name"),
-                          ev.type);
-            Trigger();
-          }
-          return true;
-        },
-        stop_);
-    if (stop_) break;
-    if (absl::IsOutOfRange(st)) {
-      need_list = true;  // 410 Gone: our resourceVersion is too old
-      continue;
-    }
-    if (!st.ok()) {
-      // After an outage, list and reconcile again instead of trusting the old
-      // resourceVersion: a restarted server may have lost or reset its state.
-      need_list = true;
-      if (!fail(st)) break;
-      continue;
-    }
-    if (got_event) {
-      backoff = opts_.backoff_initial;
-    } else if (!SleepFor(std::chrono::milliseconds(200))) {
-      break;  // a server that closes empty streams at once must not make us spin
-    }
-  }
+  };
+  h.on_error = [](const absl::Status& st, std::chrono::milliseconds retry_in) {
+    spdlog::debug("watching own ResourceSlices: {} (retry in {} ms)", st.ToString(),
+                  retry_in.count());
+  };
+  h.sleep = [this](std::chrono::milliseconds d) { return SleepFor(d); };
+  RunListWatch(client_, lw, h, stop_);
 }
 
 }  // namespace knd::kube
