@@ -464,7 +464,13 @@ absl::Status Preparer::Unprepare(const ClaimRef& claim) {
   }
   ClaimLock lock(*this, claim.uid);
   absl::StatusOr<state::ClaimPlan> plan = plans_.Get(claim.uid);
-  if (absl::IsNotFound(plan.status())) return absl::OkStatus();  // never prepared / done
+  if (absl::IsNotFound(plan.status())) {
+    // Never prepared, or done. A crash between the CDI spec and the plan of a Prepare can
+    // have left the spec alone: remove it too.
+    if (opts_.cdi_dir.empty()) return absl::OkStatus();
+    return Annotate(state::RemoveClaimSpec(opts_.cdi_dir, kCdiKind, claim.uid),
+                    absl::StrCat(where, ": removing the CDI spec"));
+  }
   if (!plan.ok()) return Annotate(plan.status(), absl::StrCat(where, ": reading the plan"));
   if (opts_.on_unprepare) {
     RETURN_IF_ERROR(Annotate(opts_.on_unprepare(*plan), absl::StrCat(where, ": releasing")));

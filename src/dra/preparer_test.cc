@@ -680,6 +680,12 @@ TEST_F(PreparerTest, NetnsGuardHookInTheClaimsCdiSpec) {
   EXPECT_EQ(*again, *res);
   ASSERT_TRUE(preparer_->Unprepare(Ref()).ok());
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/cdi/knd.k8s.cni.cncf.io-net_claim-uid-1.json"));
+  // A crash after the spec and before the plan leaves a spec alone; Unprepare still takes it.
+  ASSERT_TRUE(state::WriteClaimSpec(dir_ + "/cdi", kCdiKind, "claim-uid-1",
+                                    {state::CdiDevice{"netns", {{"env", {"A=1"}}}}})
+                  .ok());
+  ASSERT_TRUE(preparer_->Unprepare(Ref()).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/cdi/knd.k8s.cni.cncf.io-net_claim-uid-1.json"));
 }
 
 // While Unprepare of a claim is in its hook, a Prepare of the same claim waits for it (and then

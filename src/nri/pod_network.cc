@@ -20,7 +20,6 @@ bool OnPod(const state::DevicePlan& d) {
   return d.state == DeviceState::kAttaching || d.state == DeviceState::kAttached;
 }
 
-// The in-pod name a device has (or was going to have) in the pod netns.
 PodInfo PodOf(const state::ClaimPlan& plan, const std::string& uid) {
   for (const auto& p : plan.pods) {
     if (p.uid == uid) return {p.uid, p.namespace_, p.name, ""};
