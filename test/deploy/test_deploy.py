@@ -139,6 +139,13 @@ CLIENT_DECL = re.compile(
     r"(?:(?<![\w:])|(?<=kube::))Client\s*[&*]\s*(\w+)"
     r"|(?:unique_ptr|shared_ptr)<\s*(?:knd::)?(?:kube::)?Client\s*>\s*[&*]?\s*(\w+)")
 STRING_CONST = re.compile(r"\b(k[A-Z]\w*)\s*(?:\[\])?\s*=\s*\"([^\"]*)\"")
+# Helpers that call the API on a path their caller gives them: the helper's own calls are
+# skipped and each caller is credited with the verbs, at the path it sets. kube::RunListWatch
+# lists and watches ListWatchOptions.path.
+DELEGATED_PATH_ARG = "opts.path"
+DELEGATING_CALL = re.compile(r"\bRunListWatch\s*\(")
+OPTIONS_PATH = re.compile(r"\b\w+\.path\s*=\s*([^;]+);")
+DELEGATED_VERBS = ("list", "watch")
 
 
 def split_top(args):
@@ -269,6 +276,8 @@ def api_calls(sources):
         for m in call.finditer(text):
             where = f"{path}:{text.count(chr(10), 0, m.start()) + 1}"
             args = split_top(call_args(text, m.end() - 1))
+            if args and args[0].strip() == DELEGATED_PATH_ARG:
+                continue  # a delegating helper: its callers are credited below
             value = resolve_path(args[0], text, m.start(), consts) if args else "{x}"
             parsed = parse_api_path(value)
             if parsed is None:
@@ -285,6 +294,19 @@ def api_calls(sources):
                     verb in ("patch", "update"):
                 used.setdefault((group, "resourceclaims/driver", "associated-node:" + verb),
                                 []).append(where)
+    for path, text in sources.items():
+        if re.search(r"(_test\.cc|_test_util\.h|fake_\w+\.h)$", path) or \
+                not DELEGATING_CALL.search(text):
+            continue
+        for m in OPTIONS_PATH.finditer(text):
+            where = f"{path}:{text.count(chr(10), 0, m.start()) + 1}"
+            value = resolve_path(m.group(1).strip(), text, m.start(), consts)
+            parsed = parse_api_path(value)
+            if parsed is None:
+                unresolved.append(f"{where}: .path = {m.group(1).strip()} -> {value!r}")
+                continue
+            for verb in DELEGATED_VERBS:
+                used.setdefault((parsed[0], parsed[1], verb), []).append(where)
     return used, unresolved
 
 
@@ -706,6 +728,11 @@ class RbacTest(unittest.TestCase):
             "src/x/a_test.cc": 'kube_.Create("/api/v1/namespaces/x/secrets", o);',
             "src/x/b_test_util.h": "class F { kube::Client& real_; "
                                    "void G(const std::string& p) { real_.Get(p); } };",
+            # A delegating helper and its caller: the caller gets list+watch at its path.
+            "src/x/lw.cc": "void RunLw(Client& client, const O& opts) {\n"
+                           "  client.List(opts.path, lo);\n  client.Watch(opts.path, wo); }",
+            "src/x/c.cc": 'constexpr char kNodes[] = "/api/v1/nodes";\n'
+                          "void C::Loop() { lw.path = kNodes; RunListWatch(client_, lw, h, s); }",
         })
         self.assertEqual(set(used), {
             ("resource.k8s.io", "resourceslices", "list"),
@@ -714,6 +741,8 @@ class RbacTest(unittest.TestCase):
             ("resource.k8s.io", "resourceclaims/driver", "associated-node:patch"),
             ("", "pods", "get"),
             ("", "nodes", "patch"),
+            ("", "nodes", "list"),
+            ("", "nodes", "watch"),
         })
         self.assertEqual(len(unresolved), 1)
         self.assertIn("WeirdPath", unresolved[0])
