@@ -17,8 +17,10 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -273,6 +275,65 @@ Check CheckStateDir(const std::string& dir) {
   return c;
 }
 
+namespace {
+
+// Whether an ELF file asks for a dynamic loader (has a PT_INTERP program header). nullopt when
+// it is not a 64-bit little-endian ELF file we can read.
+std::optional<bool> ElfIsDynamic(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  unsigned char eh[64] = {0};
+  if (!f.read(reinterpret_cast<char*>(eh), sizeof(eh))) return std::nullopt;
+  if (eh[0] != 0x7f || eh[1] != 'E' || eh[2] != 'L' || eh[3] != 'F' || eh[4] != 2 || eh[5] != 1) {
+    return std::nullopt;
+  }
+  auto u16 = [&](int o) { return static_cast<uint16_t>(eh[o] | (eh[o + 1] << 8)); };
+  uint64_t phoff = 0;
+  for (int i = 7; i >= 0; --i) phoff = (phoff << 8) | eh[32 + i];
+  const uint16_t phentsize = u16(54), phnum = u16(56);
+  for (uint16_t i = 0; i < phnum; ++i) {
+    unsigned char ph[4] = {0};
+    f.seekg(static_cast<std::streamoff>(phoff + uint64_t{i} * phentsize));
+    if (!f.read(reinterpret_cast<char*>(ph), sizeof(ph))) return std::nullopt;
+    if ((ph[0] | (ph[1] << 8) | (ph[2] << 16) | (ph[3] << 24)) == 3) return true;  // PT_INTERP
+  }
+  return false;
+}
+
+}  // namespace
+
+Check CheckNetnsGuard(const std::string& path) {
+  const char* kName = "netns-guard";
+  if (path.empty()) return Ok(kName, "not checked (--netns-guard \"\")");
+  if (!Exists(path)) {
+    return Warn(kName,
+                path +
+                    " does not exist: without it a pod that the runtime starts while "
+                    "knd-driver is down or not connected runs without its NICs",
+                "run knd-driver with --netns-guard " + path +
+                    " --netns-guard-install-from /usr/bin/knd-netns-guard (the DaemonSet does)");
+  }
+  if (::access(path.c_str(), X_OK) != 0) {
+    return Fail(kName,
+                path +
+                    " is not executable: every container that uses a knd claim fails to "
+                    "start (the runtime cannot run the CDI hook)",
+                "restart knd-driver (it installs the guard again), or chmod 0755 " + path);
+  }
+  std::optional<bool> dynamic = ElfIsDynamic(path);
+  if (!dynamic.has_value()) {
+    return Warn(kName, path + " is not an ELF executable",
+                "restart knd-driver to install it again");
+  }
+  if (*dynamic) {
+    return Warn(kName,
+                path +
+                    " is dynamically linked: the runtime runs it on the host, whose "
+                    "libraries may not match",
+                "install the static knd-netns-guard from the knd image");
+  }
+  return Ok(kName, path + " (static)");
+}
+
 Check CheckRdma(const std::string& sysfs_root) {
   const std::string path = sysfs_root + "/module/ib_core/parameters/netns_mode";
   absl::StatusOr<std::string> mode = ReadFile(path);
@@ -431,6 +492,7 @@ std::vector<Check> RunDoctor(const DoctorOptions& opts) {
   for (Check& c : CheckKubeletDirs(opts.kubelet_dir)) out.push_back(std::move(c));
   out.push_back(CheckCdiDir(opts.cdi_dir));
   out.push_back(CheckStateDir(opts.state_dir));
+  out.push_back(CheckNetnsGuard(opts.netns_guard));
   for (Check& c : CheckCniBinDirs(opts.cni_bin_dirs)) out.push_back(std::move(c));
   if (opts.probe_link_types) {
     std::string setup_error;
@@ -487,6 +549,9 @@ void AddDoctorCommand(CLI::App& app, int& rc) {
                   "CNI plugin directory (repeat for several; replaces the default list)")
       ->capture_default_str();
   cmd->add_option("--state-dir", f->opts.state_dir, "knd-driver's state directory")
+      ->capture_default_str();
+  cmd->add_option("--netns-guard", f->opts.netns_guard,
+                  "knd-driver's --netns-guard path (\"\" skips the check)")
       ->capture_default_str();
   cmd->add_option("--sysfs-root", f->opts.sysfs_root, "sysfs mount")->capture_default_str();
   cmd->add_flag("--no-link-probe", f->no_link_probe,

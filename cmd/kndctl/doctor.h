@@ -33,6 +33,8 @@ struct DoctorOptions {
   // knd-driver looks for CNI plugins in /opt/cni/bin, then in the image's /usr/lib/cni.
   std::vector<std::string> cni_bin_dirs = {"/opt/cni/bin", "/usr/lib/cni"};
   std::string state_dir = "/var/lib/knd";
+  // Where the DaemonSet's knd-driver installs the netns guard ("" = not checked).
+  std::string netns_guard = "/var/lib/knd/bin/knd-netns-guard";
   std::string sysfs_root = "/sys";
   std::string proc_status = "/proc/self/status";  // capabilities of this process
   bool probe_link_types = true;
@@ -48,6 +50,10 @@ std::vector<Check> CheckCniBinDirs(const std::vector<std::string>& dirs);
 Check CheckCdiDir(const std::string& dir);
 // knd's state dir is writable (or can be created).
 Check CheckStateDir(const std::string& dir);
+// The netns guard knd-driver names in CDI specs: an executable, statically linked file (the
+// runtime runs it on the host). Missing is a warning (pods may start without their NICs while
+// knd is down); present but not executable fails every container that uses a claim.
+Check CheckNetnsGuard(const std::string& path);
 // ib_core's netns_mode (exclusive lets RDMA devices follow their netdev into pods).
 Check CheckRdma(const std::string& sysfs_root);
 // CAP_NET_ADMIN and CAP_SYS_ADMIN in the effective set (from a /proc/<pid>/status file).

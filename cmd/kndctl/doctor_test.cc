@@ -66,6 +66,7 @@ class DoctorTest : public ::testing::Test {
     o.cdi_dir = P("cdi");
     o.cni_bin_dirs = {P("opt-cni-bin"), P("usr-lib-cni")};
     o.state_dir = P("knd");
+    o.netns_guard = P("knd/bin/knd-netns-guard");
     o.sysfs_root = P("sys");
     o.proc_status = P("proc-status");
     o.probe_link_types = false;
@@ -157,6 +158,30 @@ TEST_F(DoctorTest, CdiAndStateDirs) {
   EXPECT_TRUE(Has(c.detail, "1 plan(s)")) << c.detail;
 }
 
+TEST_F(DoctorTest, NetnsGuard) {
+  EXPECT_EQ(CheckNetnsGuard("").level, Level::kOk);
+  Check c = CheckNetnsGuard(P("bin/knd-netns-guard"));
+  EXPECT_EQ(c.level, Level::kWarn) << "missing: pods may start without their NICs";
+  EXPECT_TRUE(Has(c.fix, "--netns-guard-install-from")) << c.fix;
+  Write("bin/knd-netns-guard", "#!/bin/sh\n");
+  EXPECT_EQ(CheckNetnsGuard(P("bin/knd-netns-guard")).level, Level::kFail) << "not executable";
+  ::chmod(P("bin/knd-netns-guard").c_str(), 0755);
+  EXPECT_EQ(CheckNetnsGuard(P("bin/knd-netns-guard")).level, Level::kWarn) << "not ELF";
+  // A dynamically linked program (this test) and the real, static guard.
+  c = CheckNetnsGuard("/proc/self/exe");
+  EXPECT_EQ(c.level, Level::kWarn);
+  EXPECT_TRUE(Has(c.detail, "dynamically linked")) << c.detail;
+  const char* bin = std::getenv("KND_BINARY_DIR");
+  if (bin == nullptr) GTEST_SKIP() << "KND_BINARY_DIR not set (run through ctest)";
+  const std::string guard = std::string(bin) + "/cmd/knd-netns-guard/knd-netns-guard";
+  c = CheckNetnsGuard(guard);
+#if defined(__SANITIZE_ADDRESS__)
+  EXPECT_EQ(c.level, Level::kWarn) << "a sanitizer build links it dynamically";
+#else
+  EXPECT_EQ(c.level, Level::kOk) << c.detail;
+#endif
+}
+
 TEST_F(DoctorTest, Rdma) {
   Check c = CheckRdma(P("sys"));
   EXPECT_EQ(c.level, Level::kOk);
@@ -214,7 +239,9 @@ TEST_F(DoctorTest, WholeRunOnAGoodAndABadLayout) {
   EXPECT_TRUE(Has(text, "[warn] cni-plugins: missing: host-device, static, host-local — fix: "))
       << text;
   EXPECT_TRUE(Has(text, "[ok] rdma-netns-mode: no RDMA")) << text;
-  EXPECT_TRUE(Has(text, "1 failed, 2 warning(s)")) << text;
+  EXPECT_TRUE(Has(text, "[warn] netns-guard: " + P("knd/bin/knd-netns-guard") + " does not exist"))
+      << text;
+  EXPECT_TRUE(Has(text, "1 failed, 3 warning(s)")) << text;
   nlohmann::json j = DoctorToJson(checks);
   EXPECT_EQ(j["ok"], false);
   bool seen = false;

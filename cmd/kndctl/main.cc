@@ -10,7 +10,7 @@
 //     Every device plan on this node, checked against the live system.
 //
 //   kndctl doctor [--kubelet-dir D] [--nri-socket S] [--cdi-dir D] [--cni-bin-dir D ...]
-//                 [--state-dir D] [-o text|json]             (doctor.h)
+//                 [--state-dir D] [--netns-guard P] [-o text|json]   (doctor.h)
 //     Checks the node for what knd needs; exits 1 when a check fails.
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
