@@ -166,6 +166,14 @@ std::string UrlEncode(std::string_view s) {
   return out;
 }
 
+std::string MetadataString(const nlohmann::json& obj, const char* field) {
+  if (!obj.is_object()) return "";
+  auto md = obj.find("metadata");
+  if (md == obj.end() || !md->is_object()) return "";
+  auto v = md->find(field);
+  return v != md->end() && v->is_string() ? v->get<std::string>() : "";
+}
+
 std::string BuildQuery(const ListOptions& opts, bool watch) {
   std::string q;
   auto add = [&q](const char* key, const std::string& value) {

@@ -72,6 +72,9 @@ std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value);
 // Percent-encodes a query parameter value (RFC 3986 unreserved characters pass through).
 std::string UrlEncode(std::string_view s);
 
+// metadata.<field> of an API object as a string; "" when absent or not a string.
+std::string MetadataString(const nlohmann::json& obj, const char* field);
+
 // "?fieldSelector=..&labelSelector=..&resourceVersion=.." (+ watch parameters when `watch`).
 // Empty string when there is nothing to add.
 std::string BuildQuery(const ListOptions& opts, bool watch);

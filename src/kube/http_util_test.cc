@@ -159,5 +159,14 @@ TEST(BuildQuery, EncodesSelectorsAndWatchParams) {
             "&resourceVersion=42&allowWatchBookmarks=true&timeoutSeconds=30");
 }
 
+TEST(MetadataString, ReadsStringsOnly) {
+  nlohmann::json pod = {{"metadata", {{"name", "p"}, {"generation", 3}}}};
+  EXPECT_EQ(MetadataString(pod, "name"), "p");
+  EXPECT_EQ(MetadataString(pod, "generation"), "") << "not a string";
+  EXPECT_EQ(MetadataString(pod, "uid"), "");
+  EXPECT_EQ(MetadataString(nlohmann::json::array(), "name"), "");
+  EXPECT_EQ(MetadataString({{"metadata", "x"}}, "name"), "");
+}
+
 }  // namespace
 }  // namespace knd::kube::internal

@@ -2,17 +2,9 @@
 
 #include <algorithm>
 
+#include "kube/http_util.h"
+
 namespace knd::kube {
-namespace {
-
-std::string ResourceVersion(const nlohmann::json& obj) {
-  auto md = obj.find("metadata");
-  if (md == obj.end() || !md->is_object()) return "";
-  auto rv = md->find("resourceVersion");
-  return rv != md->end() && rv->is_string() ? rv->get<std::string>() : "";
-}
-
-}  // namespace
 
 void RunListWatch(Client& client, const ListWatchOptions& opts, const ListWatchHandlers& h,
                   const std::atomic<bool>& stop) {
@@ -34,7 +26,7 @@ void RunListWatch(Client& client, const ListWatchOptions& opts, const ListWatchH
         if (!fail(list.status())) break;
         continue;
       }
-      rv = ResourceVersion(*list);
+      rv = internal::MetadataString(*list, "resourceVersion");
       need_list = false;
       h.on_list(*list);
     }
@@ -48,7 +40,8 @@ void RunListWatch(Client& client, const ListWatchOptions& opts, const ListWatchH
         opts.path, wo,
         [&](const WatchEvent& ev) {
           got_event = true;
-          if (std::string v = ResourceVersion(ev.object); !v.empty()) rv = v;
+          if (std::string v = internal::MetadataString(ev.object, "resourceVersion"); !v.empty())
+            rv = v;
           if (ev.type != "BOOKMARK") h.on_event(ev);
           return true;
         },

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "kube/http_util.h"
 #include "kube/list_watch.h"
 
 namespace knd::kube {
@@ -14,24 +15,16 @@ using nlohmann::json;
 
 constexpr char kPodsPath[] = "/api/v1/pods";
 
-// The string at obj[a][b], or "" when absent or not a string.
-std::string StrAt(const json& obj, const char* a, const char* b) {
-  if (!obj.is_object()) return "";
-  auto ia = obj.find(a);
-  if (ia == obj.end() || !ia->is_object()) return "";
-  auto ib = ia->find(b);
-  return ib != ia->end() && ib->is_string() ? ib->get<std::string>() : "";
-}
-
 std::string Key(const json& pod) {
-  return absl::StrCat(StrAt(pod, "metadata", "namespace"), "/", StrAt(pod, "metadata", "name"));
+  return absl::StrCat(internal::MetadataString(pod, "namespace"), "/",
+                      internal::MetadataString(pod, "name"));
 }
 
 }  // namespace
 
 PodFacts PodFactsOf(const json& pod) {
   PodFacts f;
-  f.uid = StrAt(pod, "metadata", "uid");
+  f.uid = internal::MetadataString(pod, "uid");
   if (pod.is_object()) {
     auto spec = pod.find("spec");
     if (spec != pod.end() && spec->is_object()) {

@@ -132,7 +132,7 @@ std::shared_ptr<std::mutex> PodNetwork::PodLock(const std::string& uid) {
 }
 
 void PodNetwork::SetRuntimeTimeout(std::chrono::milliseconds t) {
-  runtime_timeout_ms_ = t.count() > 0 ? t.count() : 2000;
+  runtime_timeout_ms_ = t.count() > 0 ? t.count() : kNriDefaultRequestTimeoutMs;
 }
 
 PodNetwork::Budget PodNetwork::HookBudget() const {
@@ -146,6 +146,11 @@ std::string PodNetwork::TimeoutHint() const {
       "; the runtime allows each NRI hook ", runtime_timeout_ms_.load(),
       " ms: raise containerd's plugin_request_timeout or CRI-O's nri_plugin_request_timeout, or "
       "make the pod's CNI plugins faster");
+}
+
+absl::Status PodNetwork::WithTimeoutHint(absl::Status st) const {
+  if (!absl::IsDeadlineExceeded(st)) return st;
+  return absl::DeadlineExceededError(absl::StrCat(st.message(), TimeoutHint()));
 }
 
 absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan& plan,
@@ -241,10 +246,7 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
   absl::StatusOr<cni::ParsedResult> parsed =
       added.ok() ? cni::ParseResult(*added, rt.ifname) : added.status();
   if (!parsed.ok()) {
-    st = Annotate(parsed.status(), where);
-    if (absl::IsDeadlineExceeded(st)) {
-      st = absl::DeadlineExceededError(absl::StrCat(st.message(), TimeoutHint()));
-    }
+    st = WithTimeoutHint(Annotate(parsed.status(), where));
     // The spec wants a DEL after a failed ADD: it undoes what the plugins before the failing
     // one did. If that DEL fails too, the device stays "Attaching" so Detach retries it.
     rt.deadline = budget.cleanup;
@@ -382,10 +384,7 @@ absl::Status PodNetwork::DetachDevice(const state::ClaimPlan& plan, size_t index
   absl::Status st;
   if (IsCniDevice(dev)) {
     // DEL always, also with the netns gone (the executor then passes no netns).
-    st = Annotate(DelCni(pod, plan, dev, netns, deadline), where);
-    if (absl::IsDeadlineExceeded(st)) {
-      st = absl::DeadlineExceededError(absl::StrCat(st.message(), TimeoutHint()));
-    }
+    st = WithTimeoutHint(Annotate(DelCni(pod, plan, dev, netns, deadline), where));
     // "Container unknown" is what a plugin says about an attachment that is already gone.
     if (absl::IsNotFound(st)) st = absl::OkStatus();
   } else if (!dev.host) {

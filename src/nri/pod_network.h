@@ -93,6 +93,8 @@ class PodNetwork {
   Budget HookBudget() const;
   // The hint appended to errors caused by the hook's budget.
   std::string TimeoutHint() const;
+  // `st` with TimeoutHint() appended when it is DeadlineExceeded (a budget ran out).
+  absl::Status WithTimeoutHint(absl::Status st) const;
 
   // Detaches device `index` of claim `claim_uid` and records the outcome in its plan.
   absl::Status DetachDevice(const state::ClaimPlan& plan, size_t index, const std::string& netns,
@@ -113,7 +115,8 @@ class PodNetwork {
   attach::Attacher& attacher_;
   cni::Executor* cni_;
   std::atomic<AttachObserver*> observer_{nullptr};
-  std::atomic<int64_t> runtime_timeout_ms_{2000};
+  static constexpr int64_t kNriDefaultRequestTimeoutMs = 2000;  // NRI's own default
+  std::atomic<int64_t> runtime_timeout_ms_{kNriDefaultRequestTimeoutMs};
   std::mutex locks_mu_;
   std::map<std::string, std::weak_ptr<std::mutex>> pod_locks_;
 };

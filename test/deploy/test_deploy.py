@@ -256,6 +256,11 @@ def parse_api_path(path):
     return group, resource
 
 
+def is_test_only(path):
+    """Tests, their helpers and fakes: their API calls are not the driver's."""
+    return re.search(r"(_test\.cc|_test_util\.h|fake_\w+\.h)$", path) is not None
+
+
 def api_calls(sources):
     """sources: {path: text}. Returns ({(group, resource, verb): [where]}, [unresolved])."""
     consts = {}
@@ -263,7 +268,7 @@ def api_calls(sources):
         consts.update(dict(STRING_CONST.findall(text)))
     used, unresolved = {}, []
     for path, text in sources.items():
-        if re.search(r"(_test\.cc|_test_util\.h|fake_\w+\.h)$", path):  # test-only code
+        if is_test_only(path):  # test-only code
             continue
         # Handles declared in this file or in its own header.
         unit = text + sources.get(re.sub(r"\.cc$", ".h", path), "")
@@ -295,7 +300,7 @@ def api_calls(sources):
                 used.setdefault((group, "resourceclaims/driver", "associated-node:" + verb),
                                 []).append(where)
     for path, text in sources.items():
-        if re.search(r"(_test\.cc|_test_util\.h|fake_\w+\.h)$", path) or \
+        if is_test_only(path) or \
                 not DELEGATING_CALL.search(text):
             continue
         for m in OPTIONS_PATH.finditer(text):
