@@ -62,6 +62,10 @@ struct DriverOptions {
   std::string cni_cache_dir;  // default <state-dir>/cni
   std::string netns_guard;    // host path of knd-netns-guard; "" = no guard
   std::string netns_guard_install_from;
+  // Prepare waits this long for a device to come back from a pod that is stopping.
+  double device_return_wait_s = 10;
+  // A claimed device that is neither on the host nor in a pod is withdrawn after this.
+  double lost_device_grace_s = 10;
   int verbosity = 0;
 };
 
@@ -83,9 +87,10 @@ int Fail(const std::string& what, const absl::Status& st) {
   return 1;
 }
 
-// Turns a scan into the desired devices of the publisher (the only inventory <-> kube seam).
+// Turns a scan into the desired devices of the publisher (the only inventory <-> kube seam),
+// and asks the monitor for another look when a missing device's grace period ends.
 void Rescan(knd::inventory::Inventory& inventory, const std::string& driver_name,
-            knd::kube::SlicePublisher& publisher) {
+            knd::kube::SlicePublisher& publisher, knd::inventory::LinkMonitor& monitor) {
   if (auto st = inventory.Rescan(); !st.ok()) {
     spdlog::error("inventory scan failed (keeping the last published devices): {}", st.ToString());
     return;
@@ -96,46 +101,60 @@ void Rescan(knd::inventory::Inventory& inventory, const std::string& driver_name
   }
   spdlog::debug("inventory: {} devices", out.size());
   publisher.SetDevices(std::move(out));
+  if (auto next = inventory.NextReview()) monitor.ScheduleAt(*next);
 }
 
-// Devices given to claims on this node: they stay published while they are in pods.
-std::set<std::string> PlannedDevices(const knd::state::PlanStore& plans) {
-  std::set<std::string> out;
+// Where a device the scan did not find on the host is, by the plans: in a pod while knd put it
+// there and that pod's netns still exists (a veth dies with its netns; a physical NIC comes
+// back to the host and is found by the scan).
+knd::inventory::Whereabouts WhereIs(const knd::state::PlanStore& plans, const std::string& device) {
+  bool claimed = false;
   for (const auto& plan : plans.List()) {
-    for (const auto& dev : plan.devices) out.insert(dev.device);
+    for (const auto& d : plan.devices) {
+      if (d.device != device) continue;
+      claimed = true;
+      if (d.state == knd::state::DeviceState::kAttaching)
+        return knd::inventory::Whereabouts::kInPod;
+      if (d.state == knd::state::DeviceState::kAttached) {
+        const std::string netns = d.result ? d.result->netns : "";
+        if (netns.empty() || ::access(netns.c_str(), F_OK) == 0) {
+          return knd::inventory::Whereabouts::kInPod;
+        }
+      }
+    }
   }
-  return out;
+  return claimed ? knd::inventory::Whereabouts::kClaimed : knd::inventory::Whereabouts::kUnclaimed;
 }
 
-// Device health for the kubelet: the link state of every inventory device, plus the claimed
-// devices the last scan did not find (fine while they sit in a pod's netns).
+// Device health for the kubelet: the link state of every published device; the devices in
+// pods are healthy; claimed devices that are missing (in doubt, or lost and withdrawn) are
+// not.
 std::vector<knd::dra::DeviceHealthInfo> DeviceHealth(const knd::inventory::Inventory& inventory,
                                                      const knd::state::PlanStore& plans,
                                                      const std::string& node) {
   std::vector<knd::dra::DeviceHealthInfo> out;
-  std::set<std::string> found;
-  for (const auto& d : inventory.Devices()) {
-    const bool up = d.operstate == "up" || d.operstate == "unknown";
-    out.push_back({node, d.name, up, up ? "ok" : "link is " + d.operstate});
-    found.insert(d.name);
-  }
-  std::set<std::string> planned, in_pod;
+  std::set<std::string> in_pod, missing;
   for (const auto& plan : plans.List()) {
     for (const auto& dev : plan.devices) {
-      planned.insert(dev.device);
-      if (dev.state == knd::state::DeviceState::kAttached ||
-          dev.state == knd::state::DeviceState::kAttaching) {
-        in_pod.insert(dev.device);
-      }
+      if (knd::state::InPod(dev)) in_pod.insert(dev.device);
     }
   }
-  for (const std::string& name : planned) {
-    if (found.count(name) > 0) continue;
-    const bool attached = in_pod.count(name) > 0;
-    out.push_back({node, name, attached,
-                   attached ? "in pod"
-                            : "device is missing from the node (not found by the last "
-                              "inventory scan)"});
+  for (const auto& m : inventory.MissingDevices()) missing.insert(m.device.name);
+  for (const auto& d : inventory.Devices()) {
+    if (missing.count(d.name) > 0) continue;
+    if (in_pod.count(d.name) > 0) {
+      out.push_back({node, d.name, true, "in pod"});
+      continue;
+    }
+    const bool up = d.operstate == "up" || d.operstate == "unknown";
+    out.push_back({node, d.name, up, up ? "ok" : "link is " + d.operstate});
+  }
+  for (const auto& m : inventory.MissingDevices()) {
+    out.push_back({node, m.device.name, false,
+                   m.lost ? "lost: neither on the host nor in a pod; withdrawn from the "
+                            "ResourceSlice"
+                          : "missing: neither on the host nor in a pod (not found by the last "
+                            "inventory scan)"});
   }
   return out;
 }
@@ -145,7 +164,8 @@ void RegisterMetrics(const knd::kube::SlicePublisher& publisher, const knd::dra:
                      const knd::nri::Plugin& nri, const knd::state::PlanStore& plans,
                      const knd::kube::ClaimStatusWriter& claim_status,
                      const knd::kube::NetworkStatusWriter& network_status,
-                     const knd::kube::EventRecorder& events, const knd::kube::PodCache& pod_cache) {
+                     const knd::kube::EventRecorder& events, const knd::kube::PodCache& pod_cache,
+                     const knd::inventory::Inventory& inventory) {
   using knd::metrics::Registry;
   Registry& m = knd::metrics::Default();
   m.GaugeFunc("knd_published_devices", "Devices in this node's ResourceSlices.",
@@ -175,6 +195,9 @@ void RegisterMetrics(const knd::kube::SlicePublisher& publisher, const knd::dra:
     }
     return double(n);
   });
+  m.GaugeFunc("knd_devices_missing",
+              "Claimed devices that are neither on the host nor in a pod (lost or in doubt).",
+              [&inventory] { return double(inventory.MissingDevices().size()); });
   m.GaugeFunc("knd_kubelet_registered", "1 when registered with the kubelet.",
               [&] { return dra.registered() ? 1.0 : 0.0; });
   m.GaugeFunc("knd_nri_connected", "1 when registered with the container runtime.",
@@ -246,6 +269,16 @@ int main(int argc, char** argv) {
   app.add_option("--netns-guard-install-from", o.netns_guard_install_from,
                  "copy this knd-netns-guard binary to the --netns-guard path at start (a "
                  "hostPath the runtime can run it from)");
+  app.add_option("--device-return-wait", o.device_return_wait_s,
+                 "seconds NodePrepareResources waits for a device that is still in a pod which "
+                 "is stopping (then it fails and the kubelet retries)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 40.0));
+  app.add_option("--lost-device-grace", o.lost_device_grace_s,
+                 "seconds a claimed device may be neither on the host nor in a pod before it is "
+                 "withdrawn from the ResourceSlice and reported lost")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0));
   app.add_option("--metrics-address", o.metrics_address,
                  "listen address of /healthz, /readyz and /metrics (\"\" disables)")
       ->capture_default_str();
@@ -334,10 +367,6 @@ int main(int argc, char** argv) {
   auto pub_client = NewClientWithoutRetries(*kcfg);
   if (!pub_client.ok()) return Fail("kubernetes API client", pub_client.status());
   knd::kube::SlicePublisher publisher(**pub_client, popts);
-  knd::inventory::ScanOptions sopts;
-  sopts.config = node_cfg;
-  knd::inventory::Inventory inventory(knd::inventory::Scanner(sopts), o.state_dir + "/devices.json",
-                                      [&plans] { return PlannedDevices(plans); });
 
   // Status, network-status and events are written in the background by their own workers,
   // through a client of their own: a burst of attaches must not eat the rate limit that
@@ -357,6 +386,28 @@ int main(int argc, char** argv) {
   knd::kube::EventRecorder events(**event_client, ev_opts);
   knd::driver::StatusReporter reporter(o.driver_name, claim_status, network_status, events);
 
+  knd::inventory::ScanOptions sopts;
+  sopts.config = node_cfg;
+  knd::inventory::InventoryOptions iopts;
+  iopts.cache_path = o.state_dir + "/devices.json";
+  iopts.where = [&plans](const std::string& device) { return WhereIs(plans, device); };
+  iopts.lost_grace = std::chrono::milliseconds(static_cast<int64_t>(o.lost_device_grace_s * 1000));
+  iopts.on_lost = [&events, node = o.node_name](const knd::inventory::Device& d,
+                                                const std::string& why) {
+    static auto& lost = knd::metrics::Default().Counter(
+        "knd_devices_lost_total",
+        "Claimed devices withdrawn from the ResourceSlice because they were neither on the host "
+        "nor in a pod.",
+        {});
+    lost.Inc({});
+    events.Record(knd::kube::NodeObject(node), knd::kube::kEventWarning,
+                  knd::kube::event_reason::kDeviceLost,
+                  absl::StrCat("device ", d.name, " is lost: ", why,
+                               "; withdrawn from the ResourceSlice until it is back"));
+  };
+  knd::inventory::Inventory inventory(
+      [scanner = knd::inventory::Scanner(sopts)] { return scanner.Scan(); }, std::move(iopts));
+
   auto attacher = knd::attach::NewNetlinkAttacher();
   knd::cni::ExecutorOptions cni_opts;
   cni_opts.bin_dirs = o.cni_bin_dirs;
@@ -371,6 +422,26 @@ int main(int argc, char** argv) {
   knd::kube::PodCacheOptions pc_opts;
   pc_opts.node_name = o.node_name;
   knd::kube::PodCache pod_cache(**pods_client, pc_opts);
+  // A pod that uses a claim prepared for an earlier pod takes it over (the kubelet does not
+  // prepare a claim twice); the claim's UID is checked with the API first.
+  pod_network.SetClaimLookup(
+      [&pod_cache](const knd::nri::PodInfo& pod) -> std::optional<std::vector<std::string>> {
+        std::optional<knd::kube::PodFacts> f = pod_cache.Lookup(pod.namespace_, pod.name, pod.uid);
+        if (!f) return std::nullopt;
+        return f->claims;
+      },
+      [&client = **client](const std::string& ns,
+                           const std::string& name) -> absl::StatusOr<std::string> {
+        absl::StatusOr<nlohmann::json> c = client.Get(
+            absl::StrCat("/apis/resource.k8s.io/v1/namespaces/", ns, "/resourceclaims/", name));
+        if (!c.ok()) return c.status();
+        const nlohmann::json* md =
+            c->is_object() && c->contains("metadata") ? &(*c)["metadata"] : nullptr;
+        if (md == nullptr || !md->contains("uid") || !(*md)["uid"].is_string()) {
+          return absl::DataLossError("claim " + ns + "/" + name + " has no metadata.uid");
+        }
+        return (*md)["uid"].get<std::string>();
+      });
   knd::dra::Preparer::Options prep_opts;
   prep_opts.driver_name = o.driver_name;
   prep_opts.node_name = o.node_name;
@@ -378,6 +449,15 @@ int main(int argc, char** argv) {
   prep_opts.cni = &cni_executor;
   prep_opts.pods = &pod_cache;
   prep_opts.netns_guard = o.netns_guard;
+  prep_opts.on_host = [&attacher](const knd::state::DeviceIdentity& id) {
+    return attacher->OnHost(id);
+  };
+  prep_opts.release = [&pod_network](const knd::state::ClaimPlan& holder, size_t index) {
+    return pod_network.ReleaseDevice(holder, index);
+  };
+  prep_opts.lost = [&inventory](const std::string& device) { return inventory.LostReason(device); };
+  prep_opts.device_wait =
+      std::chrono::milliseconds(static_cast<int64_t>(o.device_return_wait_s * 1000));
   prep_opts.on_unprepare = [&pod_network](const knd::state::ClaimPlan& plan) {
     return pod_network.DetachClaim(plan);
   };
@@ -393,8 +473,18 @@ int main(int argc, char** argv) {
     return DeviceHealth(inventory, plans, node);
   };
   knd::dra::Plugin dra_plugin(std::move(dra_opts), preparer);
-  // A device entering or leaving a pod changes what "missing" means for its health.
-  reporter.SetOnChange([&dra_plugin] { dra_plugin.NotifyHealthChanged(); });
+  // The monitor is built here (started below) so that the reporter can poke it.
+  std::unique_ptr<knd::inventory::LinkMonitor> monitor;
+  monitor = std::make_unique<knd::inventory::LinkMonitor>([&] {
+    Rescan(inventory, o.driver_name, publisher, *monitor);
+    dra_plugin.NotifyHealthChanged();
+  });
+  // A device entering or leaving a pod changes where it is, and so its health and whether it
+  // is published: a device destroyed with its pod makes no link event on the host.
+  reporter.SetOnChange([&dra_plugin, &monitor] {
+    dra_plugin.NotifyHealthChanged();
+    monitor->Trigger();
+  });
   knd::nri::DriverHandler nri_handler(pod_network);
   knd::nri::Plugin::Options nri_opts;
   nri_opts.socket_path = o.nri_socket;
@@ -410,7 +500,7 @@ int main(int argc, char** argv) {
       },
       [] { return knd::metrics::Default().Render(); });
   RegisterMetrics(publisher, dra_plugin, nri_plugin, plans, claim_status, network_status, events,
-                  pod_cache);
+                  pod_cache, inventory);
 
   spdlog::info("knd-driver starting: node={} driver={} server={}", o.node_name, o.driver_name,
                kcfg->server);
@@ -422,19 +512,15 @@ int main(int argc, char** argv) {
   reporter.ResyncAfterStart(status_marker, plans);
   pod_cache.Start();
   // Inventory first: Prepare resolves devices through it.
-  Rescan(inventory, o.driver_name, publisher);
+  Rescan(inventory, o.driver_name, publisher, *monitor);
   publisher.Start();
-  knd::inventory::LinkMonitor monitor([&] {
-    Rescan(inventory, o.driver_name, publisher);
-    dra_plugin.NotifyHealthChanged();
-  });
-  if (auto st = monitor.Start(); !st.ok()) {
+  if (auto st = monitor->Start(); !st.ok()) {
     publisher.Stop();
     return Fail("link monitor", st);
   }
   if (!o.metrics_address.empty()) {
     if (auto st = health.Start(o.metrics_address); !st.ok()) {
-      monitor.Stop();
+      monitor->Stop();
       publisher.Stop();
       return Fail("health server", st);
     }
@@ -442,14 +528,14 @@ int main(int argc, char** argv) {
   // NRI before DRA: a pod whose claims the kubelet prepares must find the hooks in place.
   if (auto st = nri_plugin.Start(); !st.ok()) {
     health.Stop();
-    monitor.Stop();
+    monitor->Stop();
     publisher.Stop();
     return Fail("NRI plugin", st);
   }
   if (auto st = dra_plugin.Start(); !st.ok()) {
     nri_plugin.Stop();
     health.Stop();
-    monitor.Stop();
+    monitor->Stop();
     publisher.Stop();
     return Fail("kubelet plugin", st);
   }
@@ -461,7 +547,7 @@ int main(int argc, char** argv) {
   dra_plugin.Stop();
   nri_plugin.Stop();
   health.Stop();
-  monitor.Stop();
+  monitor->Stop();
   publisher.Stop();
   pod_cache.Stop();
   // Give queued status and events one second in all to reach the API server; what is left is

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "cni/conflist.h"
 #include "common/file_util.h"
 #include "common/metrics.h"
@@ -163,7 +164,11 @@ void StatusReporter::AttachFailed(const nri::PodInfo& pod, const state::ClaimPla
   const char* reason = detaching               ? kube::event_reason::kDetachFailed
                        : nri::IsCniDevice(dev) ? kube::event_reason::kCNIPluginFailed
                                                : kube::event_reason::kAttachFailed;
-  const std::string msg = absl::StrCat(DeviceWhere(plan, dev), ": ", error.message());
+  // The hook's error starts with its own "pod … claim … device …" (for the log); the Event is
+  // on the pod and the claim already, so it names claim, request and device once.
+  absl::string_view cause = error.message();
+  absl::ConsumePrefix(&cause, absl::StrCat(nri::Where(pod, plan, dev), ": "));
+  const std::string msg = absl::StrCat(DeviceWhere(plan, dev), ": ", cause);
   events_.Record(kube::PodObject(pod.namespace_, pod.name, pod.uid), kube::kEventWarning, reason,
                  msg);
   events_.Record(kube::ClaimObject(plan.claim_namespace, plan.claim_name, plan.claim_uid),

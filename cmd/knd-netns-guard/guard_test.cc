@@ -102,7 +102,21 @@ TEST_F(GuardTest, FailsTheContainerNamingClaimAndInterface) {
       << r.err;
 }
 
+TEST_F(GuardTest, AcceptsTheDeviceUnderAnotherNameByItsMac) {
+  // The pod's CNI (Multus) moved the device in as net1 before knd's hook; knd promised eth1.
+  ASSERT_EQ(Sh("ip -n " + ns_->name() + " link set net1 address 02:aa:bb:cc:dd:01"), 0);
+  GuardRun r = Guard(State(), "--claim team-a/claim-a --ifname eth1 --mac 02:AA:BB:CC:DD:01");
+  EXPECT_EQ(r.code, 0) << r.err;
+  // Another MAC is not the device: refused as before.
+  r = Guard(State(), "--claim team-a/claim-a --ifname eth1 --mac 02:aa:bb:cc:dd:02");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("interface eth1 is not in the pod's network namespace"), std::string::npos)
+      << r.err;
+}
+
 TEST_F(GuardTest, FailsClosedOnBadStateOrArguments) {
+  EXPECT_EQ(Guard(State(), "--claim a/b --mac 02:aa:bb:cc:dd:01 --ifname net1").code, 2);
+  EXPECT_EQ(Guard(State(), "--claim a/b --ifname net1 --mac nonsense").code, 2);
   EXPECT_EQ(Guard("{}", "--claim a/b --ifname net1").code, 2);
   EXPECT_EQ(Guard("not json", "--claim a/b --ifname net1").code, 2);
   EXPECT_EQ(Guard(R"({"pid": 999999999})", "--claim a/b --ifname net1").code, 2);

@@ -11,16 +11,26 @@
 // It runs on the host, whatever the host has installed: linked statically, libc only at run
 // time, and it does nothing but read stdin, setns and look up interface names.
 //
-//   knd-netns-guard --claim NS/NAME --ifname NAME [--ifname NAME ...]   < OCI state JSON
+//   knd-netns-guard --claim NS/NAME --ifname NAME [--mac MAC] [--ifname NAME [--mac MAC] ...]
+//                   < OCI state JSON
+//
+// `--mac` after an `--ifname` names the device's MAC on the host: the interface also counts
+// as present when a link with that MAC is in the pod under another name (the pod's CNI,
+// Multus, moved it there before knd's hook, which then recorded it as Multus's).
 //
 // Exit 0: every interface is there. 1: one is missing (stderr says which; the runtime puts it
 // in the container's error). 2: bad arguments or no usable state (fail closed: without the
 // pid there is no way to know).
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <linux/if_packet.h>
 #include <net/if.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -35,32 +45,66 @@ namespace {
 int Usage(const char* why) {
   std::fprintf(stderr,
                "knd-netns-guard: %s\nusage: knd-netns-guard --claim NS/NAME --ifname NAME "
-               "[--ifname NAME ...] < OCI state\n",
+               "[--mac MAC] [--ifname NAME [--mac MAC] ...] < OCI state\n",
                why);
   return 2;
+}
+
+struct Expected {
+  std::string ifname;
+  std::string mac;  // lower case; "" = by name only
+};
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// MACs of the links of the current network namespace (getifaddrs asks netlink, which answers
+// for the namespace the thread is in).
+std::vector<std::string> LinkMacs() {
+  std::vector<std::string> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return out;
+  for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_PACKET) continue;
+    const auto* ll = reinterpret_cast<const sockaddr_ll*>(a->ifa_addr);
+    if (ll->sll_halen != 6) continue;
+    char buf[18];
+    std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", ll->sll_addr[0],
+                  ll->sll_addr[1], ll->sll_addr[2], ll->sll_addr[3], ll->sll_addr[4],
+                  ll->sll_addr[5]);
+    out.push_back(buf);
+  }
+  ::freeifaddrs(list);
+  return out;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string claim;
-  std::vector<std::string> ifnames;
+  std::vector<Expected> expected;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if ((a == "--claim" || a == "--ifname") && i + 1 < argc) {
+    if ((a == "--claim" || a == "--ifname" || a == "--mac") && i + 1 < argc) {
       std::string v = argv[++i];
       if (a == "--claim") {
         claim = v;
+      } else if (a == "--mac") {
+        if (expected.empty()) return Usage("--mac must follow an --ifname");
+        if (v.size() != 17) return Usage(("bad --mac \"" + v + "\"").c_str());
+        expected.back().mac = Lower(v);
       } else if (v.empty() || v.size() >= IFNAMSIZ) {
         return Usage(("bad --ifname \"" + v + "\"").c_str());
       } else {
-        ifnames.push_back(v);
+        expected.push_back({v, ""});
       }
     } else {
       return Usage(("unknown argument \"" + a + "\"").c_str());
     }
   }
-  if (claim.empty() || ifnames.empty()) return Usage("--claim and --ifname are required");
+  if (claim.empty() || expected.empty()) return Usage("--claim and --ifname are required");
 
   std::string state{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
   nlohmann::json j = nlohmann::json::parse(state, nullptr, /*allow_exceptions=*/false);
@@ -81,8 +125,18 @@ int main(int argc, char** argv) {
   }
   ::close(fd);
   std::string missing;
-  for (const std::string& n : ifnames) {
-    if (::if_nametoindex(n.c_str()) == 0) missing += (missing.empty() ? "" : ", ") + n;
+  std::vector<std::string> macs;
+  bool macs_read = false;
+  for (const Expected& e : expected) {
+    if (::if_nametoindex(e.ifname.c_str()) != 0) continue;
+    if (!e.mac.empty()) {
+      if (!macs_read) {
+        macs = LinkMacs();
+        macs_read = true;
+      }
+      if (std::find(macs.begin(), macs.end(), e.mac) != macs.end()) continue;
+    }
+    missing += (missing.empty() ? "" : ", ") + e.ifname;
   }
   if (missing.empty()) return 0;
   std::fprintf(stderr,

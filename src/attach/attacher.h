@@ -19,6 +19,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -54,6 +55,27 @@ class Attacher {
   // Is the device currently in `netns_path` under `pod_ifname`? (kndctl status, reconcile)
   virtual absl::StatusOr<bool> IsAttached(const std::string& netns_path,
                                           const std::string& pod_ifname) = 0;
+
+  // Is the device on the host now, under any name? (Prepare's "attachable now" check; one
+  // link dump.)
+  virtual absl::StatusOr<bool> OnHost(const state::DeviceIdentity& identity) = 0;
+
+  // The device inside `netns_path`, found by identity (PCI parent device, permanent MAC, MAC
+  // as last seen on the host), under whatever name another component (the pod's CNI) gave
+  // it: its in-pod name, MAC and global addresses. nullopt when it is not there (or the netns
+  // is gone).
+  virtual absl::StatusOr<std::optional<state::AttachResult>> FindInPod(
+      const std::string& netns_path, const state::DeviceIdentity& identity) = 0;
+
+  // The device's host settings now (for a device that CNI plugins will take): NotFound when
+  // it is not on the host.
+  virtual absl::StatusOr<state::HostSnapshot> Snapshot(const state::DeviceIdentity& identity) = 0;
+
+  // Puts a device that is back on the host (after a CNI DEL, or a netns that died) back to
+  // `host`: name, MTU, MAC, addresses, admin state, routes. NotFound when it is not on the
+  // host.
+  virtual absl::Status Restore(const state::DeviceIdentity& identity,
+                               const state::HostSnapshot& host) = 0;
 };
 
 // The netlink-backed implementation.

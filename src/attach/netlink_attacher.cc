@@ -81,6 +81,12 @@ struct DetachHint {
 // device may have come back with).
 std::optional<LinkState> FindByIdentity(const std::vector<LinkState>& links,
                                         const state::DeviceIdentity& id, const DetachHint* hint) {
+  if (!id.pci_address.empty()) {
+    for (const LinkState& l : links) {
+      if (l.parent_bus == "pci" && l.parent_dev == id.pci_address) return l;
+    }
+  }
+  // Kernels before 5.16 do not report the parent device over netlink: ask sysfs.
   for (const std::string& name : PciNetdevNames(id.pci_address)) {
     for (const LinkState& l : links) {
       if (l.name == name) return l;
@@ -101,6 +107,24 @@ std::optional<LinkState> FindByIdentity(const std::vector<LinkState>& links,
         return l;
       }
     }
+  }
+  return std::nullopt;
+}
+
+// The device among the links of a pod netns, put there by someone else: by PCI parent,
+// permanent MAC, or the MAC it had on the host (a plugin that moves a device keeps its MAC).
+std::optional<LinkState> FindMovedIn(const std::vector<LinkState>& links,
+                                     const state::DeviceIdentity& id) {
+  for (const LinkState& l : links) {
+    if (!id.pci_address.empty() && l.parent_bus == "pci" && l.parent_dev == id.pci_address) {
+      return l;
+    }
+  }
+  for (const LinkState& l : links) {
+    if (MacEq(l.perm_mac, id.perm_mac)) return l;
+  }
+  for (const LinkState& l : links) {
+    if ((l.flags & IFF_LOOPBACK) == 0 && MacEq(l.mac, id.mac)) return l;
   }
   return std::nullopt;
 }
@@ -219,6 +243,53 @@ class NetlinkAttacher : public Attacher {
                       const std::string& netns_path, const std::string& pod_ifname,
                       const std::string& where) override {
     return Annotate(DoDetach(identity, host, netns_path, pod_ifname), where);
+  }
+
+  absl::StatusOr<bool> OnHost(const state::DeviceIdentity& identity) override {
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
+    return FindByIdentity(links, identity, nullptr).has_value();
+  }
+
+  absl::StatusOr<std::optional<state::AttachResult>> FindInPod(
+      const std::string& netns_path, const state::DeviceIdentity& identity) override {
+    absl::StatusOr<netns::Netns> pod = netns::Netns::Open(netns_path);
+    if (absl::IsNotFound(pod.status())) return std::optional<state::AttachResult>();
+    if (!pod.ok()) return Annotate(pod.status(), "open pod netns");
+    if (host_.ok() && pod->SameAs(*host_)) {
+      return absl::InvalidArgumentError(netns_path + " is the host network namespace");
+    }
+    ASSIGN_OR_RETURN(NlSock sock, netlink::OpenRouteSocketIn(*pod));
+    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(sock));
+    std::optional<LinkState> l = FindMovedIn(links, identity);
+    if (!l.has_value()) return std::optional<state::AttachResult>();
+    state::AttachResult res;
+    res.netns = netns_path;
+    res.ifname = l->name;
+    res.mac = l->mac;
+    ASSIGN_OR_RETURN(std::vector<netlink::Address> addrs, netlink::ListAddresses(sock, l->ifindex));
+    res.ips = GlobalAddresses(addrs);
+    return std::optional<state::AttachResult>(std::move(res));
+  }
+
+  absl::StatusOr<state::HostSnapshot> Snapshot(const state::DeviceIdentity& identity) override {
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
+    std::optional<LinkState> dev = FindByIdentity(links, identity, nullptr);
+    if (!dev.has_value()) return absl::NotFoundError(Describe(identity) + " not found on the host");
+    absl::StatusOr<state::HostSnapshot> snap = TakeSnapshot(host_sock, *dev);
+    if (!snap.ok()) return Annotate(snap.status(), "snapshot " + dev->name);
+    return snap;
+  }
+
+  absl::Status Restore(const state::DeviceIdentity& identity,
+                       const state::HostSnapshot& host) override {
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
+    DetachHint hint{&host, ""};
+    std::optional<LinkState> dev = FindByIdentity(links, identity, &hint);
+    if (!dev.has_value()) return absl::NotFoundError(Describe(identity) + " is not on the host");
+    return RestoreOnHost(host_sock, *dev, host);
   }
 
   absl::StatusOr<bool> IsAttached(const std::string& netns_path,

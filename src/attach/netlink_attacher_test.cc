@@ -20,6 +20,7 @@
 namespace knd::attach {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 using json = nlohmann::json;
@@ -440,6 +441,55 @@ TEST_F(AttachTest, DetachRestoresFromPersistedSnapshot) {
   ASSERT_TRUE(res.ok()) << res.status();
   attacher_ = NewNetlinkAttacher();
   absl::Status st = attacher_->Detach(id_, Snapshot(), pod_path_, "net-rdma0", kWhere);
+  ASSERT_TRUE(st.ok()) << st;
+  ExpectHostRestored();
+}
+
+// What another component (the pod's CNI: Multus and host-device) does: move the device into
+// the pod under a name of its own, and later back, down and with another MTU.
+TEST_F(AttachTest, FindsTheDeviceAnotherPluginMovedIntoThePodByIdentity) {
+  auto home = attacher_->OnHost(id_);
+  ASSERT_TRUE(home.ok()) << home.status();
+  EXPECT_TRUE(*home);
+  auto none = attacher_->FindInPod(pod_path_, id_);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
+
+  SH("ip link set h0 netns " + pod_name_ + " name net1");
+  SH("ip -n " + pod_name_ + " addr add 10.30.0.9/24 dev net1");
+  home = attacher_->OnHost(id_);
+  ASSERT_TRUE(home.ok());
+  EXPECT_FALSE(*home) << "not on the host under any name";
+  auto found = attacher_->FindInPod(pod_path_, id_);
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->ifname, "net1");
+  EXPECT_EQ((*found)->mac, host_mac_);
+  EXPECT_THAT((*found)->ips, ElementsAre("10.30.0.9/24"));
+  EXPECT_EQ((*found)->netns, pod_path_);
+  // A netns that is gone holds nothing.
+  auto gone = attacher_->FindInPod("/run/netns/knd-no-such-ns", id_);
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_FALSE(gone->has_value());
+}
+
+TEST_F(AttachTest, SnapshotAndRestoreBringBackWhatACniDelLeavesOut) {
+  auto snap = attacher_->Snapshot(id_);
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  EXPECT_EQ(snap->ifname, "h0");
+  EXPECT_EQ(snap->mtu, 1400u);
+  EXPECT_TRUE(snap->up);
+  EXPECT_THAT(snap->addresses, ElementsAre("10.99.0.2/24"));
+  // host-device ADD then DEL: moved in, and back renamed, down, MTU changed, addresses gone.
+  SH("ip link set h0 netns " + pod_name_ + " name net1");
+  EXPECT_TRUE(absl::IsNotFound(attacher_->Snapshot(id_).status()));
+  EXPECT_TRUE(absl::IsNotFound(attacher_->Restore(id_, *snap)));
+  SH("ip -n " + pod_name_ + " link set net1 mtu 9000");
+  SH("ip -n " + pod_name_ + " link set net1 netns " + node_->name() + " name h0");
+  json h0 = Link("", "h0");
+  ASSERT_FALSE(h0.is_null());
+  EXPECT_FALSE(IsUp(h0));
+  absl::Status st = attacher_->Restore(id_, *snap);
   ASSERT_TRUE(st.ok()) << st;
   ExpectHostRestored();
 }

@@ -429,8 +429,8 @@ std::optional<std::string> InvalidIfName(std::string_view name) {
 
 absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
   if (!p.is_object()) return Bad(where, "", absl::StrCat("expected an object, got ", TypeName(p)));
-  RETURN_IF_ERROR(
-      CheckKeys(p, {"apiVersion", "kind", "interface", "ipam", "routes", "cni"}, "", where));
+  RETURN_IF_ERROR(CheckKeys(
+      p, {"apiVersion", "kind", "attachedBy", "interface", "ipam", "routes", "cni"}, "", where));
   auto api = p.find("apiVersion");
   if (api == p.end()) {
     return Bad(where, "apiVersion",
@@ -450,6 +450,18 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
   }
 
   NetworkConfig cfg;
+  if (auto it = p.find("attachedBy"); it != p.end()) {
+    ASSIGN_OR_RETURN(std::string by, GetString(*it, "attachedBy", where));
+    if (by == kAttachedByKnd) {
+      cfg.attached_by = AttachedBy::kKnd;
+    } else if (by == kAttachedByMultus) {
+      cfg.attached_by = AttachedBy::kMultus;
+    } else {
+      return Bad(where, "attachedBy",
+                 absl::StrCat("\"", by, "\" is not one of \"", kAttachedByKnd, "\", \"",
+                              kAttachedByMultus, "\""));
+    }
+  }
   if (auto it = p.find("interface"); it != p.end()) {
     RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "interface", where));
     RETURN_IF_ERROR(
@@ -531,6 +543,7 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
 
 NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
   NetworkConfig out = base;
+  if (over.attached_by) out.attached_by = over.attached_by;
   if (over.interface.name) out.interface.name = over.interface.name;
   if (over.interface.mtu) out.interface.mtu = over.interface.mtu;
   if (over.interface.hardware_addr) out.interface.hardware_addr = over.interface.hardware_addr;
@@ -543,6 +556,24 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
 
 absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
   RETURN_IF_ERROR(ValidateFields(cfg, where));
+  if (AttachedByMultus(cfg)) {
+    // Multus and the NAD's plugins configure the interface (its name comes from the pod's
+    // networks annotation); knd would apply none of these, so it refuses rather than ignore.
+    const InterfaceConfig& ic = cfg.interface;
+    const char* field = ic.name                                  ? "interface.name"
+                        : ic.mtu                                 ? "interface.mtu"
+                        : ic.hardware_addr                       ? "interface.hardwareAddr"
+                        : ic.addresses && !ic.addresses->empty() ? "interface.addresses"
+                        : cfg.ipam                               ? "ipam"
+                        : cfg.routes && !cfg.routes->empty()     ? "routes"
+                        : cfg.cni                                ? "cni"
+                                                                 : nullptr;
+    if (field != nullptr) {
+      return Bad(where, "attachedBy",
+                 absl::StrCat("\"multus\" cannot be combined with ", field,
+                              " (Multus and the NAD's plugins configure the interface)"));
+    }
+  }
   if (cfg.cni) {
     // With CNI the plugins own addressing; two owners would fight over the interface.
     if (cfg.interface.addresses && !cfg.interface.addresses->empty()) {
@@ -608,6 +639,9 @@ json ToJson(const NetworkConfig& cfg) {
   json j = json::object();
   j["apiVersion"] = std::string(kApiVersion);
   j["kind"] = std::string(kKind);
+  if (cfg.attached_by) {
+    j["attachedBy"] = AttachedByMultus(cfg) ? kAttachedByMultus : kAttachedByKnd;
+  }
   json itf = json::object();
   if (cfg.interface.name) itf["name"] = *cfg.interface.name;
   if (cfg.interface.mtu) itf["mtu"] = *cfg.interface.mtu;

@@ -19,6 +19,8 @@ namespace knd::config {
 
 inline constexpr std::string_view kApiVersion = "knd.k8s.cni.cncf.io/v1alpha1";
 inline constexpr std::string_view kKind = "NetworkConfig";
+inline constexpr char kAttachedByKnd[] = "knd";
+inline constexpr char kAttachedByMultus[] = "multus";
 
 struct Route {
   std::string destination;             // CIDR ("0.0.0.0/0" allowed = default route)
@@ -48,7 +50,14 @@ struct CniConfig {
   bool operator==(const CniConfig&) const = default;
 };
 
+// Who attaches the device in the pod (`attachedBy`). kMultus: knd only allocates and
+// prepares; the pod's Multus hands the device to a NAD whose k8s.v1.cni.cncf.io/resourceName
+// is the device's k8s.cni.cncf.io/resourceName, before knd's hook runs; knd records what it
+// finds in the pod and leaves the teardown to Multus (docs/multus.md).
+enum class AttachedBy { kKnd, kMultus };
+
 struct NetworkConfig {
+  std::optional<AttachedBy> attached_by;  // default kKnd
   InterfaceConfig interface;
   std::optional<nlohmann::json> ipam;  // a CNI IPAM plugin config object
   std::optional<std::vector<Route>> routes;
@@ -75,6 +84,11 @@ struct Context {
   // any subrequest of `request`.
   std::string subrequest = {};
 };
+
+// attachedBy: "multus" (config unset = knd).
+inline bool AttachedByMultus(const NetworkConfig& cfg) {
+  return cfg.attached_by == AttachedBy::kMultus;
+}
 
 // Strictly decodes one parameters object. `where` prefixes error messages
 // (e.g. `claim team-a/rdma request "nic" (from claim config)`).

@@ -54,6 +54,12 @@ TEST_P(DecodeTest, DecodesOrNamesTheField) {
 
 const DecodeCase kDecodeCases[] = {
     {"minimal", C("{}"), ""},
+    {"attached_by_multus", C(R"({"attachedBy": "multus"})"), ""},
+    {"attached_by_knd", C(R"({"attachedBy": "knd", "interface": {"name": "net1"}})"), ""},
+    {"attached_by_unknown", C(R"({"attachedBy": "Multus"})"),
+     "attachedBy: \"Multus\" is not one of \"knd\", \"multus\""},
+    {"attached_by_not_a_string", C(R"({"attachedBy": true})"),
+     "attachedBy: expected a string, got boolean"},
     {"full_native", C(R"({"interface": {"name": "net-rdma0", "mtu": 9000,
         "hardwareAddr": "02:00:00:00:00:01", "addresses": ["192.0.2.10/24", "2001:db8::10/64"]},
         "routes": [{"destination": "198.51.100.0/24", "gateway": "192.0.2.1", "metric": 100},
@@ -344,6 +350,35 @@ TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
     EXPECT_THAT(std::string(r.status().message()),
                 HasSubstr("cni: cannot be combined with " + field));
   }
+}
+
+TEST(ResolveTest, MultusAttachesSoNothingForTheInterfaceMayBeSet) {
+  // A class for Multus's DRA path (allocate only), and a claim of it.
+  auto ok = Resolve({ClassEntry({{"attachedBy", "multus"}}),
+                     ClaimEntry({{"interface", {{"addresses", json::array()}}}})},
+                    Ctx());
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_TRUE(AttachedByMultus(*ok));
+  for (const auto& [cfg, field] : std::vector<std::pair<json, std::string>>{
+           {{{"interface", {{"name", "net1"}}}}, "interface.name"},
+           {{{"interface", {{"mtu", 9000}}}}, "interface.mtu"},
+           {{{"interface", {{"addresses", {"192.0.2.10/24"}}}}}, "interface.addresses"},
+           {{{"ipam", {{"type", "host-local"}}}}, "ipam"},
+           {{{"routes", {{{"destination", "198.51.100.0/24"}}}}}, "routes"},
+           {{{"cni", {{"networkAttachment", {{"name", "net"}}}}}}, "cni"}}) {
+    auto r = Resolve({ClassEntry({{"attachedBy", "multus"}}), ClaimEntry(cfg)}, Ctx());
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_EQ(std::string(r.status().message()),
+              "claim team-a/rdma request \"nic\": attachedBy: \"multus\" cannot be combined "
+              "with " +
+                  field + " (Multus and the NAD's plugins configure the interface)");
+  }
+  // The claim can take a class's device back for knd explicitly.
+  auto knd = Resolve({ClassEntry({{"attachedBy", "multus"}}),
+                      ClaimEntry({{"attachedBy", "knd"}, {"interface", {{"name", "net1"}}}})},
+                     Ctx());
+  ASSERT_TRUE(knd.ok()) << knd.status();
+  EXPECT_FALSE(AttachedByMultus(*knd));
 }
 
 TEST(MergeTest, ExplicitZeroValuesAreKept) {

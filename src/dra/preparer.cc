@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <ctime>
 #include <set>
 #include <utility>
@@ -108,14 +109,17 @@ std::vector<PreparedDevice> Preparer::Answer(const state::ClaimPlan& plan) const
   return out;
 }
 
-absl::StatusOr<std::vector<PreparedDevice>> Preparer::Prepare(const ClaimRef& claim) {
+absl::StatusOr<std::vector<PreparedDevice>> Preparer::Prepare(const ClaimRef& claim,
+                                                              Clock::time_point deadline) {
+  if (deadline == Clock::time_point{}) deadline = Clock::now() + opts_.device_wait;
   std::string reason = kube::event_reason::kPrepareFailed;
-  absl::StatusOr<std::vector<PreparedDevice>> r = PrepareClaim(claim, reason);
+  absl::StatusOr<std::vector<PreparedDevice>> r = PrepareClaim(claim, deadline, reason);
   if (!r.ok() && opts_.on_failure) opts_.on_failure(claim, reason, r.status());
   return r;
 }
 
 absl::StatusOr<std::vector<PreparedDevice>> Preparer::PrepareClaim(const ClaimRef& claim,
+                                                                   Clock::time_point deadline,
                                                                    std::string& reason) {
   const std::string where = absl::StrCat("claim ", claim.namespace_, "/", claim.name);
   if (claim.uid.empty() || claim.namespace_.empty() || claim.name.empty()) {
@@ -152,6 +156,14 @@ absl::StatusOr<std::vector<PreparedDevice>> Preparer::PrepareClaim(const ClaimRe
     return st;
   }
   state::ClaimPlan plan = *std::move(built);
+  // Before anything is allocated or written: every device can be attached now.
+  for (const state::DevicePlan& d : plan.devices) {
+    if (absl::Status st = AwaitDevice(plan, d, deadline); !st.ok()) {
+      reason = absl::IsUnavailable(st) ? kube::event_reason::kDeviceBusy
+                                       : kube::event_reason::kDeviceNotFound;
+      return st;
+    }
+  }
   if (absl::Status st = AllocateIpam(plan); !st.ok()) {
     reason = kube::event_reason::kIPAMFailed;
     return st;
@@ -216,6 +228,11 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
     return absl::FailedPreconditionError(
         absl::StrCat(where, ": status.reservedFor has no pod (the claim is not reserved)"));
   }
+  // The consumers: reserved pods that still exist under their UID and have not finished.
+  // A claim keeps a pod in reservedFor for a moment after it is gone or done.
+  std::vector<state::PodRef> live;
+  std::vector<kube::PodFacts> live_facts;
+  absl::Status first_gone;
   for (const state::PodRef& pod : plan.pods) {
     const std::string pod_where =
         absl::StrCat(where, ": reserved pod ", pod.namespace_, "/", pod.name);
@@ -226,13 +243,30 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
       // re-creation): only the API can say.
       absl::StatusOr<json> p =
           kube_.Get(absl::StrCat("/api/v1/namespaces/", pod.namespace_, "/pods/", pod.name));
+      if (absl::IsNotFound(p.status())) {
+        if (first_gone.ok()) {
+          first_gone = absl::FailedPreconditionError(
+              absl::StrCat(pod_where, ": the pod does not exist (any more)"));
+        }
+        continue;
+      }
       if (!p.ok()) return Annotate(p.status(), pod_where);
       facts = kube::PodFactsOf(*p);
     }
     if (facts->uid != pod.uid) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(pod_where, ": UID mismatch: reservedFor has ", pod.uid, ", API has ",
-                       facts->uid.empty() ? "none" : facts->uid, " (pod was replaced)"));
+      if (first_gone.ok()) {
+        first_gone = absl::FailedPreconditionError(
+            absl::StrCat(pod_where, ": UID mismatch: reservedFor has ", pod.uid, ", API has ",
+                         facts->uid.empty() ? "none" : facts->uid, " (pod was replaced)"));
+      }
+      continue;
+    }
+    if (facts->Terminal()) {
+      if (first_gone.ok()) {
+        first_gone = absl::FailedPreconditionError(
+            absl::StrCat(pod_where, ": the pod has finished (phase ", facts->phase, ")"));
+      }
+      continue;
     }
     if (facts->host_network) {
       return absl::InvalidArgumentError(
@@ -240,7 +274,21 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
                        ": spec.hostNetwork is true: a host-network pod has no network namespace "
                        "of its own to move a device into"));
     }
+    live.push_back(pod);
+    live_facts.push_back(*std::move(facts));
   }
+  if (live.empty()) return first_gone;
+  if (live.size() > 1) {
+    std::string names;
+    for (const state::PodRef& p : live) {
+      absl::StrAppend(&names, names.empty() ? "" : ", ", p.namespace_, "/", p.name);
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": status.reservedFor has ", live.size(), " running pods (", names,
+        "): a network device can be in one pod only, so knd serves a claim to one pod; give "
+        "each pod a claim of its own (a ResourceClaimTemplate)"));
+  }
+  plan.pods = std::move(live);
 
   // Opaque config for this driver, in allocation order (class entries before claim entries is
   // config::Resolve's job).
@@ -300,6 +348,15 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
                                                      Quote(pool), ", not this node's pool ",
                                                      Quote(opts_.node_name)));
     }
+    if (const json* admin = Field(r, "adminAccess");
+        admin != nullptr && admin->is_boolean() && admin->get<bool>()) {
+      // Admin access hands out devices that are allocated to others: for a netdev that would
+      // mean taking it out of another pod.
+      return absl::InvalidArgumentError(
+          absl::StrCat(req_where, ": ", field,
+                       ".adminAccess is true: knd does not give admin access to network "
+                       "devices (a netdev can be in one pod only)"));
+    }
     std::optional<inventory::Device> dev = resolver_(device);
     if (!dev) {
       return absl::NotFoundError(absl::StrCat(req_where, ": device ", Quote(device), " (", field,
@@ -319,9 +376,27 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
     ASSIGN_OR_RETURN(
         config::NetworkConfig cfg,
         config::Resolve(applicable, config::Context{claim.namespace_, claim.name, base}));
+    if (config::AttachedByMultus(cfg)) {
+      // Multus's DRA support maps a device to a NAD through this attribute; without it the
+      // device can never be handed over and the pod would fail at sandbox creation.
+      if (dev->resource_name.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            req_where, ": attachedBy is \"multus\", but device ", Quote(device),
+            " has no k8s.cni.cncf.io/resourceName attribute, so Multus cannot hand it to a "
+            "NAD: give it one in the node config (resourceNames)"));
+      }
+      if (!live_facts[0].multus_networks) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            req_where, ": attachedBy is \"multus\", but pod ", plan.pods[0].namespace_, "/",
+            plan.pods[0].name, " has no ", kube::kMultusNetworksAnnotation,
+            " annotation: Multus attaches the device only for a NAD listed there whose "
+            "k8s.v1.cni.cncf.io/resourceName is ",
+            Quote(dev->resource_name)));
+      }
+    }
     const std::string pod_ifname = cfg.interface.name.value_or(dev->ifname);
     auto [it, fresh] = pod_ifnames.emplace(pod_ifname, device);
-    if (!fresh) {
+    if (!fresh && !config::AttachedByMultus(cfg)) {
       return absl::InvalidArgumentError(absl::StrCat(
           req_where, ": interface name ", Quote(pod_ifname), " of device ", Quote(device),
           " is also used by device ", Quote(it->second), " of the same claim"));
@@ -365,14 +440,121 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
   return plan;
 }
 
+bool Preparer::HolderPodDone(const state::ClaimPlan& holder, size_t index,
+                             Clock::time_point* next_read) {
+  const std::string& uid = holder.devices[index].pod_uid;
+  const state::PodRef* pod = nullptr;
+  for (const state::PodRef& p : holder.pods) {
+    if (p.uid == uid) pod = &p;
+  }
+  if (pod == nullptr || pod->name.empty()) return false;  // cannot tell: wait
+  if (opts_.pods != nullptr) {
+    if (std::optional<kube::PodFacts> f = opts_.pods->Lookup(pod->namespace_, pod->name, uid)) {
+      return f->Terminal();
+    }
+  }
+  // The watch does not have it under this UID: deleted, or the watch is behind. Ask the API,
+  // but not on every round of the wait.
+  const Clock::time_point now = Clock::now();
+  if (now < *next_read) return false;
+  *next_read = now + std::chrono::seconds(1);
+  absl::StatusOr<json> p =
+      kube_.Get(absl::StrCat("/api/v1/namespaces/", pod->namespace_, "/pods/", pod->name));
+  if (absl::IsNotFound(p.status())) return true;
+  if (!p.ok()) return false;
+  kube::PodFacts f = kube::PodFactsOf(*p);
+  return f.uid != uid || f.Terminal();
+}
+
+absl::Status Preparer::AwaitDevice(const state::ClaimPlan& plan, const state::DevicePlan& d,
+                                   Clock::time_point deadline) {
+  if (!opts_.on_host) return absl::OkStatus();
+  const std::string where =
+      absl::StrCat("claim ", plan.claim_namespace, "/", plan.claim_name, " request ",
+                   Quote(d.request), " device ", Quote(d.device));
+  const Clock::time_point start = Clock::now();
+  Clock::time_point next_read{};
+  std::optional<state::PlanStore::Holder> holder;
+  for (;;) {
+    const uint64_t seen = plans_.Generation();
+    holder = plans_.HolderOf(d.device, plan.claim_uid);
+    if (!holder) {
+      absl::StatusOr<bool> home = opts_.on_host(d.identity);
+      if (!home.ok()) {
+        return Annotate(home.status(), absl::StrCat(where, ": looking for the device on the host"));
+      }
+      if (*home) {
+        if (Clock::now() - start > std::chrono::milliseconds(50)) {
+          spdlog::info(
+              "{}: the device is back on the host after {} ms", where,
+              std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+        }
+        return absl::OkStatus();
+      }
+      if (opts_.lost) {
+        if (std::optional<std::string> why = opts_.lost(d.device)) {
+          return absl::NotFoundError(
+              absl::StrCat(where, ": the device is gone from node ", opts_.node_name, ": ", *why));
+        }
+      }
+    } else if (opts_.release && HolderPodDone(holder->plan, holder->index, &next_read)) {
+      // The API gave the device to this claim and the pod that has it is gone or finished:
+      // nothing runs there any more, so take it back now instead of waiting for that pod's
+      // StopPodSandbox or Unprepare (which then find nothing to do).
+      const state::DevicePlan& held = holder->plan.devices[holder->index];
+      spdlog::info("{}: taking the device back from pod uid {} of claim {}/{}, which is gone",
+                   where, held.pod_uid, holder->plan.claim_namespace, holder->plan.claim_name);
+      absl::Status st = opts_.release(holder->plan, holder->index);
+      if (!st.ok() && !absl::IsNotFound(st)) {
+        return absl::UnavailableError(absl::StrCat(
+            where, ": taking the device back from the finished pod of claim ",
+            holder->plan.claim_namespace, "/", holder->plan.claim_name, ": ", st.message()));
+      }
+      continue;
+    }
+    const Clock::time_point now = Clock::now();
+    if (now >= deadline) break;
+    plans_.WaitForChange(seen, std::min(deadline, now + std::chrono::milliseconds(100)));
+  }
+  const auto waited =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  if (holder) {
+    const state::DevicePlan& held = holder->plan.devices[holder->index];
+    std::string pod = absl::StrCat("uid ", held.pod_uid);
+    for (const state::PodRef& p : holder->plan.pods) {
+      if (p.uid == held.pod_uid) pod = absl::StrCat(p.namespace_, "/", p.name);
+    }
+    return absl::UnavailableError(
+        absl::StrCat(where, ": the device is still in pod ", pod, " (claim ",
+                     holder->plan.claim_namespace, "/", holder->plan.claim_name,
+                     "), which has not stopped; waited ", waited, " ms (the kubelet retries)"));
+  }
+  return absl::UnavailableError(absl::StrCat(where, ": the device is not on node ", opts_.node_name,
+                                             " (not on the host, in no pod); waited ", waited,
+                                             " ms (the kubelet retries)"));
+}
+
 absl::Status Preparer::WriteGuardSpec(state::ClaimPlan& plan) {
   if (opts_.netns_guard.empty() || opts_.cdi_dir.empty()) return absl::OkStatus();
   json args = json::array(
       {"knd-netns-guard", "--claim", absl::StrCat(plan.claim_namespace, "/", plan.claim_name)});
   for (const state::DevicePlan& d : plan.devices) {
+    // A device Multus attaches does not depend on knd's hook: Multus runs in the runtime's CNI
+    // step and a failure there fails the sandbox. Its in-pod name is Multus's to choose.
+    if (absl::StatusOr<config::NetworkConfig> cfg = config::Decode(d.config, "");
+        cfg.ok() && config::AttachedByMultus(*cfg)) {
+      continue;
+    }
     args.push_back("--ifname");
     args.push_back(state::InPodName(d));
+    // The same device under another name also counts: the pod's CNI (Multus) may have moved
+    // it before knd's hook, which then records it as Multus's.
+    if (!d.identity.mac.empty()) {
+      args.push_back("--mac");
+      args.push_back(d.identity.mac);
+    }
   }
+  if (args.size() == 3) return absl::OkStatus();  // nothing for the guard to check
   state::CdiDevice guard;
   guard.name = "netns";
   guard.container_edits = {{"hooks", json::array({{{"hookName", "createRuntime"},
@@ -490,8 +672,10 @@ absl::Status Preparer::Unprepare(const ClaimRef& claim) {
 std::map<std::string, Preparer::Result> Preparer::PrepareBatch(
     const std::vector<ClaimRef>& claims) {
   std::map<std::string, Result> out;
+  // One wait budget for the whole call: the kubelet's call timeout covers the batch.
+  const Clock::time_point deadline = Clock::now() + opts_.device_wait;
   for (const ClaimRef& c : claims) {
-    absl::StatusOr<std::vector<PreparedDevice>> r = Prepare(c);
+    absl::StatusOr<std::vector<PreparedDevice>> r = Prepare(c, deadline);
     Result& res = out[c.uid];
     if (r.ok()) {
       res.devices = std::move(*r);

@@ -19,8 +19,22 @@
 //    hook never calls the API inside its 2 s budget.
 //  - One claim is never prepared and unprepared at the same time; different claims run in
 //    parallel (the gRPC server calls in from several threads).
+//  - Prepare is the gate for the sandbox (wire-facts §9: a failed RunPodSandbox costs the node
+//    a sandbox record and a CNI ADD/DEL each time): it answers only when every device can be
+//    attached now. A device on the host (found by identity, under any name) is ready. A device
+//    still in another claim's pod — the scheduler hands a device to the next pod before the
+//    old sandbox is stopped — is taken back at once when that pod is gone from the API or has
+//    finished (the API has released the device; nothing runs in that pod any more), else
+//    waited for (StopPodSandbox or the old claim's Unprepare brings it home) until
+//    `device_wait` is over. Then, or for a device that is gone from the node, Prepare fails
+//    with an error naming claim, device and reason; the kubelet retries Prepare without
+//    creating any sandbox.
+//  - A claim serves one pod: reserved for more than one running pod, it is refused (sharing a
+//    NIC needs virtual children, not the same netdev in two pods). Reserved pods that are gone
+//    or have finished do not count.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -69,10 +83,18 @@ class Preparer {
   using UnprepareHook = std::function<absl::Status(const state::ClaimPlan&)>;
 
   // Called when Prepare refuses or fails a claim, with a stable reason for an Event
-  // (kube::event_reason: InvalidConfig, DeviceNotFound, NADNotFound, IPAMFailed,
+  // (kube::event_reason: InvalidConfig, DeviceNotFound, DeviceBusy, NADNotFound, IPAMFailed,
   // PrepareFailed) and the error the kubelet gets.
   using FailureHook =
       std::function<void(const ClaimRef&, const std::string& reason, const absl::Status&)>;
+  // Is the device on the host now (a live lookup by identity)?
+  using OnHostFn = std::function<absl::StatusOr<bool>(const state::DeviceIdentity&)>;
+  // Takes device `index` of `holder` (a plan of another claim, device in a pod that is gone)
+  // back to the host: the NRI side's detach, under that pod's lock. NotFound = the device
+  // did not survive its pod (a virtual device).
+  using ReleaseFn = std::function<absl::Status(const state::ClaimPlan& holder, size_t index)>;
+  // Why a device is known to be gone from the node (the inventory's lost devices), or nullopt.
+  using LostFn = std::function<std::optional<std::string>(const std::string& device)>;
 
   struct Options {
     std::string driver_name;
@@ -89,14 +111,26 @@ class Preparer {
     // start when the claim's interfaces are not in the pod netns (the runtime dropped the NRI
     // hook), instead of running without its network.
     std::string netns_guard = {};
+    // The gate (see the contract above). Without `on_host` Prepare does not check where a
+    // device is (tests of other parts).
+    OnHostFn on_host = nullptr;
+    ReleaseFn release = nullptr;
+    LostFn lost = nullptr;
+    // How long one NodePrepareResources call may wait for devices to come back from pods that
+    // are stopping; well inside the kubelet's 45 s call timeout.
+    std::chrono::milliseconds device_wait = std::chrono::seconds(10);
   };
 
   Preparer(kube::Client& kube, state::PlanStore& plans, Resolver resolver, Options opts);
 
+  using Clock = std::chrono::steady_clock;
+
   // Prepares one claim. Errors are per claim (InvalidArgument/FailedPrecondition for a claim
-  // we refuse, NotFound/Unavailable for API or inventory trouble); the message is meant for
-  // `kubectl describe pod` and names claim, request and field.
-  absl::StatusOr<std::vector<PreparedDevice>> Prepare(const ClaimRef& claim);
+  // we refuse, NotFound/Unavailable for API or inventory trouble, Unavailable for a device
+  // still in another pod); the message is meant for `kubectl describe pod` and names claim,
+  // request and field. Waits for busy devices until `deadline` ({} = now + device_wait).
+  absl::StatusOr<std::vector<PreparedDevice>> Prepare(const ClaimRef& claim,
+                                                      Clock::time_point deadline = {});
 
   // Releases one claim: hook, CDI spec, plan. Absent plan = success.
   absl::Status Unprepare(const ClaimRef& claim);
@@ -119,8 +153,16 @@ class Preparer {
 
   // Prepare without the failure hook; `reason` says which step failed.
   absl::StatusOr<std::vector<PreparedDevice>> PrepareClaim(const ClaimRef& claim,
+                                                           Clock::time_point deadline,
                                                            std::string& reason);
   absl::StatusOr<state::ClaimPlan> BuildPlan(const ClaimRef& claim);
+  // The gate for one device of `plan` (contract above).
+  absl::Status AwaitDevice(const state::ClaimPlan& plan, const state::DevicePlan& d,
+                           Clock::time_point deadline);
+  // Is the pod that holds device `index` of `holder` gone from the API, or finished? Reads
+  // the pod from the API at most once per `*next_read` interval when the pod watch has not
+  // got it under that UID.
+  bool HolderPodDone(const state::ClaimPlan& holder, size_t index, Clock::time_point* next_read);
   std::vector<PreparedDevice> Answer(const state::ClaimPlan& plan) const;
   // IPAM ADD for every device of `plan` that asks for it; all or nothing.
   absl::Status AllocateIpam(state::ClaimPlan& plan);

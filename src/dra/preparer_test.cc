@@ -11,6 +11,8 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "common/file_util.h"
@@ -672,8 +674,11 @@ TEST_F(PreparerTest, NetnsGuardHookInTheClaimsCdiSpec) {
   const json& hook = spec["devices"][0]["containerEdits"]["hooks"][0];
   EXPECT_EQ(hook["hookName"], "createRuntime");
   EXPECT_EQ(hook["path"], "/var/lib/knd/bin/knd-netns-guard");
-  EXPECT_EQ(hook["args"], json({"knd-netns-guard", "--claim", "team-a/claim-a", "--ifname", "eth1",
-                                "--ifname", "eth2"}));
+  // Each interface by its in-pod name, or by the MAC it has on the host (moved there by the
+  // pod's CNI under another name).
+  EXPECT_EQ(hook["args"],
+            json({"knd-netns-guard", "--claim", "team-a/claim-a", "--ifname", "eth1", "--mac",
+                  "02:11:22:33:44:55", "--ifname", "eth2", "--mac", "02:11:22:33:44:55"}));
   // A retry answers the same ids from the plan; Unprepare removes the spec.
   auto again = preparer_->Prepare(Ref());
   ASSERT_TRUE(again.ok());
@@ -760,6 +765,272 @@ TEST(BaseRequestNameTest, StripsSubRequest) {
   EXPECT_EQ(BaseRequestName("nic/fast"), "nic");
   EXPECT_EQ(BaseRequestName("nic"), "nic");
   EXPECT_EQ(BaseRequestName("a/b/c"), "a");
+}
+
+// ---- the gate: Prepare answers only when the device can be attached now -------------------
+
+class PreparerGateTest : public PreparerTest {
+ protected:
+  void SetUp() override {
+    PreparerTest::SetUp();
+    opts_.device_wait = std::chrono::milliseconds(300);
+    opts_.on_host = [this](const state::DeviceIdentity& id) -> absl::StatusOr<bool> {
+      std::lock_guard<std::mutex> l(mu_);
+      ++on_host_calls_;
+      return home_.count(id.ifname) > 0;
+    };
+    opts_.release = [this](const state::ClaimPlan& holder, size_t index) {
+      released_.push_back(holder.claim_uid + "/" + holder.devices[index].device);
+      // What the NRI side's detach does: the device is home, the old plan says so.
+      absl::Status st = store_->Update(holder.claim_uid, [&](state::ClaimPlan& p) {
+        p.devices[index].state = state::DeviceState::kDetached;
+        p.devices[index].pod_uid.clear();
+        return absl::OkStatus();
+      });
+      std::lock_guard<std::mutex> l(mu_);
+      home_.insert(holder.devices[index].identity.ifname);
+      return st;
+    };
+    opts_.lost = [this](const std::string& device) -> std::optional<std::string> {
+      auto it = lost_.find(device);
+      if (it == lost_.end()) return std::nullopt;
+      return it->second;
+    };
+    Rebuild();
+  }
+
+  // Claim "old-claim" of pod team-a/old-pod (uid old-pod-uid) holds eth1 in its pod.
+  void HoldEth1(bool publish_old_pod) {
+    state::ClaimPlan p;
+    p.claim_uid = "old-claim-uid";
+    p.claim_namespace = "team-a";
+    p.claim_name = "old-claim";
+    p.pods.push_back({"old-pod-uid", "team-a", "old-pod"});
+    state::DevicePlan d;
+    d.request = "nic";
+    d.pool = kNode;
+    d.device = "eth1";
+    d.identity.ifname = "eth1";
+    d.state = state::DeviceState::kAttached;
+    d.pod_uid = "old-pod-uid";
+    p.devices.push_back(d);
+    ASSERT_TRUE(store_->Put(p).ok());
+    if (publish_old_pod) {
+      kube_.objects[PodPath("team-a", "old-pod")] = {
+          {"metadata", {{"namespace", "team-a"}, {"name", "old-pod"}, {"uid", "old-pod-uid"}}},
+          {"status", {{"phase", "Running"}}}};
+    }
+  }
+
+  // Nothing of the refused claim is left: no plan, no CDI spec.
+  void ExpectNothingWritten() {
+    EXPECT_FALSE(store_->Get("claim-uid-1").ok());
+    EXPECT_FALSE(std::filesystem::exists(dir_ + "/cdi/knd.k8s.cni.cncf.io-net_claim-uid-1.json"));
+  }
+
+  std::mutex mu_;
+  std::set<std::string> home_;
+  std::map<std::string, std::string> lost_;
+  std::vector<std::string> released_;
+  int on_host_calls_ = 0;
+};
+
+TEST_F(PreparerGateTest, DeviceOnTheHostIsReadyAtOnce) {
+  home_.insert("eth1");
+  Publish();
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(250));
+  EXPECT_EQ(on_host_calls_, 1);
+}
+
+TEST_F(PreparerGateTest, DeviceOfAPodThatIsGoneIsHandedOverWithoutWaiting) {
+  // Sequential churn on a real node: the old pod is deleted from the API, its claim
+  // deallocated, and the device allocated to the next claim, before the old sandbox stops.
+  ASSERT_NO_FATAL_FAILURE(HoldEth1(/*publish_old_pod=*/false));
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_THAT(released_, ElementsAre("old-claim-uid/eth1"));
+  EXPECT_EQ(kube_.gets[PodPath("team-a", "old-pod")], 1) << "checked with the API once";
+  EXPECT_TRUE(store_->Get("claim-uid-1").ok());
+}
+
+TEST_F(PreparerGateTest, DeviceOfAFinishedPodIsHandedOver) {
+  ASSERT_NO_FATAL_FAILURE(HoldEth1(/*publish_old_pod=*/true));
+  kube_.objects[PodPath("team-a", "old-pod")]["status"]["phase"] = "Succeeded";
+  Publish();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  EXPECT_THAT(released_, ElementsAre("old-claim-uid/eth1"));
+}
+
+TEST_F(PreparerGateTest, DeviceOfARunningPodIsWaitedForUntilItsStopBringsItHome) {
+  ASSERT_NO_FATAL_FAILURE(HoldEth1(/*publish_old_pod=*/true));
+  opts_.device_wait = std::chrono::seconds(5);
+  Rebuild();
+  Publish();
+  // The old pod's StopPodSandbox, 200 ms later.
+  std::thread stop([this] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      home_.insert("eth1");
+    }
+    ASSERT_TRUE(store_
+                    ->Update("old-claim-uid",
+                             [](state::ClaimPlan& p) {
+                               p.devices[0].state = state::DeviceState::kDetached;
+                               p.devices[0].pod_uid.clear();
+                               return absl::OkStatus();
+                             })
+                    .ok());
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  auto res = preparer_->Prepare(Ref());
+  const auto took = std::chrono::steady_clock::now() - t0;
+  stop.join();
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_TRUE(released_.empty()) << "a running pod's device is never taken";
+  EXPECT_GE(took, std::chrono::milliseconds(150));
+  EXPECT_LT(took, std::chrono::seconds(4)) << "woken by the plan change, not by the deadline";
+}
+
+TEST_F(PreparerGateTest, DeviceStillInARunningPodFailsRetriablyAndChangesNothing) {
+  ASSERT_NO_FATAL_FAILURE(HoldEth1(/*publish_old_pod=*/true));
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_TRUE(absl::IsUnavailable(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("claim team-a/claim-a request \"nic\" device \"eth1\": the device is still "
+                        "in pod team-a/old-pod (claim team-a/old-claim), which has not stopped"));
+  EXPECT_THAT(failures_, ElementsAre("claim-a:DeviceBusy"));
+  EXPECT_TRUE(released_.empty());
+  ExpectNothingWritten();
+}
+
+TEST_F(PreparerGateTest, LostDeviceFailsAtOnceNamingWhy) {
+  lost_["eth1"] = "it has been neither on the host nor in a pod for 12 s";
+  Publish();
+  auto t0 = std::chrono::steady_clock::now();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(250));
+  EXPECT_TRUE(absl::IsNotFound(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("device \"eth1\": the device is gone from node node1: it has been neither "
+                        "on the host nor in a pod for 12 s"));
+  EXPECT_THAT(failures_, ElementsAre("claim-a:DeviceNotFound"));
+  ExpectNothingWritten();
+}
+
+TEST_F(PreparerGateTest, DeviceNowhereYetIsWaitedForThenRefused) {
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_TRUE(absl::IsUnavailable(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("the device is not on node node1 (not on the host, in no pod)"));
+  EXPECT_GT(on_host_calls_, 1) << "looked again while waiting";
+  ExpectNothingWritten();
+}
+
+TEST_F(PreparerGateTest, OneWaitBudgetPerKubeletCall) {
+  // Two claims in one call, both waiting for a device that never comes: the call as a whole
+  // waits device_wait, not device_wait per claim.
+  Publish();
+  json claim2 = claim_;
+  claim2["metadata"]["name"] = "claim-b";
+  claim2["metadata"]["uid"] = "claim-uid-2";
+  kube_.objects[ClaimPath("team-a", "claim-b")] = claim2;
+  auto t0 = std::chrono::steady_clock::now();
+  auto out = preparer_->PrepareBatch({Ref(), ClaimRef{"team-a", "claim-uid-2", "claim-b"}});
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(550));
+  EXPECT_FALSE(out["claim-uid-1"].error.empty());
+  EXPECT_FALSE(out["claim-uid-2"].error.empty());
+}
+
+// ---- reservedFor, adminAccess, Multus --------------------------------------------------------
+
+TEST_F(PreparerTest, ClaimReservedForTwoRunningPodsIsRefusedNamingBoth) {
+  claim_["status"]["reservedFor"].push_back(
+      {{"resource", "pods"}, {"name", "pod-b"}, {"uid", "pod-uid-2"}});
+  Publish();
+  json pod_b = pod_;
+  pod_b["metadata"]["name"] = "pod-b";
+  pod_b["metadata"]["uid"] = "pod-uid-2";
+  kube_.objects[PodPath("team-a", "pod-b")] = pod_b;
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(res.status())) << res.status();
+  EXPECT_THAT(
+      std::string(res.status().message()),
+      HasSubstr("claim team-a/claim-a: status.reservedFor has 2 running pods (team-a/pod-a, "
+                "team-a/pod-b): a network device can be in one pod only"));
+  EXPECT_FALSE(store_->Get("claim-uid-1").ok());
+}
+
+TEST_F(PreparerTest, ReservedPodsThatAreGoneOrFinishedDoNotCount) {
+  claim_["status"]["reservedFor"] = {
+      {{"resource", "pods"}, {"name", "gone"}, {"uid", "gone-uid"}},
+      {{"resource", "pods"}, {"name", "done"}, {"uid", "done-uid"}},
+      {{"resource", "pods"}, {"name", "pod-a"}, {"uid", "pod-uid-1"}}};
+  Publish();
+  json done = pod_;
+  done["metadata"]["name"] = "done";
+  done["metadata"]["uid"] = "done-uid";
+  done["status"]["phase"] = "Succeeded";
+  kube_.objects[PodPath("team-a", "done")] = done;
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  auto plan = store_->Get("claim-uid-1");
+  ASSERT_TRUE(plan.ok());
+  ASSERT_EQ(plan->pods.size(), 1u);
+  EXPECT_EQ(plan->pods[0].uid, "pod-uid-1");
+}
+
+TEST_F(PreparerTest, ClaimWhosePodIsGoneIsRefusedNamingThePod) {
+  Publish();
+  kube_.objects.erase(PodPath("team-a", "pod-a"));
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("reserved pod team-a/pod-a: the pod does not exist"));
+}
+
+TEST_F(PreparerTest, AdminAccessIsRefused) {
+  claim_["status"]["allocation"]["devices"]["results"][0]["adminAccess"] = true;
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("status.allocation.devices.results[0].adminAccess is true: knd does not "
+                        "give admin access to network devices"));
+}
+
+TEST_F(PreparerTest, AttachedByMultusNeedsAResourceNameAndTheNetworksAnnotation) {
+  SetClaimConfig(NetCfg({{"attachedBy", "multus"}}));
+  opts_.netns_guard = "/var/lib/knd/bin/knd-netns-guard";
+  Rebuild();
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("attachedBy is \"multus\", but device \"eth1\" has no "
+                        "k8s.cni.cncf.io/resourceName attribute"));
+  devices_["eth1"].resource_name = "example.com/net_a";
+  res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("pod team-a/pod-a has no k8s.v1.cni.cncf.io/networks annotation"));
+  pod_["metadata"]["annotations"] = {{"k8s.v1.cni.cncf.io/networks", "net-a"}};
+  Publish();
+  res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  // Multus attaches it in the runtime's CNI step: no guard for knd's hook, no CDI spec.
+  EXPECT_THAT((*res)[0].cdi_ids, IsEmpty());
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/cdi/knd.k8s.cni.cncf.io-net_claim-uid-1.json"));
+  EXPECT_EQ(store_->Get("claim-uid-1")->devices[0].config["attachedBy"], "multus");
 }
 
 }  // namespace

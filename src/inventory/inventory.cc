@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status.h"
 
@@ -90,14 +91,14 @@ absl::StatusOr<Device> DeviceFromCacheJson(const nlohmann::json& j) {
   return d;
 }
 
-Inventory::Inventory(Scanner scanner, std::string cache_path, PinnedFn pinned)
-    : scanner_(std::move(scanner)), cache_path_(std::move(cache_path)), pinned_(std::move(pinned)) {
-  if (cache_path_.empty()) return;
-  auto raw = ReadFile(cache_path_);
+Inventory::Inventory(ScanFn scan, InventoryOptions opts)
+    : scan_(std::move(scan)), opts_(std::move(opts)) {
+  if (opts_.cache_path.empty()) return;
+  auto raw = ReadFile(opts_.cache_path);
   if (!raw.ok()) return;  // first start
   auto j = nlohmann::json::parse(*raw, nullptr, /*allow_exceptions=*/false);
   if (!j.is_array()) {
-    spdlog::warn("ignoring unreadable device cache {}", cache_path_);
+    spdlog::warn("ignoring unreadable device cache {}", opts_.cache_path);
     return;
   }
   std::lock_guard<std::mutex> l(mu_);
@@ -108,35 +109,76 @@ Inventory::Inventory(Scanner scanner, std::string cache_path, PinnedFn pinned)
 }
 
 absl::Status Inventory::Rescan() {
-  auto scanned = scanner_.Scan();
+  auto scanned = scan_();
   if (!scanned.ok()) return Annotate(scanned.status(), "scan network devices");
-  std::set<std::string> pinned = pinned_ ? pinned_() : std::set<std::string>{};
   std::vector<Device> next = std::move(*scanned);
   std::set<std::string> names;
   for (const auto& d : next) names.insert(d.name);
-  nlohmann::json cache = nlohmann::json::array();
+  // Where the devices the scan did not find are (asked outside the lock: it reads the plans
+  // and may look into pod namespaces).
+  std::map<std::string, Whereabouts> where;
   {
-    std::lock_guard<std::mutex> l(mu_);
-    for (const auto& name : pinned) {
-      if (names.count(name)) continue;
-      auto it = known_.find(name);
-      if (it != known_.end()) {
-        next.push_back(it->second);  // in a pod: keep publishing it as it was
-        names.insert(name);
+    std::vector<std::string> absent;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [name, d] : known_) {
+        if (names.count(name) == 0) absent.push_back(name);
       }
     }
-    std::sort(next.begin(), next.end(),
-              [](const Device& a, const Device& b) { return a.name < b.name; });
-    std::map<std::string, Device> known;
+    for (const std::string& name : absent) {
+      where[name] = opts_.where ? opts_.where(name) : Whereabouts::kUnclaimed;
+    }
+  }
+  const Clock::time_point now = Now();
+  std::vector<std::pair<Device, std::string>> newly_lost;
+  std::map<std::string, Device> known;
+  std::vector<Device> published = next;
+  {
+    std::lock_guard<std::mutex> l(mu_);
     for (const auto& d : next) {
       known[d.name] = d;
-      cache.push_back(DeviceToCacheJson(d));
+      missing_.erase(d.name);  // found (again)
     }
-    known_ = std::move(known);
-    current_ = next;
+    for (const auto& [name, w] : where) {
+      auto it = known_.find(name);
+      if (it == known_.end()) continue;
+      if (w == Whereabouts::kUnclaimed) {
+        missing_.erase(name);
+        continue;  // gone, and nobody holds it
+      }
+      known[name] = it->second;
+      if (w == Whereabouts::kInPod) {
+        missing_.erase(name);
+        published.push_back(it->second);  // in a pod: keep publishing it as it was
+        continue;
+      }
+      MissingSince& m = missing_.try_emplace(name, MissingSince{now, false}).first->second;
+      if (!m.lost && now - m.since >= opts_.lost_grace) {
+        m.lost = true;
+        newly_lost.emplace_back(it->second, "");
+      }
+      if (!m.lost) published.push_back(it->second);  // in doubt: still published
+    }
+    for (auto it = missing_.begin(); it != missing_.end();) {
+      it = known.count(it->first) ? std::next(it) : missing_.erase(it);
+    }
+    std::sort(published.begin(), published.end(),
+              [](const Device& a, const Device& b) { return a.name < b.name; });
+    known_ = known;
+    current_ = published;
   }
-  if (!cache_path_.empty()) {
-    absl::Status st = WriteFileAtomic(cache_path_, cache.dump());
+  for (auto& [d, why] : newly_lost) {
+    why = absl::StrCat("not on the host and in no pod for ",
+                       std::chrono::duration_cast<std::chrono::seconds>(opts_.lost_grace).count(),
+                       " s (last seen as ", d.ifname.empty() ? d.name : d.ifname,
+                       d.mac.empty() ? "" : absl::StrCat(", mac ", d.mac), ")");
+    spdlog::warn("device {} is lost: {}; withdrawn from the ResourceSlice", d.name, why);
+    if (opts_.on_lost) opts_.on_lost(d, why);
+  }
+  if (!opts_.cache_path.empty()) {
+    nlohmann::json cache = nlohmann::json::array();
+    for (const auto& [name, d] : known) cache.push_back(DeviceToCacheJson(d));
+    absl::Status st = WriteFileAtomic(opts_.cache_path, cache.dump());
     if (!st.ok()) spdlog::warn("cannot save device cache: {}", st.ToString());
   }
   return absl::OkStatus();
@@ -152,6 +194,38 @@ std::optional<Device> Inventory::Find(const std::string& name) const {
   auto it = known_.find(name);
   if (it == known_.end()) return std::nullopt;
   return it->second;
+}
+
+std::vector<Inventory::Missing> Inventory::MissingDevices() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<Missing> out;
+  for (const auto& [name, m] : missing_) {
+    auto it = known_.find(name);
+    if (it != known_.end()) out.push_back({it->second, m.since, m.lost});
+  }
+  return out;
+}
+
+std::optional<std::string> Inventory::LostReason(const std::string& name) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = missing_.find(name);
+  if (it == missing_.end() || !it->second.lost) return std::nullopt;
+  const Clock::time_point now = Now();
+  return absl::StrCat(
+      "it has been neither on the host nor in a pod for ",
+      std::chrono::duration_cast<std::chrono::seconds>(now - it->second.since).count(),
+      " s, and is withdrawn from the ResourceSlice");
+}
+
+std::optional<Inventory::Clock::time_point> Inventory::NextReview() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::optional<Clock::time_point> next;
+  for (const auto& [name, m] : missing_) {
+    if (m.lost) continue;
+    Clock::time_point t = m.since + opts_.lost_grace;
+    if (!next || t < *next) next = t;
+  }
+  return next;
 }
 
 }  // namespace knd::inventory

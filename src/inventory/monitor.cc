@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -19,7 +20,34 @@
 
 namespace knd::inventory {
 
-LinkMonitor::LinkMonitor(Callback cb, Options opts) : cb_(std::move(cb)), opts_(std::move(opts)) {}
+LinkMonitor::LinkMonitor(Callback cb, Options opts)
+    : cb_(std::move(cb)),
+      opts_(std::move(opts)),
+      wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+void LinkMonitor::Wake() {
+  uint64_t one = 1;
+  if (wake_fd_.valid() && write(wake_fd_.get(), &one, sizeof(one)) < 0 && errno != EAGAIN) {
+    spdlog::error("link monitor: cannot wake: errno {}", errno);
+  }
+}
+
+void LinkMonitor::Trigger() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    triggered_ = true;
+  }
+  Wake();
+}
+
+void LinkMonitor::ScheduleAt(std::chrono::steady_clock::time_point t) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (scheduled_ && *scheduled_ <= t) return;
+    scheduled_ = t;
+  }
+  Wake();
+}
 
 LinkMonitor::~LinkMonitor() { Stop(); }
 
@@ -63,19 +91,44 @@ void LinkMonitor::Run() {
   Clock::time_point first{}, last{};
   std::vector<char> buf(64 * 1024);
   for (;;) {
-    int timeout = -1;
-    if (pending) {
-      Clock::time_point due = std::min(last + opts_.quiet, first + opts_.max_delay);
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now());
-      timeout = static_cast<int>(std::max<int64_t>(0, left.count()));
+    std::optional<Clock::time_point> due;
+    if (pending) due = std::min(last + opts_.quiet, first + opts_.max_delay);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (scheduled_ && (!due || *scheduled_ < *due)) due = scheduled_;
     }
-    pollfd fds[2] = {{sock_.fd(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
-    int n = poll(fds, 2, timeout);
+    int timeout = -1;
+    if (due) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*due - Clock::now());
+      timeout = static_cast<int>(std::max<int64_t>(0, left.count() + 1));
+    }
+    pollfd fds[3] = {
+        {sock_.fd(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}};
+    int n = poll(fds, 3, timeout);
     if (n < 0 && errno != EINTR) {
       spdlog::error("link monitor: poll: errno {}", errno);
       return;
     }
     if (fds[1].revents != 0) return;
+    if (n > 0 && fds[2].revents != 0) {
+      uint64_t v;
+      (void)read(wake_fd_.get(), &v, sizeof(v));
+    }
+    bool fire_now = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (triggered_) {
+        triggered_ = false;
+        Clock::time_point now = Clock::now();
+        if (!pending) first = now;
+        pending = true;
+        last = now;
+      }
+      if (scheduled_ && Clock::now() >= *scheduled_) {
+        scheduled_.reset();
+        fire_now = true;
+      }
+    }
     if (n > 0 && fds[0].revents != 0) {
       // Any message is a change; the content is not needed because the callback rescans.
       bool got = false;
@@ -98,9 +151,9 @@ void LinkMonitor::Run() {
         last = now;
       }
     }
-    if (pending) {
+    if (pending || fire_now) {
       Clock::time_point now = Clock::now();
-      if (now >= last + opts_.quiet || now >= first + opts_.max_delay) {
+      if (fire_now || now >= last + opts_.quiet || now >= first + opts_.max_delay) {
         pending = false;
         cb_();
       }

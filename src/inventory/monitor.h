@@ -3,10 +3,17 @@
 // on its own thread and coalesces a burst of events into one callback: the callback runs
 // once no event arrived for `quiet`, or at the latest `max_delay` after the first event of a
 // burst. A kernel buffer overrun (ENOBUFS: events were lost) also counts as a change.
+//
+// Two more reasons to call back: Trigger() (a change the kernel does not announce on the
+// host, e.g. a device recorded as destroyed with its pod; coalesced like an event) and
+// ScheduleAt() (a time the inventory wants another look, e.g. when a missing device's grace
+// period ends).
 #pragma once
 
 #include <chrono>
 #include <functional>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -38,13 +45,22 @@ class LinkMonitor {
   // Prompt: wakes the thread through an eventfd and joins it; a pending burst is dropped.
   void Stop();
 
+  // Thread-safe; before Start() they take effect once the thread runs.
+  void Trigger();
+  void ScheduleAt(std::chrono::steady_clock::time_point t);
+
  private:
   void Run();
+  void Wake();
 
   Callback cb_;
   Options opts_;
   netlink::NlSock sock_;
   UniqueFd stop_fd_;
+  UniqueFd wake_fd_;
+  std::mutex mu_;
+  bool triggered_ = false;                                          // guarded by mu_
+  std::optional<std::chrono::steady_clock::time_point> scheduled_;  // guarded by mu_
   std::thread thread_;
 };
 

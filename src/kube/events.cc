@@ -41,6 +41,8 @@ ObjectRef PodObject(const std::string& ns, const std::string& name, const std::s
   return {"v1", "Pod", ns, name, uid};
 }
 
+ObjectRef NodeObject(const std::string& name) { return {"v1", "Node", "", name, ""}; }
+
 EventRecorder::EventRecorder(Client& client, EventRecorderOptions opts)
     : client_(client), opts_(std::move(opts)) {}
 

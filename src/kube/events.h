@@ -34,6 +34,8 @@ namespace knd::kube {
 namespace event_reason {
 inline constexpr char kInvalidConfig[] = "InvalidConfig";
 inline constexpr char kDeviceNotFound[] = "DeviceNotFound";
+inline constexpr char kDeviceBusy[] = "DeviceBusy";
+inline constexpr char kDeviceLost[] = "DeviceLost";
 inline constexpr char kAttachFailed[] = "AttachFailed";
 inline constexpr char kDetachFailed[] = "DetachFailed";
 inline constexpr char kNADNotFound[] = "NADNotFound";
@@ -57,6 +59,8 @@ struct ObjectRef {
 };
 ObjectRef ClaimObject(const std::string& ns, const std::string& name, const std::string& uid);
 ObjectRef PodObject(const std::string& ns, const std::string& name, const std::string& uid);
+// A Node (cluster-scoped: its events go to the "default" namespace, as the kubelet's do).
+ObjectRef NodeObject(const std::string& name);
 
 struct EventRecorderOptions {
   std::string driver_name;  // source.component and reportingComponent

@@ -25,12 +25,38 @@ std::string Key(const json& pod) {
 PodFacts PodFactsOf(const json& pod) {
   PodFacts f;
   f.uid = internal::MetadataString(pod, "uid");
-  if (pod.is_object()) {
-    auto spec = pod.find("spec");
-    if (spec != pod.end() && spec->is_object()) {
-      auto hn = spec->find("hostNetwork");
-      f.host_network = hn != spec->end() && hn->is_boolean() && hn->get<bool>();
+  if (!pod.is_object()) return f;
+  auto field = [](const json& j, const char* key) -> const json* {
+    if (!j.is_object()) return nullptr;
+    auto it = j.find(key);
+    return it == j.end() ? nullptr : &*it;
+  };
+  auto str = [&](const json* j, const char* key) {
+    const json* v = j != nullptr ? field(*j, key) : nullptr;
+    return v != nullptr && v->is_string() ? v->get<std::string>() : std::string();
+  };
+  auto add_claim = [&f](std::string name) {
+    if (!name.empty() && std::find(f.claims.begin(), f.claims.end(), name) == f.claims.end()) {
+      f.claims.push_back(std::move(name));
     }
+  };
+  const json* spec = field(pod, "spec");
+  const json* status = field(pod, "status");
+  if (spec != nullptr) {
+    const json* hn = field(*spec, "hostNetwork");
+    f.host_network = hn != nullptr && hn->is_boolean() && hn->get<bool>();
+    if (const json* rc = field(*spec, "resourceClaims"); rc != nullptr && rc->is_array()) {
+      for (const json& c : *rc) add_claim(str(&c, "resourceClaimName"));
+    }
+  }
+  if (status != nullptr) {
+    f.phase = str(status, "phase");
+    if (const json* rs = field(*status, "resourceClaimStatuses"); rs != nullptr && rs->is_array()) {
+      for (const json& c : *rs) add_claim(str(&c, "resourceClaimName"));
+    }
+  }
+  if (const json* md = field(pod, "metadata"); md != nullptr) {
+    f.multus_networks = !str(field(*md, "annotations"), kMultusNetworksAnnotation).empty();
   }
   return f;
 }

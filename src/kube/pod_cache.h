@@ -2,8 +2,9 @@
 // the node's pods (fieldSelector spec.nodeName=<node>), so that Prepare reads the claim and
 // nothing else.
 //
-// Only the facts Prepare checks are kept (UID, hostNetwork), for the pods bound to this node:
-// a few bytes per pod. A pod the cache has not seen yet (the watch can trail the kubelet by a
+// Only the facts knd checks are kept, for the pods bound to this node: a few bytes per pod
+// (UID, hostNetwork, phase, whether Multus networks are asked for, the names of the pod's
+// claims). A pod the cache has not seen yet (the watch can trail the kubelet by a
 // moment) or whose UID differs from the one asked for is the caller's cue to read the pod
 // from the API instead: the cache never answers for a pod it cannot vouch for.
 #pragma once
@@ -17,18 +18,31 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "kube/client.h"
 
 namespace knd::kube {
 
+// The Multus annotation that lists a pod's secondary networks.
+inline constexpr char kMultusNetworksAnnotation[] = "k8s.v1.cni.cncf.io/networks";
+
 struct PodFacts {
   std::string uid;
   bool host_network = false;
+  std::string phase;             // status.phase ("" when not reported yet)
+  bool multus_networks = false;  // a non-empty k8s.v1.cni.cncf.io/networks annotation
+  // The ResourceClaims the pod uses, by name (its namespace): spec.resourceClaims[]
+  // .resourceClaimName, and for template entries status.resourceClaimStatuses[]
+  // .resourceClaimName.
+  std::vector<std::string> claims;
+
+  // Succeeded or Failed: every container has exited for good.
+  bool Terminal() const { return phase == "Succeeded" || phase == "Failed"; }
 };
 
-// The facts of one Pod object (metadata.uid, spec.hostNetwork).
+// The facts of one Pod object.
 PodFacts PodFactsOf(const nlohmann::json& pod);
 
 struct PodCacheOptions {

@@ -23,6 +23,11 @@ struct Link {
   int master_ifindex = 0;  // bridge/bond master; 0 = none
   int link_ifindex = 0;    // IFLA_LINK (veth peer, vlan/macvlan parent); 0 = none. May name
                            // an ifindex of another namespace (veth peers).
+  // IFLA_PARENT_DEV_NAME / _BUS_NAME (kernel >= 5.16): the bus device behind a netdev, e.g.
+  // "0000:03:00.1" on "pci". Unlike sysfs, netlink answers for the socket's own namespace, so
+  // this finds a PCI device inside a pod netns.
+  std::string parent_dev;
+  std::string parent_bus;
 };
 
 struct Address {

@@ -16,8 +16,16 @@ using state::DeviceState;
 
 namespace {
 
-bool OnPod(const state::DevicePlan& d) {
-  return d.state == DeviceState::kAttaching || d.state == DeviceState::kAttached;
+bool AttachedByMultusConfig(const state::DevicePlan& d) {
+  return d.config.is_object() &&
+         d.config.value("attachedBy", std::string()) == std::string(config::kAttachedByMultus);
+}
+
+std::string PodName(const state::ClaimPlan& plan, const std::string& uid) {
+  for (const auto& p : plan.pods) {
+    if (p.uid == uid && !p.name.empty()) return p.namespace_ + "/" + p.name;
+  }
+  return "uid " + uid;
 }
 
 PodInfo PodOf(const state::ClaimPlan& plan, const std::string& uid) {
@@ -156,6 +164,7 @@ absl::Status PodNetwork::WithTimeoutHint(absl::Status st) const {
 absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan& plan,
                                       size_t index, const Budget& budget) {
   const state::DevicePlan& dev = plan.devices[index];
+  if (AttachedByMultusConfig(dev)) return AttachMultusDevice(pod, plan, index);
   if (IsCniDevice(dev)) return AttachCniDevice(pod, plan, index, budget);
   const std::string where = Where(pod, plan, dev);
   absl::StatusOr<config::NetworkConfig> cfg = config::Decode(dev.config, where);
@@ -177,13 +186,29 @@ absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan
       d.pod_uid = pod.uid;
       d.host = snap;
       d.result.reset();
+      d.attached_by.clear();
       d.note.clear();
       return absl::OkStatus();
     });
   };
   auto result = attacher_.Attach(req, persist);
+  if (absl::IsNotFound(result.status())) {
+    // Not on the host: the pod's CNI may have moved it already (Multus's DRA support hands a
+    // device to a NAD with the device's resourceName). Then it is there: record, not move.
+    absl::StatusOr<std::optional<state::AttachResult>> found =
+        attacher_.FindInPod(pod.netns, dev.identity);
+    if (found.ok() && found->has_value()) {
+      spdlog::warn(
+          "{}: the device is already in the pod as {} (moved by the pod's CNI, e.g. Multus); "
+          "recording it as attached by Multus. Set attachedBy: multus in the claim's or "
+          "class's NetworkConfig to say so.",
+          where, (*found)->ifname);
+      return RecordMultus(pod, plan, index, **std::move(found),
+                          "attached by the pod's CNI (Multus) before knd's hook");
+    }
+  }
   if (!result.ok()) {
-    absl::Status st = Annotate(result.status(), where);
+    absl::Status st = result.status();  // the attacher names `where` itself
     (void)plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
       auto& d = p.devices[index];
       // The attacher rolled back: the device is on the host again.
@@ -219,6 +244,25 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
     Notify(pod, plan.claim_uid, index, &st);
     return st;
   }
+  // The device's host settings, to restore after DEL (host-device gives a device back down and
+  // with the MTU it had in the pod). Not on the host: maybe the pod's CNI (Multus) took it.
+  std::optional<state::HostSnapshot> snap;
+  if (absl::StatusOr<state::HostSnapshot> taken = attacher_.Snapshot(dev.identity); taken.ok()) {
+    snap = *std::move(taken);
+  } else if (absl::IsNotFound(taken.status())) {
+    absl::StatusOr<std::optional<state::AttachResult>> found =
+        attacher_.FindInPod(pod.netns, dev.identity);
+    if (found.ok() && found->has_value()) {
+      spdlog::warn(
+          "{}: the device is already in the pod as {} (moved by the pod's CNI, e.g. "
+          "Multus); not running the claim's CNI plugins on it",
+          where, (*found)->ifname);
+      return RecordMultus(pod, plan, index, **std::move(found),
+                          "attached by the pod's CNI (Multus) before knd's hook");
+    }
+  } else {
+    spdlog::warn("{}: no host snapshot before CNI ADD: {}", where, taken.status().ToString());
+  }
   const nlohmann::json handed = cni::HandDevice(*list, Handoff(dev));
   cni::RuntimeConf rt = CniRuntime(pod, plan, dev, pod.netns);
   rt.deadline = budget.work;
@@ -233,7 +277,8 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
                                            auto& d = p.devices[index];
                                            d.state = DeviceState::kAttaching;
                                            d.pod_uid = pod.uid;
-                                           d.host.reset();
+                                           d.host = snap;
+                                           d.attached_by.clear();
                                            state::AttachResult r;
                                            r.netns = pod.netns;
                                            r.ifname = rt.ifname;
@@ -257,6 +302,7 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
         d.state = DeviceState::kFailed;
         d.pod_uid.clear();
         d.result.reset();
+        d.host.reset();
         d.note = std::string(st.message());
       } else {
         d.note = absl::StrCat(st.message(), "; CNI DEL after the failed ADD: ", del.message());
@@ -264,6 +310,12 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
       return absl::OkStatus();
     });
     if (!del.ok()) spdlog::error("{}: CNI DEL after a failed ADD: {}", where, del.ToString());
+    if (del.ok() && snap) {
+      absl::Status rs = attacher_.Restore(dev.identity, *snap);
+      if (!rs.ok() && !absl::IsNotFound(rs)) {
+        spdlog::warn("{}: restoring the device after the failed ADD: {}", where, rs.ToString());
+      }
+    }
     Notify(pod, plan.claim_uid, index, &st);
     return st;
   }
@@ -284,6 +336,57 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
                rt.ifname, pod.netns);
   Notify(pod, plan.claim_uid, index, nullptr);
   return absl::OkStatus();
+}
+
+absl::Status PodNetwork::RecordMultus(const PodInfo& pod, const state::ClaimPlan& plan,
+                                      size_t index, state::AttachResult found,
+                                      const std::string& note) {
+  const std::string where = Where(pod, plan, plan.devices[index]);
+  RETURN_IF_ERROR(Annotate(plans_.Update(plan.claim_uid,
+                                         [&](state::ClaimPlan& p) {
+                                           if (index >= p.devices.size()) {
+                                             return absl::InternalError(
+                                                 "plan changed under attach");
+                                           }
+                                           auto& d = p.devices[index];
+                                           d.state = DeviceState::kAttached;
+                                           d.pod_uid = pod.uid;
+                                           d.attached_by = state::kAttachedByMultus;
+                                           d.host.reset();
+                                           d.result = found;
+                                           d.note = note;
+                                           return absl::OkStatus();
+                                         }),
+                           where + ": recording the attach"));
+  spdlog::info("{}: attached by Multus as {} in {}", where, found.ifname, pod.netns);
+  Notify(pod, plan.claim_uid, index, nullptr);
+  return absl::OkStatus();
+}
+
+absl::Status PodNetwork::AttachMultusDevice(const PodInfo& pod, const state::ClaimPlan& plan,
+                                            size_t index) {
+  const state::DevicePlan& dev = plan.devices[index];
+  const std::string where = Where(pod, plan, dev);
+  absl::StatusOr<std::optional<state::AttachResult>> found =
+      attacher_.FindInPod(pod.netns, dev.identity);
+  absl::Status st = found.status();
+  if (st.ok() && found->has_value()) {
+    return RecordMultus(pod, plan, index, **std::move(found), "attached by Multus");
+  }
+  if (st.ok()) {
+    absl::StatusOr<bool> home = attacher_.OnHost(dev.identity);
+    st = absl::FailedPreconditionError(absl::StrCat(
+        where, ": attachedBy is \"multus\", but ",
+        home.ok() && *home
+            ? "the device is still on the host after the pod's CNI ran: Multus did not hand it "
+              "to a NAD. List a NAD whose k8s.v1.cni.cncf.io/resourceName is the device's "
+              "k8s.cni.cncf.io/resourceName in the pod's k8s.v1.cni.cncf.io/networks annotation"
+            : "the device is neither in the pod nor on the host"));
+  } else {
+    st = Annotate(st, where + ": looking for the device in the pod");
+  }
+  Notify(pod, plan.claim_uid, index, &st);
+  return st;
 }
 
 absl::Status PodNetwork::DelCni(const PodInfo& pod, const state::ClaimPlan& plan,
@@ -312,10 +415,59 @@ void PodNetwork::Notify(const PodInfo& pod, const std::string& claim_uid, size_t
   }
 }
 
+absl::Status PodNetwork::AdoptClaims(const PodInfo& pod, std::vector<state::ClaimPlan>& plans) {
+  if (!pod_claims_ || !claim_uid_) return absl::OkStatus();
+  std::optional<std::vector<std::string>> names = pod_claims_(pod);
+  if (!names || names->empty()) return absl::OkStatus();
+  std::set<std::string> covered;
+  for (const auto& p : plans) {
+    if (p.claim_namespace == pod.namespace_) covered.insert(p.claim_name);
+  }
+  for (const std::string& name : *names) {
+    if (covered.count(name) > 0) continue;
+    for (const state::ClaimPlan& plan : plans_.List()) {
+      if (plan.claim_namespace != pod.namespace_ || plan.claim_name != name) continue;
+      // A plan of an older claim of the same name may still be around: only the claim this
+      // pod really uses may be taken over.
+      absl::StatusOr<std::string> uid = claim_uid_(pod.namespace_, name);
+      if (!uid.ok()) {
+        return Annotate(uid.status(), absl::StrCat("pod ", pod.namespace_, "/", pod.name,
+                                                   ": claim ", pod.namespace_, "/", name,
+                                                   " was prepared for another pod; reading it"));
+      }
+      if (*uid != plan.claim_uid) continue;
+      for (const state::DevicePlan& d : plan.devices) {
+        if (state::InPod(d) && d.pod_uid != pod.uid) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "pod ", pod.namespace_, "/", pod.name, ": claim ", plan.claim_namespace, "/",
+              plan.claim_name, " device ", d.device, " is in pod ", PodName(plan, d.pod_uid),
+              ": a network device is in one pod at a time, so knd serves a claim to one pod; "
+              "give each pod a claim of its own (a ResourceClaimTemplate)"));
+        }
+      }
+      RETURN_IF_ERROR(plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
+        p.pods.push_back({pod.uid, pod.namespace_, pod.name});
+        return absl::OkStatus();
+      }));
+      spdlog::info("pod {}/{}: takes over claim {}/{}, prepared for an earlier pod", pod.namespace_,
+                   pod.name, plan.claim_namespace, plan.claim_name);
+      ASSIGN_OR_RETURN(state::ClaimPlan fresh, plans_.Get(plan.claim_uid));
+      plans.push_back(std::move(fresh));
+      covered.insert(name);
+      break;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status PodNetwork::Attach(const PodInfo& pod) {
   auto lock = PodLock(pod.uid);
   std::lock_guard<std::mutex> l(*lock);
   std::vector<state::ClaimPlan> plans = plans_.ForPod(pod.uid);
+  if (absl::Status st = AdoptClaims(pod, plans); !st.ok()) {
+    spdlog::error("{}", st.ToString());
+    return st;
+  }
   if (plans.empty()) return absl::OkStatus();  // not a pod of ours
   if (pod.netns.empty()) {
     return absl::FailedPreconditionError(
@@ -330,9 +482,19 @@ absl::Status PodNetwork::Attach(const PodInfo& pod) {
   for (const auto& plan : plans) {
     for (size_t i = 0; i < plan.devices.size() && failure.ok(); ++i) {
       const auto& dev = plan.devices[i];
-      if (dev.state == DeviceState::kAttached && dev.pod_uid == pod.uid) {
+      if (state::InPod(dev) && dev.pod_uid != pod.uid) {
+        // Never out of another pod: that pod would lose its network under its feet.
+        failure = absl::FailedPreconditionError(
+            absl::StrCat(Where(pod, plan, dev), ": the device is in pod ",
+                         PodName(plan, dev.pod_uid), ": a network device is in one pod at a time"));
+        Notify(pod, plan.claim_uid, i, &failure);
+        break;
+      }
+      if (dev.state == DeviceState::kAttached && dev.result && dev.result->netns == pod.netns) {
+        // Repeated hook for the same sandbox.
+        if (dev.attached_by == state::kAttachedByMultus) continue;
         auto there = attacher_.IsAttached(pod.netns, state::InPodName(dev));
-        if (there.ok() && *there) continue;  // repeated hook
+        if (there.ok() && *there) continue;
       }
       if (Clock::now() >= budget.work) {
         // Better a pod that fails (and is retried) than one the runtime starts without its
@@ -343,25 +505,22 @@ absl::Status PodNetwork::Attach(const PodInfo& pod) {
         Notify(pod, plan.claim_uid, i, &failure);
         break;
       }
-      // A CNI attachment is never ADDed twice without a DEL in between (spec).
-      if (dev.state == DeviceState::kAttaching ||
-          (dev.state == DeviceState::kAttached && (dev.pod_uid != pod.uid || IsCniDevice(dev)))) {
-        // Interrupted attach (crash) or a stale attachment: give it back first.
-        absl::Status st =
-            DetachDevice(plan, i, dev.result ? dev.result->netns : pod.netns, budget.cleanup);
+      if (state::InPod(dev)) {
+        // An attach interrupted by a crash, or an earlier sandbox of this pod (a retried
+        // RunPodSandbox gets a new netns; a CNI attachment is never ADDed twice without a
+        // DEL in between): give it back first.
+        absl::Status st = DetachDevice(plan.claim_uid, i, pod.uid, pod.netns, budget.cleanup);
         if (!st.ok() && !absl::IsNotFound(st)) {
           failure = st;
           break;
         }
-        auto fresh = plans_.Get(plan.claim_uid);
-        if (!fresh.ok()) {
-          failure = fresh.status();
-          break;
-        }
-        failure = AttachDevice(pod, *fresh, i, budget);
-      } else {
-        failure = AttachDevice(pod, plan, i, budget);
       }
+      auto fresh = plans_.Get(plan.claim_uid);
+      if (!fresh.ok()) {
+        failure = fresh.status();
+        break;
+      }
+      failure = AttachDevice(pod, *fresh, i, budget);
       if (failure.ok()) done.emplace_back(plan.claim_uid, i);
     }
     if (!failure.ok()) break;
@@ -369,24 +528,47 @@ absl::Status PodNetwork::Attach(const PodInfo& pod) {
   if (failure.ok()) return absl::OkStatus();
   // All or nothing: give back what this call attached.
   for (const auto& [claim_uid, index] : done) {
-    auto plan = plans_.Get(claim_uid);
-    if (plan.ok()) (void)DetachDevice(*plan, index, pod.netns, budget.cleanup);
+    (void)DetachDevice(claim_uid, index, pod.uid, pod.netns, budget.cleanup);
   }
   spdlog::error("{}", failure.ToString());
   return failure;
 }
 
-absl::Status PodNetwork::DetachDevice(const state::ClaimPlan& plan, size_t index,
-                                      const std::string& netns, Clock::time_point deadline) {
+absl::Status PodNetwork::DetachDevice(const std::string& claim_uid, size_t index,
+                                      const std::string& pod_uid, const std::string& fallback_netns,
+                                      Clock::time_point deadline) {
+  absl::StatusOr<state::ClaimPlan> got = plans_.Get(claim_uid);
+  if (absl::IsNotFound(got.status())) return absl::OkStatus();  // unprepared meanwhile
+  if (!got.ok()) return got.status();
+  const state::ClaimPlan& plan = *got;
+  if (index >= plan.devices.size()) return absl::OkStatus();
   const state::DevicePlan& dev = plan.devices[index];
+  // Someone else gave it back already (or it moved on to another pod): nothing to do.
+  if (!state::InPod(dev) || (!pod_uid.empty() && dev.pod_uid != pod_uid)) {
+    return absl::OkStatus();
+  }
+  const std::string netns = dev.result ? dev.result->netns : fallback_netns;
   PodInfo pod = PodOf(plan, dev.pod_uid);
   const std::string where = Where(pod, plan, dev);
   absl::Status st;
-  if (IsCniDevice(dev)) {
+  std::string note;
+  if (dev.attached_by == state::kAttachedByMultus) {
+    // Multus moved it in; its CNI DEL (after this hook on containerd, before it on CRI-O)
+    // moves it out.
+    note = "left to Multus (its CNI DEL gives the device back)";
+  } else if (IsCniDevice(dev)) {
     // DEL always, also with the netns gone (the executor then passes no netns).
     st = WithTimeoutHint(Annotate(DelCni(pod, plan, dev, netns, deadline), where));
     // "Container unknown" is what a plugin says about an attachment that is already gone.
     if (absl::IsNotFound(st)) st = absl::OkStatus();
+    if (st.ok() && dev.host) {
+      // The plugins gave the device back (host-device does, without its host settings).
+      absl::Status rs = attacher_.Restore(dev.identity, *dev.host);
+      if (!rs.ok() && !absl::IsNotFound(rs)) {
+        note = absl::StrCat("CNI DEL done; restoring the host settings: ", rs.message());
+        spdlog::warn("{}: {}", where, note);
+      }
+    }
   } else if (!dev.host) {
     st = absl::InternalError("no host snapshot recorded");
   } else {
@@ -400,16 +582,21 @@ absl::Status PodNetwork::DetachDevice(const state::ClaimPlan& plan, size_t index
     });
     return st;
   }
+  if (!st.ok()) note = std::string(st.message());
   RETURN_IF_ERROR(plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
     auto& d = p.devices[index];
     d.state = DeviceState::kDetached;
     d.pod_uid.clear();
     d.result.reset();
-    d.note = st.ok() ? "" : std::string(st.message());
+    d.attached_by.clear();
+    d.note = note;
     return absl::OkStatus();
   }));
   if (st.ok()) {
-    spdlog::info("{}: {}", where, IsCniDevice(dev) ? "CNI DEL done" : "returned to the host");
+    spdlog::info("{}: {}", where,
+                 dev.attached_by == state::kAttachedByMultus ? "detached (left to Multus)"
+                 : IsCniDevice(dev)                          ? "CNI DEL done"
+                                                             : "returned to the host");
   } else {
     spdlog::warn("{}: {}", where, st.ToString());
   }
@@ -425,9 +612,8 @@ absl::Status PodNetwork::Detach(const PodInfo& pod) {
   for (const auto& plan : plans_.ForPod(pod.uid)) {
     for (size_t i = 0; i < plan.devices.size(); ++i) {
       const auto& dev = plan.devices[i];
-      if (!OnPod(dev) || dev.pod_uid != pod.uid) continue;
-      std::string netns = dev.result ? dev.result->netns : pod.netns;
-      absl::Status st = DetachDevice(plan, i, netns, budget.cleanup);
+      if (!state::InPod(dev) || dev.pod_uid != pod.uid) continue;
+      absl::Status st = DetachDevice(plan.claim_uid, i, pod.uid, pod.netns, budget.cleanup);
       if (!st.ok() && !absl::IsNotFound(st) && first.ok()) first = st;
     }
   }
@@ -438,13 +624,21 @@ absl::Status PodNetwork::DetachClaim(const state::ClaimPlan& plan) {
   absl::Status first;
   for (size_t i = 0; i < plan.devices.size(); ++i) {
     const auto& dev = plan.devices[i];
-    if (!OnPod(dev)) continue;
+    if (!state::InPod(dev)) continue;
     auto lock = PodLock(dev.pod_uid);
     std::lock_guard<std::mutex> l(*lock);
-    absl::Status st = DetachDevice(plan, i, dev.result ? dev.result->netns : "");
+    absl::Status st = DetachDevice(plan.claim_uid, i, dev.pod_uid, "");
     if (!st.ok() && !absl::IsNotFound(st) && first.ok()) first = st;
   }
   return first;
+}
+
+absl::Status PodNetwork::ReleaseDevice(const state::ClaimPlan& plan, size_t index) {
+  if (index >= plan.devices.size()) return absl::OkStatus();
+  const std::string pod_uid = plan.devices[index].pod_uid;
+  auto lock = PodLock(pod_uid);
+  std::lock_guard<std::mutex> l(*lock);
+  return DetachDevice(plan.claim_uid, index, pod_uid, "");
 }
 
 absl::Status PodNetwork::Reconcile(const std::vector<PodInfo>& running) {
@@ -454,7 +648,7 @@ absl::Status PodNetwork::Reconcile(const std::vector<PodInfo>& running) {
   for (const auto& plan : plans_.List()) {
     for (size_t i = 0; i < plan.devices.size(); ++i) {
       const auto& dev = plan.devices[i];
-      if (!OnPod(dev)) continue;  // prepared-but-not-started pods are left alone
+      if (!state::InPod(dev)) continue;  // prepared-but-not-started pods are left alone
       auto it = by_uid.find(dev.pod_uid);
       absl::Status st;
       if (it == by_uid.end()) {
@@ -462,7 +656,7 @@ absl::Status PodNetwork::Reconcile(const std::vector<PodInfo>& running) {
                      dev.pod_uid, plan.claim_namespace, plan.claim_name, dev.device);
         auto lock = PodLock(dev.pod_uid);
         std::lock_guard<std::mutex> l(*lock);
-        st = DetachDevice(plan, i, dev.result ? dev.result->netns : "");
+        st = DetachDevice(plan.claim_uid, i, dev.pod_uid, "");
       } else if (dev.state == DeviceState::kAttaching) {
         spdlog::info("reconcile: completing interrupted attach of claim {}/{} device {}",
                      plan.claim_namespace, plan.claim_name, dev.device);

@@ -26,13 +26,31 @@
 //  - Reconcile (NRI Synchronize, i.e. after every (re)connect): devices of pods that are no
 //    longer running go back to the host; an attach interrupted by a crash is completed (undone
 //    and redone); devices of pods that were prepared but have no sandbox yet are left alone.
+//  - A device is in one pod at a time: Attach never takes a device out of another pod (it
+//    fails this pod, naming the pod that has it). A claim the kubelet prepared for an earlier
+//    pod and now also gives to this one (the kubelet does not call Prepare again for a claim
+//    already prepared on the node) is taken over by this pod once the earlier pod's devices
+//    are back on the host, after checking the claim's UID with the API.
+//  - Multus (containerd and CRI-O run the pod's CNI, Multus with it, before NRI
+//    RunPodSandbox): a device that is already in the pod netns when the hook runs — handed to
+//    a NAD by Multus's DRA support — is found by identity and recorded as attached by Multus
+//    (attachedBy "multus", or found there although knd was to attach it); knd does not move
+//    it, and leaves its teardown to Multus's CNI DEL.
+//  - Every Detach reads the device's plan afresh under the pod lock: a device that another
+//    path (StopPodSandbox, Unprepare, a handover in Prepare) has already returned is left
+//    alone, so a stale copy of a plan can never take a device out of its next pod.
+//  - A CNI device that is on the host before ADD gets a host snapshot; after DEL (which gives
+//    it back, e.g. host-device) its name, MTU, MAC, addresses, admin state and routes are
+//    restored like a native detach.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -73,6 +91,19 @@ class PodNetwork {
 
   // nullptr = none. Set before the hooks run.
   void SetObserver(AttachObserver* o) { observer_.store(o); }
+
+  // The claims a pod uses, by name (the pod watch); nullopt = not known.
+  using PodClaimsFn = std::function<std::optional<std::vector<std::string>>(const PodInfo&)>;
+  // The UID of claim ns/name (an API read; only for a claim the kubelet gives a second pod).
+  using ClaimUidFn =
+      std::function<absl::StatusOr<std::string>(const std::string& ns, const std::string& name)>;
+  // Both set (before the hooks run) = claims prepared for an earlier pod are taken over by a
+  // later pod of the same claim (contract above). Unset = a pod gets only the claims
+  // prepared for it.
+  void SetClaimLookup(PodClaimsFn pod_claims, ClaimUidFn claim_uid) {
+    pod_claims_ = std::move(pod_claims);
+    claim_uid_ = std::move(claim_uid);
+  }
   // The runtime's NRI request timeout (ConfigureRequest.request_timeout); <= 0 keeps the NRI
   // default of 2 s.
   void SetRuntimeTimeout(std::chrono::milliseconds t);
@@ -82,6 +113,9 @@ class PodNetwork {
   absl::Status Reconcile(const std::vector<PodInfo>& running);
   // Used by Unprepare: returns every device of `plan` that is still attached to the host.
   absl::Status DetachClaim(const state::ClaimPlan& plan);
+  // Used by Prepare to hand a device over: returns device `index` of `plan` from its pod (a
+  // pod that is gone) to the host. NotFound = it did not survive its netns.
+  absl::Status ReleaseDevice(const state::ClaimPlan& plan, size_t index);
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -96,9 +130,18 @@ class PodNetwork {
   // `st` with TimeoutHint() appended when it is DeadlineExceeded (a budget ran out).
   absl::Status WithTimeoutHint(absl::Status st) const;
 
-  // Detaches device `index` of claim `claim_uid` and records the outcome in its plan.
-  absl::Status DetachDevice(const state::ClaimPlan& plan, size_t index, const std::string& netns,
-                            Clock::time_point deadline = {});
+  // Detaches device `index` of claim `claim_uid` (read afresh; the caller holds the pod lock)
+  // if it is still in pod `pod_uid` ("" = any pod), and records the outcome in its plan.
+  // `netns` is used when the plan has no attach result.
+  absl::Status DetachDevice(const std::string& claim_uid, size_t index, const std::string& pod_uid,
+                            const std::string& netns, Clock::time_point deadline = {});
+  // Records device `index` as attached by Multus with `found` (what is in the pod).
+  absl::Status RecordMultus(const PodInfo& pod, const state::ClaimPlan& plan, size_t index,
+                            state::AttachResult found, const std::string& note);
+  absl::Status AttachMultusDevice(const PodInfo& pod, const state::ClaimPlan& plan, size_t index);
+  // Claims this pod uses that were prepared for an earlier pod: taken over (added to `plans`
+  // and to the plan's pods), or an error when their devices are still in that pod.
+  absl::Status AdoptClaims(const PodInfo& pod, std::vector<state::ClaimPlan>& plans);
   absl::Status AttachDevice(const PodInfo& pod, const state::ClaimPlan& plan, size_t index,
                             const Budget& budget);
   absl::Status AttachCniDevice(const PodInfo& pod, const state::ClaimPlan& plan, size_t index,
@@ -115,6 +158,8 @@ class PodNetwork {
   attach::Attacher& attacher_;
   cni::Executor* cni_;
   std::atomic<AttachObserver*> observer_{nullptr};
+  PodClaimsFn pod_claims_;
+  ClaimUidFn claim_uid_;
   static constexpr int64_t kNriDefaultRequestTimeoutMs = 2000;  // NRI's own default
   std::atomic<int64_t> runtime_timeout_ms_{kNriDefaultRequestTimeoutMs};
   std::mutex locks_mu_;

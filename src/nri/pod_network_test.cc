@@ -27,12 +27,17 @@ class FakeAttacher : public attach::Attacher {
       const attach::AttachRequest& req,
       const std::function<absl::Status(const state::HostSnapshot&)>& persist) override {
     const std::string& id = req.identity.ifname;
+    if (moved_by_cni.count(id) > 0 || where.count(id) > 0) {
+      return absl::NotFoundError(req.where + ": device " + id + " not found on the host");
+    }
     state::HostSnapshot snap;
     snap.ifname = id;
     snap.mtu = 1500;
     RETURN_IF_ERROR(persist(snap));
     if (auto d = delay.find(id); d != delay.end()) std::this_thread::sleep_for(d->second);
-    if (fail.count(id)) return absl::InternalError("add route: Network is unreachable");
+    // The real attacher names req.where in its errors (attacher.h).
+    if (fail.count(id))
+      return absl::InternalError(req.where + ": add route: Network is unreachable");
     where[id] = req.netns_path;
     attach_calls++;
     state::AttachResult r;
@@ -55,8 +60,42 @@ class FakeAttacher : public attach::Attacher {
     }
     return false;
   }
+  absl::StatusOr<bool> OnHost(const state::DeviceIdentity& id) override {
+    return where.count(id.ifname) == 0 && moved_by_cni.count(id.ifname) == 0 &&
+           destroyed.count(id.ifname) == 0;
+  }
+  absl::StatusOr<std::optional<state::AttachResult>> FindInPod(
+      const std::string& netns, const state::DeviceIdentity& id) override {
+    auto it = moved_by_cni.find(id.ifname);
+    if (it == moved_by_cni.end() || it->second.first != netns) {
+      return std::optional<state::AttachResult>();
+    }
+    state::AttachResult r;
+    r.netns = netns;
+    r.ifname = it->second.second;
+    r.mac = id.mac;
+    return std::optional<state::AttachResult>(r);
+  }
+  absl::StatusOr<state::HostSnapshot> Snapshot(const state::DeviceIdentity& id) override {
+    absl::StatusOr<bool> home = OnHost(id);
+    if (!*home) return absl::NotFoundError(id.ifname + " not found on the host");
+    state::HostSnapshot snap;
+    snap.ifname = id.ifname;
+    snap.mtu = 1500;
+    snap.up = true;
+    return snap;
+  }
+  absl::Status Restore(const state::DeviceIdentity& id, const state::HostSnapshot& host) override {
+    absl::StatusOr<bool> home = OnHost(id);
+    if (!*home) return absl::NotFoundError(id.ifname + " is not on the host");
+    restored.push_back(host.ifname);
+    return absl::OkStatus();
+  }
 
   std::map<std::string, std::string> where;  // host ifname -> netns it is in
+  // host ifname -> {netns, in-pod name}: moved there by the pod's CNI (Multus), not by knd.
+  std::map<std::string, std::pair<std::string, std::string>> moved_by_cni;
+  std::vector<std::string> restored;  // Restore() calls, by snapshot name
   std::set<std::string> fail, destroyed;
   std::map<std::string, std::chrono::milliseconds> delay;  // a slow move, by host ifname
   config::NetworkConfig last_config;
@@ -259,6 +298,174 @@ class Recorder : public AttachObserver {
   std::vector<std::string> events;
 };
 
+// ---- one device, one pod; Multus; claims taken over by a later pod ------------------------
+
+// Two pod netns: a device must never go from one running pod to the other.
+class PodNetworkTwoPodsTest : public PodNetworkNsTest {
+ protected:
+  void SetUp() override {
+    PodNetworkNsTest::SetUp();
+    if (IsSkipped()) return;
+    auto ns = netns::ScopedNetns::Create("knd-podnet2");
+    ASSERT_TRUE(ns.ok()) << ns.status();
+    ns2_ = std::make_unique<netns::ScopedNetns>(std::move(*ns));
+  }
+  PodInfo Pod2(const std::string& uid) { return {uid, "ns", "pod-" + uid, ns2_->path()}; }
+  std::unique_ptr<netns::ScopedNetns> ns2_;
+};
+
+TEST_F(PodNetworkTwoPodsTest, ADeviceIsNeverTakenOutOfAnotherPod) {
+  // A plan of an older knd (or hand-made) that lists two pods for one claim.
+  AddPlan("c1", "p1", {"eth1"});
+  ASSERT_TRUE(store_
+                  ->Update("c1",
+                           [](state::ClaimPlan& p) {
+                             p.pods.push_back({"p2", "ns", "pod-p2"});
+                             return absl::OkStatus();
+                           })
+                  .ok());
+  PodNetwork pn(*store_, att_);
+  ASSERT_TRUE(pn.Attach(Pod("p1")).ok());
+  absl::Status st = pn.Attach(Pod2("p2"));
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
+  EXPECT_NE(st.message().find("pod ns/pod-p2 claim ns/c1 device eth1: the device is in pod "
+                              "ns/pod-p1: a network device is in one pod at a time"),
+            std::string::npos)
+      << st;
+  EXPECT_EQ(att_.where["eth1"], ns_->path()) << "p1 keeps its NIC";
+  EXPECT_EQ(att_.detach_calls, 0);
+  EXPECT_EQ(store_->Get("c1")->devices[0].pod_uid, "p1");
+}
+
+TEST_F(PodNetworkTwoPodsTest, LaterPodTakesOverAClaimPreparedForAnEarlierOneOnceItIsFree) {
+  // The kubelet prepares a claim once per node: a second pod of the same claim gets no Prepare.
+  AddPlan("c1", "p1", {"eth1"});
+  PodNetwork pn(*store_, att_);
+  std::string api_uid = "c1";
+  int uid_reads = 0;
+  pn.SetClaimLookup(
+      [](const PodInfo& pod) -> std::optional<std::vector<std::string>> {
+        if (pod.uid == "p2") return std::vector<std::string>{"c1"};
+        return std::nullopt;
+      },
+      [&](const std::string& ns, const std::string& name) -> absl::StatusOr<std::string> {
+        ++uid_reads;
+        EXPECT_EQ(ns + "/" + name, "ns/c1");
+        return api_uid;
+      });
+  ASSERT_TRUE(pn.Attach(Pod("p1")).ok());
+  // p1 still has it: p2 is refused, p1 keeps it.
+  absl::Status st = pn.Attach(Pod2("p2"));
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("claim ns/c1 device eth1 is in pod ns/pod-p1"), std::string::npos)
+      << st;
+  EXPECT_EQ(att_.where["eth1"], ns_->path());
+  // p1 stops: p2 takes the claim over and gets the device.
+  ASSERT_TRUE(pn.Detach(Pod("p1")).ok());
+  ASSERT_TRUE(pn.Attach(Pod2("p2")).ok());
+  EXPECT_EQ(att_.where["eth1"], ns2_->path());
+  auto plan = store_->Get("c1");
+  ASSERT_EQ(plan->pods.size(), 2u);
+  EXPECT_EQ(plan->pods[1].uid, "p2");
+  EXPECT_EQ(plan->devices[0].pod_uid, "p2");
+  EXPECT_EQ(uid_reads, 2);
+}
+
+TEST_F(PodNetworkTwoPodsTest, AnOlderClaimOfTheSameNameIsNotTakenOver) {
+  AddPlan("c1", "p1", {"eth1"});  // claim ns/c1 as it was (uid "c1"), not unprepared yet
+  PodNetwork pn(*store_, att_);
+  pn.SetClaimLookup(
+      [](const PodInfo&) -> std::optional<std::vector<std::string>> {
+        return std::vector<std::string>{"c1"};
+      },
+      [](const std::string&, const std::string&) -> absl::StatusOr<std::string> {
+        return std::string("c1-recreated");  // the claim ns/c1 that pod p2 uses is another one
+      });
+  ASSERT_TRUE(pn.Attach(Pod2("p2")).ok());
+  EXPECT_EQ(att_.attach_calls, 0);
+  EXPECT_EQ(store_->Get("c1")->pods.size(), 1u);
+}
+
+TEST_F(PodNetworkNsTest, DeviceMovedInByMultusIsRecordedNotMovedAndLeftToMultus) {
+  AddPlan("c1", "p1", {"eth1"});
+  ASSERT_TRUE(store_
+                  ->Update("c1",
+                           [](state::ClaimPlan& p) {
+                             config::NetworkConfig cfg;
+                             cfg.attached_by = config::AttachedBy::kMultus;
+                             p.devices[0].config = config::ToJson(cfg);
+                             return absl::OkStatus();
+                           })
+                  .ok());
+  PodNetwork pn(*store_, att_);
+  Recorder rec;
+  pn.SetObserver(&rec);
+  // Multus ran in the runtime's CNI step, before RunPodSandbox: the device is there as net1.
+  att_.moved_by_cni["eth1"] = {ns_->path(), "net1"};
+  ASSERT_TRUE(pn.Attach(Pod("p1")).ok());
+  EXPECT_EQ(att_.attach_calls, 0) << "knd does not move it a second time";
+  auto d = store_->Get("c1")->devices[0];
+  EXPECT_EQ(d.state, DeviceState::kAttached);
+  EXPECT_EQ(d.attached_by, state::kAttachedByMultus);
+  EXPECT_EQ(d.result->ifname, "net1");
+  EXPECT_FALSE(d.host.has_value());
+  // A repeated hook changes nothing; StopPodSandbox leaves the device to Multus's CNI DEL.
+  ASSERT_TRUE(pn.Attach(Pod("p1")).ok());
+  ASSERT_TRUE(pn.Detach(Pod("p1")).ok());
+  EXPECT_EQ(att_.detach_calls, 0);
+  d = store_->Get("c1")->devices[0];
+  EXPECT_EQ(d.state, DeviceState::kDetached);
+  EXPECT_NE(d.note.find("left to Multus"), std::string::npos) << d.note;
+  EXPECT_EQ(rec.events.front(), "attached p1 eth1 net1");
+}
+
+TEST_F(PodNetworkNsTest, MultusDeviceLeftOnTheHostFailsThePodSayingWhatToFix) {
+  AddPlan("c1", "p1", {"eth1"});
+  ASSERT_TRUE(store_
+                  ->Update("c1",
+                           [](state::ClaimPlan& p) {
+                             p.devices[0].config = nlohmann::json::parse(
+                                 R"({"apiVersion": "knd.k8s.cni.cncf.io/v1alpha1",
+                                     "kind": "NetworkConfig", "attachedBy": "multus"})");
+                             return absl::OkStatus();
+                           })
+                  .ok());
+  PodNetwork pn(*store_, att_);
+  absl::Status st = pn.Attach(Pod("p1"));
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("the device is still on the host after the pod's CNI ran: Multus "
+                              "did not hand it to a NAD"),
+            std::string::npos)
+      << st;
+  EXPECT_EQ(att_.attach_calls, 0);
+  EXPECT_EQ(StateOf("c1", 0), DeviceState::kPrepared);
+}
+
+TEST_F(PodNetworkNsTest, NativeDeviceAlreadyMovedByTheCniIsRecordedAsMultus) {
+  AddPlan("c1", "p1", {"eth1"});
+  PodNetwork pn(*store_, att_);
+  att_.moved_by_cni["eth1"] = {ns_->path(), "net1"};
+  ASSERT_TRUE(pn.Attach(Pod("p1")).ok());
+  auto d = store_->Get("c1")->devices[0];
+  EXPECT_EQ(d.state, DeviceState::kAttached);
+  EXPECT_EQ(d.attached_by, state::kAttachedByMultus);
+  EXPECT_EQ(d.result->ifname, "net1");
+}
+
+TEST_F(PodNetworkNsTest, AStaleCopyOfAPlanNeverDetachesTwice) {
+  AddPlan("c1", "p1", {"eth1"});
+  PodNetwork pn(*store_, att_);
+  ASSERT_TRUE(pn.Attach(Pod("p1")).ok());
+  const state::ClaimPlan stale = *store_->Get("c1");  // Unprepare read it before the handover
+  ASSERT_TRUE(pn.ReleaseDevice(stale, 0).ok());       // Prepare of the next claim took it back
+  EXPECT_EQ(att_.detach_calls, 1);
+  ASSERT_TRUE(pn.DetachClaim(stale).ok());
+  ASSERT_TRUE(pn.Detach(Pod("p1")).ok());
+  EXPECT_EQ(att_.detach_calls, 1) << "given back once";
+  EXPECT_EQ(StateOf("c1", 0), DeviceState::kDetached);
+}
+
 class PodNetworkCniTest : public PodNetworkNsTest {
  protected:
   void SetUp() override {
@@ -344,6 +551,9 @@ TEST_F(PodNetworkCniTest, AttachRunsAddAndDetachRunsDel) {
   EXPECT_EQ(StateOf("c1", 0), DeviceState::kDetached);
   EXPECT_EQ(rec.events,
             (std::vector<std::string>{"attached p1 eth1 net1", "detached p1 pod-p1 eth1"}));
+  // The host settings from before ADD are put back after DEL (host-device gives a device
+  // back down, with the MTU it had in the pod).
+  EXPECT_EQ(att_.restored, std::vector<std::string>{"eth1"});
 }
 
 TEST_F(PodNetworkCniTest, RepeatedRunPodSandboxDelsBeforeItAddsAgain) {

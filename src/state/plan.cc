@@ -76,6 +76,7 @@ DevicePlan DeviceFromJson(const json& j) {
     r.cni_result = it->value("cniResult", json());
     d.result = std::move(r);
   }
+  d.attached_by = j.value("attachedBy", std::string());
   d.note = j.value("note", std::string());
   return d;
 }
@@ -115,6 +116,7 @@ json ToJson(const ClaimPlan& plan) {
                {"state", std::string(ToString(d.state))},
                {"podUid", d.pod_uid},
                {"note", d.note}};
+    if (!d.attached_by.empty()) jd["attachedBy"] = d.attached_by;
     if (d.host) {
       json routes = json::array();
       for (const auto& r : d.host->routes) routes.push_back(RouteToJson(r));

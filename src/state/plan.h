@@ -9,6 +9,10 @@
 //   kDetached  — the device is back on the host (or was destroyed with the netns, see
 //                `note`); Unprepare then deletes the plan.
 //   kFailed    — attach failed and was rolled back; `note` says why.
+//
+// A device that another component moved into the pod (the pod's CNI: Multus handing the
+// device to a NAD, before knd's hook runs) is kAttached with `attached_by` = kAttachedByMultus:
+// knd recorded it and never moves it; its teardown is Multus's (docs/multus.md).
 #pragma once
 
 #include <map>
@@ -64,6 +68,9 @@ struct AttachResult {
   nlohmann::json cni_result;     // CNI ADD result, when attached through CNI
 };
 
+// DevicePlan::attached_by of a device the pod's CNI (Multus) attached; "" = knd attached it.
+inline constexpr char kAttachedByMultus[] = "multus";
+
 struct DevicePlan {
   std::string request;  // base request name (no "/<sub>")
   std::string pool;
@@ -75,8 +82,14 @@ struct DevicePlan {
   std::string pod_uid;  // pod the device is attached to (when kAttaching/kAttached)
   std::optional<HostSnapshot> host;
   std::optional<AttachResult> result;
-  std::string note;  // last failure or notable event, human readable
+  std::string attached_by;  // "" (knd) or kAttachedByMultus
+  std::string note;         // last failure or notable event, human readable
 };
+
+// The device sits in a pod (or is on its way there): knd must not hand it to anyone else.
+inline bool InPod(const DevicePlan& d) {
+  return d.state == DeviceState::kAttaching || d.state == DeviceState::kAttached;
+}
 
 struct PodRef {
   std::string uid;

@@ -142,6 +142,7 @@ absl::Status PlanStore::Put(const ClaimPlan& plan) {
   EnsureLoadedLocked();
   RETURN_IF_ERROR(WriteFileAtomic(PathFor(plan.claim_uid), data, 0600));
   plans_[plan.claim_uid] = plan;
+  ChangedLocked();
   return absl::OkStatus();
 }
 
@@ -159,7 +160,7 @@ absl::Status PlanStore::Delete(const std::string& claim_uid) {
   std::lock_guard<std::mutex> lock(mu_);
   EnsureLoadedLocked();
   RETURN_IF_ERROR(RemoveFile(PathFor(claim_uid)));
-  plans_.erase(claim_uid);
+  if (plans_.erase(claim_uid) > 0) ChangedLocked();
   return absl::OkStatus();
 }
 
@@ -199,7 +200,36 @@ absl::Status PlanStore::Update(const std::string& claim_uid,
   }
   RETURN_IF_ERROR(WriteFileAtomic(PathFor(claim_uid), ToJson(plan).dump(1), 0600));
   it->second = std::move(plan);
+  ChangedLocked();
   return absl::OkStatus();
+}
+
+void PlanStore::ChangedLocked() {
+  ++generation_;
+  changed_.notify_all();
+}
+
+std::optional<PlanStore::Holder> PlanStore::HolderOf(const std::string& device,
+                                                     const std::string& except_claim) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  EnsureLoadedLocked();
+  for (const auto& [uid, plan] : plans_) {
+    if (uid == except_claim) continue;
+    for (size_t i = 0; i < plan.devices.size(); ++i) {
+      if (plan.devices[i].device == device && InPod(plan.devices[i])) return Holder{plan, i};
+    }
+  }
+  return std::nullopt;
+}
+
+uint64_t PlanStore::Generation() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return generation_;
+}
+
+bool PlanStore::WaitForChange(uint64_t seen, std::chrono::steady_clock::time_point deadline) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return changed_.wait_until(lock, deadline, [&] { return generation_ != seen; });
 }
 
 }  // namespace knd::state

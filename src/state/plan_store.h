@@ -9,9 +9,13 @@
 // the next LoadAll, not before.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +46,21 @@ class PlanStore {
   absl::Status Update(const std::string& claim_uid,
                       const std::function<absl::Status(ClaimPlan&)>& fn);
 
+  // Where a device is held: the plan and index of the device named `device` (DRA name, this
+  // driver's pool) that sits in a pod (state::InPod), other than in claim `except_claim`.
+  struct Holder {
+    ClaimPlan plan;
+    size_t index = 0;
+  };
+  std::optional<Holder> HolderOf(const std::string& device, const std::string& except_claim) const;
+
+  // Every successful write (Put, Update, Delete) moves the generation on and wakes
+  // WaitForChange: a caller waiting for a device to come back from a pod (Prepare) sleeps on
+  // the store instead of polling it.
+  uint64_t Generation() const;
+  // Returns once the generation differs from `seen` (true) or at `deadline` (false).
+  bool WaitForChange(uint64_t seen, std::chrono::steady_clock::time_point deadline) const;
+
   const std::string& dir() const { return dir_; }
 
  private:
@@ -49,10 +68,13 @@ class PlanStore {
   // Reads the directory into memory on first use (skipping unreadable files; only LoadAll
   // moves them aside).
   void EnsureLoadedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ChangedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const std::string dir_;
   mutable std::mutex mu_;
   mutable bool loaded_ ABSL_GUARDED_BY(mu_) = false;
   mutable std::map<std::string, ClaimPlan> plans_ ABSL_GUARDED_BY(mu_);  // by claim UID
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable std::condition_variable changed_;
 };
 
 }  // namespace knd::state
