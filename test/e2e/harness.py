@@ -313,8 +313,10 @@ class Node:
         port_file = os.path.join(self.tmp, "runtime.port")
         with contextlib.suppress(FileNotFoundError):
             os.remove(port_file)
+        # The pods' CNI result cache lives (and dies) with this node.
         p = Proc("runtime", [binary("knd-runtime"), "--nri-socket", self.nri_socket,
                              "--nri-version", self.nri_version, "--cdi-dir", self.cdi_dir,
+                             "--cni-cache-dir", os.path.join(self.tmp, "runtime-cni"),
                              "--listen", "127.0.0.1:0", "--port-file", port_file, *extra], self.tmp)
         self.procs["runtime"] = p
         self.runtime = Http(f"http://127.0.0.1:{read_port_file(port_file, p)}")
@@ -441,17 +443,29 @@ class Node:
         q = f"?api={api}" if api else ""
         return self.kubelet.post(f"/prepare{q}", {"namespace": ns, "name": pod})
 
+    def prepare_claims(self, claims, api=None):
+        """NodePrepareResources for these claim objects as they are, bypassing the kubelet's
+        claim cache (the real kubelet calls a driver once per claim and node; this is how a
+        test reaches the driver again, e.g. to check that a retry is idempotent)."""
+        q = f"?api={api}" if api else ""
+        refs = [{"namespace": c["metadata"]["namespace"], "name": c["metadata"]["name"],
+                 "uid": c["metadata"]["uid"]} for c in claims]
+        return self.kubelet.post(f"/prepare-claims{q}", {"claims": refs})
+
     def unprepare(self, ns, pod, api=None):
         q = f"?api={api}" if api else ""
         return self.kubelet.post(f"/unprepare{q}", {"namespace": ns, "name": pod})
 
-    def run_pod(self, pod_obj, ok=(200,)):
+    def run_pod(self, pod_obj, ok=(200,), networks=None):
+        """CRI RunPodSandbox. `networks`: the pod's own CNI networks, run (CNI ADD, in order, in
+        the pod netns) before NRI RunPodSandbox, as containerd + Multus do:
+        [{"conflist": {...}, "ifname": "net1", "deviceID": "..."}] (ifname, deviceID optional)."""
         md = pod_obj["metadata"]
-        code, body = self.runtime.call("POST", "/pods/run",
-                                       {"uid": md["uid"], "namespace": md["namespace"],
-                                        "name": md["name"],
-                                        "hostNetwork": pod_obj["spec"].get("hostNetwork", False)},
-                                       ok=ok)
+        req = {"uid": md["uid"], "namespace": md["namespace"], "name": md["name"],
+               "hostNetwork": pod_obj["spec"].get("hostNetwork", False)}
+        if networks is not None:
+            req["networks"] = list(networks)
+        code, body = self.runtime.call("POST", "/pods/run", req, ok=ok)
         if code == 200 and body and body.get("netns"):
             self.pod_netns[md["uid"]] = os.path.basename(body["netns"])
         return code, body
@@ -471,6 +485,12 @@ class Node:
 
     def pod_ns(self, pod_obj):
         return self.pod_netns[pod_obj["metadata"]["uid"]]
+
+    def sandboxes(self):
+        """The runtime's sandbox records: {"ready": [...], "notReady": [...], "failed": [{uid,
+        id, namespace, name, error}], "failedTotal": n}. Failed RunPodSandbox attempts stay
+        recorded, as containerd 2.1 keeps them."""
+        return self.runtime.get("/sandboxes")
 
 
 def privileged(cls):

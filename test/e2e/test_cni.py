@@ -194,8 +194,10 @@ class CniTest(unittest.TestCase):
         self.assertEqual(err, "")
         got = leases(self.ipam_dir, "knd")
         self.assertEqual(len(got), 1, "Prepare allocated one address")
-        # Two Prepares, one address.
-        res = self.node.prepare(NS, "pod-ipam")["claims"][claim["metadata"]["uid"]]
+        # Two Prepares (the second past the kubelet's claim cache, straight to the driver),
+        # one address.
+        res = self.node.prepare_claims([claim])["claims"][claim["metadata"]["uid"]]
+        self.assertNotIn("cached", res)
         self.assertEqual(res.get("error", ""), "")
         self.assertEqual(leases(self.ipam_dir, "knd"), got)
         code, body = self.node.run_pod(pod)

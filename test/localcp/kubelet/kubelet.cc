@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <filesystem>
@@ -447,6 +448,7 @@ HttpAnswer Kubelet::PreparePod(const json& body, const std::string& api, bool pr
   const std::string ns = Str(body, "namespace"), name = Str(body, "name");
   if (ns.empty() || name.empty()) return Fail(400, "body needs \"namespace\" and \"name\"");
   const std::string pod_key = ns + "/" + name;
+  std::lock_guard<std::mutex> serial(pod_calls_mu_);
 
   std::map<std::string, std::vector<ClaimCall>> by_driver;
   absl::StatusOr<json> pod = api_.Get(absl::StrCat("/api/v1/namespaces/", ns, "/pods/", name));
@@ -504,18 +506,71 @@ HttpAnswer Kubelet::PreparePod(const json& body, const std::string& api, bool pr
     }
   }
 
+  // The claim-info cache decides which claims reach the driver (see kubelet.h).
   json claims = json::object();
-  for (const auto& [driver, calls] : by_driver) {
-    absl::Status st = Call(driver, calls, api, prepare, claims);
-    if (!st.ok()) return HttpAnswer{502, {{"error", st.ToString()}, {"claims", claims}}};
-  }
-  bool all_ok = true;
-  for (const auto& [_, r] : claims.items()) all_ok &= Str(r, "error").empty();
+  std::map<std::string, std::vector<ClaimCall>> to_call;
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (prepare && all_ok) prepared_[pod_key] = by_driver;
-    if (!prepare && all_ok) prepared_.erase(pod_key);
+    for (const auto& [driver, calls] : by_driver) {
+      for (const ClaimCall& c : calls) {
+        auto it = claim_infos_.find(c.uid);
+        if (prepare) {
+          if (it == claim_infos_.end()) {
+            to_call[driver].push_back(c);
+            continue;
+          }
+          json cached = it->second.answer;
+          cached["cached"] = true;
+          claims[c.uid] = std::move(cached);
+          continue;
+        }
+        if (it != claim_infos_.end()) {
+          std::set<std::string>& pods = it->second.pods;
+          if (std::any_of(pods.begin(), pods.end(),
+                          [&](const std::string& p) { return p != pod_key; })) {
+            pods.erase(pod_key);  // other pods still use the claim: only this reference goes
+            continue;
+          }
+        }
+        to_call[driver].push_back(c);
+      }
+    }
   }
+  absl::Status call_st;
+  for (const auto& [driver, calls] : to_call) {
+    call_st = Call(driver, calls, api, prepare, claims);
+    if (!call_st.ok()) break;
+  }
+  bool all_ok = call_st.ok();
+  for (const auto& [_, r] : claims.items()) all_ok &= Str(r, "error").empty();
+  auto answered_ok = [&](const std::string& uid) {
+    auto it = claims.find(uid);
+    return it != claims.end() && Str(*it, "error").empty();
+  };
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (prepare && all_ok) {
+      prepared_[pod_key] = by_driver;
+      for (const auto& [_, calls] : by_driver) {
+        for (const ClaimCall& c : calls) {
+          ClaimInfo& info = claim_infos_[c.uid];
+          if (info.answer.is_null()) info.answer = claims[c.uid];
+          info.pods.insert(pod_key);
+        }
+      }
+    }
+    if (!prepare) {
+      // Unprepared claims leave the cache; a claim whose unprepare failed stays (with its
+      // reference) for the retry.
+      for (const auto& [_, calls] : to_call) {
+        for (const ClaimCall& c : calls) {
+          if (answered_ok(c.uid)) claim_infos_.erase(c.uid);
+        }
+      }
+      if (all_ok) prepared_.erase(pod_key);
+    }
+  }
+  if (!call_st.ok()) return HttpAnswer{502, {{"error", call_st.ToString()}, {"claims", claims}}};
   return HttpAnswer{200, {{"claims", claims}}};
 }
 

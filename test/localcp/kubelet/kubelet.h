@@ -14,6 +14,24 @@
 //   POST /unprepare-claims[?api=..]    same
 // Answers: {"claims": {"<uid>": {"devices":[{requestNames,poolName,deviceName,cdiDeviceIds}],
 //           "error": ""}}}; request-level failures: {"error": "..."} with a 4xx/5xx status.
+//
+// /prepare and /unprepare keep the kubelet's claim-info cache (pkg/kubelet/cm/dra/manager.go,
+// claiminfo.go; wire-facts §1.3): per claim UID, the pods ("ns/name") referencing it and the
+// devices the driver answered.
+//  - /prepare still GETs the pod and each claim and checks the claim's status.reservedFor has
+//    the pod; a claim already prepared on the node is NOT prepared again: the pod is added as
+//    a reference and the answer comes from the cache, marked "cached": true. Only the claims
+//    not in the cache go to NodePrepareResources. A prepare that fails (request-level, or any
+//    claim answered with an error) records nothing: no reference, no cache entry.
+//  - /unprepare drops the pod's reference and calls NodeUnprepareResources only for the
+//    claims no other pod still references; the answer lists only those claims. A claim the
+//    cache does not know (its prepare failed, or this stand-in restarted: it keeps no
+//    checkpoint, unlike the kubelet's dra_manager_state) is unprepared too, as the kubelet
+//    would (it keeps failed claims in its cache until the pod's teardown). The cache entry
+//    goes when the driver confirmed the unprepare; a failed unprepare keeps it for a retry.
+//  - One /prepare or /unprepare runs at a time, so the cache decides exactly (the kubelet
+//    takes its cache lock around the same steps).
+// /prepare-claims and /unprepare-claims are raw driver calls: no checks, no cache.
 #pragma once
 
 #include <atomic>
@@ -113,6 +131,13 @@ class Kubelet {
   uint64_t next_seq_ = 1;
   // Claims prepared per pod ("ns/name"), so unprepare works after the pod object is gone.
   std::map<std::string, std::map<std::string, std::vector<ClaimCall>>> prepared_;
+  // The kubelet's claim-info cache, by claim UID: claims prepared on this node.
+  struct ClaimInfo {
+    std::set<std::string> pods;  // keys ("ns/name") of the pods referencing the claim
+    nlohmann::json answer;       // what the driver answered: {devices, error: ""}
+  };
+  std::map<std::string, ClaimInfo> claim_infos_;
+  std::mutex pod_calls_mu_;  // one PreparePod at a time (held across the driver calls)
 };
 
 }  // namespace knd::localcp

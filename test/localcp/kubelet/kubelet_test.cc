@@ -17,6 +17,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/metrics.h"
 #include "dra/fake_kube.h"
 #include "dra/plugin.h"
 
@@ -28,6 +29,13 @@ namespace {
 using nlohmann::json;
 
 constexpr char kDriver[] = "knd.k8s.cni.cncf.io";
+
+// Claims the in-process driver handled for `method` ("NodePrepareResources", ...), from its
+// knd_dra_claims_total counter: what reached the driver.
+double DriverClaims(const std::string& method) {
+  auto& c = metrics::Default().Counter("knd_dra_claims_total", "", {"method", "outcome"});
+  return c.Value({method, "success"}) + c.Value({method, "error"});
+}
 
 bool WaitFor(const std::function<bool()>& cond, int seconds = 20) {
   auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
@@ -199,9 +207,12 @@ TEST_F(KubeletTest, RegistersPreparesUnpreparesAndDeregisters) {
   EXPECT_EQ(c["devices"][0]["deviceName"], "eth1");
   EXPECT_TRUE(store_->Get("claim-uid").ok());
 
-  // The v1beta1 service answers the same.
-  auto [code2, res2] = PostJson("/prepare?api=v1beta1", {{"namespace", "ns"}, {"name", "pod"}});
-  ASSERT_EQ(code2, 200);
+  // The v1beta1 service answers the same (a raw call: a second /prepare of the pod would be
+  // answered from the kubelet's cache, without reaching the driver).
+  auto [code2, res2] =
+      PostJson("/prepare-claims?api=v1beta1",
+               {{"claims", {{{"namespace", "ns"}, {"name", "claim"}, {"uid", "claim-uid"}}}}});
+  ASSERT_EQ(code2, 200) << res2.dump();
   EXPECT_EQ(res2, res);
 
   // A claim the driver refuses comes back per claim, HTTP 200.
@@ -227,6 +238,113 @@ TEST_F(KubeletTest, RegistersPreparesUnpreparesAndDeregisters) {
   ASSERT_EQ(::waitpid(pid_, &status, 0), pid_);
   pid_ = -1;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+// The kubelet's claim-info cache: a claim already prepared on the node is not prepared again
+// for another pod (or the same pod again), and is unprepared only with its last pod.
+TEST_F(KubeletTest, SharedClaimIsPreparedOnceAndUnpreparedWithItsLastPod) {
+  const std::string claim_path = "/apis/resource.k8s.io/v1/namespaces/ns/resourceclaims/claim";
+  // pod2 uses the same claim (by name); the claim is reserved for both pods.
+  json pod2 = {{"metadata", {{"namespace", "ns"}, {"name", "pod2"}, {"uid", "pod2-uid"}}},
+               {"spec", {{"resourceClaims", {{{"name", "net"}, {"resourceClaimName", "claim"}}}}}}};
+  objects_["/api/v1/namespaces/ns/pods/pod2"] = pod2;
+  objects_[claim_path]["status"]["reservedFor"].push_back(
+      {{"resource", "pods"}, {"name", "pod2"}, {"uid", "pod2-uid"}});
+  // pod3 uses the shared claim and one the driver refuses (a device it does not have).
+  objects_["/api/v1/namespaces/ns/pods/pod3"] = {
+      {"metadata", {{"namespace", "ns"}, {"name", "pod3"}, {"uid", "pod3-uid"}}},
+      {"spec",
+       {{"resourceClaims",
+         {{{"name", "net"}, {"resourceClaimName", "claim"}},
+          {{"name", "bad"}, {"resourceClaimName", "claim-bad"}}}}}}};
+  objects_[claim_path]["status"]["reservedFor"].push_back(
+      {{"resource", "pods"}, {"name", "pod3"}, {"uid", "pod3-uid"}});
+  json bad = objects_[claim_path];
+  bad["metadata"]["name"] = "claim-bad";
+  bad["metadata"]["uid"] = "claim-bad-uid";
+  bad["status"]["allocation"]["devices"]["results"][0]["device"] = "eth9";
+  bad["status"]["reservedFor"] = {{{"resource", "pods"}, {"name", "pod3"}, {"uid", "pod3-uid"}}};
+  objects_["/apis/resource.k8s.io/v1/namespaces/ns/resourceclaims/claim-bad"] = bad;
+  {
+    // The driver refuses a claim reserved for several running pods (a netdev is in one pod
+    // at a time; it serves a shared claim only across a hand-over, when the old pod has
+    // finished). The kubelet's cache is under test here, and the kubelet reads its own API:
+    // the driver's copy of the claim names the first pod only.
+    std::lock_guard<std::mutex> l(kube_.mu);
+    kube_.objects = objects_;
+    kube_.objects[claim_path]["status"]["reservedFor"] = {
+        {{"resource", "pods"}, {"name", "pod"}, {"uid", "pod-uid"}}};
+  }
+  objects_["/api/v1/namespaces/ns/pods/pod4"] = {
+      {"metadata", {{"namespace", "ns"}, {"name", "pod4"}, {"uid", "pod4-uid"}}},
+      {"spec", {{"resourceClaims", {{{"name", "net"}, {"resourceClaimName", "claim"}}}}}}};
+  const double prep0 = DriverClaims("NodePrepareResources");
+  const double unprep0 = DriverClaims("NodeUnprepareResources");
+  auto prepared = [&] { return DriverClaims("NodePrepareResources") - prep0; };
+  auto unprepared = [&] { return DriverClaims("NodeUnprepareResources") - unprep0; };
+  StartKubelet();
+  ASSERT_TRUE(plugin_->Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return GetJson("/plugins").size() == 1 && plugin_->registered(); }));
+
+  auto [code, first] = PostJson("/prepare", {{"namespace", "ns"}, {"name", "pod"}});
+  ASSERT_EQ(code, 200) << first.dump();
+  const json& c = first["claims"]["claim-uid"];
+  EXPECT_EQ(c["error"], "");
+  EXPECT_FALSE(c.contains("cached")) << c.dump();
+  ASSERT_EQ(c["devices"].size(), 1u);
+  EXPECT_EQ(prepared(), 1);
+
+  // Second pod, same claim: answered from the cache, no driver call.
+  auto [code2, second] = PostJson("/prepare", {{"namespace", "ns"}, {"name", "pod2"}});
+  ASSERT_EQ(code2, 200) << second.dump();
+  EXPECT_EQ(second["claims"]["claim-uid"]["cached"], true) << second.dump();
+  EXPECT_EQ(second["claims"]["claim-uid"]["devices"], c["devices"]);
+  EXPECT_EQ(second["claims"]["claim-uid"]["error"], "");
+  // The same pod again: also from the cache.
+  auto [code3, again] = PostJson("/prepare", {{"namespace", "ns"}, {"name", "pod"}});
+  ASSERT_EQ(code3, 200) << again.dump();
+  EXPECT_EQ(again["claims"]["claim-uid"]["cached"], true);
+  EXPECT_EQ(prepared(), 1) << "a prepared claim must not reach the driver again";
+
+  // A pod the claim is not reserved for is still refused (the cache does not skip the check).
+  auto [code4, refused] = PostJson("/prepare", {{"namespace", "ns"}, {"name", "pod4"}});
+  EXPECT_EQ(code4, 409) << refused.dump();
+
+  // pod3's prepare fails (claim-bad): it must not take a reference on the shared claim.
+  auto [code5, failed] = PostJson("/prepare", {{"namespace", "ns"}, {"name", "pod3"}});
+  ASSERT_EQ(code5, 200) << failed.dump();
+  EXPECT_NE(failed["claims"]["claim-bad-uid"]["error"], "") << failed.dump();
+  EXPECT_EQ(failed["claims"]["claim-uid"]["cached"], true);
+  EXPECT_EQ(prepared(), 2) << "only claim-bad reached the driver";
+
+  // The first pod goes: pod2 still uses the claim, so no driver call and nothing listed.
+  auto [code6, un1] = PostJson("/unprepare", {{"namespace", "ns"}, {"name", "pod"}});
+  ASSERT_EQ(code6, 200) << un1.dump();
+  EXPECT_EQ(un1["claims"], json::object());
+  EXPECT_EQ(unprepared(), 0);
+  EXPECT_TRUE(store_->Get("claim-uid").ok()) << "still prepared for pod2";
+  // The last pod goes: now the driver unprepares the claim (pod3 holds no reference).
+  auto [code7, un2] = PostJson("/unprepare", {{"namespace", "ns"}, {"name", "pod2"}});
+  ASSERT_EQ(code7, 200) << un2.dump();
+  ASSERT_TRUE(un2["claims"].contains("claim-uid")) << un2.dump();
+  EXPECT_EQ(un2["claims"]["claim-uid"]["error"], "");
+  EXPECT_EQ(un2["claims"].size(), 1u);
+  EXPECT_EQ(unprepared(), 1);
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("claim-uid").status()));
+
+  // Unprepared, the claim leaves the cache: the next pod's prepare reaches the driver again.
+  auto [code8, fresh] = PostJson("/prepare", {{"namespace", "ns"}, {"name", "pod2"}});
+  ASSERT_EQ(code8, 200) << fresh.dump();
+  EXPECT_FALSE(fresh["claims"]["claim-uid"].contains("cached")) << fresh.dump();
+  EXPECT_EQ(prepared(), 3);
+
+  // The raw endpoints bypass the cache.
+  auto [code9, raw] =
+      PostJson("/prepare-claims",
+               {{"claims", {{{"namespace", "ns"}, {"name", "claim"}, {"uid", "claim-uid"}}}}});
+  ASSERT_EQ(code9, 200) << raw.dump();
+  EXPECT_FALSE(raw["claims"]["claim-uid"].contains("cached"));
+  EXPECT_EQ(prepared(), 4);
 }
 
 }  // namespace

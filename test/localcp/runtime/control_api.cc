@@ -1,6 +1,6 @@
 // HTTP control API of knd-runtime (see runtime_core.h for the endpoint list). It plays the
-// CRI caller: it creates the pod netns, then runs the NRI events in the order a real runtime
-// does, including the containerd/CRI-O difference on stop.
+// CRI caller: it creates the pod netns, runs the pod's CNI networks, then runs the NRI events in
+// the order a real runtime does, including the containerd/CRI-O difference on stop.
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
@@ -8,8 +8,12 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 
+#include "absl/strings/str_cat.h"
 #include "cdi_hooks.h"
+#include "cni/conflist.h"
+#include "cni/executor.h"
 #include "runtime_core.h"
 
 namespace knd::localcp {
@@ -63,12 +67,46 @@ bool StringField(const json& body, const char* field, const httplib::Request& re
   return true;
 }
 
+// Multus's DRA path hands a device to a delegate (wire-facts §9; Multus pkg/types/conf.go
+// addDeviceIDInConfList): the device id goes into every plugin of the delegate's conflist as
+// both "deviceID" and "pciBusID", next to whatever selector the NAD already has, and plugins
+// declaring the `deviceID` capability also get it as runtimeConfig.deviceID (the runtime
+// conf's capability args, see CniRuntime). Not cni::HandDevice: that is knd's own hand-over
+// (it replaces host-device's selectors with one of its choosing and sets no pciBusID on other
+// plugins); the stand-in must feed the plugins what Multus does, not what knd would.
+json InjectDeviceId(json conflist, const std::string& device_id) {
+  for (json& p : conflist["plugins"]) {
+    if (!p.is_object()) continue;
+    p["deviceID"] = device_id;
+    p["pciBusID"] = device_id;
+  }
+  return conflist;
+}
+
+// The runtime side of one pod network, as containerd fills it for the pod's CNI (CNI_ARGS:
+// wire-facts §6.4); Multus passes the same args on to its delegates.
+cni::RuntimeConf CniRuntime(const api::PodSandbox& sandbox, const std::string& netns,
+                            const std::string& ifname, const std::string& device_id) {
+  cni::RuntimeConf rt;
+  rt.container_id = sandbox.id();
+  rt.netns = netns;
+  rt.ifname = ifname;
+  rt.args = {{"IgnoreUnknown", "1"},
+             {"K8S_POD_NAMESPACE", sandbox.namespace_()},
+             {"K8S_POD_NAME", sandbox.name()},
+             {"K8S_POD_INFRA_CONTAINER_ID", sandbox.id()},
+             {"K8S_POD_UID", sandbox.uid()}};
+  if (!device_id.empty()) rt.capability_args["deviceID"] = device_id;
+  return rt;
+}
+
 }  // namespace
 
-ControlApi::ControlApi(RuntimeCore& core, NetnsOps& netns, std::string cdi_dir)
+ControlApi::ControlApi(RuntimeCore& core, NetnsOps& netns, std::string cdi_dir, cni::Executor* cni)
     : core_(core),
       netns_(netns),
       cdi_dir_(std::move(cdi_dir)),
+      cni_(cni),
       http_(std::make_unique<httplib::Server>()) {
   http_->set_tcp_nodelay(true);  // no Nagle/delayed-ACK stall on kept-alive control calls
   Routes();
@@ -91,6 +129,33 @@ absl::StatusOr<int> ControlApi::Listen(const std::string& host, int port) {
 void ControlApi::Stop() {
   http_->stop();
   if (thread_.joinable()) thread_.join();
+}
+
+absl::Status ControlApi::DelNetworks(const api::PodSandbox& sandbox, const std::string& netns,
+                                     std::vector<PodNetwork>& nets) {
+  absl::Status first;
+  std::vector<PodNetwork> left;
+  for (auto it = nets.rbegin(); it != nets.rend(); ++it) {
+    absl::Status st =
+        cni_->Del(it->conflist, CniRuntime(sandbox, netns, it->ifname, it->device_id));
+    if (st.ok()) continue;
+    spdlog::warn("pod {}/{}: CNI DEL of {} ({}): {}", sandbox.namespace_(), sandbox.name(),
+                 it->conflist.value("name", ""), it->ifname, st.ToString());
+    if (first.ok()) {
+      first = absl::Status(st.code(),
+                           absl::StrCat("CNI DEL of network ", it->conflist.value("name", ""), " (",
+                                        it->ifname, "): ", st.message()));
+    }
+    left.insert(left.begin(), std::move(*it));  // keeps ADD order
+  }
+  nets = std::move(left);
+  return first;
+}
+
+void ControlApi::RecordFailed(const api::PodSandbox& sandbox, const std::string& error) {
+  std::lock_guard<std::mutex> l(mu_);
+  failed_.push_back(
+      FailedSandbox{sandbox.uid(), sandbox.id(), sandbox.namespace_(), sandbox.name(), error});
 }
 
 void ControlApi::Routes() {
@@ -116,6 +181,31 @@ void ControlApi::Routes() {
     Reply(res, 200, out);
   });
 
+  http_->Get("/sandboxes", [this](const httplib::Request&, httplib::Response& res) {
+    json ready = json::array(), not_ready = json::array(), failed = json::array();
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [uid, p] : pods_) {
+      (p.stopped ? not_ready : ready)
+          .push_back({{"uid", uid},
+                      {"id", p.sandbox.id()},
+                      {"namespace", p.sandbox.namespace_()},
+                      {"name", p.sandbox.name()},
+                      {"netns", p.netns}});
+    }
+    for (const FailedSandbox& f : failed_) {
+      failed.push_back({{"uid", f.uid},
+                        {"id", f.id},
+                        {"namespace", f.namespace_},
+                        {"name", f.name},
+                        {"error", f.error}});
+    }
+    Reply(res, 200,
+          json{{"ready", ready},
+               {"notReady", not_ready},
+               {"failed", failed},
+               {"failedTotal", failed_.size()}});
+  });
+
   http_->Post("/pods/run", [this](const httplib::Request& req, httplib::Response& res) {
     json body;
     std::string uid, ns, name;
@@ -129,6 +219,45 @@ void ControlApi::Routes() {
       if (!it->is_boolean())
         return Error(res, 400, "/pods/run: field \"hostNetwork\" must be a bool");
       host_network = it->get<bool>();
+    }
+    std::vector<PodNetwork> networks;
+    if (auto it = body.find("networks"); it != body.end() && !it->is_null()) {
+      if (!it->is_array()) return Error(res, 400, "/pods/run: field \"networks\" must be a list");
+      std::set<std::string> ifnames;
+      for (size_t i = 0; i < it->size(); ++i) {
+        const json& e = (*it)[i];
+        const std::string where = absl::StrCat("/pods/run: networks[", i, "]");
+        if (!e.is_object()) return Error(res, 400, where + " must be an object");
+        auto conf = e.find("conflist");
+        if (conf == e.end() || !conf->is_object()) {
+          return Error(res, 400, where + ".conflist must be a CNI conflist object");
+        }
+        absl::StatusOr<json> list = cni::NormalizeConfList(*conf, where + ".conflist");
+        if (!list.ok()) return Error(res, 400, std::string(list.status().message()));
+        PodNetwork n;
+        n.ifname = absl::StrCat("net", i + 1);
+        for (auto [key, out] : {std::pair<const char*, std::string*>{"ifname", &n.ifname},
+                                {"deviceID", &n.device_id}}) {
+          auto f = e.find(key);
+          if (f == e.end() || f->is_null()) continue;
+          if (!f->is_string() || f->get<std::string>().empty()) {
+            return Error(res, 400, where + "." + key + " must be a non-empty string");
+          }
+          *out = f->get<std::string>();
+        }
+        if (!ifnames.insert(n.ifname).second) {
+          return Error(res, 400, where + ": ifname " + n.ifname + " is used twice");
+        }
+        n.conflist = n.device_id.empty() ? *list : InjectDeviceId(*list, n.device_id);
+        networks.push_back(std::move(n));
+      }
+    }
+    if (!networks.empty() && host_network) {
+      // The runtime runs no pod network for a host-network pod.
+      return Error(res, 400, "/pods/run: a hostNetwork pod has no networks");
+    }
+    if (!networks.empty() && cni_ == nullptr) {
+      return Error(res, 400, "/pods/run: networks given but this runtime runs no CNI");
     }
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -151,13 +280,32 @@ void ControlApi::Routes() {
       lns->set_type("network");
       lns->set_path(pod.netns);
     }
-    absl::Status st = core_.RunPodSandbox(pod.sandbox);
-    if (!st.ok()) {
-      // Like a failed CRI RunPodSandbox: the sandbox is torn down.
+    // Like a failed CRI RunPodSandbox: the sandbox's network is torn down (CNI DEL, then the
+    // netns), and the runtime keeps a record of the failed sandbox.
+    auto fail = [&](const std::string& error) {
+      (void)DelNetworks(pod.sandbox, pod.netns, pod.networks);
       if (!pod.netns.empty()) (void)netns_.Delete(pod.netns);
-      return Error(res, 500, std::string(st.message()));
+      RecordFailed(pod.sandbox, error);
+      Error(res, 500, error);
+    };
+    // containerd sets the pod network up (CNI: the default network, Multus and its delegates)
+    // before NRI RunPodSandbox (internal/cri/server/sandbox_run.go; wire-facts §9).
+    json results = json::array();
+    for (PodNetwork& n : networks) {
+      absl::StatusOr<json> r =
+          cni_->Add(n.conflist, CniRuntime(pod.sandbox, pod.netns, n.ifname, n.device_id));
+      // A failed ADD is DEL'ed too (the spec asks a DEL after a failed ADD: the plugin may
+      // have left state, e.g. an IPAM lease), as Multus does for the delegate that failed.
+      pod.networks.push_back(n);
+      if (!r.ok()) {
+        return fail(absl::StrCat("CNI ADD of network ", n.conflist.value("name", ""), " (",
+                                 n.ifname, "): ", r.status().message()));
+      }
+      results.push_back(*r);
     }
-    json out{{"id", pod.sandbox.id()}, {"netns", pod.netns}};
+    absl::Status st = core_.RunPodSandbox(pod.sandbox);
+    if (!st.ok()) return fail(std::string(st.message()));
+    json out{{"id", pod.sandbox.id()}, {"netns", pod.netns}, {"networks", results}};
     {
       std::lock_guard<std::mutex> l(mu_);
       pods_[uid] = std::move(pod);
@@ -181,19 +329,40 @@ void ControlApi::Routes() {
       auto it = pods_.find(uid);
       if (it == pods_.end()) return Error(res, 404, "/pods/stop: no pod with uid " + uid);
       pod = it->second;
-      it->second.netns.clear();  // deleted below in either order
     }
-    absl::Status st;
+    absl::Status nri_st, cni_st;
+    std::vector<PodNetwork> left = pod.networks;
+    bool netns_deleted = false;
     if (order == "containerd") {
-      // containerd: NRI StopPodSandbox before CNI teardown; the netns still exists.
-      st = core_.StopPodSandbox(pod.sandbox);
-      if (!pod.netns.empty()) (void)netns_.Delete(pod.netns);
+      // containerd: NRI StopPodSandbox before the CNI teardown; the netns still exists. Then
+      // CNI DEL (in the netns), then the netns goes. A failed DEL fails the stop there.
+      nri_st = core_.StopPodSandbox(pod.sandbox);
+      cni_st = DelNetworks(pod.sandbox, pod.netns, left);
+      if (cni_st.ok() && !pod.netns.empty()) {
+        (void)netns_.Delete(pod.netns);
+        netns_deleted = true;
+      }
     } else {
-      // CRI-O: the netns is gone before NRI StopPodSandbox.
-      if (!pod.netns.empty()) (void)netns_.Delete(pod.netns);
-      st = core_.StopPodSandbox(pod.sandbox);
+      // CRI-O: the network goes first (CNI DEL, then the netns); NRI StopPodSandbox comes
+      // after, when the netns is gone.
+      cni_st = DelNetworks(pod.sandbox, pod.netns, left);
+      if (cni_st.ok()) {
+        if (!pod.netns.empty()) (void)netns_.Delete(pod.netns);
+        netns_deleted = true;
+        nri_st = core_.StopPodSandbox(pod.sandbox);
+      }
     }
-    if (!st.ok()) return Error(res, 500, std::string(st.message()));
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = pods_.find(uid);
+      if (it != pods_.end() && it->second.sandbox.id() == pod.sandbox.id()) {
+        it->second.networks = left;
+        if (netns_deleted) it->second.netns.clear();
+        if (cni_st.ok()) it->second.stopped = true;
+      }
+    }
+    if (!cni_st.ok()) return Error(res, 500, std::string(cni_st.message()));
+    if (!nri_st.ok()) return Error(res, 500, std::string(nri_st.message()));
     Reply(res, 200, json::object());
   });
 
@@ -206,9 +375,23 @@ void ControlApi::Routes() {
       std::lock_guard<std::mutex> l(mu_);
       auto it = pods_.find(uid);
       if (it == pods_.end()) return Error(res, 404, "/pods/remove: no pod with uid " + uid);
-      pod = std::move(it->second);
-      pods_.erase(it);
+      pod = it->second;
     }
+    // A pod removed without a stop still holds its networks: they go first, with its netns.
+    std::vector<PodNetwork> left = pod.networks;
+    absl::Status cni_st = DelNetworks(pod.sandbox, pod.netns, left);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = pods_.find(uid);
+      if (it != pods_.end() && it->second.sandbox.id() == pod.sandbox.id()) {
+        if (cni_st.ok()) {
+          pods_.erase(it);
+        } else {
+          it->second.networks = left;  // kept for a retried remove
+        }
+      }
+    }
+    if (!cni_st.ok()) return Error(res, 500, std::string(cni_st.message()));
     if (!pod.netns.empty()) (void)netns_.Delete(pod.netns);
     absl::Status st = core_.RemovePodSandbox(pod.sandbox);
     if (!st.ok()) return Error(res, 500, std::string(st.message()));

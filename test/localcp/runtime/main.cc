@@ -5,7 +5,11 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string>
+#include <vector>
 
+#include "absl/strings/str_join.h"
+#include "cni/executor.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "runtime_core.h"
@@ -20,6 +24,11 @@ int main(int argc, char** argv) {
   std::string port_file;
   std::string netns_dir = "/run/netns";
   std::string cdi_dir;
+  std::vector<std::string> cni_bin_dirs = {"/usr/lib/cni"};
+  // Not libcni's /var/lib/cni: the stand-in must never touch a real runtime's cache on the
+  // same host. Under /run (tmpfs) like the pod netns, so a cached result does not outlive the
+  // namespace it describes.
+  std::string cni_cache_dir = "/run/knd-runtime/cni";
   size_t sync_chunk = 0;
   int verbosity = 0;
   app.add_option("--nri-socket", socket, "NRI socket to serve (removed and recreated)");
@@ -35,6 +44,12 @@ int main(int argc, char** argv) {
   app.add_option("--netns-dir", netns_dir, "where pod network namespaces are created");
   app.add_option("--cdi-dir", cdi_dir,
                  "CDI spec dir: /containers/create runs the createRuntime hooks of its cdiDevices");
+  app.add_option("--cni-bin-dir", cni_bin_dirs,
+                 "where the pods' CNI plugins are found (repeatable; searched in order)")
+      ->capture_default_str();
+  app.add_option("--cni-cache-dir", cni_cache_dir,
+                 "CNI result cache of the pods' networks (results/ below it; read back at DEL)")
+      ->capture_default_str();
   app.add_option("--sync-chunk-pods", sync_chunk, "split Synchronize into chunks of N pods");
   app.add_option("-v", verbosity, "log verbosity");
   CLI11_PARSE(app, argc, argv);
@@ -73,13 +88,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto netns = knd::localcp::RealNetnsOps(netns_dir);
-  knd::localcp::ControlApi api(**core, *netns, cdi_dir);
+  knd::cni::ExecutorOptions cni_opts;
+  cni_opts.bin_dirs = cni_bin_dirs;
+  cni_opts.cache_dir = cni_cache_dir;
+  knd::cni::Executor cni(cni_opts);
+  knd::localcp::ControlApi api(**core, *netns, cdi_dir, &cni);
   absl::StatusOr<int> bound = api.Listen(host, port);
   if (!bound.ok()) {
     spdlog::error("knd-runtime: {}", bound.status().ToString());
     return 1;
   }
-  spdlog::info("knd-runtime: control API on {}:{}", host, *bound);
+  spdlog::info("knd-runtime: control API on {}:{}; pod CNI plugins from {}, results in {}", host,
+               *bound, absl::StrJoin(cni_bin_dirs, ":"), cni_cache_dir);
   if (!port_file.empty()) {
     absl::Status st = knd::WriteFileAtomic(port_file, std::to_string(*bound) + "\n");
     if (!st.ok()) {

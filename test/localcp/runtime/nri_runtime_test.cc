@@ -10,8 +10,13 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
 
+#include "absl/strings/str_split.h"
+#include "cni/executor.h"
 #include "nri/mux.h"
 #include "nri/plugin.h"
 #include "nri/ttrpc.h"
@@ -22,6 +27,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 class TempDir {
  public:
@@ -77,6 +89,7 @@ class FakeHandler : public nri::Handler {
     {
       std::lock_guard<std::mutex> l(mu);
       events.push_back("run:" + pod.uid());
+      if (!cni_log.empty()) cni_log_at_run = ReadAll(cni_log);
       if (!pod.linux().namespaces().empty()) netns_seen = pod.linux().namespaces(0).path();
       d = run_sleep;
       if (!run_error.ok()) return run_error;
@@ -88,6 +101,7 @@ class FakeHandler : public nri::Handler {
     std::lock_guard<std::mutex> l(mu);
     events.push_back("stop:" + pod.uid());
     stop_netns_existed = fs::exists(pod.linux().namespaces(0).path());
+    if (!cni_log.empty()) cni_log_at_stop = ReadAll(cni_log);
     return absl::OkStatus();
   }
   absl::Status RemovePodSandbox(const api::PodSandbox& pod) override {
@@ -117,6 +131,8 @@ class FakeHandler : public nri::Handler {
   bool stop_netns_existed = false;
   absl::Status run_error;
   absl::Duration run_sleep;
+  std::string cni_log;  // when set: what the fake CNI plugin had logged at Run / Stop
+  std::string cni_log_at_run, cni_log_at_stop;
 };
 
 api::PodSandbox Pod(const std::string& uid) {
@@ -261,6 +277,19 @@ TEST_F(NriRuntimeTest, HandlerErrorFailsRunPodSandboxOverHttp) {
   ASSERT_TRUE(pods);
   EXPECT_EQ(json::parse(pods->body), json::array());
   EXPECT_EQ(core_->Plugins().size(), 1u);
+  // ...but, like containerd 2.1, the runtime keeps a record of the failed sandbox.
+  auto sandboxes = http.Get("/sandboxes");
+  ASSERT_TRUE(sandboxes);
+  json sb = json::parse(sandboxes->body);
+  EXPECT_EQ(sb["ready"], json::array());
+  EXPECT_EQ(sb["failedTotal"], 1);
+  ASSERT_EQ(sb["failed"].size(), 1u) << sb.dump();
+  EXPECT_EQ(sb["failed"][0]["uid"], "12345678-aaaa");
+  EXPECT_EQ(sb["failed"][0]["namespace"], "ns");
+  EXPECT_EQ(sb["failed"][0]["name"], "p");
+  EXPECT_EQ(sb["failed"][0]["id"].get<std::string>().size(), 32u);
+  EXPECT_NE(sb["failed"][0]["error"].get<std::string>().find("device eth9 is gone"),
+            std::string::npos);
 
   // Bad input names the field and changes nothing.
   res = http.Post("/pods/run", R"({"uid":"x","namespace":"ns"})", "application/json");
@@ -463,6 +492,336 @@ TEST_F(NriRuntimeTest, V012FallsBackToStateChangeOnUnimplemented) {
   std::map<std::string, int> calls = core_->CallCounts();
   EXPECT_EQ(calls["RunPodSandbox"], 1);
   EXPECT_EQ(calls["StateChange"], 1);
+}
+
+// A CNI plugin for the tests below: logs every call (command, ifname, container id, netns,
+// CNI_ARGS, stdin) to a file, answers ADD with one interface named CNI_IFNAME; a plugin config
+// holding "fail":true fails its ADD with a CNI error.
+constexpr char kFakeCni[] = R"(#!/bin/sh
+in=$(cat)
+printf '%s|%s|%s|%s|%s|%s\n' "$CNI_COMMAND" "$CNI_IFNAME" "$CNI_CONTAINERID" "$CNI_NETNS" \
+  "$CNI_ARGS" "$in" >> "@LOG@"
+case "$CNI_COMMAND" in
+ADD)
+  case "$in" in *'"fail":true'*)
+    echo '{"cniVersion":"1.0.0","code":100,"msg":"fake plugin says no"}'; exit 1;;
+  esac
+  echo "{\"cniVersion\":\"1.0.0\",\"interfaces\":[{\"name\":\"$CNI_IFNAME\",\"sandbox\":\"$CNI_NETNS\"}]}";;
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}';;
+esac
+exit 0
+)";
+
+// The control API with the pods' own CNI networks, run through knd's executor with the fake
+// plugin above (no privileges: the pod netns are plain files).
+class PodNetworksTest : public NriRuntimeTest {
+ protected:
+  struct CniCall {
+    std::string command, ifname, container_id, netns, args;
+    json in;
+  };
+
+  void SetUp() override {
+    const std::string bin = dir_.path() + "/cni-bin";
+    fs::create_directories(bin);
+    log_ = dir_.path() + "/cni.log";
+    std::string script = kFakeCni;
+    script.replace(script.find("@LOG@"), 5, log_);
+    {
+      std::ofstream out(bin + "/fakecni");
+      out << script;
+    }
+    fs::permissions(bin + "/fakecni", fs::perms::owner_all);
+    handler_.cni_log = log_;
+    StartRuntime("0.12");
+    StartPlugin();
+    ASSERT_TRUE(core_->WaitForPlugins(1, absl::Seconds(10)));
+    cni::ExecutorOptions o;
+    o.bin_dirs = {bin};
+    o.cache_dir = dir_.path() + "/cni-cache";
+    executor_ = std::make_unique<cni::Executor>(o);
+    netns_ = std::make_unique<FakeNetns>(dir_.path());
+    api_ = std::make_unique<ControlApi>(*core_, *netns_, "", executor_.get());
+    absl::StatusOr<int> port = api_->Listen("127.0.0.1", 0);
+    ASSERT_TRUE(port.ok()) << port.status();
+    http_ = std::make_unique<httplib::Client>("127.0.0.1", *port);
+  }
+  void TearDown() override {
+    if (api_) api_->Stop();
+    NriRuntimeTest::TearDown();
+  }
+
+  std::pair<int, json> Post(const std::string& path, const json& body) {
+    auto r = http_->Post(path, body.dump(), "application/json");
+    if (!r) return {0, json()};
+    return {r->status, json::parse(r->body, nullptr, false)};
+  }
+  json Get(const std::string& path) {
+    auto r = http_->Get(path);
+    if (!r || r->status != 200) return json("unreachable");
+    return json::parse(r->body, nullptr, false);
+  }
+  // The plugin calls in a log text (VERSION calls left out).
+  static std::vector<CniCall> Calls(const std::string& text) {
+    std::vector<CniCall> out;
+    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      std::vector<std::string> f = absl::StrSplit(line, absl::MaxSplits('|', 5));
+      if (f.size() != 6 || f[0] == "VERSION") continue;
+      out.push_back(CniCall{f[0], f[1], f[2], f[3], f[4], json::parse(f[5], nullptr, false)});
+    }
+    return out;
+  }
+  std::vector<CniCall> AllCalls() { return Calls(ReadAll(log_)); }
+  // "ADD net1", "DEL net2", ... of calls, for order checks.
+  static std::vector<std::string> Steps(const std::vector<CniCall>& calls) {
+    std::vector<std::string> out;
+    for (const CniCall& c : calls) out.push_back(c.command + " " + c.ifname);
+    return out;
+  }
+  static json Net(const std::string& name, json plugins) {
+    return {{"cniVersion", "1.0.0"}, {"name", name}, {"plugins", std::move(plugins)}};
+  }
+  static json Fake(json extra = json::object()) {
+    json p = {{"type", "fakecni"}};
+    p.update(extra);
+    return p;
+  }
+  size_t CacheFiles() {
+    std::error_code ec;
+    size_t n = 0;
+    for (auto it = fs::directory_iterator(dir_.path() + "/cni-cache/results", ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      ++n;
+    }
+    return n;
+  }
+  bool PodNetnsLeft() {
+    for (const auto& e : fs::directory_iterator(dir_.path())) {
+      if (e.path().filename().string().rfind("knd-pod-", 0) == 0) return true;
+    }
+    return false;
+  }
+
+  std::string log_;
+  std::unique_ptr<cni::Executor> executor_;
+  std::unique_ptr<FakeNetns> netns_;
+  std::unique_ptr<ControlApi> api_;
+  std::unique_ptr<httplib::Client> http_;
+};
+
+TEST_F(PodNetworksTest, AddedBeforeNriRunDeletedAfterNriStopInContainerdOrder) {
+  const std::string uid = "11111111-aaaa";
+  json nets = json::array(
+      {{{"conflist", Net("net-a", {Fake()})}, {"ifname", "net1"}},
+       // No ifname: Multus's net<N>. A device id: what Multus's DRA path hands over.
+       {{"conflist",
+         Net("net-b", {Fake({{"capabilities", {{"deviceID", true}}}}), Fake({{"second", true}})})},
+        {"deviceID", "0000:03:00.1"}}});
+  auto [code, run] =
+      Post("/pods/run", {{"uid", uid}, {"namespace", "ns"}, {"name", "p"}, {"networks", nets}});
+  ASSERT_EQ(code, 200) << run.dump();
+  const std::string id = run["id"], netns = run["netns"];
+  ASSERT_EQ(run["networks"].size(), 2u) << run.dump();
+  EXPECT_EQ(run["networks"][0]["interfaces"][0]["name"], "net1");
+  EXPECT_EQ(run["networks"][1]["interfaces"][0]["name"], "net2");
+  EXPECT_EQ(CacheFiles(), 2u);
+
+  std::vector<CniCall> at_run;
+  {
+    std::lock_guard<std::mutex> l(handler_.mu);
+    at_run = Calls(handler_.cni_log_at_run);
+  }
+  // Every ADD ran before NRI RunPodSandbox reached the plugin.
+  EXPECT_EQ(Steps(at_run), (std::vector<std::string>{"ADD net1", "ADD net2", "ADD net2"}));
+  ASSERT_EQ(at_run.size(), 3u);
+  for (const CniCall& c : at_run) {
+    EXPECT_EQ(c.container_id, id);
+    EXPECT_EQ(c.netns, netns);
+    EXPECT_EQ(c.args,
+              "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;"
+              "K8S_POD_INFRA_CONTAINER_ID=" +
+                  id + ";K8S_POD_UID=" + uid);
+  }
+  EXPECT_FALSE(at_run[0].in.contains("deviceID")) << at_run[0].in.dump();
+  EXPECT_FALSE(at_run[0].in.contains("pciBusID"));
+  for (const CniCall* c : {&at_run[1], &at_run[2]}) {
+    EXPECT_EQ(c->in.value("deviceID", ""), "0000:03:00.1") << c->in.dump();
+    EXPECT_EQ(c->in.value("pciBusID", ""), "0000:03:00.1") << c->in.dump();
+  }
+  // runtimeConfig.deviceID only for the plugin declaring the capability.
+  EXPECT_EQ(at_run[1].in["runtimeConfig"].value("deviceID", ""), "0000:03:00.1");
+  EXPECT_FALSE(at_run[2].in.contains("runtimeConfig")) << at_run[2].in.dump();
+
+  json sb = Get("/sandboxes");
+  ASSERT_EQ(sb["ready"].size(), 1u) << sb.dump();
+  EXPECT_EQ(sb["ready"][0]["uid"], uid);
+  EXPECT_EQ(sb["ready"][0]["netns"], netns);
+  EXPECT_EQ(sb["failedTotal"], 0);
+
+  auto [stop_code, stop] = Post("/pods/stop", {{"uid", uid}, {"order", "containerd"}});
+  ASSERT_EQ(stop_code, 200) << stop.dump();
+  std::vector<CniCall> at_stop;
+  {
+    std::lock_guard<std::mutex> l(handler_.mu);
+    at_stop = Calls(handler_.cni_log_at_stop);
+    EXPECT_TRUE(handler_.stop_netns_existed);
+  }
+  EXPECT_EQ(Steps(at_stop), Steps(at_run)) << "containerd: no CNI DEL before NRI StopPodSandbox";
+  std::vector<CniCall> all = AllCalls();
+  EXPECT_EQ(Steps(all), (std::vector<std::string>{"ADD net1", "ADD net2", "ADD net2", "DEL net2",
+                                                  "DEL net2", "DEL net1"}));
+  ASSERT_EQ(all.size(), 6u);
+  EXPECT_EQ(all[3].in.value("second", false), true) << "DEL in reverse plugin order";
+  for (size_t i = 3; i < all.size(); ++i) EXPECT_EQ(all[i].netns, netns) << "DEL in the netns";
+  EXPECT_FALSE(fs::exists(netns));
+  EXPECT_EQ(CacheFiles(), 0u);
+  sb = Get("/sandboxes");
+  EXPECT_EQ(sb["ready"], json::array());
+  ASSERT_EQ(sb["notReady"].size(), 1u) << sb.dump();
+
+  auto [rm_code, rm] = Post("/pods/remove", {{"uid", uid}});
+  ASSERT_EQ(rm_code, 200) << rm.dump();
+  EXPECT_EQ(AllCalls().size(), 6u) << "a stopped pod has no network left to delete";
+  sb = Get("/sandboxes");
+  EXPECT_EQ(sb["notReady"], json::array());
+  EXPECT_EQ(sb["failed"], json::array());
+}
+
+TEST_F(PodNetworksTest, CrioOrderDeletesNetworksBeforeNriStop) {
+  json nets = json::array({{{"conflist", Net("net-a", {Fake()})}}});
+  auto [code, run] =
+      Post("/pods/run",
+           {{"uid", "22222222-bbbb"}, {"namespace", "ns"}, {"name", "q"}, {"networks", nets}});
+  ASSERT_EQ(code, 200) << run.dump();
+  auto [stop_code, stop] = Post("/pods/stop", {{"uid", "22222222-bbbb"}, {"order", "crio"}});
+  ASSERT_EQ(stop_code, 200) << stop.dump();
+  std::lock_guard<std::mutex> l(handler_.mu);
+  EXPECT_EQ(Steps(Calls(handler_.cni_log_at_stop)),
+            (std::vector<std::string>{"ADD net1", "DEL net1"}));
+  EXPECT_FALSE(handler_.stop_netns_existed);
+}
+
+TEST_F(PodNetworksTest, FailedAddIsUndoneAndLeavesAFailedSandbox) {
+  const std::string uid = "33333333-cccc";
+  json nets = json::array({{{"conflist", Net("net-a", {Fake()})}},
+                           {{"conflist", Net("net-b", {Fake({{"fail", true}})})}}});
+  auto [code, res] =
+      Post("/pods/run", {{"uid", uid}, {"namespace", "ns"}, {"name", "r"}, {"networks", nets}});
+  EXPECT_EQ(code, 500);
+  const std::string error = res.value("error", "");
+  EXPECT_NE(error.find("fake plugin says no"), std::string::npos) << error;
+  EXPECT_NE(error.find("net-b"), std::string::npos) << error;
+  // The failed ADD and the one before it are deleted, newest first; NRI never saw the pod.
+  EXPECT_EQ(Steps(AllCalls()),
+            (std::vector<std::string>{"ADD net1", "ADD net2", "DEL net2", "DEL net1"}));
+  EXPECT_EQ(handler_.Events(), std::vector<std::string>{});
+  EXPECT_FALSE(PodNetnsLeft());
+  EXPECT_EQ(CacheFiles(), 0u);
+  json sb = Get("/sandboxes");
+  EXPECT_EQ(sb["ready"], json::array());
+  EXPECT_EQ(sb["failedTotal"], 1);
+  ASSERT_EQ(sb["failed"].size(), 1u) << sb.dump();
+  EXPECT_EQ(sb["failed"][0]["uid"], uid);
+  EXPECT_EQ(sb["failed"][0]["name"], "r");
+  EXPECT_EQ(sb["failed"][0]["error"], error);
+  const std::string failed_id = sb["failed"][0]["id"];
+
+  // The retry that works gets a new sandbox; the failed record stays.
+  nets[1]["conflist"] = Net("net-b", {Fake()});
+  auto [code2, run] =
+      Post("/pods/run", {{"uid", uid}, {"namespace", "ns"}, {"name", "r"}, {"networks", nets}});
+  ASSERT_EQ(code2, 200) << run.dump();
+  EXPECT_NE(run["id"], failed_id);
+  auto [rm_code, rm] = Post("/pods/remove", {{"uid", uid}});
+  ASSERT_EQ(rm_code, 200) << rm.dump();
+  sb = Get("/sandboxes");
+  EXPECT_EQ(sb["failedTotal"], 1) << "/pods/remove keeps the failed records";
+  EXPECT_EQ(sb["failed"][0]["id"], failed_id);
+}
+
+TEST_F(PodNetworksTest, FailedNriRunDeletesTheNetworksAndEachAttemptIsRecorded) {
+  {
+    std::lock_guard<std::mutex> l(handler_.mu);
+    handler_.run_error = absl::FailedPreconditionError("device eth9 is gone");
+  }
+  json nets =
+      json::array({{{"conflist", Net("net-a", {Fake()})}}, {{"conflist", Net("net-b", {Fake()})}}});
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    auto [code, res] =
+        Post("/pods/run",
+             {{"uid", "44444444-dddd"}, {"namespace", "ns"}, {"name", "s"}, {"networks", nets}});
+    EXPECT_EQ(code, 500);
+    EXPECT_NE(res.value("error", "").find("device eth9 is gone"), std::string::npos) << res.dump();
+  }
+  std::vector<std::string> once = {"ADD net1", "ADD net2", "DEL net2", "DEL net1"};
+  std::vector<std::string> want;
+  for (int i = 0; i < 3; ++i) want.insert(want.end(), once.begin(), once.end());
+  EXPECT_EQ(Steps(AllCalls()), want);
+  EXPECT_FALSE(PodNetnsLeft());
+  json sb = Get("/sandboxes");
+  EXPECT_EQ(sb["failedTotal"], 3);
+  ASSERT_EQ(sb["failed"].size(), 3u);
+  std::set<std::string> ids;
+  for (const json& f : sb["failed"]) ids.insert(f["id"].get<std::string>());
+  EXPECT_EQ(ids.size(), 3u) << "one record per attempt, each its own sandbox";
+}
+
+TEST_F(PodNetworksTest, RemoveWithoutStopDeletesTheNetworksInTheNetns) {
+  json nets = json::array({{{"conflist", Net("net-a", {Fake()})}, {"ifname", "eth1"}}});
+  auto [code, run] =
+      Post("/pods/run",
+           {{"uid", "55555555-eeee"}, {"namespace", "ns"}, {"name", "t"}, {"networks", nets}});
+  ASSERT_EQ(code, 200) << run.dump();
+  auto [rm_code, rm] = Post("/pods/remove", {{"uid", "55555555-eeee"}});
+  ASSERT_EQ(rm_code, 200) << rm.dump();
+  std::vector<CniCall> all = AllCalls();
+  EXPECT_EQ(Steps(all), (std::vector<std::string>{"ADD eth1", "DEL eth1"}));
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[1].netns, run["netns"].get<std::string>());
+  EXPECT_FALSE(PodNetnsLeft());
+  EXPECT_EQ(CacheFiles(), 0u);
+}
+
+TEST_F(PodNetworksTest, BadNetworksAreRefusedAndChangeNothing) {
+  json base = {{"uid", "66666666-ffff"}, {"namespace", "ns"}, {"name", "u"}};
+  const json net = {{"conflist", Net("net-a", {Fake()})}};
+  const std::vector<std::pair<json, std::string>> bad = {
+      {json::object({{"a", 1}}), "must be a list"},
+      {json::array({1}), "networks[0] must be an object"},
+      {json::array({json::object()}), "networks[0].conflist"},
+      {json::array({{{"conflist", {{"name", "x"}}}}}), "plugins"},
+      {json::array({{{"conflist", Net("net-a", {Fake()})}, {"ifname", ""}}}), "ifname"},
+      {json::array({net, {{"conflist", Net("net-b", {Fake()})}, {"ifname", "net1"}}}),
+       "used twice"},
+  };
+  for (const auto& [networks, want] : bad) {
+    json body = base;
+    body["networks"] = networks;
+    auto [code, res] = Post("/pods/run", body);
+    EXPECT_EQ(code, 400) << networks.dump();
+    EXPECT_NE(res.value("error", "").find(want), std::string::npos)
+        << networks.dump() << " -> " << res.dump();
+  }
+  json host = base;
+  host["hostNetwork"] = true;
+  host["networks"] = json::array({net});
+  EXPECT_EQ(Post("/pods/run", host).first, 400);
+  // A runtime without a CNI executor refuses networks instead of ignoring them.
+  ControlApi no_cni(*core_, *netns_);
+  absl::StatusOr<int> port = no_cni.Listen("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok());
+  httplib::Client c("127.0.0.1", *port);
+  json body = base;
+  body["networks"] = json::array({net});
+  auto r = c.Post("/pods/run", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  no_cni.Stop();
+
+  EXPECT_EQ(AllCalls().size(), 0u);
+  EXPECT_FALSE(PodNetnsLeft());
+  EXPECT_EQ(handler_.Events(), std::vector<std::string>{});
+  EXPECT_EQ(Get("/sandboxes")["failedTotal"], 0) << "a refused request is no failed sandbox";
 }
 
 }  // namespace

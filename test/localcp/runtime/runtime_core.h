@@ -5,7 +5,8 @@
 // plugins must dial again). Emulates NRI v0.8 / v0.10 / v0.12 event delivery (wire-facts §3).
 //
 // ControlApi puts an HTTP control surface on top (the knd-runtime binary), creating real or
-// fake pod network namespaces through NetnsOps.
+// fake pod network namespaces through NetnsOps, and running the pod's own CNI networks (the
+// default network, Multus and its delegates) through knd's CNI executor.
 #pragma once
 
 #include <condition_variable>
@@ -14,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +27,10 @@
 
 namespace httplib {
 class Server;
+}
+
+namespace knd::cni {
+class Executor;
 }
 
 namespace knd::localcp {
@@ -123,37 +129,80 @@ std::unique_ptr<NetnsOps> RealNetnsOps(const std::string& dir);
 // HTTP control API of knd-runtime:
 //   GET  /plugins              -> [{name, index, events}]
 //   GET  /pods                 -> [{uid, id, namespace, name, netns, hostNetwork}]
-//   POST /pods/run             {uid, namespace, name, hostNetwork?} -> {id, netns}
+//   GET  /sandboxes            -> {ready: [{uid, id, namespace, name, netns}],
+//                                  notReady: [same; stopped, not yet removed],
+//                                  failed: [{uid, id, namespace, name, error}], failedTotal}
+//        (failed: every POST /pods/run whose CNI ADD or NRI RunPodSandbox failed, kept for
+//        good, as containerd 2.1.9 keeps a sandbox record per RunPodSandbox an NRI plugin
+//        failed (wire-facts §9: 41 of them for one retried pod, and containerd could not
+//        restart). /pods/remove does not clear them: tests count what a run produced.)
+//   POST /pods/run             {uid, namespace, name, hostNetwork?, networks?}
+//                              -> {id, netns, networks: [<CNI ADD result of each entry>]}
+//        networks: [{conflist: {<CNI conflist>}, ifname?: "net1", deviceID?: "..."}]: the
+//        pod's CNI networks, as containerd + Multus run them: CNI ADD of each conflist in
+//        order, in the new pod netns, BEFORE NRI RunPodSandbox (wire-facts §9). ifname
+//        defaults to net<N> (N = position, from 1), Multus's naming. deviceID is handed over
+//        the way Multus's DRA path does (see InjectDeviceId in control_api.cc). CNI args:
+//        IgnoreUnknown=1, K8S_POD_NAMESPACE, K8S_POD_NAME, K8S_POD_INFRA_CONTAINER_ID (the
+//        sandbox id, also the CNI container id), K8S_POD_UID. A failed ADD: DEL of that entry
+//        and of the ones added before it (reverse order), netns deleted, failed sandbox
+//        recorded, 500 with the plugin error. A failed NRI RunPodSandbox: DEL of every entry
+//        (reverse), netns deleted, failed sandbox recorded, 500.
 //   POST /pods/stop            {uid, order?: "containerd"|"crio"}   -> {}
+//        containerd: NRI StopPodSandbox, then CNI DEL of the networks (reverse, the netns still
+//        there), then the netns is deleted. crio: CNI DEL, netns deleted, then NRI
+//        StopPodSandbox. A failed CNI DEL answers 500 and keeps the netns and the networks not
+//        yet deleted, so a retried stop (the kubelet retries StopPodSandbox) DELs them again.
 //   POST /pods/remove          {uid}                                -> {}
+//        (networks of a pod never stopped are DEL'ed first, with its netns)
 //   POST /containers/create    {uid, name, cdiDevices?}             -> {containerId, adjust}
 //        (cdiDevices: the qualified CDI ids the kubelet got from Prepare; their createRuntime
 //        hooks run as runc would run them, and a failing hook fails the creation: 500)
 // Bad requests -> 400 {error}, unknown pod -> 404, plugin errors -> 500 {error}.
 class ControlApi {
  public:
-  // `cdi_dir`: where CDI specs are resolved ("" = CDI devices are refused).
-  ControlApi(RuntimeCore& core, NetnsOps& netns, std::string cdi_dir = "");
+  // `cdi_dir`: where CDI specs are resolved ("" = CDI devices are refused). `cni`: runs the
+  // pods' networks (nullptr = a /pods/run with networks is refused).
+  ControlApi(RuntimeCore& core, NetnsOps& netns, std::string cdi_dir = "",
+             cni::Executor* cni = nullptr);
   ~ControlApi();
   // Binds host:port (port 0 = pick one) and serves on a thread; returns the bound port.
   absl::StatusOr<int> Listen(const std::string& host, int port);
   void Stop();
 
  private:
+  // One entry of /pods/run "networks".
+  struct PodNetwork {
+    nlohmann::json conflist;  // normalized, the device id already injected
+    std::string ifname;
+    std::string device_id;
+  };
   struct Pod {
     api::PodSandbox sandbox;
     std::string netns;
     bool host_network = false;
+    bool stopped = false;
+    std::vector<PodNetwork> networks;  // ADDed and not yet DEL'ed, in ADD order
+  };
+  struct FailedSandbox {
+    std::string uid, id, namespace_, name, error;
   };
   void Routes();
+  // CNI DEL of `nets` in reverse order in `netns` ("" = gone). Every entry is tried; the ones
+  // whose DEL failed stay in `nets` (for a retry) and the first error is returned.
+  absl::Status DelNetworks(const api::PodSandbox& sandbox, const std::string& netns,
+                           std::vector<PodNetwork>& nets);
+  void RecordFailed(const api::PodSandbox& sandbox, const std::string& error);
 
   RuntimeCore& core_;
   NetnsOps& netns_;
   const std::string cdi_dir_;
+  cni::Executor* const cni_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   std::mutex mu_;
   std::map<std::string, Pod> pods_;  // by pod UID
+  std::vector<FailedSandbox> failed_;
 };
 
 }  // namespace knd::localcp
