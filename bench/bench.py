@@ -10,6 +10,10 @@
                  changes; an idle period                                   (knd-bench-publish)
   5. burst       N pods started and stopped through the local control plane on one node
   6. restart     SIGTERM -> start -> registered with kubelet and runtime again
+  7. churn       pods one after the other on one device, each deleted before the next comes
+                 (the kubelet's order on a real node): Prepare -> sandbox ready, churn vs
+                 idle, for knd native, knd through a NAD, and the CNI path (host-device run
+                 by the runtime like a Multus delegate)
 
 Writes <out>/report.json and <out>/report.md. Needs root (network namespaces), iproute2,
 strace (for 2; skipped without it) and /usr/lib/cni (Debian's containernetworking-plugins).
@@ -40,9 +44,19 @@ POD_CONFIG = {"apiVersion": "knd.k8s.cni.cncf.io/v1alpha1", "kind": "NetworkConf
 NODE_CONFIG = 'include:\n  - ifName: "eth*"\n'
 
 FULL = dict(attach_iterations=60, devices=100, pods=100, multi_pods=12, publish_devices=1000,
-            publish_burst=100, idle_seconds=10, restarts=5)
+            publish_burst=100, idle_seconds=10, restarts=5, churn_rounds=15)
 SMOKE = dict(attach_iterations=3, devices=8, pods=8, multi_pods=1, publish_devices=200,
-             publish_burst=20, idle_seconds=1, restarts=1)
+             publish_burst=20, idle_seconds=1, restarts=1, churn_rounds=2)
+# When the old pod's teardown reaches the node after the next pod's Prepare has started:
+# StopPodSandbox (an assumption: the runtime gets to it a moment later) and Unprepare (~3 s
+# later on the real node of wire-facts §9; 2 s here).
+CHURN_STOP_AFTER_S = 1.0
+CHURN_UNPREPARE_AFTER_S = 2.0
+# Between the old pod's deletion and the next pod's Prepare the claim controller deletes the
+# claim, the scheduler allocates the device again and the kubelet starts the new pod: not
+# measured on a real node here; 0.3 s is on the short side. The "at once" figures leave it out
+# (the worst case: the next Prepare races the old pod's deletion).
+CHURN_NEXT_PREPARE_AFTER_S = 0.3
 
 RTM = {0x10: "RTM_NEWLINK", 0x11: "RTM_DELLINK", 0x12: "RTM_GETLINK", 0x13: "RTM_SETLINK",
        0x14: "RTM_NEWADDR", 0x15: "RTM_DELADDR", 0x16: "RTM_GETADDR", 0x18: "RTM_NEWROUTE",
@@ -481,6 +495,122 @@ def bench_node(cfg):
     return out
 
 
+# ---- 7. churn -------------------------------------------------------------------------------
+
+CHURN_NAD = {"cniVersion": "1.0.0", "name": "churn-hd", "plugins": [
+    {"type": "host-device", "ipam": {"type": "static", "addresses": [
+        {"address": "192.0.2.10/24"}], "routes": [{"dst": "198.51.100.0/24",
+                                                  "gw": "192.0.2.1"}]}}]}
+
+
+def bench_churn(cfg):
+    """Sequential pods on one device (eth1). `idle`: the device is free when the pod comes.
+    `churn`: the previous pod was just deleted the way the kubelet does it (pod object, then
+    its claim) and its sandbox stop and Unprepare come CHURN_STOP_AFTER_S and
+    CHURN_UNPREPARE_AFTER_S after the next pod's Prepare has started. Measured: Prepare
+    start -> RunPodSandbox answered (what the kubelet waits for before containers start).
+    The CNI path has no Prepare: its figure is RunPodSandbox with the pod's CNI network
+    (host-device + static, as a Multus delegate), with the device free."""
+    rounds = cfg["churn_rounds"]
+    log(f"churn: {rounds} rounds per mode, idle and churn")
+    out = {"rounds": rounds, "stop_after_s": CHURN_STOP_AFTER_S,
+           "unprepare_after_s": CHURN_UNPREPARE_AFTER_S,
+           "next_prepare_after_s": CHURN_NEXT_PREPARE_AFTER_S}
+    with Node() as node:
+        veths(1)
+        node.start_driver(config=NODE_CONFIG, extra=["--cni-bin-dir", "/usr/lib/cni"])
+        wait_for(lambda: "eth1" in node.published_devices(), what="eth1 published")
+        node.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "churn"}})
+        node.create({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+                     "metadata": {"name": "churn-hd", "namespace": "churn"},
+                     "spec": {"config": json.dumps(CHURN_NAD)}})
+        configs = {"knd_native": POD_CONFIG,
+                   "knd_nad": {"apiVersion": POD_CONFIG["apiVersion"], "kind": "NetworkConfig",
+                               "interface": {"name": "net-a"},
+                               "cni": {"networkAttachment": {"name": "churn-hd"}}}}
+        seq = [0]
+
+        def new_pod(mode):
+            seq[0] += 1
+            name = f"{mode.replace('_', '-')}-{seq[0]}"
+            return node.make_pod_with_claim("churn", name, f"c-{name}", "eth1", configs[mode])
+
+        def up(pod, claim):
+            """Prepare, then RunPodSandbox: the two times."""
+            t0 = time.monotonic()
+            res = node.prepare("churn", pod["metadata"]["name"])["claims"]
+            t1 = time.monotonic()
+            err = res[claim["metadata"]["uid"]].get("error", "")
+            if err:
+                raise RuntimeError(f"prepare {pod['metadata']['name']}: {err}")
+            code, body = node.run_pod(pod, ok=None)
+            t2 = time.monotonic()
+            if code != 200:
+                raise RuntimeError(f"run {pod['metadata']['name']}: HTTP {code}: {body}")
+            return t1 - t0, t2 - t1
+
+        def down(pod):
+            node.stop_pod(pod)
+            node.remove_pod(pod)
+            check_prepared(node.unprepare("churn", pod["metadata"]["name"]), "unprepare")
+
+        def figures(samples):
+            return {"total_ms": dist([a + b for a, b in samples], 1e3),
+                    "prepare_ms": dist([a for a, _ in samples], 1e3),
+                    "run_ms": dist([b for _, b in samples], 1e3)}
+
+        failed0 = node.sandboxes()["failedTotal"]
+        for mode in configs:
+            idle = []
+            for _ in range(rounds):
+                pod, claim = new_pod(mode)
+                idle.append(up(pod, claim))
+                down(pod)
+                wait_for(lambda: link("eth1"), timeout=10, what="eth1 home")
+            out[mode] = {"idle": figures(idle)}
+            for case, gap in (("churn_at_once", 0.0), ("churn", CHURN_NEXT_PREPARE_AFTER_S)):
+                samples = []
+                old_pod, old_claim = new_pod(mode)
+                up(old_pod, old_claim)
+                for _ in range(rounds):
+                    node.delete_like_the_kubelet(old_pod, old_claim)
+                    pod, claim = new_pod(mode)
+                    time.sleep(gap)
+                    stop = harness.Later(CHURN_STOP_AFTER_S, node.stop_pod, old_pod)
+                    unprep = harness.Later(CHURN_UNPREPARE_AFTER_S, node.unprepare, "churn",
+                                           old_pod["metadata"]["name"])
+                    samples.append(up(pod, claim))
+                    stop.join()
+                    check_prepared(unprep.join(), "unprepare of the old pod")
+                    node.remove_pod(old_pod)
+                    old_pod, old_claim = pod, claim
+                down(old_pod)
+                wait_for(lambda: link("eth1"), timeout=10, what="eth1 home")
+                out[mode][case] = figures(samples)
+            for case in ("churn", "churn_at_once"):
+                out[mode][f"{case}_over_idle_p50"] = ratio(out[mode][case]["total_ms"]["p50"],
+                                                           out[mode]["idle"]["total_ms"]["p50"])
+        cni = []
+        for i in range(rounds):
+            md = node.create({"apiVersion": "v1", "kind": "Pod",
+                              "metadata": {"name": f"cni-{i}", "namespace": "churn"},
+                              "spec": {"nodeName": node.node_name,
+                                       "containers": [{"name": "c", "image": "x"}]}})
+            nad = json.loads(json.dumps(CHURN_NAD))
+            nad["plugins"][0]["device"] = "eth1"
+            dt, (code, body) = timed(node.run_pod, md, ok=None,
+                                     networks=[{"conflist": nad, "ifname": "net-a"}])
+            if code != 200:
+                raise RuntimeError(f"run cni-{i}: HTTP {code}: {body}")
+            cni.append(dt)
+            node.stop_pod(md)
+            node.remove_pod(md)
+            wait_for(lambda: link("eth1"), timeout=10, what="eth1 home")
+        out["cni_path"] = {"run_ms": dist(cni, 1e3)}
+        out["failed_sandboxes"] = node.sandboxes()["failedTotal"] - failed0
+    return out
+
+
 # ---- 4. publish --------------------------------------------------------------------------------
 
 def bench_publish(cfg):
@@ -600,6 +730,32 @@ def markdown(rep):
             cn = a["cni"]["attach_ms"]["p50"]
             L += [f"For scale: the kernel move alone allows ~{1000 / fl:.0f} moves/s serialised "
                   f"(floor p50), the CNI chain ~{1000 / cn:.0f} attaches/s.", ""]
+    c = rep.get("churn")
+    if c:
+        L += [f"## 7. Churn: pods one after the other on one device ({c['rounds']} rounds each)",
+              "", "Prepare start → RunPodSandbox answered (what the kubelet waits for before it "
+              f"starts containers). Churn: the previous pod deleted the kubelet's way (pod object, "
+              f"then its claim); its StopPodSandbox {c['stop_after_s']:.1f} s and its Unprepare "
+              f"{c['unprepare_after_s']:.1f} s after the next Prepare started; the next Prepare "
+              f"{c['next_prepare_after_s']:.1f} s after the deletion, or at once.", "",
+              "| ms, p50 (p90) | total | Prepare | RunPodSandbox |", "|---|---|---|---|"]
+
+        def cell(d):
+            return f"{f(d['p50'])} ({f(d['p90'])})" if d else "n/a"
+        for mode, label in (("knd_native", "knd native"), ("knd_nad", "knd, NAD (host-device)")):
+            for case, what in (("idle", "idle"), ("churn", "churn"),
+                               ("churn_at_once", "churn, next Prepare at once")):
+                g = c[mode][case]
+                L.append(f"| {label}, {what} | {cell(g['total_ms'])} | {cell(g['prepare_ms'])} | "
+                         f"{cell(g['run_ms'])} |")
+        L.append(f"| CNI path: host-device + static run by the runtime (no Prepare), device free "
+                 f"| {cell(c['cni_path']['run_ms'])} | – | {cell(c['cni_path']['run_ms'])} |")
+        L += ["", f"Churn/idle, total p50: knd native "
+                  f"**{f(c['knd_native']['churn_over_idle_p50'])}** "
+                  f"({f(c['knd_native']['churn_at_once_over_idle_p50'])} at once), knd NAD "
+                  f"**{f(c['knd_nad']['churn_over_idle_p50'])}** "
+                  f"({f(c['knd_nad']['churn_at_once_over_idle_p50'])} at once); failed "
+                  f"RunPodSandbox calls **{c['failed_sandboxes']}**.", ""]
     r = rep.get("restart")
     if r:
         L += ["## 6. Restart to ready (SIGTERM → start → registered with kubelet and runtime, "
@@ -618,8 +774,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (CI): checks, not figures")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
-    ap.add_argument("--only", default="attach,exchanges,publish,node",
-                    help="comma list of sections: attach,exchanges,publish,node")
+    ap.add_argument("--only", default="attach,exchanges,publish,node,churn",
+                    help="comma list of sections: attach,exchanges,publish,node,churn")
     args = ap.parse_args()
     if not harness.have_privilege():
         print("bench: needs root and iproute2 (network namespaces); skipped")
@@ -637,6 +793,8 @@ def main():
         rep["publish"] = bench_publish(cfg)
     if "node" in only:
         rep.update(bench_node(cfg))
+    if "churn" in only:
+        rep["churn"] = bench_churn(cfg)
     rep["seconds"] = time.monotonic() - t0
     with open(os.path.join(args.out, "report.json"), "w") as fjson:
         json.dump(rep, fjson, indent=2)
@@ -648,6 +806,8 @@ def main():
     bad = []
     if rep.get("burst") and rep["burst"]["leftovers_total"] != 0:
         bad.append(f"burst left {rep['burst']['leftovers']}")
+    if rep.get("churn") and rep["churn"]["failed_sandboxes"] != 0:
+        bad.append(f"churn failed {rep['churn']['failed_sandboxes']} RunPodSandbox calls")
     if rep.get("publish") and rep["publish"]["idle"]["writes"] != 0:
         bad.append(f"idle period wrote {rep['publish']['idle']['writes']} times")
     if bad:

@@ -23,6 +23,7 @@
 #include "config/node_config.h"
 #include "dra/plugin.h"
 #include "dra/preparer.h"
+#include "early_release.h"
 #include "health_server.h"
 #include "inventory/discovery.h"
 #include "inventory/inventory.h"
@@ -421,7 +422,21 @@ int main(int argc, char** argv) {
   if (!pods_client.ok()) return Fail("kubernetes API client", pods_client.status());
   knd::kube::PodCacheOptions pc_opts;
   pc_opts.node_name = o.node_name;
+  // A pod that is over gives its devices back at once (confirmed with the API), so the next
+  // pod's Prepare finds them home. Declared before the pod cache, whose watch calls it.
+  knd::driver::EarlyRelease early_release(**client, plans, pod_network);
   knd::kube::PodCache pod_cache(**pods_client, pc_opts);
+  pod_cache.SetOnGone(
+      [&early_release](const std::string& ns, const std::string& name, const std::string& uid) {
+        early_release.PodGone(ns, name, uid);
+      });
+  knd::metrics::Default().CounterFunc(
+      "knd_devices_released_early_total",
+      "Devices returned to the host when their pod was deleted or finished, before its sandbox "
+      "stop.",
+      {}, [&early_release] {
+        return knd::metrics::Registry::Samples{{{}, double(early_release.released())}};
+      });
   // A pod that uses a claim prepared for an earlier pod takes it over (the kubelet does not
   // prepare a claim twice); the claim's UID is checked with the API first.
   pod_network.SetClaimLookup(
@@ -510,6 +525,7 @@ int main(int argc, char** argv) {
   // What was still queued when the driver last stopped (everything after a crash).
   const std::string status_marker = o.state_dir + "/status-unwritten.json";
   reporter.ResyncAfterStart(status_marker, plans);
+  early_release.Start();
   pod_cache.Start();
   // Inventory first: Prepare resolves devices through it.
   Rescan(inventory, o.driver_name, publisher, *monitor);
@@ -550,6 +566,7 @@ int main(int argc, char** argv) {
   monitor->Stop();
   publisher.Stop();
   pod_cache.Stop();
+  early_release.Stop();
   // Give queued status and events one second in all to reach the API server; what is left is
   // recorded and written at the next start.
   const auto flush_until = std::chrono::steady_clock::now() + std::chrono::seconds(1);

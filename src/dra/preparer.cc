@@ -477,6 +477,14 @@ absl::Status Preparer::AwaitDevice(const state::ClaimPlan& plan, const state::De
   std::optional<state::PlanStore::Holder> holder;
   for (;;) {
     const uint64_t seen = plans_.Generation();
+    // Lost: the inventory found it neither on the host nor in a live pod (also when a plan
+    // still says it is in a pod whose netns is gone) for longer than its grace period.
+    if (opts_.lost) {
+      if (std::optional<std::string> why = opts_.lost(d.device)) {
+        return absl::NotFoundError(
+            absl::StrCat(where, ": the device is gone from node ", opts_.node_name, ": ", *why));
+      }
+    }
     holder = plans_.HolderOf(d.device, plan.claim_uid);
     if (!holder) {
       absl::StatusOr<bool> home = opts_.on_host(d.identity);
@@ -490,12 +498,6 @@ absl::Status Preparer::AwaitDevice(const state::ClaimPlan& plan, const state::De
               std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
         }
         return absl::OkStatus();
-      }
-      if (opts_.lost) {
-        if (std::optional<std::string> why = opts_.lost(d.device)) {
-          return absl::NotFoundError(
-              absl::StrCat(where, ": the device is gone from node ", opts_.node_name, ": ", *why));
-        }
       }
     } else if (opts_.release && HolderPodDone(holder->plan, holder->index, &next_read)) {
       // The API gave the device to this claim and the pod that has it is gone or finished:

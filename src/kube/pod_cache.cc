@@ -135,15 +135,25 @@ void PodCache::Loop() {
   h.on_event = [this](const WatchEvent& ev) {
     const std::string key = Key(ev.object);
     PodFacts facts = PodFactsOf(ev.object);
-    std::lock_guard<std::mutex> lock(mu_);
-    ++stats_.events;
-    if (ev.type == "DELETED") {
-      // A pod deleted and re-created under the same name may be seen in either order around
-      // a relist: only the UID that was deleted goes.
+    bool gone = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.events;
       auto it = pods_.find(key);
-      if (it != pods_.end() && it->second.uid == facts.uid) pods_.erase(it);
-    } else {
-      pods_[key] = std::move(facts);
+      if (ev.type == "DELETED") {
+        // A pod deleted and re-created under the same name may be seen in either order around
+        // a relist: only the UID that was deleted goes.
+        if (it != pods_.end() && it->second.uid == facts.uid) pods_.erase(it);
+        gone = true;
+      } else {
+        gone = facts.Terminal() &&
+               (it == pods_.end() || it->second.uid != facts.uid || !it->second.Terminal());
+        pods_[key] = facts;
+      }
+    }
+    if (gone && on_gone_ && !facts.uid.empty()) {
+      on_gone_(internal::MetadataString(ev.object, "namespace"),
+               internal::MetadataString(ev.object, "name"), facts.uid);
     }
   };
   h.on_error = [this](const absl::Status& st, std::chrono::milliseconds retry_in) {

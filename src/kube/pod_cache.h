@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -68,6 +69,12 @@ class PodCache {
   PodCache(const PodCache&) = delete;
   PodCache& operator=(const PodCache&) = delete;
 
+  // Told (on the watch thread: it must only queue) when a pod of this node is over: a
+  // DELETED event, or an update into phase Succeeded/Failed. Set before Start().
+  using GoneFn =
+      std::function<void(const std::string& ns, const std::string& name, const std::string& uid)>;
+  void SetOnGone(GoneFn fn) { on_gone_ = std::move(fn); }
+
   void Start();
   // Ends the watch promptly (Client::WakeWatches) and joins the thread.
   void Stop();
@@ -91,6 +98,7 @@ class PodCache {
   std::map<std::string, PodFacts> pods_ ABSL_GUARDED_BY(mu_);  // "<namespace>/<name>"
   bool synced_ ABSL_GUARDED_BY(mu_) = false;
   mutable PodCacheStats stats_ ABSL_GUARDED_BY(mu_);
+  GoneFn on_gone_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

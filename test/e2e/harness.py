@@ -21,6 +21,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -452,6 +453,16 @@ class Node:
                  "uid": c["metadata"]["uid"]} for c in claims]
         return self.kubelet.post(f"/prepare-claims{q}", {"claims": refs})
 
+    def delete_like_the_kubelet(self, pod_obj, claim_obj):
+        """What the API sees when a pod ends on a real node (wire-facts §9): the kubelet deletes
+        the pod object before it stops the sandbox or unprepares, and the claim controller
+        deletes the pod's claim, which frees the device for the scheduler. The sandbox stop
+        and the Unprepare are the caller's to send, later."""
+        md = pod_obj["metadata"]
+        self.api.delete(f"/api/v1/namespaces/{md['namespace']}/pods/{md['name']}")
+        cmd = claim_obj["metadata"]
+        self.api.delete(self.claim_path(cmd["namespace"], cmd["name"]))
+
     def unprepare(self, ns, pod, api=None):
         q = f"?api={api}" if api else ""
         return self.kubelet.post(f"/unprepare{q}", {"namespace": ns, "name": pod})
@@ -491,6 +502,51 @@ class Node:
         id, namespace, name, error}], "failedTotal": n}. Failed RunPodSandbox attempts stay
         recorded, as containerd 2.1 keeps them."""
         return self.runtime.get("/sandboxes")
+
+
+class Later:
+    """Runs fn(*args) on a thread after `delay` seconds: the kubelet and the runtime do their
+    part of a pod's teardown when they get to it, not when the test would like."""
+
+    def __init__(self, delay, fn, *args):
+        self.result = None
+        self.error = None
+
+        def run():
+            time.sleep(delay)
+            try:
+                self.result = fn(*args)
+            except Exception as e:  # noqa: BLE001 - reported by join()
+                self.error = e
+        self.t = threading.Thread(target=run, daemon=True)
+        self.t.start()
+
+    def join(self):
+        self.t.join(timeout=60)
+        if self.error:
+            raise self.error
+        return self.result
+
+
+def knd_config(**fields):
+    """A NetworkConfig with apiVersion and kind around `fields`."""
+    cfg = {"apiVersion": "knd.k8s.cni.cncf.io/v1alpha1", "kind": "NetworkConfig"}
+    cfg.update(fields)
+    return cfg
+
+
+def metric(text, name, **labels):
+    """Value of one sample of the Prometheus text `text`, or None."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        base, _, rest = series.partition("{")
+        got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
+        if base == name and got == want:
+            return float(value)
+    return None
 
 
 def privileged(cls):

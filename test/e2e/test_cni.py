@@ -11,17 +11,11 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import HttpError, Node, addresses, link, wait_for  # noqa: E402
+from harness import HttpError, Node, addresses, knd_config, link, wait_for  # noqa: E402
 
 CNI_BIN = "/usr/lib/cni"
 NODE_CONFIG = 'include:\n  - ifName: "eth*"\n'
 NS = "team-a"
-
-
-def knd_config(**fields):
-    cfg = {"apiVersion": "knd.k8s.cni.cncf.io/v1alpha1", "kind": "NetworkConfig"}
-    cfg.update(fields)
-    return cfg
 
 
 def leases(data_dir, network):

@@ -17,7 +17,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import DRIVER, Node, link, sh, wait_for  # noqa: E402
+from harness import DRIVER, Node, knd_config, link, metric, sh, wait_for  # noqa: E402
 
 NS = "team-a"
 NODE_CONFIG = 'include:\n  - ifName: "eth*"\n'
@@ -27,32 +27,12 @@ MULTUS_ENTRY = {"name": "ovn-kubernetes", "interface": "eth0", "ips": ["10.128.0
                 "mac": "0a:58:0a:80:00:05", "default": True, "dns": {}}
 
 
-def knd_config(**fields):
-    cfg = {"apiVersion": "knd.k8s.cni.cncf.io/v1alpha1", "kind": "NetworkConfig"}
-    cfg.update(fields)
-    return cfg
-
-
 def http_get(url):
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-
-
-def metric(text, name, **labels):
-    """Value of one sample of the Prometheus text `text`, or None."""
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        if line.startswith("#") or " " not in line:
-            continue
-        series, value = line.rsplit(" ", 1)
-        base, _, rest = series.partition("{")
-        got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
-        if base == name and got == want:
-            return float(value)
-    return None
 
 
 @harness.privileged
