@@ -6,7 +6,9 @@
 #include <httplib.h>
 
 #include <memory>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "apiserver.h"
@@ -106,6 +108,56 @@ TEST_F(PodCacheTest, HoldsThisNodesPodsAndFollowsChanges) {
   EXPECT_GE(s.events, 3u);
   cache.Stop();  // prompt: the watch is woken, not left to its (one hour) check
   EXPECT_FALSE(cache.Synced());
+}
+
+TEST_F(PodCacheTest, FactsKnowPhaseClaimsAndMultusAndGonePodsAreTold) {
+  json p = Pod("app", "node1");
+  p["metadata"]["annotations"] = {{"k8s.v1.cni.cncf.io/networks", "sriov-a@net1"}};
+  p["spec"]["resourceClaims"] = {{{"name", "a"}, {"resourceClaimName", "shared"}},
+                                 {{"name", "b"}, {"resourceClaimTemplateName", "tmpl"}}};
+  std::string uid = Create(p);
+  // Status goes through its subresource, as the kubelet and the claim controller write it.
+  auto created = client_->Get("/api/v1/namespaces/ns1/pods/app");
+  ASSERT_TRUE(created.ok());
+  (*created)["status"] = {
+      {"phase", "Running"},
+      {"resourceClaimStatuses", {{{"name", "b"}, {"resourceClaimName", "app-b-x1"}}}}};
+  ASSERT_TRUE(client_->Update("/api/v1/namespaces/ns1/pods/app/status", *created).ok());
+  std::string other = Create(Pod("other", "node1"));
+  PodCache cache(*watch_client_, opts_);
+  std::mutex mu;
+  std::vector<std::string> gone;
+  cache.SetOnGone([&](const std::string& ns, const std::string& name, const std::string& u) {
+    std::lock_guard<std::mutex> l(mu);
+    gone.push_back(ns + "/" + name + "/" + u);
+  });
+  cache.Start();
+  ASSERT_TRUE(Eventually([&] { return cache.Synced(); }));
+  auto f = cache.Lookup("ns1", "app", uid);
+  ASSERT_TRUE(f);
+  EXPECT_TRUE(f->multus_networks);
+  EXPECT_EQ(f->claims, (std::vector<std::string>{"shared", "app-b-x1"}));
+  EXPECT_FALSE(f->Terminal());
+  EXPECT_FALSE(cache.Lookup("ns1", "other")->multus_networks);
+
+  // Finished (a Job's pod): told once, also when updated again.
+  auto got = client_->Get("/api/v1/namespaces/ns1/pods/app");
+  ASSERT_TRUE(got.ok());
+  (*got)["status"]["phase"] = "Succeeded";
+  ASSERT_TRUE(client_->Update("/api/v1/namespaces/ns1/pods/app/status", *got).ok());
+  ASSERT_TRUE(Eventually([&] { return cache.Lookup("ns1", "app")->Terminal(); }));
+  got = client_->Get("/api/v1/namespaces/ns1/pods/app");
+  (*got)["metadata"]["labels"] = {{"x", "y"}};
+  ASSERT_TRUE(client_->Update("/api/v1/namespaces/ns1/pods/app", *got).ok());
+  // Deleted: told.
+  Remove("other");
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return gone.size() >= 2;
+  }));
+  cache.Stop();
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(gone, (std::vector<std::string>{"ns1/app/" + uid, "ns1/other/" + other}));
 }
 
 TEST_F(PodCacheTest, RelistsAfterAnOutageAndCatchesUp) {

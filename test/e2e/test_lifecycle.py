@@ -89,6 +89,30 @@ class LifecycleTest(unittest.TestCase):
         n.stop_pod(old_pod)
         wait_for(lambda: link("eth1"), timeout=10, what="eth1 back on the node")
 
+    def test_a_deleted_pod_gives_its_device_back_before_its_sandbox_stops(self):
+        n = self.node
+        pod, claim = self.start("pod-0", "claim-0")
+        self.assertIsNone(link("eth1"))
+        n.delete_like_the_kubelet(pod, claim)
+        wait_for(lambda: link("eth1"), timeout=10, what="eth1 home before StopPodSandbox")
+        wait_for(lambda: metric(self.metrics(), "knd_devices_released_early_total") == 1.0,
+                 timeout=5, what="counted as released early")
+        # The late teardown has nothing left to do, and says so without failing.
+        n.stop_pod(pod)
+        un = n.unprepare(NS, "pod-0")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(un.get("error", ""), "")
+        self.assertEqual(os.listdir(os.path.join(n.state_dir, "plans")), [])
+
+    def test_a_running_pod_keeps_its_device_whatever_its_claim_does(self):
+        """Only the pod's end gives the device back early, never its claim's deletion alone."""
+        n = self.node
+        pod, claim = self.start("pod-0", "claim-0")
+        n.api.delete(n.claim_path(NS, "claim-0"))
+        time.sleep(1)
+        self.assertIsNone(link("eth1"))
+        self.assertIn("192.0.2.10/24", addresses("net-a", ns=n.pod_ns(pod)))
+        self.assertEqual(metric(self.metrics(), "knd_devices_released_early_total"), 0.0)
+
     def test_prepare_waits_for_a_running_pod_to_stop(self):
         """The device is still in a pod that the API has not let go of yet (phase Running):
         Prepare never takes it, but waits until the pod's StopPodSandbox brings it home."""
