@@ -139,6 +139,15 @@ std::shared_ptr<std::mutex> PodNetwork::PodLock(const std::string& uid) {
   return lock;
 }
 
+absl::Status PodNetwork::UpdateDevice(const std::string& claim_uid, size_t index,
+                                      const std::function<void(state::DevicePlan&)>& fn) {
+  return plans_.Update(claim_uid, [&](state::ClaimPlan& p) {
+    if (index >= p.devices.size()) return absl::InternalError("plan changed under attach");
+    fn(p.devices[index]);
+    return absl::OkStatus();
+  });
+}
+
 void PodNetwork::SetRuntimeTimeout(std::chrono::milliseconds t) {
   runtime_timeout_ms_ = t.count() > 0 ? t.count() : kNriDefaultRequestTimeoutMs;
 }
@@ -179,16 +188,13 @@ absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan
   }
   attach::AttachRequest req{dev.identity, pod.netns, *cfg, where};
   auto persist = [&](const state::HostSnapshot& snap) {
-    return plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
-      if (index >= p.devices.size()) return absl::InternalError("plan changed under attach");
-      auto& d = p.devices[index];
+    return UpdateDevice(plan.claim_uid, index, [&](state::DevicePlan& d) {
       d.state = DeviceState::kAttaching;
       d.pod_uid = pod.uid;
       d.host = snap;
       d.result.reset();
       d.attached_by.clear();
       d.note.clear();
-      return absl::OkStatus();
     });
   };
   auto result = attacher_.Attach(req, persist);
@@ -209,23 +215,19 @@ absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan
   }
   if (!result.ok()) {
     absl::Status st = result.status();  // the attacher names `where` itself
-    (void)plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
-      auto& d = p.devices[index];
+    (void)UpdateDevice(plan.claim_uid, index, [&](state::DevicePlan& d) {
       // The attacher rolled back: the device is on the host again.
       d.state = DeviceState::kFailed;
       d.pod_uid.clear();
       d.note = std::string(st.message());
-      return absl::OkStatus();
     });
     Notify(pod, plan.claim_uid, index, &st);
     return st;
   }
-  RETURN_IF_ERROR(plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
-    auto& d = p.devices[index];
+  RETURN_IF_ERROR(UpdateDevice(plan.claim_uid, index, [&](state::DevicePlan& d) {
     d.state = DeviceState::kAttached;
     d.pod_uid = pod.uid;
     d.result = *result;
-    return absl::OkStatus();
   }));
   spdlog::info("{}: attached as {} in {}", where, result->ifname, pod.netns);
   Notify(pod, plan.claim_uid, index, nullptr);
@@ -268,24 +270,18 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
   rt.deadline = budget.work;
   // Crash safety: the plan says "Attaching" (with netns and ifname) before any plugin runs, so
   // a restart DELs whatever an interrupted ADD left.
-  RETURN_IF_ERROR(Annotate(plans_.Update(plan.claim_uid,
-                                         [&](state::ClaimPlan& p) {
-                                           if (index >= p.devices.size()) {
-                                             return absl::InternalError(
-                                                 "plan changed under attach");
-                                           }
-                                           auto& d = p.devices[index];
-                                           d.state = DeviceState::kAttaching;
-                                           d.pod_uid = pod.uid;
-                                           d.host = snap;
-                                           d.attached_by.clear();
-                                           state::AttachResult r;
-                                           r.netns = pod.netns;
-                                           r.ifname = rt.ifname;
-                                           d.result = std::move(r);
-                                           d.note.clear();
-                                           return absl::OkStatus();
-                                         }),
+  RETURN_IF_ERROR(Annotate(UpdateDevice(plan.claim_uid, index,
+                                        [&](state::DevicePlan& d) {
+                                          d.state = DeviceState::kAttaching;
+                                          d.pod_uid = pod.uid;
+                                          d.host = snap;
+                                          d.attached_by.clear();
+                                          state::AttachResult r;
+                                          r.netns = pod.netns;
+                                          r.ifname = rt.ifname;
+                                          d.result = std::move(r);
+                                          d.note.clear();
+                                        }),
                            where + ": persisting the attach"));
   absl::StatusOr<nlohmann::json> added = cni_->Add(handed, rt);
   absl::StatusOr<cni::ParsedResult> parsed =
@@ -296,8 +292,7 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
     // one did. If that DEL fails too, the device stays "Attaching" so Detach retries it.
     rt.deadline = budget.cleanup;
     absl::Status del = cni_->Del(handed, rt);
-    (void)plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
-      auto& d = p.devices[index];
+    (void)UpdateDevice(plan.claim_uid, index, [&](state::DevicePlan& d) {
       if (del.ok()) {
         d.state = DeviceState::kFailed;
         d.pod_uid.clear();
@@ -307,7 +302,6 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
       } else {
         d.note = absl::StrCat(st.message(), "; CNI DEL after the failed ADD: ", del.message());
       }
-      return absl::OkStatus();
     });
     if (!del.ok()) spdlog::error("{}: CNI DEL after a failed ADD: {}", where, del.ToString());
     if (del.ok() && snap) {
@@ -325,12 +319,10 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
   res.mac = parsed->mac;
   res.ips = parsed->ips;
   res.cni_result = *added;
-  RETURN_IF_ERROR(plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
-    auto& d = p.devices[index];
+  RETURN_IF_ERROR(UpdateDevice(plan.claim_uid, index, [&](state::DevicePlan& d) {
     d.state = DeviceState::kAttached;
     d.pod_uid = pod.uid;
     d.result = res;
-    return absl::OkStatus();
   }));
   spdlog::info("{}: attached by CNI network {} as {} in {}", where, list->value("name", ""),
                rt.ifname, pod.netns);
@@ -342,21 +334,15 @@ absl::Status PodNetwork::RecordMultus(const PodInfo& pod, const state::ClaimPlan
                                       size_t index, state::AttachResult found,
                                       const std::string& note) {
   const std::string where = Where(pod, plan, plan.devices[index]);
-  RETURN_IF_ERROR(Annotate(plans_.Update(plan.claim_uid,
-                                         [&](state::ClaimPlan& p) {
-                                           if (index >= p.devices.size()) {
-                                             return absl::InternalError(
-                                                 "plan changed under attach");
-                                           }
-                                           auto& d = p.devices[index];
-                                           d.state = DeviceState::kAttached;
-                                           d.pod_uid = pod.uid;
-                                           d.attached_by = state::kAttachedByMultus;
-                                           d.host.reset();
-                                           d.result = found;
-                                           d.note = note;
-                                           return absl::OkStatus();
-                                         }),
+  RETURN_IF_ERROR(Annotate(UpdateDevice(plan.claim_uid, index,
+                                        [&](state::DevicePlan& d) {
+                                          d.state = DeviceState::kAttached;
+                                          d.pod_uid = pod.uid;
+                                          d.attached_by = state::kAttachedByMultus;
+                                          d.host.reset();
+                                          d.result = found;
+                                          d.note = note;
+                                        }),
                            where + ": recording the attach"));
   spdlog::info("{}: attached by Multus as {} in {}", where, found.ifname, pod.netns);
   Notify(pod, plan.claim_uid, index, nullptr);
@@ -576,21 +562,18 @@ absl::Status PodNetwork::DetachDevice(const std::string& claim_uid, size_t index
   }
   if (!st.ok() && !absl::IsNotFound(st)) {
     spdlog::error("{}: detach failed: {}", where, st.ToString());
-    (void)plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
-      p.devices[index].note = "detach failed: " + std::string(st.message());
-      return absl::OkStatus();
+    (void)UpdateDevice(plan.claim_uid, index, [&](state::DevicePlan& d) {
+      d.note = "detach failed: " + std::string(st.message());
     });
     return st;
   }
   if (!st.ok()) note = std::string(st.message());
-  RETURN_IF_ERROR(plans_.Update(plan.claim_uid, [&](state::ClaimPlan& p) {
-    auto& d = p.devices[index];
+  RETURN_IF_ERROR(UpdateDevice(plan.claim_uid, index, [&](state::DevicePlan& d) {
     d.state = DeviceState::kDetached;
     d.pod_uid.clear();
     d.result.reset();
     d.attached_by.clear();
     d.note = note;
-    return absl::OkStatus();
   }));
   if (st.ok()) {
     spdlog::info("{}: {}", where,

@@ -149,6 +149,10 @@ class PodNetwork {
   absl::Status DelCni(const PodInfo& pod, const state::ClaimPlan& plan,
                       const state::DevicePlan& dev, const std::string& netns,
                       Clock::time_point deadline);
+  // Changes device `index` of claim `claim_uid` in the store (InternalError if the plan has
+  // no such device any more).
+  absl::Status UpdateDevice(const std::string& claim_uid, size_t index,
+                            const std::function<void(state::DevicePlan&)>& fn);
   // Reads device `index` of claim `claim_uid` back from the store for the observer.
   void Notify(const PodInfo& pod, const std::string& claim_uid, size_t index,
               const absl::Status* error);

@@ -61,6 +61,22 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(code, 200, body)
         return pod, claim
 
+    def second_pod_of(self, claim_name):
+        """Pod pod-b using claim `claim_name` too, and added to its reservedFor (a claim the
+        scheduler shares)."""
+        n = self.node
+        pod = n.create({"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": "pod-b", "namespace": NS},
+                        "spec": {"nodeName": n.node_name,
+                                 "containers": [{"name": "c", "image": "x"}],
+                                 "resourceClaims": [{"name": "net",
+                                                     "resourceClaimName": claim_name}]}})
+        c = n.api.get(n.claim_path(NS, claim_name))
+        c["status"]["reservedFor"].append({"resource": "pods", "name": "pod-b",
+                                          "uid": pod["metadata"]["uid"]})
+        n.api.put(n.claim_path(NS, claim_name) + "/status", c)
+        return pod
+
     def test_churn_never_fails_a_sandbox(self):
         """Pods one after the other on one device, each deleted before the next is created (a
         Job, a rolling restart): the next pod's Prepare comes before the old sandbox is
@@ -225,16 +241,7 @@ class LifecycleTest(unittest.TestCase):
         device (the first keeps its NIC), and succeeds once the first has stopped."""
         n = self.node
         pod_a, claim = self.start("pod-a", "shared")
-        pod_b = n.create({"apiVersion": "v1", "kind": "Pod",
-                          "metadata": {"name": "pod-b", "namespace": NS},
-                          "spec": {"nodeName": n.node_name, "containers": [{"name": "c",
-                                                                             "image": "x"}],
-                                   "resourceClaims": [{"name": "net",
-                                                       "resourceClaimName": "shared"}]}})
-        c = n.api.get(n.claim_path(NS, "shared"))
-        c["status"]["reservedFor"].append({"resource": "pods", "name": "pod-b",
-                                          "uid": pod_b["metadata"]["uid"]})
-        n.api.put(n.claim_path(NS, "shared") + "/status", c)
+        pod_b = self.second_pod_of("shared")
         res = n.prepare(NS, "pod-b")["claims"][claim["metadata"]["uid"]]
         self.assertTrue(res.get("cached"), "the kubelet does not prepare the claim again")
         time.sleep(0.5)  # the driver's pod watch sees pod-b
@@ -252,17 +259,8 @@ class LifecycleTest(unittest.TestCase):
 
     def test_a_claim_reserved_for_two_running_pods_is_refused_in_prepare(self):
         n = self.node
-        pod_a, claim = n.make_pod_with_claim(NS, "pod-a", "shared", "eth1", CONFIG)
-        pod_b = n.create({"apiVersion": "v1", "kind": "Pod",
-                          "metadata": {"name": "pod-b", "namespace": NS},
-                          "spec": {"nodeName": n.node_name, "containers": [{"name": "c",
-                                                                             "image": "x"}],
-                                   "resourceClaims": [{"name": "net",
-                                                       "resourceClaimName": "shared"}]}})
-        c = n.api.get(n.claim_path(NS, "shared"))
-        c["status"]["reservedFor"].append({"resource": "pods", "name": "pod-b",
-                                          "uid": pod_b["metadata"]["uid"]})
-        n.api.put(n.claim_path(NS, "shared") + "/status", c)
+        _, claim = n.make_pod_with_claim(NS, "pod-a", "shared", "eth1", CONFIG)
+        self.second_pod_of("shared")
         res = n.prepare(NS, "pod-a")["claims"][claim["metadata"]["uid"]]
         self.assertIn("status.reservedFor has 2 running pods (team-a/pod-a, team-a/pod-b)",
                       res.get("error", ""))
