@@ -78,6 +78,39 @@ class Recorder : public nri::Handler {
   std::map<std::string, bool> run_had_if, stop_had_if;
 };
 
+// Kills a knd-runtime child and removes its pod namespaces and directory, also when an
+// assertion fails.
+struct ChildGuard {
+  pid_t pid;
+  std::string dir;
+  ~ChildGuard() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    std::error_code ec;
+    if (fs::exists(dir + "/netns", ec)) {
+      for (auto& e : fs::directory_iterator(dir + "/netns", ec)) {
+        (void)netns::DeleteNamed(e.path());
+      }
+      // Like `ip netns`, CreateNamed makes the netns dir a (shared) bind mount of itself.
+      ::umount2((dir + "/netns").c_str(), MNT_DETACH);
+    }
+    fs::remove_all(dir, ec);
+  }
+};
+
+// The port knd-runtime writes to its --port-file once it listens (0 after 5 s without).
+int WaitForPortFile(const std::string& port_file) {
+  int port = 0;
+  for (int i = 0; i < 500 && port == 0; ++i) {
+    std::ifstream in(port_file);
+    if (!(in >> port)) port = 0;
+    if (port == 0) ::usleep(10000);
+  }
+  return port;
+}
+
 TEST(KndRuntimeBinary, RealNetnsLifecycleAndCleanExit) {
   if (!netns::HaveNetAdmin()) GTEST_SKIP() << "needs CAP_NET_ADMIN/CAP_SYS_ADMIN";
   const char* bin_dir = std::getenv("KND_BINARY_DIR");
@@ -98,32 +131,8 @@ TEST(KndRuntimeBinary, RealNetnsLifecycleAndCleanExit) {
     ::_exit(127);
   }
   // Kill the child and clean the namespaces even when an assertion fails.
-  struct Guard {
-    pid_t pid;
-    std::string dir;
-    ~Guard() {
-      if (pid > 0) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, nullptr, 0);
-      }
-      std::error_code ec;
-      if (fs::exists(dir + "/netns", ec)) {
-        for (auto& e : fs::directory_iterator(dir + "/netns", ec)) {
-          (void)netns::DeleteNamed(e.path());
-        }
-        // Like `ip netns`, CreateNamed makes the netns dir a (shared) bind mount of itself.
-        ::umount2((dir + "/netns").c_str(), MNT_DETACH);
-      }
-      fs::remove_all(dir, ec);
-    }
-  } guard{pid, dir};
-
-  int port = 0;
-  for (int i = 0; i < 500 && port == 0; ++i) {
-    std::ifstream in(port_file);
-    if (!(in >> port)) port = 0;
-    if (port == 0) ::usleep(10000);
-  }
+  ChildGuard guard{pid, dir};
+  const int port = WaitForPortFile(port_file);
   ASSERT_GT(port, 0) << "knd-runtime did not write its port file";
 
   Recorder rec;
@@ -255,31 +264,9 @@ TEST(KndRuntimeBinary, PodNetworksWithRealPluginsRunBeforeNriAndGoAfterStop) {
             cache_dir.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
-  struct Guard {
-    pid_t pid;
-    std::string dir;
-    ~Guard() {
-      if (pid > 0) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, nullptr, 0);
-      }
-      std::error_code ec;
-      if (fs::exists(dir + "/netns", ec)) {
-        for (auto& e : fs::directory_iterator(dir + "/netns", ec)) {
-          (void)netns::DeleteNamed(e.path());
-        }
-        ::umount2((dir + "/netns").c_str(), MNT_DETACH);
-      }
-      fs::remove_all(dir, ec);
-    }
-  } guard{pid, dir};
-
-  int port = 0;
-  for (int i = 0; i < 500 && port == 0; ++i) {
-    std::ifstream in(port_file);
-    if (!(in >> port)) port = 0;
-    if (port == 0) ::usleep(10000);
-  }
+  // Kill the child and clean the namespaces even when an assertion fails.
+  ChildGuard guard{pid, dir};
+  const int port = WaitForPortFile(port_file);
   ASSERT_GT(port, 0) << "knd-runtime did not write its port file";
   Recorder rec;
   nri::Plugin::Options o;
