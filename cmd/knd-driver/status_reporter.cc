@@ -114,6 +114,8 @@ void StatusReporter::WriteNetworkStatus(const state::ClaimPlan& plan, const kube
   std::vector<kube::NetworkStatusEntry> entries;
   for (const state::DevicePlan& d : plan.devices) {
     if (d.state != DeviceState::kAttached || d.pod_uid != pod.uid || !d.result) continue;
+    // Multus attached it and writes its own entry for the NAD: one interface, one entry.
+    if (d.attached_by == state::kAttachedByMultus) continue;
     kube::NetworkStatusEntry e;
     e.name = NetworkName(plan, d);
     e.interface = d.result->ifname;

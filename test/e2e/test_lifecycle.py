@@ -230,6 +230,11 @@ class LifecycleTest(unittest.TestCase):
         e = wait_for(ready, what="claim status written")
         self.assertEqual(e["networkData"]["interfaceName"], "net1")
         self.assertIn("10.30.0.9/24", e["networkData"]["ips"])
+        # Multus writes the NAD's network-status entry; knd adds none for the same interface.
+        time.sleep(0.5)
+        ann = n.api.get(f"/api/v1/namespaces/{NS}/pods/pod-m")["metadata"].get(
+            "annotations", {}).get("k8s.v1.cni.cncf.io/network-status")
+        self.assertIsNone(ann)
         # Stop (containerd order): knd's hook first, then Multus's DEL gives eth1 back.
         n.stop_pod(pod)
         wait_for(lambda: link("eth1"), timeout=10, what="eth1 back on the node")
