@@ -203,6 +203,12 @@ void RegisterMetrics(const knd::kube::SlicePublisher& publisher, const knd::dra:
               [&] { return dra.registered() ? 1.0 : 0.0; });
   m.GaugeFunc("knd_nri_connected", "1 when registered with the container runtime.",
               [&] { return nri.connected() ? 1.0 : 0.0; });
+  m.CounterFunc("knd_nri_disconnected_seconds_total",
+                "Seconds since start without a connection to the container runtime (pods the "
+                "runtime started then got no knd hook).",
+                {}, [&] {
+                  return Registry::Samples{{{}, nri.disconnected_seconds()}};
+                });
   m.CounterFunc("knd_claim_status_writes_total",
                 "ResourceClaim status applies, by outcome (failed ones are retried).", {"outcome"},
                 [&] {

@@ -1,10 +1,17 @@
 #include "nri/plugin.h"
 
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
+#include <set>
 
 #include "common/metrics.h"
 #include "common/status.h"
@@ -156,7 +163,7 @@ class Plugin::Session {
           absl::Status st =
               Timed("Synchronize", "(all)", [&] { return h.Synchronize(pods, containers); });
           RETURN_IF_ERROR(st);
-          plugin_->connected_ = true;
+          plugin_->SetConnected(true);
           plugin_->sessions_++;
           spdlog::info("NRI: synchronized ({} pods, {} containers)", pods.size(),
                        containers.size());
@@ -216,9 +223,36 @@ class Plugin::Session {
   std::unique_ptr<ttrpc::Client> client_;
 };
 
-Plugin::Plugin(Options opts, Handler& handler) : opts_(std::move(opts)), handler_(handler) {}
+Plugin::Plugin(Options opts, Handler& handler)
+    : opts_(std::move(opts)),
+      handler_(handler),
+      wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      down_since_(std::chrono::steady_clock::now()) {}
 
-Plugin::~Plugin() { Stop(); }
+Plugin::~Plugin() {
+  Stop();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void Plugin::SetConnected(bool up) {
+  connected_ = up;
+  std::lock_guard<std::mutex> l(mu_);
+  if (up == !down_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (up) {
+    down_total_ += now - down_since_;
+  } else {
+    down_since_ = now;
+  }
+  down_ = !up;
+}
+
+double Plugin::disconnected_seconds() const {
+  std::lock_guard<std::mutex> l(const_cast<std::mutex&>(mu_));
+  auto total = down_total_;
+  if (down_) total += std::chrono::steady_clock::now() - down_since_;
+  return std::chrono::duration<double>(total).count();
+}
 
 absl::Status Plugin::Start() {
   if (!ValidIndex(opts_.index)) {
@@ -246,12 +280,68 @@ void Plugin::Stop() {
     if (current_ != nullptr) current_->Close();
   }
   cv_.notify_all();
+  uint64_t one = 1;
+  if (wake_fd_ >= 0 && ::write(wake_fd_, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+    spdlog::error("NRI: cannot wake the connection thread: errno {}", errno);
+  }
   if (thread_.joinable()) thread_.join();
 }
 
 bool Plugin::SleepOrStop(absl::Duration d) {
-  std::unique_lock<std::mutex> l(mu_);
-  return cv_.wait_for(l, absl::ToChronoNanoseconds(d), [this] { return stop_; });
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stop_) return true;
+  }
+  const std::filesystem::path sock(opts_.socket_path);
+  UniqueFd in(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  // The socket's directory; a runtime that is not installed yet may not have made it, then
+  // its parent (a watch on a path that does not exist fails, and the backoff paces us).
+  for (std::filesystem::path dir = sock.parent_path(); in.valid() && !dir.empty();
+       dir = dir.parent_path()) {
+    if (::inotify_add_watch(in.get(), dir.c_str(), IN_CREATE | IN_MOVED_TO) >= 0) break;
+    if (dir == dir.parent_path()) break;
+  }
+  // The socket may have come back before the watch was in place: a socket that is there and
+  // is not the one of the last connection (or none was there at the last dial) is dialled now.
+  if (struct stat st; ::stat(opts_.socket_path.c_str(), &st) == 0 &&
+                      (socket_missing_ || st.st_ino != socket_ino_)) {
+    return false;
+  }
+  // Names whose creation may mean the socket is there now: the socket and the directories on
+  // the way to it (then the next dial fails or not, and the next wait watches deeper).
+  std::set<std::string> on_path;
+  for (const auto& part : sock) on_path.insert(part.string());
+  const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(d);
+  char buf[4096] __attribute__((aligned(__alignof__(inotify_event))));
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {in.valid() ? in.get() : -1, POLLIN, 0}};
+    int n = ::poll(fds, 2, static_cast<int>(left.count()));
+    if (n < 0 && errno != EINTR) break;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (stop_) return true;
+    }
+    if (n <= 0 || fds[1].revents == 0) continue;
+    bool appeared = false;
+    for (ssize_t r; (r = ::read(in.get(), buf, sizeof(buf))) > 0;) {
+      for (char* p = buf; p < buf + r;) {
+        const auto* ev = reinterpret_cast<const inotify_event*>(p);
+        const std::string name = ev->len > 0 ? ev->name : "";
+        // The socket itself, or a directory on the way to it (then dial: it may be complete).
+        appeared = appeared || (!name.empty() && on_path.count(name) > 0);
+        p += sizeof(inotify_event) + ev->len;
+      }
+    }
+    if (appeared) {
+      spdlog::info("NRI: {} appeared; connecting", opts_.socket_path);
+      break;
+    }
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  return stop_;
 }
 
 void Plugin::Run() {
@@ -262,7 +352,7 @@ void Plugin::Run() {
       if (stop_) return;
     }
     if (RunSession()) backoff = opts_.backoff_min;
-    connected_ = false;
+    SetConnected(false);
     if (SleepOrStop(backoff)) return;
     backoff = std::min(backoff * 2, opts_.backoff_max);
   }
@@ -270,6 +360,10 @@ void Plugin::Run() {
 
 bool Plugin::RunSession() {
   absl::StatusOr<UniqueFd> fd = Dial(opts_.socket_path);
+  socket_missing_ = absl::IsNotFound(fd.status());
+  if (struct stat st; fd.ok() && ::stat(opts_.socket_path.c_str(), &st) == 0) {
+    socket_ino_ = st.st_ino;
+  }
   if (!fd.ok()) {
     spdlog::debug("NRI: cannot connect: {}", fd.status().ToString());
     return false;
@@ -296,7 +390,7 @@ bool Plugin::RunSession() {
     std::lock_guard<std::mutex> l(mu_);
     current_ = nullptr;
   }
-  connected_ = false;
+  SetConnected(false);
   session.reset();
   return registered;
 }

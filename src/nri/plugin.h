@@ -1,7 +1,11 @@
 // The NRI plugin: connects to the runtime's NRI socket, multiplexes the trunk, serves the
 // Plugin service on ConnID 1 (dispatching to a Handler), registers through the Runtime
-// service on ConnID 2, and reconnects with backoff whenever the connection goes away (the
-// runtime never reconnects to external plugins, and a runtime restart recreates the socket).
+// service on ConnID 2, and reconnects whenever the connection goes away (the runtime never
+// reconnects to external plugins, and a runtime restart recreates the socket). Between
+// attempts it watches the socket's directory with inotify: the moment a runtime (re)creates
+// the socket, knd dials it, instead of sleeping out a backoff during which the runtime would
+// start pods without knd's hook (lessons-from-peers §1). The backoff (doubling from min to
+// max) only paces attempts while the socket is there but does not answer.
 //
 // Subscribed events: RUN/STOP/REMOVE_POD_SANDBOX and CREATE_CONTAINER (mask 0x000F), which
 // every runtime's ValidEvents contains (0x7FF on NRI v0.8 and up). Pod events arrive either as
@@ -10,6 +14,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -57,13 +62,18 @@ class Plugin {
   bool connected() const { return connected_.load(); }
   // Number of sessions that completed Synchronize since Start (tests watch reconnects).
   int sessions() const { return sessions_.load(); }
+  // Seconds spent not connected since Start (including now, if disconnected): the time the
+  // runtime could start pods without knd's hook.
+  double disconnected_seconds() const;
 
  private:
   class Session;
   void Run();
   // One connection: returns when it closes or Stop() is called. True if it got registered.
   bool RunSession();
+  // Waits `d`, or less when the socket appears in its directory (inotify). True = stopping.
   bool SleepOrStop(absl::Duration d);
+  void SetConnected(bool up);
 
   Options opts_;
   Handler& handler_;
@@ -73,7 +83,14 @@ class Plugin {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
-  Session* current_ = nullptr;  // guarded by mu_
+  Session* current_ = nullptr;    // guarded by mu_
+  int wake_fd_ = -1;              // eventfd: Stop() wakes SleepOrStop
+  bool socket_missing_ = false;   // the last dial found no socket (connection thread only)
+  unsigned long socket_ino_ = 0;  // inode of the socket of the last connection (same thread)
+  // Guarded by mu_: when the current disconnected period began, and the earlier ones' sum.
+  std::chrono::steady_clock::time_point down_since_{};
+  std::chrono::steady_clock::duration down_total_{};
+  bool down_ = true;
   std::thread thread_;
 };
 

@@ -176,6 +176,16 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(len(lost), 1, events)
         self.assertEqual(lost[0]["involvedObject"]["kind"], "Node")
         self.assertIn("device eth1 is lost", lost[0]["message"])
+        # The kubelet hears it through the DRA health stream while a claim still has it.
+
+        def eth1_health():
+            for d in n.kubelet.get("/health").get(DRIVER, []):
+                if d["device"] == "eth1":
+                    return d
+            return None
+        h = wait_for(lambda: (d := eth1_health()) and d["health"] == "UNHEALTHY" and d,
+                     timeout=10, what="eth1 unhealthy in the kubelet's health stream")
+        self.assertIn("lost", h["message"])
         # A claim allocated to it (the scheduler saw it before it was withdrawn) is refused at
         # once, naming the device and why; no sandbox is ever tried.
         pod1, claim1 = n.make_pod_with_claim(NS, "pod-1", "claim-1", "eth1", CONFIG)

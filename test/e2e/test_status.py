@@ -197,6 +197,10 @@ class StatusTest(unittest.TestCase):
                           what=f"AttachFailed event on the {kind}")
             self.assertEqual(ev[0]["type"], "Warning")
             self.assertIn("claim team-a/claim-c", ev[0]["message"])
+            # Said once: the event is on the pod and the claim already.
+            self.assertEqual(ev[0]["message"].count("claim team-a/claim-c"), 1, ev[0]["message"])
+            self.assertEqual(ev[0]["message"].count('device "eth2"') +
+                             ev[0]["message"].count("device eth2"), 1, ev[0]["message"])
 
     def kndctl_status(self):
         out = sh(harness.binary("kndctl"), "status", "--state-dir", self.node.state_dir,

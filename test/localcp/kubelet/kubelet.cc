@@ -21,6 +21,7 @@
 #include "common/status.h"
 #include "dra/v1/api.grpc.pb.h"
 #include "dra/v1beta1/api.grpc.pb.h"
+#include "drahealth/v1alpha1/api.grpc.pb.h"
 #include "pluginregistration/v1/api.grpc.pb.h"
 
 namespace knd::localcp {
@@ -220,12 +221,14 @@ absl::Status Kubelet::Start() {
   }
   Reconcile();  // the initial scan: sockets that were there before we started
   watcher_ = std::thread([this] { WatchLoop(); });
+  health_ = std::thread([this] { HealthLoop(); });
   return absl::OkStatus();
 }
 
 void Kubelet::Stop() {
   stop_ = true;
   if (watcher_.joinable()) watcher_.join();
+  if (health_.joinable()) health_.join();
   if (inotify_fd_ >= 0) {
     ::close(inotify_fd_);
     inotify_fd_ = -1;
@@ -372,6 +375,61 @@ std::optional<RegisteredPlugin> Kubelet::Register(const std::string& socket, uns
   }
   spdlog::info("registered DRA plugin {} at {} using {}", p.name, p.endpoint, p.service);
   return p;
+}
+
+void Kubelet::HealthLoop() {
+  namespace health = ::v1alpha1;
+  while (!stop_) {
+    // The newest registration of each driver that serves the health API.
+    std::vector<RegisteredPlugin> targets;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      std::map<std::string, const RegisteredPlugin*> newest;
+      for (const auto& [_, p] : plugins_) {
+        bool serves = std::find(p.versions.begin(), p.versions.end(),
+                                "v1alpha1.DRAResourceHealth") != p.versions.end();
+        auto& n = newest[p.name];
+        if (serves && (n == nullptr || p.seq > n->seq)) n = &p;
+      }
+      for (const auto& [_, p] : newest) {
+        if (p != nullptr) targets.push_back(*p);
+      }
+    }
+    if (targets.empty()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
+    }
+    // One stream at a time, for a second at most (then the next driver, or the same one
+    // again): a stand-in needs no more, and Stop() stays prompt.
+    for (const RegisteredPlugin& p : targets) {
+      if (stop_) return;
+      auto stub = health::DRAResourceHealth::NewStub(p.channel);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline(std::chrono::seconds(1)));
+      auto reader = stub->NodeWatchResources(&ctx, health::NodeWatchResourcesRequest());
+      health::NodeWatchResourcesResponse msg;
+      while (!stop_ && reader->Read(&msg)) {
+        json list = json::array();
+        for (const auto& d : msg.devices()) {
+          list.push_back({{"pool", d.device().pool_name()},
+                          {"device", d.device().device_name()},
+                          {"health", health::HealthStatus_Name(d.health())},
+                          {"message", d.message()}});
+        }
+        std::lock_guard<std::mutex> l(mu_);
+        health_by_driver_[p.name] = std::move(list);
+      }
+      ctx.TryCancel();
+      (void)reader->Finish();
+    }
+  }
+}
+
+json Kubelet::Health() const {
+  std::lock_guard<std::mutex> l(mu_);
+  json out = json::object();
+  for (const auto& [driver, list] : health_by_driver_) out[driver] = list;
+  return out;
 }
 
 json Kubelet::Plugins() const {

@@ -6,8 +6,12 @@
 //  - optionally wipes the node's ResourceSlices at start;
 //  - on request (control HTTP API) prepares/unprepares a pod's claims through
 //    NodePrepareResources / NodeUnprepareResources on the registered plugin (45 s deadline).
+//  - like the kubelet with ResourceHealthStatus (beta, on by default in 1.36), opens the
+//    v1alpha1.DRAResourceHealth/NodeWatchResources stream of every registered plugin that
+//    advertises it, and keeps the latest device list per driver (re-opened when it ends).
 // Control API (JSON):
 //   GET  /plugins                      [{name, endpoint, versions, service, socket, registered}]
+//   GET  /health                       {"<driver>": [{pool, device, health, message}]}
 //   POST /prepare[?api=v1beta1]        {"namespace","name"} of a pod
 //   POST /unprepare[?api=v1beta1]      same
 //   POST /prepare-claims[?api=..]      {"claims":[{namespace,name,uid}], "driver"?} (no checks)
@@ -101,6 +105,7 @@ class Kubelet {
   void Stop();
 
   nlohmann::json Plugins() const;
+  nlohmann::json Health() const;
   HttpAnswer PreparePod(const nlohmann::json& body, const std::string& api, bool prepare);
   HttpAnswer PrepareClaims(const nlohmann::json& body, const std::string& api, bool prepare);
 
@@ -109,6 +114,8 @@ class Kubelet {
     std::string namespace_, uid, name;
   };
   void WatchLoop();
+  // Keeps a NodeWatchResources stream open to the newest plugin of each driver that serves it.
+  void HealthLoop();
   // `recreated`: socket paths the watch saw created since the last round; a plugin registered
   // at one of them is registered anew even when the new socket got the old inode number back
   // (the kernel reuses inode numbers, so a restarted plugin may look unchanged to a scan).
@@ -124,11 +131,13 @@ class Kubelet {
   std::atomic<bool> stop_{false};
   int inotify_fd_ = -1;
   std::thread watcher_;
+  std::thread health_;
 
   mutable std::mutex mu_;
   std::map<std::string, RegisteredPlugin> plugins_;  // by registration socket path
   std::map<std::string, unsigned long> rejected_;    // socket -> inode, not retried
   uint64_t next_seq_ = 1;
+  std::map<std::string, nlohmann::json> health_by_driver_;  // the last list each sent
   // Claims prepared per pod ("ns/name"), so unprepare works after the pod object is gone.
   std::map<std::string, std::map<std::string, std::vector<ClaimCall>>> prepared_;
   // The kubelet's claim-info cache, by claim UID: claims prepared on this node.

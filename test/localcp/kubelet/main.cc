@@ -79,6 +79,9 @@ int main(int argc, char** argv) {
   svr.Get("/plugins", [&](const httplib::Request&, httplib::Response& res) {
     reply(res, {200, kubelet.Plugins()});
   });
+  svr.Get("/health", [&](const httplib::Request&, httplib::Response& res) {
+    reply(res, {200, kubelet.Health()});
+  });
   auto handler = [&](bool pod, bool prepare) {
     return [&, pod, prepare](const httplib::Request& req, httplib::Response& res) {
       nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);

@@ -390,6 +390,31 @@ TEST_F(NriRuntimeTest, RuntimeRestartPluginReconnects) {
   EXPECT_EQ(handler_.Events().back(), "run:after");
 }
 
+TEST_F(NriRuntimeTest, ReconnectsTheMomentTheRuntimeSocketIsBackNotAfterTheBackoff) {
+  // Between a runtime restart and knd's reconnect the runtime starts pods without knd's
+  // hook: the plugin watches the socket's directory instead of sleeping out its backoff.
+  StartRuntime("0.12");
+  nri::Plugin::Options o;
+  o.socket_path = dir_.path() + "/nri/nri.sock";
+  o.backoff_min = absl::Seconds(60);
+  o.backoff_max = absl::Seconds(60);
+  plugin_ = std::make_unique<nri::Plugin>(o, handler_);
+  ASSERT_TRUE(plugin_->Start().ok());
+  ASSERT_TRUE(WaitConnected(true));
+  const double down_at_start = plugin_->disconnected_seconds();
+  for (int round = 0; round < 2; ++round) {
+    core_->Stop();
+    core_.reset();
+    ASSERT_TRUE(WaitConnected(false));
+    absl::SleepFor(absl::Milliseconds(round == 0 ? 300 : 0));  // quick and slower restarts
+    StartRuntime("0.12");
+    ASSERT_TRUE(WaitConnected(true)) << "round " << round << ": still waiting for the backoff";
+  }
+  EXPECT_EQ(plugin_->sessions(), 3);
+  EXPECT_GT(plugin_->disconnected_seconds(), down_at_start + 0.25) << "the outage is counted";
+  EXPECT_LT(plugin_->disconnected_seconds(), down_at_start + 5.0);
+}
+
 TEST_F(NriRuntimeTest, PluginStartsBeforeRuntime) {
   StartPlugin();
   absl::SleepFor(absl::Milliseconds(100));
