@@ -730,6 +730,16 @@ def markdown(rep):
             cn = a["cni"]["attach_ms"]["p50"]
             L += [f"For scale: the kernel move alone allows ~{1000 / fl:.0f} moves/s serialised "
                   f"(floor p50), the CNI chain ~{1000 / cn:.0f} attaches/s.", ""]
+    r = rep.get("restart")
+    if r:
+        L += ["## 6. Restart to ready (SIGTERM → start → registered with kubelet and runtime, "
+              "/readyz 200)", "", "| s | p50 | p90 | p99 |", "|---|---|---|---|",
+              row_dist(f"total, {r['with_pods']} pods running", r["live_total_s"], 3),
+              row_dist("  of which SIGTERM → exited", r["live_stop_s"], 3),
+              row_dist("  start → registered", r["live_registered_s"], 3),
+              row_dist("total, idle", r["idle_total_s"], 3),
+              row_dist("  of which SIGTERM → exited", r["idle_stop_s"], 3),
+              row_dist("  start → registered", r["idle_registered_s"], 3), ""]
     c = rep.get("churn")
     if c:
         L += [f"## 7. Churn: pods one after the other on one device ({c['rounds']} rounds each)",
@@ -756,16 +766,6 @@ def markdown(rep):
                   f"**{f(c['knd_nad']['churn_over_idle_p50'])}** "
                   f"({f(c['knd_nad']['churn_at_once_over_idle_p50'])} at once); failed "
                   f"RunPodSandbox calls **{c['failed_sandboxes']}**.", ""]
-    r = rep.get("restart")
-    if r:
-        L += ["## 6. Restart to ready (SIGTERM → start → registered with kubelet and runtime, "
-              "/readyz 200)", "", "| s | p50 | p90 | p99 |", "|---|---|---|---|",
-              row_dist(f"total, {r['with_pods']} pods running", r["live_total_s"], 3),
-              row_dist("  of which SIGTERM → exited", r["live_stop_s"], 3),
-              row_dist("  start → registered", r["live_registered_s"], 3),
-              row_dist("total, idle", r["idle_total_s"], 3),
-              row_dist("  of which SIGTERM → exited", r["idle_stop_s"], 3),
-              row_dist("  start → registered", r["idle_registered_s"], 3), ""]
     return "\n".join(L) + "\n"
 
 

@@ -474,6 +474,7 @@ absl::Status Preparer::AwaitDevice(const state::ClaimPlan& plan, const state::De
                    Quote(d.request), " device ", Quote(d.device));
   const Clock::time_point start = Clock::now();
   Clock::time_point next_read{};
+  int handovers = 0;  // a release that left the device held (a plan write failed?) is not spun on
   std::optional<state::PlanStore::Holder> holder;
   for (;;) {
     const uint64_t seen = plans_.Generation();
@@ -499,7 +500,9 @@ absl::Status Preparer::AwaitDevice(const state::ClaimPlan& plan, const state::De
         }
         return absl::OkStatus();
       }
-    } else if (opts_.release && HolderPodDone(holder->plan, holder->index, &next_read)) {
+    } else if (opts_.release && handovers < 3 &&
+               HolderPodDone(holder->plan, holder->index, &next_read)) {
+      ++handovers;
       // The API gave the device to this claim and the pod that has it is gone or finished:
       // nothing runs there any more, so take it back now instead of waiting for that pod's
       // StopPodSandbox or Unprepare (which then find nothing to do).
@@ -509,7 +512,7 @@ absl::Status Preparer::AwaitDevice(const state::ClaimPlan& plan, const state::De
       absl::Status st = opts_.release(holder->plan, holder->index);
       if (!st.ok() && !absl::IsNotFound(st)) {
         return absl::UnavailableError(absl::StrCat(
-            where, ": taking the device back from the finished pod of claim ",
+            where, ": taking the device back from the pod (gone or finished) of claim ",
             holder->plan.claim_namespace, "/", holder->plan.claim_name, ": ", st.message()));
       }
       continue;
