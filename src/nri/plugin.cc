@@ -40,6 +40,13 @@ absl::StatusOr<UniqueFd> Dial(const std::string& path) {
   return fd;
 }
 
+// Which socket file this is: inode and change time (a re-created socket may get the same
+// inode number, never the same change time).
+std::string SocketId(const struct stat& st) {
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+         std::to_string(st.st_ctim.tv_sec) + "." + std::to_string(st.st_ctim.tv_nsec);
+}
+
 bool ValidIndex(const std::string& idx) {
   return idx.size() == 2 && std::isdigit(static_cast<unsigned char>(idx[0])) &&
          std::isdigit(static_cast<unsigned char>(idx[1]));
@@ -303,8 +310,9 @@ bool Plugin::SleepOrStop(absl::Duration d) {
   }
   // The socket may have come back before the watch was in place: a socket that is there and
   // is not the one of the last connection (or none was there at the last dial) is dialled now.
+  // (The inode alone does not tell: a file system may give the new socket the old number.)
   if (struct stat st; ::stat(opts_.socket_path.c_str(), &st) == 0 &&
-                      (socket_missing_ || st.st_ino != socket_ino_)) {
+                      (socket_missing_ || SocketId(st) != socket_id_)) {
     return false;
   }
   // Names whose creation may mean the socket is there now: the socket and the directories on
@@ -362,7 +370,7 @@ bool Plugin::RunSession() {
   absl::StatusOr<UniqueFd> fd = Dial(opts_.socket_path);
   socket_missing_ = absl::IsNotFound(fd.status());
   if (struct stat st; fd.ok() && ::stat(opts_.socket_path.c_str(), &st) == 0) {
-    socket_ino_ = st.st_ino;
+    socket_id_ = SocketId(st);
   }
   if (!fd.ok()) {
     spdlog::debug("NRI: cannot connect: {}", fd.status().ToString());

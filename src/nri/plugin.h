@@ -83,10 +83,10 @@ class Plugin {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
-  Session* current_ = nullptr;    // guarded by mu_
-  int wake_fd_ = -1;              // eventfd: Stop() wakes SleepOrStop
-  bool socket_missing_ = false;   // the last dial found no socket (connection thread only)
-  unsigned long socket_ino_ = 0;  // inode of the socket of the last connection (same thread)
+  Session* current_ = nullptr;   // guarded by mu_
+  int wake_fd_ = -1;             // eventfd: Stop() wakes SleepOrStop
+  bool socket_missing_ = false;  // the last dial found no socket (connection thread only)
+  std::string socket_id_;        // the socket file of the last connection (same thread)
   // Guarded by mu_: when the current disconnected period began, and the earlier ones' sum.
   std::chrono::steady_clock::time_point down_since_{};
   std::chrono::steady_clock::duration down_total_{};
