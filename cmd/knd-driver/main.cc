@@ -140,7 +140,8 @@ std::vector<knd::dra::DeviceHealthInfo> DeviceHealth(const knd::inventory::Inven
       if (knd::state::InPod(dev)) in_pod.insert(dev.device);
     }
   }
-  for (const auto& m : inventory.MissingDevices()) missing.insert(m.device.name);
+  const std::vector<knd::inventory::Inventory::Missing> gone = inventory.MissingDevices();
+  for (const auto& m : gone) missing.insert(m.device.name);
   for (const auto& d : inventory.Devices()) {
     if (missing.count(d.name) > 0) continue;
     if (in_pod.count(d.name) > 0) {
@@ -150,7 +151,7 @@ std::vector<knd::dra::DeviceHealthInfo> DeviceHealth(const knd::inventory::Inven
     const bool up = d.operstate == "up" || d.operstate == "unknown";
     out.push_back({node, d.name, up, up ? "ok" : "link is " + d.operstate});
   }
-  for (const auto& m : inventory.MissingDevices()) {
+  for (const auto& m : gone) {
     out.push_back({node, m.device.name, false,
                    m.lost ? "lost: neither on the host nor in a pod; withdrawn from the "
                             "ResourceSlice"

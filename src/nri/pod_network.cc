@@ -409,9 +409,15 @@ absl::Status PodNetwork::AdoptClaims(const PodInfo& pod, std::vector<state::Clai
   for (const auto& p : plans) {
     if (p.claim_namespace == pod.namespace_) covered.insert(p.claim_name);
   }
+  std::vector<std::string> uncovered;
   for (const std::string& name : *names) {
+    if (covered.count(name) == 0) uncovered.push_back(name);
+  }
+  if (uncovered.empty()) return absl::OkStatus();  // the usual pod: no copy of every plan
+  const std::vector<state::ClaimPlan> all = plans_.List();
+  for (const std::string& name : uncovered) {
     if (covered.count(name) > 0) continue;
-    for (const state::ClaimPlan& plan : plans_.List()) {
+    for (const state::ClaimPlan& plan : all) {
       if (plan.claim_namespace != pod.namespace_ || plan.claim_name != name) continue;
       // A plan of an older claim of the same name may still be around: only the claim this
       // pod really uses may be taken over.
