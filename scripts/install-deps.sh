@@ -14,6 +14,7 @@ packages=(
   # tests
   libgtest-dev libgmock-dev googletest
   containernetworking-plugins iproute2 procps
+  runc busybox-static  # the real-runtime tests (containerd itself comes from scripts/fixtures.sh)
   openssl  # kube_client_test generates a self-signed cert
   python3 python3-yaml  # test/deploy (manifest tests)
   # style

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: install dependencies, build, run every ctest label
-# (unit, privileged, e2e), then build again with ASan+UBSan and run the suite there too.
+# (unit, privileged, e2e, runtime), then build again with ASan+UBSan and run the suite there too.
 # Privileged and e2e tests need root; without it they skip themselves visibly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/fixtures.sh  # containerd 2.1 and 1.7 for the `runtime` label, into build/fixtures
 
 scripts/build.sh build
 (cd build && ctest --output-on-failure --timeout 600)

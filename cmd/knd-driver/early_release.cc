@@ -27,7 +27,12 @@ void EarlyRelease::Loop() {
     Pod pod;
     {
       std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [this] { return stop_ || !queue_.empty(); });
+      if (!cv_.wait_for(l, kOrphanScan, [this] { return stop_ || !queue_.empty(); })) {
+        l.unlock();
+        absl::Status st = pods_.ReleaseOrphans();
+        if (!st.ok()) spdlog::warn("returning devices of deleted pod netns: {}", st.ToString());
+        continue;
+      }
       if (stop_) return;
       pod = std::move(queue_.front());
       queue_.pop_front();

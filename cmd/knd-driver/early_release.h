@@ -9,8 +9,12 @@
 // the API (a watch is never trusted alone to take a device out of a pod), and returns every
 // device knd put into that pod. The sandbox stop and the Unprepare that come later find
 // nothing to do. A pod that still exists and runs is never touched.
+//
+// The same worker returns, every second, the devices of pod netns that the runtime deleted
+// without a StopPodSandbox hook (nri::PodNetwork::ReleaseOrphans).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -42,6 +46,7 @@ class EarlyRelease {
   }
 
  private:
+  static constexpr std::chrono::seconds kOrphanScan{1};
   struct Pod {
     std::string ns, name, uid;
   };

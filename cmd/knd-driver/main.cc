@@ -65,6 +65,7 @@ struct DriverOptions {
   std::string netns_guard_install_from;
   // Prepare waits this long for a device to come back from a pod that is stopping.
   double device_return_wait_s = 10;
+  std::string sandbox_failure = "auto";
   // A claimed device that is neither on the host nor in a pod is withdrawn after this.
   double lost_device_grace_s = 10;
   int verbosity = 0;
@@ -204,6 +205,22 @@ void RegisterMetrics(const knd::kube::SlicePublisher& publisher, const knd::dra:
               [&] { return dra.registered() ? 1.0 : 0.0; });
   m.GaugeFunc("knd_nri_connected", "1 when registered with the container runtime.",
               [&] { return nri.connected() ? 1.0 : 0.0; });
+  m.GaugeFunc("knd_nri_request_timeout_seconds",
+              "The container runtime's NRI request timeout: it drops knd if a hook takes longer "
+              "(NRI's default of 2 s when the runtime does not say, as containerd 1.7).",
+              [&] {
+                auto t = nri.runtime().request_timeout;
+                if (t.count() <= 0) t = std::chrono::seconds(2);
+                return std::chrono::duration<double>(t).count();
+              });
+  m.GaugeFunc("knd_nri_runtime_info",
+              "The container runtime knd last registered with (labels), 1 while connected.",
+              {"runtime", "version", "nri_version"}, [&] {
+                auto rt = nri.runtime();
+                if (rt.name.empty()) return Registry::Samples{};
+                return Registry::Samples{
+                    {{rt.name, rt.version, rt.nri_version}, nri.connected() ? 1.0 : 0.0}};
+              });
   m.CounterFunc("knd_nri_disconnected_seconds_total",
                 "Seconds since start without a connection to the container runtime (pods the "
                 "runtime started then got no knd hook).",
@@ -277,6 +294,13 @@ int main(int argc, char** argv) {
   app.add_option("--netns-guard-install-from", o.netns_guard_install_from,
                  "copy this knd-netns-guard binary to the --netns-guard path at start (a "
                  "hostPath the runtime can run it from)");
+  app.add_option("--sandbox-failure", o.sandbox_failure,
+                 "what a failed attach does to RunPodSandbox: fail = fail it (the kubelet retries "
+                 "the sandbox); defer = let it start and retry the attach in the background (the "
+                 "netns guard holds the containers); auto = defer on runtimes that cannot "
+                 "restart after a failed sandbox is retried (containerd 2.0 to 2.2.5), else fail")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fail", "defer"}));
   app.add_option("--device-return-wait", o.device_return_wait_s,
                  "seconds NodePrepareResources waits for a device that is still in a pod which "
                  "is stopping (then it fails and the kubelet retries)")
@@ -415,6 +439,9 @@ int main(int argc, char** argv) {
   };
   knd::inventory::Inventory inventory(
       [scanner = knd::inventory::Scanner(sopts)] { return scanner.Scan(); }, std::move(iopts));
+  if (auto st = inventory.cache_status(); !st.ok()) {
+    return Fail("state of the previous run", st);
+  }
 
   auto attacher = knd::attach::NewNetlinkAttacher();
   knd::cni::ExecutorOptions cni_opts;
@@ -422,6 +449,9 @@ int main(int argc, char** argv) {
   cni_opts.cache_dir = o.cni_cache_dir.empty() ? o.state_dir + "/cni" : o.cni_cache_dir;
   knd::cni::Executor cni_executor(cni_opts);
   knd::nri::PodNetwork pod_network(plans, *attacher, &cni_executor);
+  knd::metrics::Default().GaugeFunc(
+      "knd_pod_netns_held", "Pod network namespaces knd holds open while its devices are in them.",
+      [&pod_network] { return double(pod_network.held_netns()); });
   pod_network.SetObserver(&reporter);
   // This node's pods, watched, so that Prepare reads the claim and nothing else (a pod the
   // watch has not seen yet is read from the API).
@@ -507,7 +537,13 @@ int main(int argc, char** argv) {
     dra_plugin.NotifyHealthChanged();
     monitor->Trigger();
   });
-  knd::nri::DriverHandler nri_handler(pod_network);
+  knd::nri::DriverHandler nri_handler(pod_network,
+                                      *knd::nri::ParseSandboxFailurePolicy(o.sandbox_failure));
+  knd::metrics::Default().GaugeFunc(
+      "knd_deferred_attach_pods",
+      "Pods started without their devices after a failed attach (--sandbox-failure), whose "
+      "attach knd retries.",
+      [&nri_handler] { return double(nri_handler.deferred_pods()); });
   knd::nri::Plugin::Options nri_opts;
   nri_opts.socket_path = o.nri_socket;
   knd::nri::Plugin nri_plugin(nri_opts, nri_handler);

@@ -205,10 +205,23 @@ void StatusReporter::Resync(const state::ClaimPlan& plan) {
 void StatusReporter::ResyncAfterStart(const std::string& marker, const state::PlanStore& plans) {
   absl::StatusOr<std::string> text = ReadFile(marker);
   std::set<std::string> listed;
-  const bool clean = text.ok();
+  bool clean = text.ok();
   if (clean) {
+    // {"version": 1, "claims": [...]}; the releases before the version wrote no "version".
+    // A record it cannot read is not guessed at: it counts as none (everything is rewritten).
     json j = json::parse(*text, nullptr, false);
-    if (j.is_object() && j.contains("claims") && j["claims"].is_array()) {
+    const json* v = j.is_object() && j.contains("version") ? &j["version"] : nullptr;
+    if (!j.is_object() || !j.contains("claims") || !j["claims"].is_array()) {
+      spdlog::warn("status: {} is not a clean-stop record; writing every claim's status again",
+                   marker);
+      clean = false;
+    } else if (v != nullptr && (!v->is_number_integer() || *v != kStatusMarkerVersion)) {
+      spdlog::warn(
+          "status: {} has format version {} (this knd reads version {}); writing every claim's "
+          "status again",
+          marker, v->dump(), kStatusMarkerVersion);
+      clean = false;
+    } else {
       for (const json& uid : j["claims"]) {
         if (uid.is_string()) listed.insert(uid.get<std::string>());
       }
@@ -237,7 +250,7 @@ absl::Status StatusReporter::SaveUnwritten(const std::string& marker,
   for (const std::string& pod : network_status_.PendingPods()) {
     for (const state::ClaimPlan& plan : plans.ForPod(pod)) uids.insert(plan.claim_uid);
   }
-  json j = {{"claims", json::array()}};
+  json j = {{"version", kStatusMarkerVersion}, {"claims", json::array()}};
   for (const std::string& uid : uids) j["claims"].push_back(uid);
   return WriteFileAtomic(marker, j.dump() + "\n");
 }

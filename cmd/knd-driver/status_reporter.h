@@ -63,7 +63,9 @@ class StatusReporter : public nri::AttachObserver {
   // SaveUnwritten (at a clean stop) records in `marker` the claims whose status or
   // network-status is not on the server yet; ResyncAfterStart rewrites exactly those and
   // removes the marker. Without a marker (a crash, or the first start) it rewrites every plan
-  // with a device in a pod.
+  // with a device in a pod, and so does a marker it cannot read (another format version,
+  // not JSON): the marker only spares writes, so it is never worth refusing a start over.
+  static constexpr int kStatusMarkerVersion = 1;
   void ResyncAfterStart(const std::string& marker, const state::PlanStore& plans);
   absl::Status SaveUnwritten(const std::string& marker, const state::PlanStore& plans);
 

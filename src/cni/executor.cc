@@ -30,6 +30,9 @@ namespace {
 
 std::string Q(const std::string& s) { return absl::StrCat("\"", s, "\""); }
 
+// The CNI result cache entry's "kind" (libcni's format, which knd writes too).
+constexpr char kCacheKind[] = "cniCacheV1";
+
 std::string TypeOf(const json& plugin) {
   auto it = plugin.find("type");
   return it != plugin.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -372,9 +375,9 @@ std::string Executor::CachePath(const std::string& network_name, const RuntimeCo
 absl::Status Executor::WriteCache(const std::string& network_name, const RuntimeConf& rt,
                                   const json& conflist, const json& result) const {
   if (opts_.cache_dir.empty()) return absl::OkStatus();
-  json entry = {{"kind", "cniCacheV1"}, {"containerId", rt.container_id},
-                {"ifName", rt.ifname},  {"networkName", network_name},
-                {"config", conflist},   {"result", result}};
+  json entry = {{"kind", kCacheKind},  {"containerId", rt.container_id},
+                {"ifName", rt.ifname}, {"networkName", network_name},
+                {"config", conflist},  {"result", result}};
   return Annotate(WriteFileAtomic(CachePath(network_name, rt), entry.dump(), 0600),
                   "caching the CNI result");
 }
@@ -385,7 +388,14 @@ absl::StatusOr<json> Executor::CachedResult(const std::string& network_name,
   const std::string path = CachePath(network_name, rt);
   ASSIGN_OR_RETURN(std::string text, ReadFile(path));
   json entry = json::parse(text, nullptr, false);
-  if (!entry.is_object() || !entry.contains("result") || !entry["result"].is_object()) {
+  // libcni's format, versioned by its "kind": another kind is not guessed at.
+  if (entry.is_object() && entry.contains("kind") && entry["kind"] != kCacheKind) {
+    return absl::FailedPreconditionError(absl::StrCat("CNI cache ", path, ": unsupported kind ",
+                                                      entry["kind"].dump(), " (this knd reads ",
+                                                      Q(kCacheKind), ")"));
+  }
+  if (!entry.is_object() || entry.value("kind", "") != kCacheKind || !entry.contains("result") ||
+      !entry["result"].is_object()) {
     return absl::DataLossError(absl::StrCat("CNI cache ", path, " is not a valid cache entry"));
   }
   return entry["result"];

@@ -80,7 +80,8 @@ class Executor {
   // VERSION: the CNI versions plugin `type` supports.
   absl::StatusOr<std::vector<std::string>> Versions(const std::string& type);
 
-  // The cached ADD result of an attachment (NotFound when none).
+  // The cached ADD result of an attachment (NotFound when none; FailedPrecondition for an
+  // entry of another kind than libcni's "cniCacheV1", DataLoss for a corrupt one).
   absl::StatusOr<nlohmann::json> CachedResult(const std::string& network_name,
                                               const RuntimeConf& rt) const;
 

@@ -180,6 +180,36 @@ TEST_F(ExecutorTest, DelRunsInReverseWithTheCachedResultEvenAfterARestart) {
   for (const json& c : Calls()) EXPECT_FALSE(c["stdin"].contains("prevResult"));
 }
 
+// The cache entry is libcni's format, versioned by its "kind": an entry of another kind is
+// refused with a message naming it, not taken as a prevResult.
+TEST_F(ExecutorTest, ACachedResultOfAnotherKindIsRefused) {
+  {
+    Executor ex(opts_);
+    ASSERT_TRUE(ex.Add(List(), rt_).ok());
+  }
+  const std::string path = opts_.cache_dir + "/results/net-a-knd-pod1-claim1-nic-net1.json";
+  ASSERT_TRUE(std::filesystem::exists(path));
+  std::ifstream in(path);
+  json entry = json::parse(in);
+  EXPECT_EQ(entry["kind"], "cniCacheV1");
+  entry["kind"] = "cniCacheV2";
+  ASSERT_TRUE(WriteFileAtomic(path, entry.dump()).ok());
+  Executor ex(opts_);
+  auto cached = ex.CachedResult("net-a", rt_);
+  EXPECT_EQ(cached.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(cached.status().message()),
+              ::testing::AllOf(HasSubstr(path), HasSubstr("unsupported kind \"cniCacheV2\""),
+                               HasSubstr("\"cniCacheV1\"")));
+  ClearCalls();
+  absl::Status del = ex.Del(List(), rt_);
+  EXPECT_EQ(del.code(), absl::StatusCode::kFailedPrecondition) << del;
+  EXPECT_THAT(Sequence(), IsEmpty());
+  EXPECT_TRUE(std::filesystem::exists(path));
+  entry.erase("kind");
+  ASSERT_TRUE(WriteFileAtomic(path, entry.dump()).ok());
+  EXPECT_EQ(ex.CachedResult("net-a", rt_).status().code(), absl::StatusCode::kDataLoss);
+}
+
 TEST_F(ExecutorTest, DelWithTheNetnsGoneClearsCniNetnsAndRunsEveryPlugin) {
   Behave("meta", {{"fail_DEL", {{"code", 11}, {"msg", "busy"}}}});
   Executor ex(opts_);

@@ -151,14 +151,24 @@ void Registry::GaugeFunc(const std::string& name, const std::string& help,
   f.func = std::move(fn);
 }
 
-void Registry::CounterFunc(const std::string& name, const std::string& help,
+void Registry::SamplesFunc(const std::string& name, const std::string& help, const char* type,
                            std::vector<std::string> label_names, std::function<Samples()> fn) {
   std::lock_guard<std::mutex> l(mu_);
   Family& f = families_[name];
   f.help = help;
-  f.type = "counter";
+  f.type = type;
   f.func_labels = std::move(label_names);
   f.samples = std::move(fn);
+}
+
+void Registry::CounterFunc(const std::string& name, const std::string& help,
+                           std::vector<std::string> label_names, std::function<Samples()> fn) {
+  SamplesFunc(name, help, "counter", std::move(label_names), std::move(fn));
+}
+
+void Registry::GaugeFunc(const std::string& name, const std::string& help,
+                         std::vector<std::string> label_names, std::function<Samples()> fn) {
+  SamplesFunc(name, help, "gauge", std::move(label_names), std::move(fn));
 }
 
 std::string Registry::Render() const {

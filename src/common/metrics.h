@@ -87,11 +87,16 @@ class Registry {
   using Samples = std::vector<std::pair<Labels, double>>;
   void CounterFunc(const std::string& name, const std::string& help,
                    std::vector<std::string> label_names, std::function<Samples()> fn);
+  // The same for gauges (e.g. an info metric whose labels are only known at scrape time).
+  void GaugeFunc(const std::string& name, const std::string& help,
+                 std::vector<std::string> label_names, std::function<Samples()> fn);
 
   // Text exposition format, families sorted by name.
   std::string Render() const;
 
  private:
+  void SamplesFunc(const std::string& name, const std::string& help, const char* type,
+                   std::vector<std::string> label_names, std::function<Samples()> fn);
   struct Family {
     std::string help;
     std::string type;

@@ -75,6 +75,20 @@ TEST(MetricsTest, CounterFuncRendersOneSamplePerLabelSet) {
   EXPECT_NE(out.find("knd_writes_total{verb=\"delete\"} 0\n"), std::string::npos) << out;
 }
 
+TEST(MetricsTest, LabelledGaugeFuncIsAGaugeWithTheLabelsOfEachScrape) {
+  Registry r;
+  std::string version;
+  r.GaugeFunc("knd_runtime_info", "Runtime.", {"version"}, [&] {
+    if (version.empty()) return Registry::Samples{};
+    return Registry::Samples{{{version}, 1}};
+  });
+  EXPECT_EQ(r.Render().find("knd_runtime_info{"), std::string::npos);
+  version = "v2.1.9";
+  std::string out = r.Render();
+  EXPECT_NE(out.find("# TYPE knd_runtime_info gauge\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("knd_runtime_info{version=\"v2.1.9\"} 1\n"), std::string::npos) << out;
+}
+
 TEST(MetricsTest, ConcurrentUpdatesAreNotLost) {
   Registry r;
   auto& c = r.Counter("n", "n", {"t"});

@@ -91,20 +91,75 @@ absl::StatusOr<Device> DeviceFromCacheJson(const nlohmann::json& j) {
   return d;
 }
 
+std::string DeviceCacheToText(const std::vector<Device>& devices) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const Device& d : devices) list.push_back(DeviceToCacheJson(d));
+  return nlohmann::json{{"version", kDeviceCacheVersion}, {"devices", std::move(list)}}.dump();
+}
+
+absl::StatusOr<std::vector<Device>> DeviceCacheFromText(std::string_view text,
+                                                        const std::string& path) {
+  const std::string what = absl::StrCat("device cache ", path);
+  const std::string reads = absl::StrCat("this knd reads version ", kDeviceCacheVersion,
+                                         " and the unversioned list of earlier releases");
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json* list = nullptr;
+  if (j.is_array()) {
+    list = &j;  // the releases before the versioned format
+  } else if (j.is_object() && j.contains("version")) {
+    const nlohmann::json& v = j["version"];
+    if (!v.is_number_integer() || v.get<int64_t>() != kDeviceCacheVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(what, ": unsupported format version ",
+                                                        v.dump(), " (", reads,
+                                                        "; a newer knd wrote it?)"));
+    }
+    if (!j.contains("devices") || !j["devices"].is_array()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(what, ": version ", kDeviceCacheVersion, " without a \"devices\" list"));
+    }
+    list = &j["devices"];
+  } else {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, ": ", j.is_discarded() ? "not valid JSON" : "no format version", " (", reads, ")"));
+  }
+  std::vector<Device> out;
+  for (size_t i = 0; i < list->size(); ++i) {
+    auto d = DeviceFromCacheJson((*list)[i]);
+    if (!d.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(what, ": entry ", i, ": ", d.status().message()));
+    }
+    out.push_back(*std::move(d));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<Device>> LoadDeviceCache(const std::string& path) {
+  auto raw = ReadFile(path);
+  if (absl::IsNotFound(raw.status())) return std::vector<Device>{};  // first start
+  if (!raw.ok()) return Annotate(raw.status(), "device cache");
+  return DeviceCacheFromText(*raw, path);
+}
+
 Inventory::Inventory(ScanFn scan, InventoryOptions opts)
     : scan_(std::move(scan)), opts_(std::move(opts)) {
   if (opts_.cache_path.empty()) return;
-  auto raw = ReadFile(opts_.cache_path);
-  if (!raw.ok()) return;  // first start
-  auto j = nlohmann::json::parse(*raw, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_array()) {
-    spdlog::warn("ignoring unreadable device cache {}", opts_.cache_path);
+  auto cached = LoadDeviceCache(opts_.cache_path);
+  if (!cached.ok()) {
+    cache_status_ = absl::Status(
+        cached.status().code(),
+        absl::StrCat(cached.status().message(),
+                     ". knd does not guess at it: run a knd that reads it, or remove the file to "
+                     "start without it (the devices it knew in pods then drop out of the "
+                     "ResourceSlice until they are back on the host)"));
+    // Left as it is (it may be a newer knd's, needed when that knd is back).
+    spdlog::error("{}; not using it, and not overwriting it", std::string(cache_status_.message()));
     return;
   }
   std::lock_guard<std::mutex> l(mu_);
-  for (const auto& e : j) {
-    auto d = DeviceFromCacheJson(e);
-    if (d.ok()) known_[d->name] = *d;
+  for (Device& d : *cached) {
+    std::string name = d.name;
+    known_[name] = std::move(d);
   }
 }
 
@@ -175,10 +230,10 @@ absl::Status Inventory::Rescan() {
     spdlog::warn("device {} is lost: {}; withdrawn from the ResourceSlice", d.name, why);
     if (opts_.on_lost) opts_.on_lost(d, why);
   }
-  if (!opts_.cache_path.empty()) {
-    nlohmann::json cache = nlohmann::json::array();
-    for (const auto& [name, d] : known) cache.push_back(DeviceToCacheJson(d));
-    absl::Status st = WriteFileAtomic(opts_.cache_path, cache.dump());
+  if (!opts_.cache_path.empty() && cache_status_.ok()) {
+    std::vector<Device> cache;
+    for (const auto& [name, d] : known) cache.push_back(d);
+    absl::Status st = WriteFileAtomic(opts_.cache_path, DeviceCacheToText(cache));
     if (!st.ok()) spdlog::warn("cannot save device cache: {}", st.ToString());
   }
   return absl::OkStatus();

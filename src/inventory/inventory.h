@@ -23,16 +23,29 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "inventory/discovery.h"
 
 namespace knd::inventory {
 
 nlohmann::json DeviceToCacheJson(const Device& d);
 absl::StatusOr<Device> DeviceFromCacheJson(const nlohmann::json& j);
+
+// The device cache file: {"version": kDeviceCacheVersion, "devices": [DeviceToCacheJson...]}.
+// The releases before it wrote a bare array of devices (no version); that form is still read.
+inline constexpr int kDeviceCacheVersion = 1;
+std::string DeviceCacheToText(const std::vector<Device>& devices);
+// Parses a cache file's content (`path` names it in errors). A version this knd does not read,
+// or content that is not a device cache, is FailedPrecondition: never guessed at.
+absl::StatusOr<std::vector<Device>> DeviceCacheFromText(std::string_view text,
+                                                        const std::string& path);
+// Reads the cache file: no file = no devices (first start); an unreadable file is an error.
+absl::StatusOr<std::vector<Device>> LoadDeviceCache(const std::string& path);
 
 // Where a device that the last scan did not find on the host is, as the claims see it.
 enum class Whereabouts {
@@ -56,8 +69,14 @@ class Inventory {
   using Clock = std::chrono::steady_clock;
   using ScanFn = std::function<absl::StatusOr<std::vector<Device>>()>;
 
-  // Loads the cache of the previous run if there is one.
+  // Loads the cache of the previous run if there is one. A cache it cannot read (a version
+  // it does not know, corrupt content) is neither used nor overwritten: cache_status() says
+  // why, and the driver refuses to start on it.
   Inventory(ScanFn scan, InventoryOptions opts);
+
+  // OK, or why the cache of the previous run could not be read (names the file and, for a
+  // format this knd does not read, the version found and the versions it reads).
+  absl::Status cache_status() const { return cache_status_; }
 
   // Scans; on failure keeps the previous view and returns the error.
   absl::Status Rescan();
@@ -83,6 +102,7 @@ class Inventory {
 
   ScanFn scan_;
   const InventoryOptions opts_;
+  absl::Status cache_status_;  // set by the constructor only
   mutable std::mutex mu_;
   std::map<std::string, Device> known_ ABSL_GUARDED_BY(mu_);  // last-known, by name
   std::vector<Device> current_ ABSL_GUARDED_BY(mu_);          // what is published

@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 
@@ -69,6 +71,151 @@ TEST(Inventory, LoadsCacheOfPreviousRun) {
   EXPECT_EQ(found->mtu, 1500u);
   EXPECT_FALSE(inv.Find("eth2").has_value());
   std::filesystem::remove_all(dir);
+}
+
+// The device cache across releases: the versioned form round-trips, the bare array of the
+// releases before it is still read, and what this knd cannot read is refused, never guessed
+// at (nor overwritten).
+class DeviceCacheFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/knd-inv-cache-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/devices.json";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void Write(const std::string& text) {
+    std::ofstream f(path_, std::ios::trunc);
+    f << text;
+  }
+  std::string Read() const {
+    std::ifstream f(path_);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }
+  std::unique_ptr<Inventory> Make(std::vector<Device> scan = {}) {
+    InventoryOptions o;
+    o.cache_path = path_;
+    o.where = [](const std::string&) { return Whereabouts::kInPod; };
+    return std::make_unique<Inventory>([scan] { return absl::StatusOr<std::vector<Device>>(scan); },
+                                       std::move(o));
+  }
+  static Device Dev(const std::string& name) {
+    Device d;
+    d.name = name;
+    d.ifname = name;
+    d.mtu = 1500;
+    d.mac = "02:00:00:00:00:01";
+    return d;
+  }
+  std::string dir_, path_;
+};
+
+TEST_F(DeviceCacheFileTest, WritesTheVersionedFormAndReadsItBack) {
+  {
+    auto inv = Make({Dev("eth1")});
+    ASSERT_TRUE(inv->cache_status().ok());
+    ASSERT_TRUE(inv->Rescan().ok());
+  }
+  nlohmann::json j = nlohmann::json::parse(Read());
+  EXPECT_EQ(j["version"], kDeviceCacheVersion);
+  ASSERT_TRUE(j["devices"].is_array());
+  ASSERT_EQ(j["devices"].size(), 1u);
+  EXPECT_EQ(j["devices"][0], DeviceToCacheJson(Dev("eth1")));
+  auto inv = Make();  // eth1 went into a pod meanwhile: the scan does not find it
+  ASSERT_TRUE(inv->cache_status().ok()) << inv->cache_status();
+  ASSERT_TRUE(inv->Find("eth1").has_value());
+  EXPECT_EQ(inv->Find("eth1")->mac, "02:00:00:00:00:01");
+  ASSERT_TRUE(inv->Rescan().ok());
+  ASSERT_EQ(inv->Devices().size(), 1u);  // still published, as it was
+  EXPECT_EQ(DeviceToCacheJson(inv->Devices()[0]), DeviceToCacheJson(Dev("eth1")));
+
+  auto parsed = DeviceCacheFromText(DeviceCacheToText({Dev("a"), Dev("b")}), "x");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_EQ(parsed->size(), 2u);
+  EXPECT_EQ((*parsed)[1].name, "b");
+}
+
+TEST_F(DeviceCacheFileTest, ReadsTheUnversionedListOfThePreviousRelease) {
+  Write(nlohmann::json::array({DeviceToCacheJson(Dev("eth1"))}).dump());
+  auto inv = Make();
+  ASSERT_TRUE(inv->cache_status().ok()) << inv->cache_status();
+  ASSERT_TRUE(inv->Find("eth1").has_value());
+  ASSERT_TRUE(inv->Rescan().ok());
+  // ... and from then on writes it in the versioned form.
+  EXPECT_EQ(nlohmann::json::parse(Read())["version"], kDeviceCacheVersion);
+}
+
+TEST_F(DeviceCacheFileTest, ReadsTheGoldenCacheOfThePreviousRelease) {
+  std::ifstream f(std::string(KND_GOLDEN_DIR) + "/v1/devices.json");
+  ASSERT_TRUE(f.good());
+  std::string text(std::istreambuf_iterator<char>(f), {});
+  auto sub = [&text](const std::string& from, const std::string& to) {
+    for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at)) {
+      text.replace(at, from.size(), to);
+    }
+  };
+  sub("\"@IFINDEX@\"", "3");
+  sub("@MAC@", "8e:dd:3f:40:3a:1a");
+  Write(text);
+  auto inv = Make();
+  ASSERT_TRUE(inv->cache_status().ok()) << inv->cache_status();
+  auto d = inv->Find("eth1");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->ifindex, 3);
+  EXPECT_EQ(d->mac, "8e:dd:3f:40:3a:1a");
+  EXPECT_EQ(d->mtu, 1500u);
+  EXPECT_EQ(d->kind, "veth");
+  EXPECT_EQ(d->ipv4, std::vector<std::string>{"10.99.0.2/24"});
+  EXPECT_EQ(d->speed_mbps, 10000);
+  EXPECT_TRUE(d->is_virtual);
+  // Every field the previous release wrote is one this knd writes too: none lost.
+  EXPECT_EQ(DeviceToCacheJson(*d), nlohmann::json::parse(text)[0]);
+}
+
+TEST_F(DeviceCacheFileTest, RefusesAVersionItDoesNotReadAndLeavesTheFile) {
+  const std::string v2 = R"({"version": 2, "devices": [{"name": "eth1"}]})";
+  Write(v2);
+  auto inv = Make({Dev("eth2")});
+  absl::Status st = inv->cache_status();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  const std::string msg(st.message());
+  EXPECT_NE(msg.find(path_), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unsupported format version 2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("this knd reads version 1"), std::string::npos) << msg;
+  EXPECT_FALSE(inv->Find("eth1").has_value()) << "not guessed at";
+  // The inventory still works, but never overwrites the file it could not read.
+  ASSERT_TRUE(inv->Rescan().ok());
+  EXPECT_TRUE(inv->Find("eth2").has_value());
+  EXPECT_EQ(Read(), v2);
+
+  auto direct = LoadDeviceCache(path_);
+  EXPECT_EQ(direct.status().code(), absl::StatusCode::kFailedPrecondition);
+  Write(R"({"version": "1", "devices": []})");
+  EXPECT_NE(std::string(LoadDeviceCache(path_).status().message()).find("version \"1\""),
+            std::string::npos);
+}
+
+TEST_F(DeviceCacheFileTest, RefusesContentThatIsNoDeviceCache) {
+  for (const std::string& text : {std::string("[{\"name\": \"eth1\"}, {\"ifname\""),
+                                  std::string("{\"devices\": []}"), std::string("{\"version\": 1}"),
+                                  std::string("[{\"ifname\": \"no-name\"}]"), std::string("")}) {
+    Write(text);
+    auto inv = Make();
+    absl::Status st = inv->cache_status();
+    EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << text;
+    EXPECT_NE(std::string(st.message()).find(path_), std::string::npos) << st;
+    EXPECT_FALSE(inv->Find("eth1").has_value()) << text;
+  }
+}
+
+TEST_F(DeviceCacheFileTest, NoCacheIsAFirstStart) {
+  auto inv = Make();
+  EXPECT_TRUE(inv->cache_status().ok());
+  auto none = LoadDeviceCache(path_);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
 }
 
 // Rescan with a scripted scan, a scripted "where" and a hand-moved clock.

@@ -144,6 +144,11 @@ class Plugin::Session {
           spdlog::info("NRI: configured by runtime {} {} (NRI {}, request timeout {} ms)",
                        req.runtime_name(), req.runtime_version(), req.nri_version(),
                        req.request_timeout());
+          {
+            std::lock_guard<std::mutex> lock(plugin_->mu_);
+            plugin_->runtime_ = {req.runtime_name(), req.runtime_version(), req.nri_version(),
+                                 std::chrono::milliseconds(req.request_timeout())};
+          }
           pods_.clear();
           containers_.clear();
           RETURN_IF_ERROR(h.Configure(req.runtime_name(), req.runtime_version(),
@@ -255,10 +260,15 @@ void Plugin::SetConnected(bool up) {
 }
 
 double Plugin::disconnected_seconds() const {
-  std::lock_guard<std::mutex> l(const_cast<std::mutex&>(mu_));
+  std::lock_guard<std::mutex> l(mu_);
   auto total = down_total_;
   if (down_) total += std::chrono::steady_clock::now() - down_since_;
   return std::chrono::duration<double>(total).count();
+}
+
+Plugin::RuntimeInfo Plugin::runtime() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return runtime_;
 }
 
 absl::Status Plugin::Start() {

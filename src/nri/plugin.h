@@ -66,6 +66,15 @@ class Plugin {
   // runtime could start pods without knd's hook.
   double disconnected_seconds() const;
 
+  // What the runtime said of itself in its last Configure (empty before the first one).
+  struct RuntimeInfo {
+    std::string name;     // e.g. "containerd"
+    std::string version;  // e.g. "v2.1.9" or "1.7.24~ds1"
+    std::string nri_version;
+    std::chrono::milliseconds request_timeout{0};  // the runtime drops a plugin slower than this
+  };
+  RuntimeInfo runtime() const;
+
  private:
   class Session;
   void Run();
@@ -80,7 +89,7 @@ class Plugin {
   std::atomic<bool> connected_{false};
   std::atomic<int> sessions_{0};
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
   Session* current_ = nullptr;   // guarded by mu_
@@ -91,6 +100,7 @@ class Plugin {
   std::chrono::steady_clock::time_point down_since_{};
   std::chrono::steady_clock::duration down_total_{};
   bool down_ = true;
+  RuntimeInfo runtime_;  // guarded by mu_
   std::thread thread_;
 };
 

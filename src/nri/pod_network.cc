@@ -1,6 +1,7 @@
 #include "nri/pod_network.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <set>
@@ -292,6 +293,7 @@ absl::Status PodNetwork::AttachCniDevice(const PodInfo& pod, const state::ClaimP
     // one did. If that DEL fails too, the device stays "Attaching" so Detach retries it.
     rt.deadline = budget.cleanup;
     absl::Status del = cni_->Del(handed, rt);
+    if (!del.ok() && OnHostAfterFailedDel(dev, del, where)) del = absl::OkStatus();
     (void)UpdateDevice(plan.claim_uid, index, [&](state::DevicePlan& d) {
       if (del.ok()) {
         d.state = DeviceState::kFailed;
@@ -517,7 +519,11 @@ absl::Status PodNetwork::Attach(const PodInfo& pod) {
     }
     if (!failure.ok()) break;
   }
-  if (failure.ok()) return absl::OkStatus();
+  if (failure.ok()) {
+    HoldNetns(pod.netns);
+    MaybeReleaseNetns(pod.netns);  // only Multus's devices in it: not ours to hold
+    return absl::OkStatus();
+  }
   // All or nothing: give back what this call attached.
   for (const auto& [claim_uid, index] : done) {
     (void)DetachDevice(claim_uid, index, pod.uid, pod.netns, budget.cleanup);
@@ -539,7 +545,8 @@ absl::Status PodNetwork::DetachDevice(const std::string& claim_uid, size_t index
   if (!state::InPod(dev) || (!pod_uid.empty() && dev.pod_uid != pod_uid)) {
     return absl::OkStatus();
   }
-  const std::string netns = dev.result ? dev.result->netns : fallback_netns;
+  const std::string recorded = dev.result ? dev.result->netns : fallback_netns;
+  const std::string netns = UsableNetns(recorded);
   PodInfo pod = PodOf(plan, dev.pod_uid);
   const std::string where = Where(pod, plan, dev);
   absl::Status st;
@@ -553,6 +560,9 @@ absl::Status PodNetwork::DetachDevice(const std::string& claim_uid, size_t index
     st = WithTimeoutHint(Annotate(DelCni(pod, plan, dev, netns, deadline), where));
     // "Container unknown" is what a plugin says about an attachment that is already gone.
     if (absl::IsNotFound(st)) st = absl::OkStatus();
+    if (!st.ok() && dev.state == DeviceState::kAttaching && OnHostAfterFailedDel(dev, st, where)) {
+      st = absl::OkStatus();
+    }
     if (st.ok() && dev.host) {
       // The plugins gave the device back (host-device does, without its host settings).
       absl::Status rs = attacher_.Restore(dev.identity, *dev.host);
@@ -590,7 +600,93 @@ absl::Status PodNetwork::DetachDevice(const std::string& claim_uid, size_t index
     spdlog::warn("{}: {}", where, st.ToString());
   }
   Notify(pod, plan.claim_uid, index, nullptr);
+  MaybeReleaseNetns(recorded);
   return st;
+}
+
+bool PodNetwork::OnHostAfterFailedDel(const state::DevicePlan& dev, const absl::Status& del,
+                                      const std::string& where) {
+  // An ADD that never got as far as moving the device (a plugin killed or timed out first):
+  // some plugins (host-device) then fail their DEL for want of the interface in the pod. The
+  // device is home; the DEL has nothing left to undo.
+  absl::StatusOr<bool> home = attacher_.OnHost(dev.identity);
+  if (!home.ok() || !*home) return false;
+  spdlog::info("{}: CNI DEL failed ({}), but the device is on the host: nothing to undo", where,
+               del.ToString());
+  return true;
+}
+
+void PodNetwork::HoldNetns(const std::string& netns) {
+  std::lock_guard<std::mutex> l(held_mu_);
+  if (netns.empty() || held_.count(netns)) return;
+  auto ns = netns::Netns::Open(netns);
+  if (!ns.ok()) {
+    spdlog::warn("cannot hold pod netns {}: {}", netns, ns.status().ToString());
+    return;
+  }
+  held_.emplace(netns, std::move(*ns));
+}
+
+void PodNetwork::MaybeReleaseNetns(const std::string& netns) {
+  if (netns.empty()) return;
+  {
+    std::lock_guard<std::mutex> l(held_mu_);
+    if (!held_.count(netns)) return;
+  }
+  for (const auto& plan : plans_.List()) {
+    for (const auto& d : plan.devices) {
+      if (state::InPod(d) && d.result && d.result->netns == netns &&
+          d.attached_by != state::kAttachedByMultus) {
+        return;  // still in use
+      }
+    }
+  }
+  std::lock_guard<std::mutex> l(held_mu_);
+  held_.erase(netns);
+}
+
+std::string PodNetwork::UsableNetns(const std::string& netns) const {
+  std::lock_guard<std::mutex> l(held_mu_);
+  auto it = held_.find(netns);
+  if (it == held_.end()) return netns;
+  auto now = netns::Netns::Open(netns);
+  if (now.ok() && now->SameAs(it->second)) return netns;
+  return absl::StrCat("/proc/", ::getpid(), "/fd/", it->second.fd());
+}
+
+size_t PodNetwork::held_netns() const {
+  std::lock_guard<std::mutex> l(held_mu_);
+  return held_.size();
+}
+
+absl::Status PodNetwork::ReleaseOrphans() {
+  std::set<std::string> orphans;
+  {
+    std::lock_guard<std::mutex> l(held_mu_);
+    for (const auto& [path, ns] : held_) {
+      auto now = netns::Netns::Open(path);
+      if (!now.ok() || !now->SameAs(ns)) orphans.insert(path);
+    }
+  }
+  if (orphans.empty()) return absl::OkStatus();
+  absl::Status first;
+  for (const auto& plan : plans_.List()) {
+    for (size_t i = 0; i < plan.devices.size(); ++i) {
+      const auto& dev = plan.devices[i];
+      if (!state::InPod(dev) || !dev.result || !orphans.count(dev.result->netns)) continue;
+      spdlog::warn(
+          "pod uid {}: its network namespace {} was deleted without a StopPodSandbox hook "
+          "(the runtime restarted, or deleted it first); returning claim {}/{} device {}",
+          dev.pod_uid, dev.result->netns, plan.claim_namespace, plan.claim_name, dev.device);
+      auto lock = PodLock(dev.pod_uid);
+      std::lock_guard<std::mutex> l(*lock);
+      absl::Status st = DetachDevice(plan.claim_uid, i, dev.pod_uid, "");
+      if (!st.ok() && !absl::IsNotFound(st) && first.ok()) first = st;
+    }
+  }
+  // Namespaces with nothing of ours left (e.g. only Multus's devices) are let go too.
+  for (const auto& path : orphans) MaybeReleaseNetns(path);
+  return first;
 }
 
 absl::Status PodNetwork::Detach(const PodInfo& pod) {
@@ -650,9 +746,27 @@ absl::Status PodNetwork::Reconcile(const std::vector<PodInfo>& running) {
         spdlog::info("reconcile: completing interrupted attach of claim {}/{} device {}",
                      plan.claim_namespace, plan.claim_name, dev.device);
         st = Attach(it->second);
+      } else if (dev.result && dev.attached_by != state::kAttachedByMultus) {
+        HoldNetns(dev.result->netns);  // after knd's own restart
       }
       if (!st.ok() && !absl::IsNotFound(st) && first.ok()) first = st;
     }
+  }
+  // Running pods that the runtime started without knd's hook.
+  for (const auto& [uid, pod] : by_uid) {
+    if (pod.netns.empty()) continue;
+    std::vector<state::ClaimPlan> plans = plans_.ForPod(uid);
+    bool missing = false;
+    for (const auto& plan : plans) {
+      for (const auto& dev : plan.devices) missing = missing || !state::InPod(dev);
+    }
+    if (!missing) continue;
+    spdlog::warn(
+        "reconcile: pod {}/{} runs without its devices (the runtime started it while knd was "
+        "not connected); attaching them now",
+        pod.namespace_, pod.name);
+    absl::Status st = Attach(pod);
+    if (!st.ok() && first.ok()) first = st;
   }
   return first;
 }

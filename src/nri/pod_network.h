@@ -25,7 +25,11 @@
 //    applied at a native attach like configured ones.
 //  - Reconcile (NRI Synchronize, i.e. after every (re)connect): devices of pods that are no
 //    longer running go back to the host; an attach interrupted by a crash is completed (undone
-//    and redone); devices of pods that were prepared but have no sandbox yet are left alone.
+//    and redone); devices of pods that were prepared but have no sandbox yet are left alone;
+//    a running pod whose devices are not in it (the runtime started it while knd was not
+//    connected: containerd goes on without a plugin that is down or dies mid-hook) gets them
+//    now — late, but its containers that list the claim were refused by the netns guard and
+//    are retried by the kubelet, and the rest at least get the network they were promised.
 //  - A device is in one pod at a time: Attach never takes a device out of another pod (it
 //    fails this pod, naming the pod that has it). A claim the kubelet prepared for an earlier
 //    pod and now also gives to this one (the kubelet does not call Prepare again for a claim
@@ -36,6 +40,12 @@
 //    a NAD by Multus's DRA support — is found by identity and recorded as attached by Multus
 //    (attachedBy "multus", or found there although knd was to attach it); knd does not move
 //    it, and leaves its teardown to Multus's CNI DEL.
+//  - knd holds every pod netns it moved a device into open until the device is out again. A
+//    runtime that deletes the netns without a StopPodSandbox hook (containerd after its own
+//    restart sends no NRI StopPodSandbox or RemovePodSandbox for the sandboxes it recovered;
+//    CRI-O deletes the netns first; knd was not connected) then does not destroy the
+//    namespace — a veth would die with it — and ReleaseOrphans, run periodically, gives the
+//    devices of such a namespace back through the held handle.
 //  - Every Detach reads the device's plan afresh under the pod lock: a device that another
 //    path (StopPodSandbox, Unprepare, a handover in Prepare) has already returned is left
 //    alone, so a stale copy of a plan can never take a device out of its next pod.
@@ -58,6 +68,7 @@
 #include "absl/status/status.h"
 #include "attach/attacher.h"
 #include "cni/executor.h"
+#include "netns/netns.h"
 #include "state/plan_store.h"
 
 namespace knd::nri {
@@ -116,8 +127,24 @@ class PodNetwork {
   // Used by Prepare to hand a device over: returns device `index` of `plan` from its pod (a
   // pod that is gone) to the host. NotFound = it did not survive its netns.
   absl::Status ReleaseDevice(const state::ClaimPlan& plan, size_t index);
+  // Returns the devices in pod netns that the runtime has deleted while knd holds them (see
+  // the contract above). Cheap when there are none: one open+fstat per held netns.
+  absl::Status ReleaseOrphans();
+  // Number of pod netns knd holds open (for metrics and tests).
+  size_t held_netns() const;
 
  private:
+  // A CNI DEL of an interrupted ADD failed: true (and logged) when the device is on the host
+  // anyway, so the DEL has nothing left to undo.
+  bool OnHostAfterFailedDel(const state::DevicePlan& dev, const absl::Status& del,
+                            const std::string& where);
+  // Holds `netns` open (no-op if held). Called with a pod's knd-attached devices in it.
+  void HoldNetns(const std::string& netns);
+  // Closes the held netns when no device that knd attached is in it any more.
+  void MaybeReleaseNetns(const std::string& netns);
+  // The path to use for `netns`: itself while it still names the held namespace, else
+  // /proc/<pid>/fd/<held fd> (usable by knd and by the CNI plugins it runs).
+  std::string UsableNetns(const std::string& netns) const;
   using Clock = std::chrono::steady_clock;
   // What one hook may spend: `work` is when no more attach work starts, `cleanup` when DELs
   // (rollback, detach) must be over. {} = no limit (reconcile, Unprepare).
@@ -168,6 +195,8 @@ class PodNetwork {
   std::atomic<int64_t> runtime_timeout_ms_{kNriDefaultRequestTimeoutMs};
   std::mutex locks_mu_;
   std::map<std::string, std::weak_ptr<std::mutex>> pod_locks_;
+  mutable std::mutex held_mu_;
+  std::map<std::string, netns::Netns> held_;  // pod netns path -> the namespace, held open
 };
 
 // Whether a device is attached by CNI plugins (its config has a `cni` section).

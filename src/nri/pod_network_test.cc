@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status.h"
 #include "config/network_config.h"
@@ -47,9 +49,10 @@ class FakeAttacher : public attach::Attacher {
     return r;
   }
   absl::Status Detach(const state::DeviceIdentity& identity, const state::HostSnapshot& host,
-                      const std::string&, const std::string&, const std::string&) override {
+                      const std::string& netns, const std::string&, const std::string&) override {
     EXPECT_EQ(host.ifname, identity.ifname);  // the snapshot reached the plan
     detach_calls++;
+    last_detach_netns = netns;
     if (destroyed.count(identity.ifname)) return absl::NotFoundError("destroyed with the netns");
     where.erase(identity.ifname);
     return absl::OkStatus();
@@ -100,6 +103,7 @@ class FakeAttacher : public attach::Attacher {
   std::map<std::string, std::chrono::milliseconds> delay;  // a slow move, by host ifname
   config::NetworkConfig last_config;
   int attach_calls = 0, detach_calls = 0;
+  std::string last_detach_netns;
 };
 
 class PodNetworkTest : public ::testing::Test {
@@ -239,6 +243,40 @@ TEST_F(PodNetworkNsTest, ReconcileReturnsDevicesOfGonePodsOnly) {
   EXPECT_EQ(StateOf("c2", 0), DeviceState::kDetached);
   EXPECT_EQ(StateOf("c3", 0), DeviceState::kPrepared);
   EXPECT_EQ(att_.where.count("eth2"), 0u);
+}
+
+TEST_F(PodNetworkNsTest, ReconcileAttachesARunningPodTheRuntimeStartedWithoutKnd) {
+  AddPlan("c1", "p1", {"eth1"});
+  PodNetwork pn(*store_, att_);
+  // knd was not connected when the sandbox was created: Synchronize lists it running.
+  ASSERT_TRUE(pn.Reconcile({Pod("p1")}).ok());
+  EXPECT_EQ(StateOf("c1", 0), DeviceState::kAttached);
+  EXPECT_EQ(att_.where["eth1"], ns_->path());
+  // Idempotent: a later reconcile changes nothing.
+  ASSERT_TRUE(pn.Reconcile({Pod("p1")}).ok());
+  EXPECT_EQ(att_.attach_calls, 1);
+}
+
+TEST_F(PodNetworkNsTest, ANetnsDeletedWithoutAHookIsHeldAndItsDevicesReturned) {
+  AddPlan("c1", "p1", {"eth1"});
+  PodNetwork pn(*store_, att_);
+  auto pod_ns = netns::ScopedNetns::Create("knd-podnet-held");
+  ASSERT_TRUE(pod_ns.ok()) << pod_ns.status();
+  auto owned = std::make_unique<netns::ScopedNetns>(std::move(*pod_ns));
+  const std::string path = owned->path();
+  ASSERT_TRUE(pn.Attach({"p1", "ns", "pod-p1", path}).ok());
+  EXPECT_EQ(pn.held_netns(), 1u);
+  ASSERT_TRUE(pn.ReleaseOrphans().ok());
+  EXPECT_EQ(att_.detach_calls, 0) << "a netns that is still there is not an orphan";
+  // The runtime deletes the netns (unmount + unlink) and sends no StopPodSandbox.
+  owned.reset();
+  ASSERT_FALSE(std::filesystem::exists(path));
+  ASSERT_TRUE(pn.ReleaseOrphans().ok());
+  EXPECT_EQ(att_.detach_calls, 1);
+  EXPECT_EQ(att_.last_detach_netns.rfind("/proc/", 0), 0u)
+      << "detached through the held namespace: " << att_.last_detach_netns;
+  EXPECT_EQ(StateOf("c1", 0), DeviceState::kDetached);
+  EXPECT_EQ(pn.held_netns(), 0u);
 }
 
 TEST_F(PodNetworkNsTest, DestroyedVirtualDeviceIsRecordedNotRetriedForever) {
@@ -621,7 +659,7 @@ TEST_F(PodNetworkCniTest, ASlowAddFailsThePodBeforeTheRuntimeGivesUp) {
   EXPECT_EQ(StateOf("c1", 0), DeviceState::kAttached);
 }
 
-TEST_F(PodNetworkCniTest, NetnsGoneDelStillRunsAndReconcileCleansUp) {
+TEST_F(PodNetworkCniTest, NetnsDeletedByTheRuntimeIsHeldSoTheDelRunsInIt) {
   AddCniPlan("c1", "p1");
   PodNetwork pn(*store_, att_, exec_.get());
   Recorder rec;
@@ -632,9 +670,12 @@ TEST_F(PodNetworkCniTest, NetnsGoneDelStillRunsAndReconcileCleansUp) {
   ASSERT_TRUE(pn.Reconcile({}).ok());
   auto log = Log();
   ASSERT_EQ(log.size(), 2u);
-  EXPECT_EQ(log[1].rfind("DEL " + cni::AttachmentContainerId("p1", "c1", "nic") + " [] net1", 0),
+  // knd still holds the namespace: the plugins get it, through knd's handle.
+  const std::string held = absl::StrCat("/proc/", ::getpid(), "/fd/");
+  EXPECT_EQ(log[1].rfind("DEL " + cni::AttachmentContainerId("p1", "c1", "nic") + " [" + held, 0),
             0u)
       << log[1];
+  EXPECT_EQ(pn.held_netns(), 0u);
   EXPECT_EQ(StateOf("c1", 0), DeviceState::kDetached);
   // No PodInfo is known in reconcile: the observer gets uid and name from the plan.
   EXPECT_EQ(rec.events.back(), "detached p1 pod-p1 eth1");

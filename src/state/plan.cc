@@ -8,8 +8,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int kPlanVersion = 1;
-
 std::optional<DeviceState> ParseState(const std::string& s) {
   for (DeviceState d : {DeviceState::kPrepared, DeviceState::kAttaching, DeviceState::kAttached,
                         DeviceState::kDetached, DeviceState::kFailed}) {
@@ -152,11 +150,17 @@ json ToJson(const ClaimPlan& plan) {
 
 absl::StatusOr<ClaimPlan> ClaimPlanFromJson(const json& j) {
   if (!j.is_object()) return absl::InvalidArgumentError("plan: expected a JSON object");
+  // Every plan knd ever wrote carries its version: without one, the file is no plan of knd's
+  // (corrupt); with another one, it is a plan this knd cannot read, and says so.
   auto v = j.find("version");
-  if (v == j.end() || !v->is_number_integer() || v->get<int64_t>() != kPlanVersion) {
-    return absl::InvalidArgumentError(absl::StrCat("plan: unsupported version ",
-                                                   v == j.end() ? "(missing)" : v->dump(),
-                                                   " (this knd reads version ", kPlanVersion, ")"));
+  if (v == j.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("plan: no format version (this knd reads version ", kPlanVersion, ")"));
+  }
+  if (!v->is_number_integer() || v->get<int64_t>() != kPlanVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("plan: unsupported version ", v->dump(),
+                                                      " (this knd reads version ", kPlanVersion,
+                                                      "; a newer knd wrote it?)"));
   }
   // The file is knd's own; a type mismatch means corruption. nlohmann's typed getters throw,
   // so this is the one place that turns their exceptions into a Status.

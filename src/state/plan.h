@@ -107,7 +107,12 @@ struct ClaimPlan {
   int64_t prepared_at_unix = 0;
 };
 
+// The plan file's format version ("version"), the only one this knd reads and writes.
+inline constexpr int kPlanVersion = 1;
+
 nlohmann::json ToJson(const ClaimPlan& plan);
+// FailedPrecondition for a plan of another format version (a newer knd's: not guessed at);
+// InvalidArgument for content that is no plan (no version, missing or mistyped fields).
 absl::StatusOr<ClaimPlan> ClaimPlanFromJson(const nlohmann::json& j);
 
 // The name the device has, or will have, in the pod: the attach result's, else the configured

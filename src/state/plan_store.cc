@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status.h"
 #include "spdlog/spdlog.h"
@@ -53,11 +54,14 @@ absl::StatusOr<ClaimPlan> Parse(const std::string& data, const std::string& path
 }
 
 // Reads every plan file of `dir` into a map by claim UID. With `repair` (start-up), removes
-// the temp files of interrupted writes and moves unreadable plans aside to `<file>.corrupt`;
-// without, it only skips them.
+// the temp files of interrupted writes and moves corrupt plans aside to `<file>.corrupt`;
+// without, it only skips them. A plan it cannot read but which need not be corrupt (a format
+// version this knd does not read, a read error) is never moved aside nor skipped at start-up:
+// without it the device it holds in a pod would be orphaned, so `repair` fails on it.
 absl::StatusOr<std::map<std::string, ClaimPlan>> ReadDir(const std::string& dir, bool repair) {
   ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(dir));
   std::map<std::string, ClaimPlan> plans;
+  std::vector<std::string> refused;
   for (const std::string& name : names) {
     std::string path = absl::StrCat(dir, "/", name);
     // WriteFileAtomic's temp files are ".<name>.XXXXXX"; one left behind means a write was
@@ -73,21 +77,29 @@ absl::StatusOr<std::map<std::string, ClaimPlan>> ReadDir(const std::string& dir,
     std::string uid = name.substr(0, name.size() - sizeof(kSuffix) + 1);
     absl::StatusOr<ClaimPlan> plan = absl::InternalError("unread");
     auto data = ReadFile(path);
+    if (absl::IsNotFound(data.status())) continue;  // deleted since the listing
+    bool corrupt = false;
     if (!data.ok()) {
       plan = data.status();
     } else {
       plan = Parse(*data, path);
+      corrupt = !plan.ok() && !absl::IsFailedPrecondition(plan.status());
       if (plan.ok() && plan->claim_uid != uid) {
         plan = absl::DataLossError(absl::StrCat(path, ": holds claim ", plan->claim_uid));
+        corrupt = true;
       }
     }
     if (!plan.ok()) {
       if (!repair) {
-        spdlog::warn("plan store: skipping {}", plan.status().ToString());
+        spdlog::error("plan store: skipping {}", plan.status().ToString());
         continue;
       }
-      // Never fatal: one bad file must not keep every other pod from being served. Keep the
-      // bytes for a post-mortem instead of deleting them.
+      if (!corrupt) {
+        refused.push_back(std::string(plan.status().message()));
+        continue;
+      }
+      // Never fatal: one corrupt file must not keep every other pod from being served. Keep
+      // the bytes for a post-mortem instead of deleting them.
       std::string aside = path + ".corrupt";
       spdlog::error("plan store: {}; moving it to {}", plan.status().ToString(), aside);
       if (::rename(path.c_str(), aside.c_str()) != 0) {
@@ -96,6 +108,13 @@ absl::StatusOr<std::map<std::string, ClaimPlan>> ReadDir(const std::string& dir,
       continue;
     }
     plans.emplace(uid, *std::move(plan));
+  }
+  if (!refused.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        absl::StrJoin(refused, "; "),
+        ". knd does not guess at a plan it cannot read, nor runs without it (the device it "
+        "holds would be orphaned in its pod): run a knd that reads its version, or fix what "
+        "keeps it from being read"));
   }
   return plans;
 }

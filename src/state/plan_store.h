@@ -30,8 +30,12 @@ class PlanStore {
   // Creates the directory if needed. Does not read anything yet.
   explicit PlanStore(std::string dir);
 
-  // Loads every plan from disk (at start-up). Corrupt files are reported, moved aside to
-  // `<file>.corrupt` and skipped, never fatal.
+  // Loads every plan from disk (at start-up). Corrupt files (not JSON, no plan, under another
+  // claim's name) are reported, moved aside to `<file>.corrupt` and skipped. A plan it cannot
+  // read but which is not corrupt — a format version this knd does not read (a newer knd's), a
+  // read error — fails the load (FailedPrecondition naming every such file and, for a version,
+  // the one found and the one this knd reads) and is left in place: the driver must not run
+  // without it.
   absl::StatusOr<std::vector<ClaimPlan>> LoadAll();
 
   absl::Status Put(const ClaimPlan& plan);
@@ -65,8 +69,8 @@ class PlanStore {
 
  private:
   std::string PathFor(const std::string& claim_uid) const;
-  // Reads the directory into memory on first use (skipping unreadable files; only LoadAll
-  // moves them aside).
+  // Reads the directory into memory on first use (skipping, with an error logged, the files it
+  // cannot read; only LoadAll moves corrupt ones aside or refuses the others).
   void EnsureLoadedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ChangedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const std::string dir_;

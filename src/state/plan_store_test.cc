@@ -115,6 +115,55 @@ TEST_F(PlanStoreTest, LoadAllCleansTempFilesAndMovesCorruptAside) {
   EXPECT_TRUE(fs::exists(dir_ + "/torn.json.corrupt"));
 }
 
+// A plan of a format version this knd does not read (a newer knd's, after a downgrade) is
+// not corrupt: it is neither moved aside nor skipped, and the load fails naming it.
+TEST_F(PlanStoreTest, LoadAllRefusesAPlanOfAnotherVersionAndLeavesIt) {
+  {
+    PlanStore store(dir_);
+    ASSERT_TRUE(store.Put(Plan("good")).ok());
+  }
+  nlohmann::json newer = ToJson(Plan("newer", {"p1"}));
+  newer["version"] = 2;
+  const std::string newer_path = dir_ + "/newer.json";
+  ASSERT_TRUE(WriteFileAtomic(newer_path, newer.dump()).ok());
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/torn.json", "{\"version\": 1, \"claimUid\": \"to").ok());
+
+  PlanStore store(dir_);
+  auto plans = store.LoadAll();
+  ASSERT_FALSE(plans.ok());
+  EXPECT_EQ(plans.status().code(), absl::StatusCode::kFailedPrecondition);
+  const std::string msg(plans.status().message());
+  EXPECT_THAT(msg, ::testing::HasSubstr(newer_path + ": plan: unsupported version 2"));
+  EXPECT_THAT(msg, ::testing::HasSubstr("this knd reads version 1"));
+  EXPECT_THAT(msg, ::testing::HasSubstr("orphaned"));
+  EXPECT_THAT(msg, ::testing::Not(::testing::HasSubstr("good.json")));
+  EXPECT_TRUE(fs::exists(newer_path)) << "left in place for the knd that reads it";
+  EXPECT_FALSE(fs::exists(newer_path + ".corrupt"));
+  EXPECT_TRUE(fs::exists(dir_ + "/torn.json.corrupt")) << "corrupt files are still moved aside";
+  // Every such file is named, and a second start refuses the same way.
+  nlohmann::json other = ToJson(Plan("other"));
+  other["version"] = 3;
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/other.json", other.dump()).ok());
+  auto again = store.LoadAll();
+  ASSERT_FALSE(again.ok());
+  EXPECT_THAT(std::string(again.status().message()),
+              ::testing::AllOf(::testing::HasSubstr("newer.json: plan: unsupported version 2"),
+                               ::testing::HasSubstr("other.json: plan: unsupported version 3")));
+
+  // Without LoadAll (no start-up) the store skips it, loudly, and serves the others.
+  PlanStore lazy(dir_);
+  EXPECT_TRUE(lazy.Get("good").ok());
+  EXPECT_TRUE(absl::IsNotFound(lazy.Get("newer").status()));
+  EXPECT_TRUE(fs::exists(newer_path));
+
+  // Once it is gone (the newer knd took it back), the start goes on.
+  ASSERT_TRUE(RemoveFile(newer_path).ok());
+  ASSERT_TRUE(RemoveFile(dir_ + "/other.json").ok());
+  auto ok = store.LoadAll();
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->size(), 1u);
+}
+
 TEST_F(PlanStoreTest, EveryWriteIsOnDiskForTheNextProcess) {
   {
     PlanStore store(dir_);

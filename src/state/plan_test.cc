@@ -5,6 +5,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+#include <utility>
+#include <vector>
+
 namespace knd::state {
 
 bool operator==(const IpRoute& a, const IpRoute& b) {
@@ -105,11 +110,16 @@ TEST(PlanJsonTest, RefusesWrongVersionAndBrokenContent) {
   j["version"] = 2;
   auto v = ClaimPlanFromJson(j);
   ASSERT_FALSE(v.ok());
+  // Another version: a plan this knd cannot read (FailedPrecondition), not a corrupt one.
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(v.status().message()), HasSubstr("unsupported version 2"));
+  EXPECT_THAT(std::string(v.status().message()), HasSubstr("this knd reads version 1"));
+  j["version"] = "1";
+  EXPECT_EQ(ClaimPlanFromJson(j).status().code(), absl::StatusCode::kFailedPrecondition);
 
   j = ToJson(FullPlan());
   j.erase("version");
-  EXPECT_FALSE(ClaimPlanFromJson(j).ok());
+  EXPECT_EQ(ClaimPlanFromJson(j).status().code(), absl::StatusCode::kInvalidArgument);
 
   j = ToJson(FullPlan());
   j["devices"][0]["state"] = "Dancing";
@@ -126,6 +136,57 @@ TEST(PlanJsonTest, RefusesWrongVersionAndBrokenContent) {
   EXPECT_FALSE(ClaimPlanFromJson(j).ok());
 
   EXPECT_FALSE(ClaimPlanFromJson(json::array()).ok());
+}
+
+// The plan of the previous release (test/runtime/golden/v1): every later knd reads it whole,
+// with what the detach needs to restore the device on the host.
+TEST(PlanJsonTest, ReadsTheGoldenPlanOfThePreviousRelease) {
+  std::ifstream f(std::string(KND_GOLDEN_DIR) + "/v1/plans/@CLAIM_UID@.json");
+  ASSERT_TRUE(f.good());
+  std::string text(std::istreambuf_iterator<char>(f), {});
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"\"@IFINDEX@\"", "3"},
+           {"@CLAIM_UID@", "94fe09f0-172a-45c0-8a85-0c94cceddd93"},
+           {"@POD_UID@", "c306a6ff-ba84-4bfe-a5ed-70135be7bdd0"},
+           {"@NETNS@", "/var/run/netns/cni-a03f4c7d"},
+           {"@MAC@", "8e:dd:3f:40:3a:1a"}}) {
+    for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at)) {
+      text.replace(at, from.size(), to);
+    }
+  }
+  const json golden = json::parse(text);
+  auto p = ClaimPlanFromJson(golden);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->claim_uid, "94fe09f0-172a-45c0-8a85-0c94cceddd93");
+  EXPECT_EQ(p->claim_namespace, "team-a");
+  ASSERT_EQ(p->pods.size(), 1u);
+  EXPECT_EQ(p->pods[0].uid, "c306a6ff-ba84-4bfe-a5ed-70135be7bdd0");
+  EXPECT_EQ(p->cdi_device_ids,
+            std::vector<std::string>{
+                "knd.k8s.cni.cncf.io/net=94fe09f0-172a-45c0-8a85-0c94cceddd93-netns"});
+  ASSERT_EQ(p->devices.size(), 1u);
+  const DevicePlan& d = p->devices[0];
+  EXPECT_EQ(d.state, DeviceState::kAttached);
+  EXPECT_EQ(d.device, "eth1");
+  EXPECT_EQ(d.pod_uid, "c306a6ff-ba84-4bfe-a5ed-70135be7bdd0");
+  EXPECT_EQ(d.identity.ifindex, 3);
+  EXPECT_EQ(d.identity.mac, "8e:dd:3f:40:3a:1a");
+  ASSERT_TRUE(d.host.has_value());
+  EXPECT_EQ(d.host->ifname, "eth1");
+  EXPECT_EQ(d.host->mtu, 1500u);
+  EXPECT_TRUE(d.host->up);
+  EXPECT_EQ(d.host->addresses, std::vector<std::string>{"10.99.0.2/24"});
+  ASSERT_TRUE(d.result.has_value());
+  EXPECT_EQ(d.result->netns, "/var/run/netns/cni-a03f4c7d");
+  EXPECT_EQ(d.result->ifname, "net-a");
+  EXPECT_EQ(InPodName(d), "net-a");
+  EXPECT_EQ(d.config["interface"]["mtu"], 1400);
+  // While the plan format is version 1, the golden plan is exactly what knd writes for it
+  // (every field, none missing): a change of what version 1 holds shows up here.
+  if (kPlanVersion == 1) {
+    EXPECT_EQ(ToJson(*p), golden);
+  }
+  EXPECT_EQ(ToJson(*ClaimPlanFromJson(ToJson(*p))), ToJson(*p));
 }
 
 }  // namespace

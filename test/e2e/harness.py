@@ -39,7 +39,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 def binary(name):
     for sub in ("cmd/knd-driver", "cmd/kndctl", "cmd/knd-netns-guard", "test/localcp/apiserver",
                 "test/localcp/kubelet",
-                "test/localcp/runtime", "bench"):
+                "test/localcp/runtime", "test/runtime", "test/cri", "bench"):
         p = os.path.join(BIN, sub, name)
         if os.path.exists(p):
             return p
@@ -174,15 +174,18 @@ class Proc:
     def alive(self):
         return self.p.poll() is None
 
-    def stop(self, sig=signal.SIGTERM, timeout=10):
+    def stop(self, sig=signal.SIGTERM, timeout=10, group=True):
+        """Signals the process's whole group, or with group=False only the process (systemd's
+        KillMode=process, as containerd's unit has it: its shims and pods outlive it)."""
+        kill = os.killpg if group else os.kill
         if self.p.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.p.pid, sig)
+                kill(self.p.pid, sig)
             try:
                 self.p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.p.pid, signal.SIGKILL)
+                    kill(self.p.pid, signal.SIGKILL)
                 self.p.wait()
         self.log.flush()
         return self.p.returncode
@@ -207,7 +210,8 @@ def read_port_file(path, proc, timeout=20):
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited early:\n{proc.tail()}")
         if os.path.exists(path):
-            txt = open(path).read().strip()
+            with open(path) as f:
+                txt = f.read().strip()
             return int(txt) if txt else None
         return None
     return wait_for(ready, timeout=timeout, what=f"{proc.name} to listen")

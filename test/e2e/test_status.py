@@ -247,7 +247,7 @@ class StatusTest(unittest.TestCase):
         n.driver.stop()  # SIGTERM while the status write is failing
         marker = os.path.join(n.state_dir, "status-unwritten.json")
         with open(marker) as f:
-            self.assertEqual(json.load(f), {"claims": [uid]})
+            self.assertEqual(json.load(f), {"version": 1, "claims": [uid]})
         n.start_driver(config=NODE_CONFIG,
                        extra=["--metrics-address", f"127.0.0.1:{self.port}"])
         e = wait_for(lambda: [x for x in self.entries("claim-e") if x.get("networkData")] or None,
@@ -256,7 +256,8 @@ class StatusTest(unittest.TestCase):
         self.assertFalse(os.path.exists(marker), "the record is consumed at start")
         n.driver.stop()
         with open(marker) as f:
-            self.assertEqual(json.load(f), {"claims": []}, "a clean stop with nothing unwritten")
+            self.assertEqual(json.load(f), {"version": 1, "claims": []},
+                             "a clean stop with nothing unwritten")
 
     def test_readyz_follows_the_runtime_connection(self):
         wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/readyz")[0] == 200,
