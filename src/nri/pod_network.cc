@@ -756,9 +756,11 @@ absl::Status PodNetwork::Reconcile(const std::vector<PodInfo>& running) {
   for (const auto& [uid, pod] : by_uid) {
     if (pod.netns.empty()) continue;
     std::vector<state::ClaimPlan> plans = plans_.ForPod(uid);
+    // Only devices that were never attached: one that came back (its pod is over and gave it
+    // up early, or it failed) is not pushed into the pod again.
     bool missing = false;
     for (const auto& plan : plans) {
-      for (const auto& dev : plan.devices) missing = missing || !state::InPod(dev);
+      for (const auto& dev : plan.devices) missing = missing || dev.state == DeviceState::kPrepared;
     }
     if (!missing) continue;
     spdlog::warn(

@@ -532,6 +532,21 @@ class Later:
         return self.result
 
 
+def slow_host_device(tmp, cni_bin="/usr/lib/cni"):
+    """A CNI plugin of the test's own, in <tmp>/cni-bin (returned): Debian's host-device that
+    first sleeps 10 s in ADD while <tmp>/cni-bin/slow exists (a DHCP server that does not
+    answer, a remote IPAM that is down)."""
+    own_bin = os.path.join(tmp, "cni-bin")
+    os.makedirs(own_bin)
+    path = os.path.join(own_bin, "slow-host-device")
+    with open(path, "w") as f:
+        f.write('#!/bin/sh\n'
+                '[ "$CNI_COMMAND" = ADD ] && [ -e "$(dirname "$0")/slow" ] && sleep 10\n'
+                f'exec {cni_bin}/host-device\n')
+    os.chmod(path, 0o755)
+    return own_bin
+
+
 def knd_config(**fields):
     """A NetworkConfig with apiVersion and kind around `fields`."""
     cfg = {"apiVersion": "knd.k8s.cni.cncf.io/v1alpha1", "kind": "NetworkConfig"}

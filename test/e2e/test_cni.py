@@ -38,16 +38,7 @@ class CniTest(unittest.TestCase):
         for name in ("eth1", "eth2", "eth3"):
             n.veth(name)
         self.ipam_dir = os.path.join(n.tmp, "ipam")
-        # A plugin of our own beside Debian's: host-device that first sleeps in ADD while
-        # <dir>/slow exists (a DHCP server that does not answer, a remote IPAM that is down).
-        self.own_bin = os.path.join(n.tmp, "cni-bin")
-        os.makedirs(self.own_bin)
-        path = os.path.join(self.own_bin, "slow-host-device")
-        with open(path, "w") as f:
-            f.write('#!/bin/sh\n'
-                    '[ "$CNI_COMMAND" = ADD ] && [ -e "$(dirname "$0")/slow" ] && sleep 10\n'
-                    f'exec {CNI_BIN}/host-device\n')
-        os.chmod(path, 0o755)
+        self.own_bin = harness.slow_host_device(n.tmp, CNI_BIN)  # beside Debian's plugins
         self.driver_args = ["--cni-bin-dir", CNI_BIN, "--cni-bin-dir", self.own_bin]
         n.start_driver(config=NODE_CONFIG, extra=self.driver_args)
         wait_for(lambda: {"eth1", "eth2", "eth3"} <= set(n.published_devices()),

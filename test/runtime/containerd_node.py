@@ -250,7 +250,8 @@ class ContainerdNode(harness.Node):
         (500, {"error": runtime's message})."""
         uid = pod_obj["metadata"]["uid"]
         args = ["create-container", self.sandbox_ids[uid], "--name", name, "--image", IMAGE,
-                *self._pod_flags(pod_obj, prefix="pod-")]
+                *self._pod_flags(pod_obj, prefix="pod-"),
+                "--pod-cgroup-parent", f"{self.cgroup_parent}/pod{uid}"]
         for d in cdi_devices:
             args += ["--cdi-device", d]
         for c in command:

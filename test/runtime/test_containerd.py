@@ -6,8 +6,8 @@ failed RunPodSandbox, its restart recovery, and runc running knd's CDI hook."""
 import contextlib
 import json
 import os
-import signal
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,16 +39,7 @@ class ContainerdTest(unittest.TestCase):
             n.veth(name)
         sh("ip", "addr", "add", "10.99.0.2/24", "dev", "eth1")
         self.before = {name: host_state(name) for name in ("eth1", "eth2")}
-        # A CNI plugin of the test beside Debian's: host-device that sleeps in ADD while
-        # <dir>/slow exists.
-        self.own_bin = os.path.join(n.tmp, "cni-bin")
-        os.makedirs(self.own_bin)
-        path = os.path.join(self.own_bin, "slow-host-device")
-        with open(path, "w") as f:
-            f.write('#!/bin/sh\n'
-                    '[ "$CNI_COMMAND" = ADD ] && [ -e "$(dirname "$0")/slow" ] && sleep 10\n'
-                    f'exec {CNI_BIN}/host-device\n')
-        os.chmod(path, 0o755)
+        self.own_bin = harness.slow_host_device(n.tmp, CNI_BIN)  # beside Debian's plugins
         self.start_driver()
         wait_for(lambda: {"eth1", "eth2"} <= set(n.published_devices()), what="veths published")
 
@@ -198,6 +189,18 @@ class ContainerdTest(unittest.TestCase):
         self.assertIn("was deleted without a StopPodSandbox hook", self.logs("driver"))
         self.teardown_pod(pod_b, claim_b, device="eth2")
         self.assertEqual(metric(n.driver_metrics(), "knd_pod_netns_held"), 0.0)
+
+    def test_a_pod_created_a_second_after_a_runtime_restart_gets_its_nic(self):
+        """Issue 19: knd reconnects the moment containerd's NRI socket is back (inotify), so a
+        pod the kubelet creates right after a runtime restart gets its NIC in RunPodSandbox."""
+        n = self.node
+        pod, claim, _ = self.start_pod("pod-r")
+        n.restart_containerd()
+        time.sleep(1)
+        self.assertEqual(n.run_pod(pod)[0], 200)
+        self.assert_attached(pod)
+        self.assertLess(metric(n.driver_metrics(), "knd_nri_disconnected_seconds_total"), 5.0)
+        self.teardown_pod(pod, claim)
 
     # ---- 5. knd killed around RunPodSandbox and StopPodSandbox -------------------------------
     def test_knd_killed_between_run_and_stop(self):
