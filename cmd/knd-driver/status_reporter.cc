@@ -11,6 +11,7 @@
 #include "cni/conflist.h"
 #include "common/file_util.h"
 #include "common/metrics.h"
+#include "common/text.h"
 #include "spdlog/spdlog.h"
 
 namespace knd::driver {
@@ -252,7 +253,7 @@ absl::Status StatusReporter::SaveUnwritten(const std::string& marker,
   }
   json j = {{"version", kStatusMarkerVersion}, {"claims", json::array()}};
   for (const std::string& uid : uids) j["claims"].push_back(uid);
-  return WriteFileAtomic(marker, j.dump() + "\n");
+  return WriteFileAtomic(marker, DumpJson(j) + "\n");
 }
 
 }  // namespace knd::driver

@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
+#include "common/text.h"
 #include "common/unique_fd.h"
 #include "netlink/query.h"
 #include "netlink/socket.h"
@@ -125,7 +126,7 @@ int RunDoctorCommand(const DoctorFlags& f) {
   opts.probe_link_types = !f.no_link_probe;
   std::vector<Check> checks = RunDoctor(opts);
   if (f.output == "json") {
-    std::cout << DoctorToJson(checks).dump(2) << "\n";
+    std::cout << DumpJson(DoctorToJson(checks), 2) << "\n";
   } else {
     std::cout << RenderDoctorText(checks);
   }

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "common/text.h"
 #include "config/node_config.h"
 #include "doctor.h"
 #include "inventory/discovery.h"
@@ -117,7 +118,7 @@ int RunInventory(const InventoryFlags& f) {
     }
   } else {
     json list = {{"apiVersion", "v1"}, {"kind", "List"}, {"items", slices}};
-    std::cout << list.dump(2) << "\n";
+    std::cout << knd::DumpJson(list, 2) << "\n";
   }
   return 0;
 }

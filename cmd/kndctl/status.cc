@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "netlink/ops.h"
 #include "netlink/socket.h"
 #include "netns/netns.h"
@@ -273,7 +274,7 @@ int RunStatus(const StatusFlags& f) {
   report.rows = BuildRows(files->plans, *live);
   report.problems = std::move(files->problems);
   if (f.output == "json") {
-    std::cout << StatusToJson(report).dump(2) << "\n";
+    std::cout << DumpJson(StatusToJson(report), 2) << "\n";
   } else {
     std::cout << RenderStatusText(report);
   }

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/text.h"
 
 namespace knd::cni {
 
@@ -361,7 +362,7 @@ std::string FormatError(const json& error) {
   std::string out = code;
   if (!msg.empty()) absl::StrAppend(&out, out.empty() ? "" : ": ", msg);
   if (!details.empty()) absl::StrAppend(&out, out.empty() ? "" : ": ", details);
-  return out.empty() ? error.dump() : out;
+  return out.empty() ? DumpJson(error) : out;
 }
 
 }  // namespace knd::cni

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "common/unique_fd.h"
 
 extern char** environ;
@@ -309,7 +310,7 @@ absl::StatusOr<json> Executor::Invoke(const std::string& command, const json& pl
   env.emplace_back("PATH", sys_path != nullptr && *sys_path != '\0'
                                ? sys_path
                                : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-  absl::StatusOr<ExecResult> run = Run(*path, env, stdin_json.dump(), rt.deadline);
+  absl::StatusOr<ExecResult> run = Run(*path, env, DumpJson(stdin_json), rt.deadline);
   if (!run.ok()) return Annotate(run.status(), what);
   std::string_view out_text = Trim(run->out);
   json out =
@@ -349,7 +350,7 @@ absl::StatusOr<std::vector<std::string>> Executor::Versions(const std::string& t
   }
   if (versions.empty()) {
     return absl::UnknownError(
-        absl::StrCat("CNI plugin ", Q(type), " VERSION: no supportedVersions in ", out.dump()));
+        absl::StrCat("CNI plugin ", Q(type), " VERSION: no supportedVersions in ", DumpJson(out)));
   }
   return versions;
 }
@@ -378,7 +379,7 @@ absl::Status Executor::WriteCache(const std::string& network_name, const Runtime
   json entry = {{"kind", kCacheKind},  {"containerId", rt.container_id},
                 {"ifName", rt.ifname}, {"networkName", network_name},
                 {"config", conflist},  {"result", result}};
-  return Annotate(WriteFileAtomic(CachePath(network_name, rt), entry.dump(), 0600),
+  return Annotate(WriteFileAtomic(CachePath(network_name, rt), DumpJson(entry), 0600),
                   "caching the CNI result");
 }
 
@@ -391,7 +392,7 @@ absl::StatusOr<json> Executor::CachedResult(const std::string& network_name,
   // libcni's format, versioned by its "kind": another kind is not guessed at.
   if (entry.is_object() && entry.contains("kind") && entry["kind"] != kCacheKind) {
     return absl::FailedPreconditionError(absl::StrCat("CNI cache ", path, ": unsupported kind ",
-                                                      entry["kind"].dump(), " (this knd reads ",
+                                                      DumpJson(entry["kind"]), " (this knd reads ",
                                                       Q(kCacheKind), ")"));
   }
   if (!entry.is_object() || entry.value("kind", "") != kCacheKind || !entry.contains("result") ||

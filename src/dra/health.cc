@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "common/text.h"
 #include "drahealth/v1alpha1/api.grpc.pb.h"
 
 namespace knd::dra {
@@ -41,14 +42,10 @@ hv1::NodeWatchResourcesResponse ToResponse(const std::vector<DeviceHealthInfo>& 
 }  // namespace
 
 std::string ClampHealthMessage(std::string msg) {
+  msg = ValidUtf8(msg);  // a proto3 string: the kubelet refuses a message that is not UTF-8
   if (msg.size() <= kMaxHealthMessageBytes) return msg;
   constexpr char kEllipsis[] = "...";
-  size_t cut = kMaxHealthMessageBytes - (sizeof(kEllipsis) - 1);
-  // msg[cut] is the first byte dropped; if it continues a sequence, drop that sequence whole.
-  while (cut > 0 && (static_cast<unsigned char>(msg[cut]) & 0xC0) == 0x80) --cut;
-  msg.resize(cut);
-  msg += kEllipsis;
-  return msg;
+  return ClampUtf8(msg, kMaxHealthMessageBytes - (sizeof(kEllipsis) - 1)) + kEllipsis;
 }
 
 class HealthService::Impl final : public hv1::DRAResourceHealth::Service {

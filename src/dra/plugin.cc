@@ -13,6 +13,7 @@
 #include "common/file_util.h"
 #include "common/metrics.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "dra/v1/api.grpc.pb.h"
 #include "dra/v1beta1/api.grpc.pb.h"
 #include "pluginregistration/v1/api.grpc.pb.h"
@@ -42,7 +43,7 @@ class DraService final : public Base {
       auto& out = (*resp->mutable_claims())[uid];
       Claims().Inc({"NodePrepareResources", r.error.empty() ? "success" : "error"});
       if (!r.error.empty()) {
-        out.set_error(r.error);
+        out.set_error(ValidUtf8(r.error));  // proto3 strings must be UTF-8
         continue;
       }
       for (const PreparedDevice& d : r.devices) {
@@ -62,7 +63,7 @@ class DraService final : public Base {
     SPDLOG_DEBUG("{} NodeUnprepareResources: {} claim(s)", version_, req->claims_size());
     const auto start = std::chrono::steady_clock::now();
     for (auto& [uid, err] : p_.UnprepareBatch(ClaimsOf(*req))) {
-      (*resp->mutable_claims())[uid].set_error(err);
+      (*resp->mutable_claims())[uid].set_error(ValidUtf8(err));
       Claims().Inc({"NodeUnprepareResources", err.empty() ? "success" : "error"});
     }
     Observe("NodeUnprepareResources", start);

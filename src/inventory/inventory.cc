@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status.h"
+#include "common/text.h"
 
 namespace knd::inventory {
 
@@ -94,7 +95,7 @@ absl::StatusOr<Device> DeviceFromCacheJson(const nlohmann::json& j) {
 std::string DeviceCacheToText(const std::vector<Device>& devices) {
   nlohmann::json list = nlohmann::json::array();
   for (const Device& d : devices) list.push_back(DeviceToCacheJson(d));
-  return nlohmann::json{{"version", kDeviceCacheVersion}, {"devices", std::move(list)}}.dump();
+  return DumpJson(nlohmann::json{{"version", kDeviceCacheVersion}, {"devices", std::move(list)}});
 }
 
 absl::StatusOr<std::vector<Device>> DeviceCacheFromText(std::string_view text,
@@ -110,7 +111,7 @@ absl::StatusOr<std::vector<Device>> DeviceCacheFromText(std::string_view text,
     const nlohmann::json& v = j["version"];
     if (!v.is_number_integer() || v.get<int64_t>() != kDeviceCacheVersion) {
       return absl::FailedPreconditionError(absl::StrCat(what, ": unsupported format version ",
-                                                        v.dump(), " (", reads,
+                                                        DumpJson(v), " (", reads,
                                                         "; a newer knd wrote it?)"));
     }
     if (!j.contains("devices") || !j["devices"].is_array()) {

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/text.h"
 
 namespace knd::inventory {
 
@@ -80,7 +81,8 @@ void AssignNames(std::vector<Device>& devices) {
 }
 
 std::string ClampString(const std::string& v, size_t max) {
-  return v.size() <= max ? v : v.substr(0, max);
+  // Interface names are the kernel's bytes: make them UTF-8 first, then cut between characters.
+  return ClampUtf8(ValidUtf8(v), max);
 }
 
 std::string JoinClamped(std::vector<std::string> entries, size_t max) {

@@ -35,7 +35,8 @@ std::string BaseDeviceName(const Device& d);
 // smaller ifName keeps the name and the others get their "net-<hash>" name.
 void AssignNames(std::vector<Device>& devices);
 
-// Cuts `v` to at most `max` bytes.
+// `v` as UTF-8 (invalid bytes, e.g. of an interface name, become U+FFFD), cut to at most
+// `max` bytes between characters.
 std::string ClampString(const std::string& v, size_t max = kMaxAttributeValueBytes);
 // Sorted, comma-joined, cut after the last whole entry that fits in `max` bytes.
 std::string JoinClamped(std::vector<std::string> entries, size_t max = kMaxAttributeValueBytes);

@@ -68,6 +68,12 @@ TEST(NamingTest, NamesAreUniqueAndOrderIndependent) {
 TEST(ClampTest, StringsAndLists) {
   EXPECT_EQ(ClampString(std::string(100, 'x')).size(), 64u);
   EXPECT_EQ(ClampString("short"), "short");
+  // The kernel's bytes: an interface renamed in a pod can come back as anything but '/'.
+  EXPECT_EQ(ClampString("net\xFF"), "net\xEF\xBF\xBD");
+  std::string wide;
+  for (int i = 0; i < 40; ++i) wide += "\xC3\xA4";  // 80 bytes of "ä"
+  EXPECT_EQ(ClampString(wide).size(), 64u) << "cut between two-byte characters";
+  EXPECT_EQ(ClampString("x" + wide).size(), 63u) << "never inside one";
   std::vector<std::string> ips;
   for (int i = 0; i < 10; ++i) ips.push_back("10.0.0." + std::to_string(10 + i) + "/24");
   std::string joined = JoinClamped(ips);
@@ -201,6 +207,24 @@ TEST(BuildSlicesTest, SplitsAt128) {
   ASSERT_EQ(empty.size(), 1u);
   EXPECT_TRUE(empty[0]["spec"]["devices"].empty());
   EXPECT_EQ(empty[0]["spec"]["pool"]["resourceSliceCount"], 1);
+}
+
+TEST(BuildSlicesTest, AnInterfaceNameThatIsNotUtf8StillSerialises) {
+  // A NIC renamed in a pod and returned by the kernel under that name (bytes, not UTF-8): the
+  // slice must serialise (nlohmann::json::dump throws on invalid UTF-8) and stay valid JSON.
+  Device d;
+  d.ifname = "net\xFF\xFE";
+  d.mac = "02:00:00:00:00:01";
+  std::vector<Device> devs{d};
+  AssignNames(devs);
+  auto slices = BuildSlices("n", kDomain, devs, 1);
+  std::string out;
+  ASSERT_NO_THROW(out = slices[0].dump());
+  auto back = nlohmann::json::parse(out);
+  const auto& attrs = back["spec"]["devices"][0]["attributes"];
+  EXPECT_EQ(attrs[std::string(kDomain) + "/ifName"]["string"], "net\xEF\xBF\xBD\xEF\xBF\xBD");
+  // The device name is a DNS label, whatever the interface name.
+  EXPECT_EQ(back["spec"]["devices"][0]["name"].get<std::string>().find('\xFF'), std::string::npos);
 }
 
 TEST(BuildSlicesTest, SplitIsIndependentOfInputOrder) {

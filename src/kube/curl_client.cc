@@ -19,6 +19,7 @@
 #include "common/file_util.h"
 #include "common/metrics.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "kube/client.h"
 #include "kube/http_util.h"
 
@@ -85,20 +86,20 @@ class CurlClient : public Client {
     return DoJson({"GET", path + internal::BuildQuery(opts, false), "", ""});
   }
   absl::StatusOr<json> Create(const std::string& collection_path, const json& obj) override {
-    return DoJson({"POST", collection_path, obj.dump(), "application/json"});
+    return DoJson({"POST", collection_path, DumpJson(obj), "application/json"});
   }
   absl::StatusOr<json> Update(const std::string& path, const json& obj) override {
-    return DoJson({"PUT", path, obj.dump(), "application/json"});
+    return DoJson({"PUT", path, DumpJson(obj), "application/json"});
   }
   absl::StatusOr<json> MergePatch(const std::string& path, const json& patch) override {
-    return DoJson({"PATCH", path, patch.dump(), "application/merge-patch+json"});
+    return DoJson({"PATCH", path, DumpJson(patch), "application/merge-patch+json"});
   }
   absl::StatusOr<json> Apply(const std::string& path, const json& obj,
                              const std::string& field_manager, bool force) override {
     std::string p = absl::StrCat(path, path.find('?') == std::string::npos ? "?" : "&",
                                  "fieldManager=", internal::UrlEncode(field_manager));
     if (force) absl::StrAppend(&p, "&force=true");
-    return DoJson({"PATCH", p, obj.dump(), "application/apply-patch+yaml"});
+    return DoJson({"PATCH", p, DumpJson(obj), "application/apply-patch+yaml"});
   }
   absl::Status Delete(const std::string& path) override {
     auto r = DoJson({"DELETE", path, "", ""});

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/text.h"
 #include "kube/http_util.h"
 
 namespace knd::kube {
@@ -63,7 +64,7 @@ absl::StatusOr<std::string> MergeNetworkStatus(const std::string& current, const
   }
   if (!placed) place();
   if (out.empty()) return std::string();
-  return out.dump();
+  return DumpJson(out);
 }
 
 NetworkStatusWriter::NetworkStatusWriter(Client& client, NetworkStatusWriterOptions opts)

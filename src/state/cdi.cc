@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status.h"
+#include "common/text.h"
 
 namespace knd::state {
 namespace {
@@ -278,7 +279,7 @@ absl::StatusOr<std::vector<std::string>> WriteClaimSpec(const std::string& cdi_d
   ASSIGN_OR_RETURN(json spec, BuildClaimSpec(vendor_class, claim_uid, devices));
   // Temp file in the same directory + rename: the runtime's file watcher never sees a torn
   // spec. The temp name starts with '.' and does not end in .json, so it is never loaded.
-  RETURN_IF_ERROR(WriteFileAtomic(path, spec.dump(2), 0644));
+  RETURN_IF_ERROR(WriteFileAtomic(path, DumpJson(spec, 2), 0644));
   std::vector<std::string> ids;
   for (const auto& d : spec["devices"]) {
     ids.push_back(absl::StrCat(vendor_class, "=", d["name"].get<std::string>()));

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "spdlog/spdlog.h"
 
 namespace knd::state {
@@ -156,7 +157,7 @@ absl::StatusOr<std::vector<ClaimPlan>> PlanStore::LoadAll() {
 
 absl::Status PlanStore::Put(const ClaimPlan& plan) {
   RETURN_IF_ERROR(CheckUid(plan.claim_uid));
-  std::string data = ToJson(plan).dump(1);
+  std::string data = DumpJson(ToJson(plan), 1);
   std::lock_guard<std::mutex> lock(mu_);
   EnsureLoadedLocked();
   RETURN_IF_ERROR(WriteFileAtomic(PathFor(plan.claim_uid), data, 0600));
@@ -217,7 +218,7 @@ absl::Status PlanStore::Update(const std::string& claim_uid,
     return absl::InvalidArgumentError(
         absl::StrCat("plan store: update of claim ", claim_uid, " changed its UID"));
   }
-  RETURN_IF_ERROR(WriteFileAtomic(PathFor(claim_uid), ToJson(plan).dump(1), 0600));
+  RETURN_IF_ERROR(WriteFileAtomic(PathFor(claim_uid), DumpJson(ToJson(plan), 1), 0600));
   it->second = std::move(plan);
   ChangedLocked();
   return absl::OkStatus();

@@ -1,0 +1,24 @@
+// Strings that leave the process as JSON (ResourceSlices, claim status, events, state files,
+// CLI output). Interface names and other strings from the kernel are bytes, not UTF-8: a NIC
+// renamed inside a pod can come back with any bytes but '/' and NUL, and nlohmann::json throws
+// on invalid UTF-8 when it serialises. These helpers never throw.
+#pragma once
+
+#include <cstddef>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace knd {
+
+// `s` with every byte that is not part of a valid UTF-8 sequence (overlong forms, surrogates
+// and code points above U+10FFFF included) replaced by U+FFFD; valid input comes back as is.
+std::string ValidUtf8(std::string_view s);
+
+// At most `max_bytes` of `s`, cut at a character boundary (never inside a UTF-8 sequence).
+std::string ClampUtf8(std::string_view s, size_t max_bytes);
+
+// j.dump(indent), with invalid UTF-8 in strings replaced by U+FFFD instead of throwing.
+std::string DumpJson(const nlohmann::json& j, int indent = -1);
+
+}  // namespace knd
