@@ -1,6 +1,7 @@
 """e2e (issue 3): knd-driver publishes this node's devices as ResourceSlices and keeps them."""
 
 import os
+import subprocess
 import sys
 import time
 import unittest
@@ -45,6 +46,25 @@ class PublishTest(unittest.TestCase):
             node.api.call("DELETE", f"/apis/resource.k8s.io/v1/resourceslices?fieldSelector={sel}")
             wait_for(lambda: {"eth1", "eth2", "eth3"} <= set(node.published_devices()),
                      what="slices recreated after deletion")
+
+    def test_an_interface_name_that_is_not_utf8_is_published_not_a_crash(self):
+        """Interface names are bytes. A NIC renamed to a name that is not UTF-8 (in a pod, by
+        a user, by a buggy tool) must not crash-loop the driver: it is published with the
+        invalid bytes replaced (U+FFFD) and the driver keeps serving."""
+        with Node(with_runtime=False, with_kubelet=False) as node:
+            node.veth("eth1")
+            node.start_driver(config='include:\n  - ifName: "e*"\n', wait_ready=False)
+            wait_for(lambda: "eth1" in node.published_devices(), what="eth1 published")
+            # iproute2 passes the name's bytes through; os.fsencode keeps them as they are.
+            subprocess.run([b"ip", b"link", b"set", b"eth1", b"name", b"e\xffth1"], check=True)
+            names = wait_for(lambda: (ds := node.published_devices()) and "eth1" not in ds and
+                             [d["attributes"]["knd.k8s.cni.cncf.io/ifName"]["string"]
+                              for d in ds.values()
+                              if d["attributes"].get("knd.k8s.cni.cncf.io/ifName", {})
+                              .get("string", "").startswith("e\ufffd")],
+                             what="the renamed NIC published")
+            self.assertEqual(names, ["e\ufffdth1"])
+            self.assertTrue(node.driver.alive(), node.driver.tail())
 
     def test_300_devices_make_3_slices_of_one_generation(self):
         with Node(with_runtime=False, with_kubelet=False) as node:
