@@ -6,7 +6,7 @@
 #
 #   scripts/fixtures.sh [--cache DIR] [NAME...]     (no NAME: all)
 #
-# Each fixture ends up in DIR/NAME (the package's files under it, e.g. DIR/containerd-2.1/usr/bin).
+# Each fixture ends up in DIR/NAME (its packages' files under it, e.g. DIR/containerd-2.1/usr/bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=build/fixtures
@@ -42,13 +42,12 @@ apt-get "${apt_opts[@]}" update
 
 for entry in "${todo[@]}"; do
   name=${entry%%=*}
-  pkg=${entry#*:}          # PACKAGE=VERSION
-  echo "fixtures: $name <- $pkg"
+  IFS=, read -r -a pkgs <<<"${entry#*:}"   # PACKAGE=VERSION...
+  echo "fixtures: $name <- ${pkgs[*]}"
   rm -rf "$apt_dir/debs" && mkdir -p "$apt_dir/debs"
-  (cd "$apt_dir/debs" && apt-get "${apt_opts[@]}" download "$pkg")
-  deb=$(echo "$apt_dir"/debs/*.deb)
+  (cd "$apt_dir/debs" && apt-get "${apt_opts[@]}" download "${pkgs[@]}")
   rm -rf "$cache/$name.tmp"
-  dpkg -x "$deb" "$cache/$name.tmp"
+  for deb in "$apt_dir"/debs/*.deb; do dpkg -x "$deb" "$cache/$name.tmp"; done
   echo "${entry#*=}" >"$cache/$name.tmp/.knd-fixture"
   rm -rf "$cache/$name"
   mv "$cache/$name.tmp" "$cache/$name"

@@ -15,6 +15,13 @@ packages=(
   libgtest-dev libgmock-dev googletest
   containernetworking-plugins iproute2 procps
   runc busybox-static  # the real-runtime tests (containerd itself comes from scripts/fixtures.sh)
+  # the hardware lab (test/vm): QEMU and the kernel come from scripts/fixtures.sh; these are the
+  # bookworm libraries that QEMU 10 links, the initramfs tools, and what the guest runs from the
+  # host's root (RDMA verbs utilities and providers, ethtool)
+  kmod cpio xz-utils
+  libaio1 libcapstone4 libfdt1 libfuse3-3 libibverbs1 libpmem1 librdmacm1 libslirp0 liburing2
+  libvdeplug2 libbpf1 libnuma1 libpixman-1-0 libseccomp2 libglib2.0-0 libgnutls30
+  ibverbs-utils ibverbs-providers rdmacm-utils ethtool
   openssl  # kube_client_test generates a self-signed cert
   python3 python3-yaml  # test/deploy (manifest tests)
   # style

@@ -28,6 +28,7 @@
 #include "inventory/discovery.h"
 #include "inventory/inventory.h"
 #include "inventory/monitor.h"
+#include "inventory/rdma.h"
 #include "inventory/slices.h"
 #include "kube/claim_status.h"
 #include "kube/client.h"
@@ -40,6 +41,7 @@
 #include "nri/pod_network.h"
 #include "state/plan_store.h"
 #include "status_reporter.h"
+#include "sysfs/reader.h"
 
 namespace {
 
@@ -508,6 +510,9 @@ int main(int argc, char** argv) {
     return pod_network.ReleaseDevice(holder, index);
   };
   prep_opts.lost = [&inventory](const std::string& device) { return inventory.LostReason(device); };
+  prep_opts.rdma = [](const std::string& rdma) {
+    return knd::inventory::ReadRdmaFacts(knd::sysfs::Reader("/sys"), rdma);
+  };
   prep_opts.device_wait =
       std::chrono::milliseconds(static_cast<int64_t>(o.device_return_wait_s * 1000));
   prep_opts.on_unprepare = [&pod_network](const knd::state::ClaimPlan& plan) {

@@ -347,16 +347,21 @@ Check CheckRdma(const std::string& sysfs_root) {
                 "check that sysfs is mounted at --sysfs-root");
   }
   std::string v(absl::StripAsciiWhitespace(*mode));
-  // ib_core's netns_mode is a bool: Y (1) = shared, N (0) = exclusive.
-  if (v == "N" || v == "0") {
-    return Ok("rdma-netns-mode", "exclusive: RDMA devices follow their netdev into the pod");
-  }
+  // ib_core's netns_mode is a bool: Y (1) = shared, N (0) = exclusive. knd gives pods the
+  // character devices of their RDMA devices and does not move RDMA devices between namespaces,
+  // which only shared mode lets a pod use (docs/sriov-rdma.md).
   if (v == "Y" || v == "1") {
+    return Ok("rdma-netns-mode",
+              "shared: pods get their RDMA devices as character devices; every namespace on the "
+              "node sees every RDMA device (no RDMA isolation between pods)");
+  }
+  if (v == "N" || v == "0") {
     return Warn("rdma-netns-mode",
-                "shared: RDMA devices stay visible in every namespace, pods get no isolated "
-                "RDMA device",
-                "switch to exclusive mode: `rdma system set netns exclusive` (persist with "
-                "`options ib_core netns_mode=0` in /etc/modprobe.d)");
+                "exclusive: knd refuses claims of RDMA devices, because it does not move RDMA "
+                "devices into pod namespaces and a pod could not see them",
+                "switch to shared mode: `rdma system set netns shared` (persist with `options "
+                "ib_core netns_mode=1` in /etc/modprobe.d), or exclude RDMA devices in the node "
+                "config (exclude: {rdma: true})");
   }
   return Warn("rdma-netns-mode", "unexpected value \"" + v + "\" in " + path,
               "check with `rdma system show`");

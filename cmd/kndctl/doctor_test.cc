@@ -186,15 +186,18 @@ TEST_F(DoctorTest, Rdma) {
   Check c = CheckRdma(P("sys"));
   EXPECT_EQ(c.level, Level::kOk);
   EXPECT_EQ(c.detail, "no RDMA (ib_core not loaded)");
+  // Shared is what knd supports (character devices for the pod); exclusive makes knd refuse
+  // RDMA claims, and the check says how to get out of it.
   Write("sys/module/ib_core/parameters/netns_mode", "Y\n");
   c = CheckRdma(P("sys"));
-  EXPECT_EQ(c.level, Level::kWarn);
+  EXPECT_EQ(c.level, Level::kOk);
   EXPECT_TRUE(Has(c.detail, "shared"));
-  EXPECT_TRUE(Has(c.fix, "rdma system set netns exclusive"));
+  EXPECT_TRUE(Has(c.detail, "no RDMA isolation"));
   Write("sys/module/ib_core/parameters/netns_mode", "N\n");
   c = CheckRdma(P("sys"));
-  EXPECT_EQ(c.level, Level::kOk);
-  EXPECT_TRUE(Has(c.detail, "exclusive"));
+  EXPECT_EQ(c.level, Level::kWarn);
+  EXPECT_TRUE(Has(c.detail, "refuses claims of RDMA devices"));
+  EXPECT_TRUE(Has(c.fix, "rdma system set netns shared"));
 }
 
 TEST_F(DoctorTest, Capabilities) {

@@ -168,7 +168,7 @@ absl::StatusOr<std::vector<PreparedDevice>> Preparer::PrepareClaim(const ClaimRe
     reason = kube::event_reason::kIPAMFailed;
     return st;
   }
-  if (absl::Status st = WriteGuardSpec(plan); !st.ok()) {
+  if (absl::Status st = WriteClaimCdi(plan); !st.ok()) {
     (void)ReleaseIpam(plan);
     return Annotate(st, absl::StrCat(where, ": writing the CDI spec"));
   }
@@ -426,6 +426,23 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
           cfg.cni->config,
           cni::NormalizeConfList(*cfg.cni->config, absl::StrCat(req_where, ": cni.config")));
     }
+    if (opts_.rdma && !dev->rdma_device.empty()) {
+      const std::string rdma_where = absl::StrCat(req_where, ": device ", Quote(device),
+                                                  " (RDMA device ", Quote(dev->rdma_device), ")");
+      absl::StatusOr<inventory::RdmaFacts> rdma = opts_.rdma(dev->rdma_device);
+      if (!rdma.ok()) return Annotate(rdma.status(), rdma_where);
+      if (!rdma->shared_netns) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            rdma_where,
+            ": the node's RDMA subsystem is in exclusive network-namespace mode, where an RDMA "
+            "device is seen only in its own namespace, and knd does not move RDMA devices: the "
+            "pod could not use it. Switch the node to shared mode (`rdma system set netns "
+            "shared`, or the ib_core module option netns_mode=1) or do not publish RDMA devices "
+            "on this node (node config exclude: {rdma: true})"));
+      }
+      d.rdma_device = dev->rdma_device;
+      d.rdma_char_devices = std::move(rdma->char_devices);
+    }
     d.config = config::ToJson(cfg);
     d.state = state::DeviceState::kPrepared;
     plan.devices.push_back(std::move(d));
@@ -434,8 +451,8 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
     return absl::FailedPreconditionError(absl::StrCat(
         where, ": status.allocation.devices.results has no device of driver ", opts_.driver_name));
   }
-  // Plain netdevs need no container edits; the only CDI device is the netns guard
-  // (WriteGuardSpec). RDMA devices will add /dev/infiniband nodes to it.
+  // Plain netdevs need no container edits; the CDI devices are the netns guard and the RDMA
+  // character devices (WriteClaimCdi).
   plan.prepared_at_unix = static_cast<int64_t>(std::time(nullptr));
   return plan;
 }
@@ -539,8 +556,34 @@ absl::Status Preparer::AwaitDevice(const state::ClaimPlan& plan, const state::De
                                              " ms (the kubelet retries)"));
 }
 
-absl::Status Preparer::WriteGuardSpec(state::ClaimPlan& plan) {
-  if (opts_.netns_guard.empty() || opts_.cdi_dir.empty()) return absl::OkStatus();
+absl::Status Preparer::WriteClaimCdi(state::ClaimPlan& plan) {
+  if (opts_.cdi_dir.empty()) return absl::OkStatus();
+  std::vector<state::CdiDevice> devices;
+  if (!opts_.netns_guard.empty()) {
+    if (std::optional<state::CdiDevice> guard = GuardDevice(plan)) {
+      devices.push_back(*std::move(guard));
+    }
+  }
+  // RDMA: the containers get the devices' character devices (the runtime reads type, major
+  // and minor from the host node). Several devices of one claim share one list.
+  std::vector<std::string> nodes;
+  for (const state::DevicePlan& d : plan.devices) {
+    for (const std::string& n : d.rdma_char_devices) {
+      if (std::find(nodes.begin(), nodes.end(), n) == nodes.end()) nodes.push_back(n);
+    }
+  }
+  if (!nodes.empty()) {
+    json dn = json::array();
+    for (const std::string& n : nodes) dn.push_back({{"path", n}, {"permissions", "rw"}});
+    devices.push_back(state::CdiDevice{"rdma", {{"deviceNodes", std::move(dn)}}});
+  }
+  if (devices.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(plan.cdi_device_ids,
+                   state::WriteClaimSpec(opts_.cdi_dir, kCdiKind, plan.claim_uid, devices));
+  return absl::OkStatus();
+}
+
+std::optional<state::CdiDevice> Preparer::GuardDevice(const state::ClaimPlan& plan) const {
   json args = json::array(
       {"knd-netns-guard", "--claim", absl::StrCat(plan.claim_namespace, "/", plan.claim_name)});
   for (const state::DevicePlan& d : plan.devices) {
@@ -559,16 +602,14 @@ absl::Status Preparer::WriteGuardSpec(state::ClaimPlan& plan) {
       args.push_back(d.identity.mac);
     }
   }
-  if (args.size() == 3) return absl::OkStatus();  // nothing for the guard to check
+  if (args.size() == 3) return std::nullopt;  // nothing for the guard to check
   state::CdiDevice guard;
   guard.name = "netns";
   guard.container_edits = {{"hooks", json::array({{{"hookName", "createRuntime"},
                                                    {"path", opts_.netns_guard},
                                                    {"args", args},
                                                    {"timeout", 10}}})}};
-  ASSIGN_OR_RETURN(plan.cdi_device_ids,
-                   state::WriteClaimSpec(opts_.cdi_dir, kCdiKind, plan.claim_uid, {guard}));
-  return absl::OkStatus();
+  return guard;
 }
 
 absl::StatusOr<json> Preparer::ReadNad(const std::string& ns, const std::string& name,

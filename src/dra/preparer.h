@@ -48,8 +48,10 @@
 #include "absl/status/statusor.h"
 #include "cni/executor.h"
 #include "inventory/device.h"
+#include "inventory/rdma.h"
 #include "kube/client.h"
 #include "kube/pod_cache.h"
+#include "state/cdi.h"
 #include "state/plan.h"
 #include "state/plan_store.h"
 
@@ -95,6 +97,8 @@ class Preparer {
   using ReleaseFn = std::function<absl::Status(const state::ClaimPlan& holder, size_t index)>;
   // Why a device is known to be gone from the node (the inventory's lost devices), or nullopt.
   using LostFn = std::function<std::optional<std::string>(const std::string& device)>;
+  // What a pod needs to use an RDMA device (inventory::ReadRdmaFacts on the node's sysfs).
+  using RdmaFn = std::function<absl::StatusOr<inventory::RdmaFacts>(const std::string& rdma)>;
 
   struct Options {
     std::string driver_name;
@@ -116,6 +120,10 @@ class Preparer {
     OnHostFn on_host = nullptr;
     ReleaseFn release = nullptr;
     LostFn lost = nullptr;
+    // When set, a device with an RDMA device gets its character devices in the claim's CDI
+    // spec (CDI device "rdma"); Prepare refuses it when the node's RDMA subsystem is in
+    // exclusive netns mode (knd does not move RDMA devices). Unset: RDMA is not looked at.
+    RdmaFn rdma = nullptr;
     // How long one NodePrepareResources call may wait for devices to come back from pods that
     // are stopping; well inside the kubelet's 45 s call timeout.
     std::chrono::milliseconds device_wait = std::chrono::seconds(10);
@@ -168,9 +176,12 @@ class Preparer {
   absl::Status AllocateIpam(state::ClaimPlan& plan);
   // IPAM DEL for every device of `plan` that has `ipam`; returns the first error.
   absl::Status ReleaseIpam(const state::ClaimPlan& plan);
-  // With opts_.netns_guard: writes the claim's CDI spec (the guard hook) and sets
-  // plan.cdi_device_ids.
-  absl::Status WriteGuardSpec(state::ClaimPlan& plan);
+  // Writes the claim's CDI spec (the guard hook with opts_.netns_guard, the RDMA character
+  // devices) and sets plan.cdi_device_ids; nothing to write = no spec.
+  absl::Status WriteClaimCdi(state::ClaimPlan& plan);
+  // The CDI device that runs knd-netns-guard for the claim's interfaces; none when knd
+  // attaches none of them itself.
+  std::optional<state::CdiDevice> GuardDevice(const state::ClaimPlan& plan) const;
   // GET the NAD and return its normalized conflist (tagged with cni::kNadKey).
   absl::StatusOr<nlohmann::json> ReadNad(const std::string& ns, const std::string& name,
                                          const std::string& req_where);

@@ -693,6 +693,93 @@ TEST_F(PreparerTest, NetnsGuardHookInTheClaimsCdiSpec) {
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/cdi/knd.k8s.cni.cncf.io-net_claim-uid-1.json"));
 }
 
+// An RDMA NIC: its containers get its character devices (CDI device "rdma", next to the guard);
+// a plain NIC of the same claim adds none. The plan keeps them for restarts.
+TEST_F(PreparerTest, RdmaCharDevicesInTheClaimsCdiSpec) {
+  opts_.netns_guard = "/var/lib/knd/bin/knd-netns-guard";
+  std::vector<std::string> asked;
+  opts_.rdma = [&](const std::string& rdma) -> absl::StatusOr<inventory::RdmaFacts> {
+    asked.push_back(rdma);
+    return inventory::RdmaFacts{true, {"/dev/infiniband/rdma_cm", "/dev/infiniband/uverbs3"}};
+  };
+  devices_["eth1"].rdma_device = "mlx5_3";
+  Rebuild();
+  claim_["status"]["allocation"]["devices"]["results"].push_back(
+      {{"request", "nic/fast"}, {"driver", kDriver}, {"pool", kNode}, {"device", "eth2"}});
+  SetClaimConfig(NetCfg({{"interface", {{"mtu", 1400}}}}));  // host names in the pod
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_THAT(asked, ElementsAre("mlx5_3"));
+  EXPECT_THAT((*res)[0].cdi_ids, ElementsAre("knd.k8s.cni.cncf.io/net=claim-uid-1-netns",
+                                             "knd.k8s.cni.cncf.io/net=claim-uid-1-rdma"));
+  auto text = ReadFile(dir_ + "/cdi/knd.k8s.cni.cncf.io-net_claim-uid-1.json");
+  ASSERT_TRUE(text.ok()) << text.status();
+  json spec = json::parse(*text);
+  ASSERT_EQ(spec["devices"].size(), 2u);
+  EXPECT_EQ(spec["devices"][1]["name"], "claim-uid-1-rdma");
+  EXPECT_EQ(spec["devices"][1]["containerEdits"],
+            json({{"deviceNodes",
+                   {{{"path", "/dev/infiniband/rdma_cm"}, {"permissions", "rw"}},
+                    {{"path", "/dev/infiniband/uverbs3"}, {"permissions", "rw"}}}}}));
+  auto plan = store_->Get("claim-uid-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->devices[0].rdma_device, "mlx5_3");
+  EXPECT_THAT(plan->devices[0].rdma_char_devices,
+              ElementsAre("/dev/infiniband/rdma_cm", "/dev/infiniband/uverbs3"));
+  EXPECT_TRUE(plan->devices[1].rdma_char_devices.empty());
+}
+
+// Without the guard (no --netns-guard), an RDMA claim still gets its character devices.
+TEST_F(PreparerTest, RdmaCharDevicesWithoutTheGuard) {
+  opts_.rdma = [](const std::string&) -> absl::StatusOr<inventory::RdmaFacts> {
+    return inventory::RdmaFacts{true, {"/dev/infiniband/uverbs0"}};
+  };
+  devices_["eth1"].rdma_device = "rxe0";
+  Rebuild();
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_THAT((*res)[0].cdi_ids, ElementsAre("knd.k8s.cni.cncf.io/net=claim-uid-1-rdma"));
+}
+
+// Exclusive netns mode: the pod could not see the RDMA device, so the claim is refused, with the
+// device, the mode and the way out; nothing is written.
+TEST_F(PreparerTest, RdmaInExclusiveNetnsModeIsRefused) {
+  opts_.netns_guard = "/var/lib/knd/bin/knd-netns-guard";
+  opts_.rdma = [](const std::string&) -> absl::StatusOr<inventory::RdmaFacts> {
+    return inventory::RdmaFacts{false, {"/dev/infiniband/uverbs0"}};
+  };
+  devices_["eth1"].rdma_device = "rxe0";
+  Rebuild();
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("claim team-a/claim-a"));
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("device \"eth1\" (RDMA device \"rxe0\")"));
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("exclusive network-namespace mode"));
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("rdma system set netns shared"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/cdi/knd.k8s.cni.cncf.io-net_claim-uid-1.json"));
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("claim-uid-1").status()));
+}
+
+// An RDMA device without a verbs node (ib_uverbs not loaded) is an error naming the device.
+TEST_F(PreparerTest, RdmaWithoutVerbsDeviceIsRefused) {
+  opts_.rdma = [](const std::string& rdma) -> absl::StatusOr<inventory::RdmaFacts> {
+    return absl::FailedPreconditionError("RDMA device \"" + rdma + "\" has no verbs device");
+  };
+  devices_["eth1"].rdma_device = "rxe0";
+  Rebuild();
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("device \"eth1\" (RDMA device \"rxe0\")"));
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("has no verbs device"));
+}
+
 // While Unprepare of a claim is in its hook, a Prepare of the same claim waits for it (and then
 // prepares afresh), but a Prepare of another claim goes ahead.
 TEST_F(PreparerTest, SameClaimSerializedOtherClaimsInParallel) {

@@ -55,6 +55,10 @@ DevicePlan DeviceFromJson(const json& j) {
   if (!parsed) throw std::invalid_argument(absl::StrCat("unknown device state \"", st, "\""));
   d.state = *parsed;
   d.pod_uid = j.value("podUid", std::string());
+  if (auto it = j.find("rdma"); it != j.end() && it->is_object()) {
+    d.rdma_device = it->value("device", std::string());
+    d.rdma_char_devices = it->value("charDevices", std::vector<std::string>());
+  }
   if (auto it = j.find("host"); it != j.end() && !it->is_null()) {
     HostSnapshot h;
     h.ifname = it->value("ifname", std::string());
@@ -115,6 +119,9 @@ json ToJson(const ClaimPlan& plan) {
                {"podUid", d.pod_uid},
                {"note", d.note}};
     if (!d.attached_by.empty()) jd["attachedBy"] = d.attached_by;
+    if (!d.rdma_device.empty()) {
+      jd["rdma"] = {{"device", d.rdma_device}, {"charDevices", d.rdma_char_devices}};
+    }
     if (d.host) {
       json routes = json::array();
       for (const auto& r : d.host->routes) routes.push_back(RouteToJson(r));

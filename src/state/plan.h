@@ -83,7 +83,11 @@ struct DevicePlan {
   std::optional<HostSnapshot> host;
   std::optional<AttachResult> result;
   std::string attached_by;  // "" (knd) or kAttachedByMultus
-  std::string note;         // last failure or notable event, human readable
+  // The device's RDMA device (e.g. "mlx5_0") and the host character devices its containers
+  // get as CDI deviceNodes (/dev/infiniband/uverbsN, ...); empty for a plain netdev.
+  std::string rdma_device;
+  std::vector<std::string> rdma_char_devices;
+  std::string note;  // last failure or notable event, human readable
 };
 
 // The device sits in a pod (or is on its way there): knd must not hand it to anyone else.

@@ -53,6 +53,8 @@ ClaimPlan FullPlan() {
                           {"10.0.0.5/24"},
                           json{{"cniVersion", "1.0.0"}}};
   d.note = "attached in 31ms";
+  d.rdma_device = "mlx5_1";
+  d.rdma_char_devices = {"/dev/infiniband/rdma_cm", "/dev/infiniband/uverbs1"};
   p.devices.push_back(d);
   DevicePlan d2;
   d2.request = "nic";
@@ -92,6 +94,9 @@ TEST(PlanJsonTest, RoundTripsEveryField) {
   EXPECT_EQ(back->prepared_at_unix, 1795000000);
   EXPECT_EQ(back->devices[0].identity.perm_mac, "0c:42:a1:00:00:01");
   EXPECT_EQ(back->devices[0].ipam_result, p.devices[0].ipam_result);
+  EXPECT_EQ(back->devices[0].rdma_device, "mlx5_1");
+  EXPECT_EQ(back->devices[0].rdma_char_devices, p.devices[0].rdma_char_devices);
+  EXPECT_FALSE(j["devices"][1].contains("rdma")) << "a plain netdev's plan has no rdma key";
 }
 
 TEST(PlanJsonTest, EveryStateRoundTrips) {

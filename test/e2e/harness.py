@@ -220,13 +220,19 @@ def read_port_file(path, proc, timeout=20):
 class Node:
     """A node in a throwaway netns with the local control plane. Use as a context manager."""
 
-    def __init__(self, name="node1", with_runtime=True, with_kubelet=True, nri_version="0.12"):
+    def __init__(self, name="node1", with_runtime=True, with_kubelet=True, nri_version="0.12",
+                 host_netns=False):
+        """host_netns: the node is the machine's own network namespace, where PCI NICs and the
+        VFs their PFs create appear (only in the hardware lab's throwaway guest, test/vm)."""
+        if host_netns and os.environ.get("KND_VM") != "1":
+            raise RuntimeError("Node(host_netns=True) runs only in the hardware lab (KND_VM=1)")
         self.node_name = name
         self.with_runtime = with_runtime
         self.with_kubelet = with_kubelet
         self.nri_version = nri_version
+        self.host_netns = host_netns
         self.tmp = tempfile.mkdtemp(prefix="knd-e2e-")
-        self.netns = f"knd-e2e-{rand_suffix()}"
+        self.netns = None if host_netns else f"knd-e2e-{rand_suffix()}"
         self.procs = {}
         self._orig_ns_fd = None
         self.driver = None
@@ -247,14 +253,15 @@ class Node:
         return False
 
     def _setup(self):
-        sh("ip", "netns", "add", self.netns)
-        self._orig_ns_fd = os.open("/proc/self/ns/net", os.O_RDONLY)
-        fd = os.open(f"/run/netns/{self.netns}", os.O_RDONLY)
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns node netns")
-        finally:
-            os.close(fd)
+        if self.netns is not None:
+            sh("ip", "netns", "add", self.netns)
+            self._orig_ns_fd = os.open("/proc/self/ns/net", os.O_RDONLY)
+            fd = os.open(f"/run/netns/{self.netns}", os.O_RDONLY)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns node netns")
+            finally:
+                os.close(fd)
         sh("ip", "link", "set", "lo", "up")
         self.kubelet_dir = os.path.join(self.tmp, "kubelet")
         self.state_dir = os.path.join(self.tmp, "state")
@@ -279,7 +286,8 @@ class Node:
             _libc.setns(self._orig_ns_fd, CLONE_NEWNET)
             os.close(self._orig_ns_fd)
             self._orig_ns_fd = None
-        sh("ip", "netns", "delete", self.netns, check=False)
+        if self.netns is not None:
+            sh("ip", "netns", "delete", self.netns, check=False)
         if os.environ.get("KND_E2E_KEEP") != "1":
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -344,7 +352,9 @@ class Node:
             args += ["--config", path]
         args += list(extra)
         # ip netns exec remounts /sys for the node netns so sysfs matches the links.
-        p = Proc("driver", ["ip", "netns", "exec", self.netns] + args, self.tmp)
+        if self.netns is not None:
+            args = ["ip", "netns", "exec", self.netns] + args
+        p = Proc("driver", args, self.tmp)
         self.procs["driver"] = p
         self.driver = p
         if wait_ready:

@@ -1,0 +1,95 @@
+"""The hardware lab (issue 15): knd's uplink rules on the link kinds this host's kernel lacks
+(bonding, 802.1q, and bridges over them), and VLAN and ipvlan children as claim devices, in a
+node netns on the lab's kernel."""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import lab  # noqa: E402
+from harness import Node, addresses, ip_json, knd_config, link, sh, wait_for  # noqa: E402
+
+NODE_CONFIG = 'include:\n  - ifName: "*"\n'
+NS = "team-a"
+CONFIG = knd_config(interface={"name": "net-a", "mtu": 1400, "addresses": ["192.0.2.10/24"]},
+                    routes=[{"destination": "198.51.100.0/24", "gateway": "192.0.2.1"}])
+
+
+def link_info(ifname, ns=None):
+    got = ip_json("-d", "link", "show", "dev", ifname, ns=ns)
+    return got[0].get("linkinfo", {}) if got else {}
+
+
+class LinksTest(unittest.TestCase):
+
+    def setUp(self):
+        self.node = Node().__enter__()
+        self.addCleanup(self.node.__exit__, None, None, None)
+
+    def test_uplinks_built_from_bonds_vlans_and_bridges_are_not_published(self):
+        # Three default routes, over a bond, a VLAN and a bridge; everything under them is the
+        # node's uplink. d9 and its VLAN v9 carry no default route: they are offered.
+        for d in ("s1", "s2", "p1", "p2", "d9"):
+            sh("ip", "link", "add", d, "type", "dummy")
+        sh("ip", "link", "add", "bond0", "type", "bond", "mode", "active-backup")
+        for s in ("s1", "s2"):
+            sh("ip", "link", "set", s, "master", "bond0")
+        sh("ip", "link", "add", "link", "p1", "name", "vlan100", "type", "vlan", "id", "100")
+        sh("ip", "link", "add", "br0", "type", "bridge")
+        sh("ip", "link", "set", "p2", "master", "br0")
+        sh("ip", "link", "add", "link", "d9", "name", "v9", "type", "vlan", "id", "9")
+        for d in ("s1", "s2", "bond0", "p1", "vlan100", "p2", "br0", "d9", "v9"):
+            sh("ip", "link", "set", d, "up")
+        for i, (d, net) in enumerate((("bond0", "10.1.0"), ("vlan100", "10.2.0"),
+                                      ("br0", "10.3.0"))):
+            sh("ip", "addr", "add", f"{net}.2/24", "dev", d)
+            sh("ip", "route", "add", "default", "via", f"{net}.1", "dev", d,
+               "metric", str(100 * (i + 1)))
+        self.node.start_driver(config=NODE_CONFIG)
+        devs = wait_for(lambda: (lambda d: d if "d9" in d and "v9" in d else None)(
+            self.node.published_devices()), what="d9 and v9 published")
+        for uplink in ("s1", "s2", "bond0", "p1", "vlan100", "p2", "br0"):
+            self.assertNotIn(uplink, devs, f"{uplink} is part of an uplink")
+        self.assertEqual(devs["v9"]["attributes"]["knd.k8s.cni.cncf.io/type"], {"string": "vlan"})
+
+    def attach_child(self, name, make, kind):
+        n = self.node
+        sh("ip", "link", "add", "parent0", "type", "dummy")
+        sh("ip", "link", "set", "parent0", "up")
+        sh(*make)
+        sh("ip", "link", "set", name, "up")
+        before = link(name)
+        n.start_driver(config=NODE_CONFIG)
+        wait_for(lambda: name in n.published_devices(), what=f"{name} published")
+        pod, claim = n.make_pod_with_claim(NS, "pod-a", "claim-a", name, CONFIG)
+        res = n.prepare(NS, "pod-a")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(res.get("error", ""), "")
+        code, body = n.run_pod(pod)
+        self.assertEqual(code, 200, body)
+        ns = n.pod_ns(pod)
+        self.assertEqual(link_info("net-a", ns=ns).get("info_kind"), kind)
+        self.assertEqual(link("net-a", ns=ns)["mtu"], 1400)
+        self.assertIn("192.0.2.10/24", addresses("net-a", ns=ns))
+        self.assertIsNone(link(name))
+        n.stop_pod(pod)
+        after = wait_for(lambda: link(name), timeout=15, what=f"{name} back on the node")
+        self.assertEqual((after["mtu"], after["address"]), (before["mtu"], before["address"]))
+        self.assertEqual(link_info(name).get("info_kind"), kind)
+        n.remove_pod(pod)
+        un = n.unprepare(NS, "pod-a")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(un.get("error", ""), "")
+        return after
+
+    def test_vlan_child_as_a_claim_device(self):
+        self.attach_child("v42", ["ip", "link", "add", "link", "parent0", "name", "v42",
+                                  "type", "vlan", "id", "42"], "vlan")
+        self.assertEqual(link_info("v42")["info_data"]["id"], 42)
+
+    def test_ipvlan_child_as_a_claim_device(self):
+        self.attach_child("ipv0", ["ip", "link", "add", "link", "parent0", "name", "ipv0",
+                                   "type", "ipvlan", "mode", "l2"], "ipvlan")
+
+
+if __name__ == "__main__":
+    lab.main(need_sriov=False)

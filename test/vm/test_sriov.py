@@ -1,0 +1,202 @@
+"""The hardware lab (issue 15): SR-IOV on a real kernel and real sysfs, with QEMU's emulated
+82576 (igb PF, igbvf VFs). Inventory of PFs and VFs, VFs made and removed while knd runs, a VF
+attached to a pod and given back, a VF whose pod netns died first (the kernel returns it under
+its in-pod name), and Multus's host-device taking the VF by PCI address."""
+
+import json
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import lab  # noqa: E402
+from lab import attr, pci_of, set_vfs, sriov_pfs  # noqa: E402
+from harness import DRIVER, Node, addresses, ip_json, knd_config, link, sh, wait_for  # noqa: E402
+
+D = "knd.k8s.cni.cncf.io/"
+# The VFs carry the resourceName that Multus's NADs (k8s.v1.cni.cncf.io/resourceName) ask for.
+NODE_CONFIG = ('include:\n  - driver: "igb*"\n'
+               'resourceNames:\n  - selector: {isSriovVf: true}\n'
+               '    resourceName: example.com/sriov_a\n')
+NS = "team-a"
+CONFIG = knd_config(interface={"name": "net-a", "mtu": 1400,
+                               "addresses": ["192.0.2.10/24", "2001:db8::10/64"]},
+                    routes=[{"destination": "198.51.100.0/24", "gateway": "192.0.2.1"}])
+
+
+def device_name(pci):
+    dom, bus, rest = pci.split(":")
+    dev, fn = rest.split(".")
+    return f"pci-{dom}-{bus}-{dev}-{fn}"
+
+
+def parentdev(ifname, ns=None):
+    """The PCI address the kernel gives as a link's parent device (ip -d)."""
+    got = ip_json("-d", "link", "show", "dev", ifname, ns=ns)
+    return got[0].get("parentdev") if got else None
+
+
+class SriovTest(unittest.TestCase):
+
+    def setUp(self):
+        self.pf = sriov_pfs()[0]
+        self.pf_pci = pci_of(self.pf)
+        self.addCleanup(set_vfs, self.pf, 0)
+        self.node = None
+
+    def start(self, vfs):
+        self.vfs = set_vfs(self.pf, vfs)
+        self.node = Node(host_netns=True).__enter__()
+        self.addCleanup(self.node.__exit__, None, None, None)
+        self.node.start_driver(config=NODE_CONFIG)
+
+    def published(self, want):
+        return wait_for(lambda: (lambda d: d if want(d) else None)(self.node.published_devices()),
+                        timeout=30, what="the published devices")
+
+    def test_pf_and_vfs_from_real_sysfs_and_vfs_made_and_removed_while_running(self):
+        self.start(2)
+        pf_name = device_name(self.pf_pci)
+        names = [device_name(v) for v, _ in self.vfs]
+        devs = self.published(lambda d: pf_name in d and all(n in d for n in names))
+        pf = devs[pf_name]
+        self.assertEqual(attr(pf, D + "driver"), "igb")
+        self.assertIs(attr(pf, D + "sriov"), True)
+        self.assertEqual(attr(pf, D + "sriovVfs"), 2)
+        self.assertIs(attr(pf, D + "virtual"), False)
+        self.assertEqual(attr(pf, D + "pciAddress"), self.pf_pci)
+        self.assertEqual(attr(pf, "k8s.cni.cncf.io/deviceID"), self.pf_pci)
+        self.assertEqual(attr(pf, "resource.kubernetes.io/pciBusID"), self.pf_pci)
+        root = attr(pf, "resource.kubernetes.io/pcieRoot")
+        self.assertRegex(root, r"^pci[0-9a-f]{4}:[0-9a-f]{2}$")
+        for (vf_pci, vf_if), name in zip(self.vfs, names):
+            vf = devs[name]
+            self.assertEqual(attr(vf, D + "driver"), "igbvf")
+            self.assertIs(attr(vf, D + "isSriovVf"), True)
+            self.assertEqual(attr(vf, D + "pfName"), self.pf)
+            self.assertEqual(attr(vf, D + "ifName"), vf_if)
+            self.assertEqual(attr(vf, "k8s.cni.cncf.io/deviceID"), vf_pci)
+            self.assertEqual(attr(vf, "k8s.cni.cncf.io/resourceName"), "example.com/sriov_a")
+            self.assertEqual(attr(vf, "resource.kubernetes.io/pcieRoot"), root,
+                             "a VF is under its PF's root complex")
+        # VFs removed while knd runs are withdrawn; VFs made are published (the link monitor).
+        set_vfs(self.pf, 0)
+        devs = self.published(lambda d: not any(n in d for n in names)
+                              and attr(d.get(pf_name, {}), D + "sriovVfs") == 0)
+        vfs = set_vfs(self.pf, 3)
+        names = [device_name(v) for v, _ in vfs]
+        devs = self.published(lambda d: all(n in d for n in names)
+                              and attr(d.get(pf_name, {}), D + "sriovVfs") == 3)
+        self.assertEqual(len([d for d in devs.values() if attr(d, D + "isSriovVf")]), 3)
+
+    def start_pod(self, name, config):
+        vf_pci, vf_if = self.vfs[0]
+        pod, claim = self.node.make_pod_with_claim(NS, name, f"claim-{name}",
+                                                   device_name(vf_pci), config)
+        res = self.node.prepare(NS, name)["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(res.get("error", ""), "")
+        return pod, claim
+
+    def host_state(self, ifname):
+        lk = link(ifname)
+        self.assertIsNotNone(lk, f"{ifname} on the host")
+        return {"mtu": lk["mtu"], "mac": lk["address"], "addrs": sorted(addresses(ifname)),
+                "pci": parentdev(ifname)}
+
+    def assert_in_pod(self, pod):
+        ns = self.node.pod_ns(pod)
+        vf_pci, vf_if = self.vfs[0]
+        lk = link("net-a", ns=ns)
+        self.assertIsNotNone(lk, "the VF is net-a in the pod")
+        self.assertEqual(parentdev("net-a", ns=ns), vf_pci, "the VF itself, by PCI address")
+        self.assertEqual(lk["mtu"], 1400)
+        self.assertIn("192.0.2.10/24", addresses("net-a", ns=ns))
+        self.assertIsNone(link(vf_if), "the VF left the host")
+
+    def test_vf_attached_to_a_pod_and_given_back(self):
+        self.start(1)
+        vf_pci, vf_if = self.vfs[0]
+        self.published(lambda d: device_name(vf_pci) in d)
+        sh("ip", "link", "set", vf_if, "mtu", "1500")
+        sh("ip", "addr", "add", "10.99.0.2/24", "dev", vf_if)
+        before = self.host_state(vf_if)
+        pod, claim = self.start_pod("pod-a", CONFIG)
+        code, body = self.node.run_pod(pod)
+        self.assertEqual(code, 200, body)
+        self.assert_in_pod(pod)
+        self.node.stop_pod(pod, order="containerd")
+        wait_for(lambda: link(vf_if), timeout=15, what="the VF back on the host")
+        self.assertEqual(self.host_state(vf_if), before, "name, MTU, MAC and addresses restored")
+        self.node.remove_pod(pod)
+        un = self.node.unprepare(NS, "pod-a")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(un.get("error", ""), "")
+
+    def test_vf_whose_netns_died_first_is_found_by_identity_and_restored(self):
+        """CRI-O's order: the pod netns is deleted before StopPodSandbox. A physical netdev is
+        not destroyed with its netns: the kernel moves it back to the host, under its in-pod name
+        (net-a) when that is free. knd finds it by PCI address and restores it."""
+        self.start(1)
+        vf_pci, vf_if = self.vfs[0]
+        self.published(lambda d: device_name(vf_pci) in d)
+        before = self.host_state(vf_if)
+        pod, _ = self.start_pod("pod-b", CONFIG)
+        self.assertEqual(self.node.run_pod(pod)[0], 200)
+        self.assert_in_pod(pod)
+        self.node.stop_pod(pod, order="crio")
+        wait_for(lambda: link(vf_if), timeout=15, what="the VF back under its host name")
+        self.assertEqual(self.host_state(vf_if), before)
+        self.assertIsNone(link("net-a"), "no stray net-a left on the host")
+
+    @unittest.skipUnless(os.access("/usr/lib/cni/host-device", os.X_OK),
+                         "needs Debian's host-device plugin")
+    def test_multus_host_device_takes_the_vf_by_pci_address_and_knd_does_not_move_it_again(self):
+        """Multus's DRA path for SR-IOV: the NAD's host-device gets the claim's deviceID (the
+        VF's PCI address) as pciBusID and moves the VF; knd sees it in the pod and records it."""
+        self.start(1)
+        vf_pci, vf_if = self.vfs[0]
+        n = self.node
+        self.published(lambda d: device_name(vf_pci) in d)
+        pod, claim = n.make_pod_with_claim(NS, "pod-m", "claim-m", device_name(vf_pci),
+                                           knd_config(attachedBy="multus"))
+        p = n.api.get(f"/api/v1/namespaces/{NS}/pods/pod-m")
+        p["metadata"]["annotations"] = {"k8s.v1.cni.cncf.io/networks": "sriov-a@net1"}
+        n.api.put(f"/api/v1/namespaces/{NS}/pods/pod-m", p)
+
+        def prepared():
+            err = n.prepare(NS, "pod-m")["claims"][claim["metadata"]["uid"]].get("error", "")
+            if err:
+                raise AssertionError(err)
+            return True
+        wait_for(prepared, timeout=10, what="prepared (the pod watch has the annotation)")
+        ifindex = link(vf_if)["ifindex"]
+        nad = {"cniVersion": "1.0.0", "name": "sriov-a", "plugins": [
+            {"type": "host-device", "pciBusID": vf_pci,
+             "ipam": {"type": "static", "addresses": [{"address": "10.30.0.9/24"}]}}]}
+        code, body = n.run_pod(pod, networks=[{"conflist": nad, "ifname": "net1",
+                                               "deviceID": vf_pci}])
+        self.assertEqual(code, 200, body)
+        ns = n.pod_ns(pod)
+        net1 = link("net1", ns=ns)
+        self.assertIsNotNone(net1, "host-device moved the VF in by PCI address")
+        self.assertEqual(net1["ifindex"], ifindex, "one move, not two")
+        self.assertEqual(parentdev("net1", ns=ns), vf_pci)
+        plan = json.load(open(os.path.join(n.state_dir, "plans",
+                                           claim["metadata"]["uid"] + ".json")))
+        d = plan["devices"][0]
+        self.assertEqual((d["state"], d.get("attachedBy")), ("Attached", "multus"))
+
+        def status():
+            c = n.api.get(n.claim_path(NS, "claim-m"))
+            for e in c.get("status", {}).get("devices", []) or []:
+                if e["driver"] == DRIVER and e.get("networkData", {}).get("interfaceName"):
+                    return e
+            return None
+        e = wait_for(status, what="claim status written")
+        self.assertEqual(e["networkData"]["interfaceName"], "net1")
+        n.stop_pod(pod)
+        wait_for(lambda: link(vf_if) or link("net1"), timeout=15,
+                 what="the VF back on the host (Multus's DEL)")
+
+
+if __name__ == "__main__":
+    lab.main()
