@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
+#include "common/net_addr.h"
 #include "common/status.h"
 #include "common/text.h"
 #include "netlink/ops.h"
@@ -28,7 +29,7 @@ namespace {
 using nlohmann::json;
 
 bool MacEq(const std::string& a, const std::string& b) {
-  return !a.empty() && !b.empty() && netlink::NormalizeMac(a) == netlink::NormalizeMac(b);
+  return !a.empty() && !b.empty() && NormalizeMac(a) == NormalizeMac(b);
 }
 
 void AddUnique(std::vector<std::string>& v, const std::string& s) {

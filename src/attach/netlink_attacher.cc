@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "attach/attacher.h"
+#include "common/net_addr.h"
 #include "common/status.h"
 #include "netlink/ops.h"
 #include "netlink/query.h"
@@ -29,7 +30,7 @@ using netlink::NlSock;
 bool IsUp(const LinkState& l) { return (l.flags & IFF_UP) != 0; }
 
 bool MacEq(const std::string& a, const std::string& b) {
-  return !a.empty() && !b.empty() && netlink::NormalizeMac(a) == netlink::NormalizeMac(b);
+  return !a.empty() && !b.empty() && NormalizeMac(a) == NormalizeMac(b);
 }
 
 std::string Describe(const state::DeviceIdentity& id) {
@@ -131,8 +132,8 @@ std::optional<LinkState> FindMovedIn(const std::vector<LinkState>& links,
 
 bool HasFamily(const std::vector<std::string>& cidrs, int family) {
   for (const std::string& c : cidrs) {
-    absl::StatusOr<netlink::Cidr> p = netlink::ParseCidr(c);
-    if (p.ok() && p->family == family) return true;
+    absl::StatusOr<IpPrefix> p = ParseIpOrCidr(c);
+    if (p.ok() && p->addr.family == family) return true;
   }
   return false;
 }
@@ -185,10 +186,10 @@ netlink::RouteSpec ToSpec(const state::IpRoute& r) {
 }
 
 uint32_t AddrFlags(const std::string& cidr) {
-  absl::StatusOr<netlink::Cidr> c = netlink::ParseCidr(cidr);
+  absl::StatusOr<IpPrefix> c = ParseIpOrCidr(cidr);
   // No DAD: the address is ours by configuration, and a tentative address would make the
   // first seconds of the pod fail to bind.
-  return c.ok() && c->family == AF_INET6 ? IFA_F_NODAD : 0;
+  return c.ok() && c->addr.family == AF_INET6 ? IFA_F_NODAD : 0;
 }
 
 // Brings `cur` (already in the host netns) back to `snap`: name, MTU, MAC, addresses, up,
@@ -383,8 +384,8 @@ class NetlinkAttacher : public Attacher {
     res.ifname = target;
     res.mac = in_pod->mac;
     for (const std::string& a : ic.addresses.value_or(std::vector<std::string>{})) {
-      absl::StatusOr<netlink::Cidr> c = netlink::ParseCidr(a);
-      res.ips.push_back(c.ok() ? netlink::FormatCidr(*c) : a);
+      absl::StatusOr<IpPrefix> c = ParseIpOrCidr(a);
+      res.ips.push_back(c.ok() ? FormatCidr(*c) : a);
     }
     return res;
   }

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/net_addr.h"
 #include "common/status.h"
 
 namespace knd::config {
@@ -118,96 +119,39 @@ absl::StatusOr<uint32_t> GetUint32(const json& j, const std::string& path, std::
 
 // ---- value checks -------------------------------------------------------------------------
 
-struct ParsedIp {
-  int family = 0;  // AF_INET / AF_INET6
-  std::array<uint8_t, 16> bytes{};
-  size_t len() const { return family == AF_INET ? 4 : 16; }
-};
-
-std::optional<ParsedIp> ParseIp(const std::string& s) {
-  ParsedIp ip;
-  if (s.find(':') != std::string::npos) {
-    if (inet_pton(AF_INET6, s.c_str(), ip.bytes.data()) != 1) return std::nullopt;
-    ip.family = AF_INET6;
-  } else {
-    if (inet_pton(AF_INET, s.c_str(), ip.bytes.data()) != 1) return std::nullopt;
-    ip.family = AF_INET;
-  }
-  return ip;
-}
-
-struct ParsedCidr {
-  ParsedIp ip;
-  int prefix = 0;
-};
-
-// Parses "addr/prefix"; returns a reason on failure.
-absl::StatusOr<ParsedCidr> ParseCidr(const std::string& s) {
-  size_t slash = s.find('/');
-  if (slash == std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"", s, "\" is not a CIDR (expected address/prefix-length)"));
-  }
-  auto ip = ParseIp(s.substr(0, slash));
-  if (!ip) return absl::InvalidArgumentError(absl::StrCat("\"", s, "\": invalid IP address"));
-  std::string p = s.substr(slash + 1);
-  int max = ip->family == AF_INET ? 32 : 128;
-  if (p.empty() || p.size() > 3 ||
-      !std::all_of(p.begin(), p.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) ||
-      std::stoi(p) > max) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", s, "\": prefix length must be 0..", max));
-  }
-  return ParsedCidr{*ip, std::stoi(p)};
-}
-
 std::string FamilyName(int family) { return family == AF_INET ? "IPv4" : "IPv6"; }
 
-bool IsUnspecified(const ParsedIp& ip) {
+bool IsUnspecified(const IpAddr& ip) {
   for (size_t i = 0; i < ip.len(); ++i) {
     if (ip.bytes[i] != 0) return false;
   }
   return true;
 }
 
-bool IsMulticast(const ParsedIp& ip) {
+bool IsMulticast(const IpAddr& ip) {
   return ip.family == AF_INET ? (ip.bytes[0] & 0xf0) == 0xe0 : ip.bytes[0] == 0xff;
 }
 
-bool HostBitsSet(const ParsedCidr& c) {
-  for (size_t bit = static_cast<size_t>(c.prefix); bit < c.ip.len() * 8; ++bit) {
-    if (c.ip.bytes[bit / 8] & (0x80 >> (bit % 8))) return true;
+bool HostBitsSet(const IpPrefix& c) {
+  for (size_t bit = static_cast<size_t>(c.prefix); bit < c.addr.len() * 8; ++bit) {
+    if (c.addr.bytes[bit / 8] & (0x80 >> (bit % 8))) return true;
   }
   return false;
 }
 
-std::string Canonical(const ParsedCidr& c) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  inet_ntop(c.ip.family, c.ip.bytes.data(), buf, sizeof(buf));
-  return absl::StrCat(buf, "/", c.prefix);
-}
-
-std::string NetworkOf(ParsedCidr c) {
-  for (size_t bit = static_cast<size_t>(c.prefix); bit < c.ip.len() * 8; ++bit) {
-    c.ip.bytes[bit / 8] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
+std::string NetworkOf(IpPrefix c) {
+  for (size_t bit = static_cast<size_t>(c.prefix); bit < c.addr.len() * 8; ++bit) {
+    c.addr.bytes[bit / 8] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
   }
-  return Canonical(c);
+  return FormatCidr(c);
 }
 
 std::optional<std::string> InvalidMac(const std::string& s) {
-  // Exactly six two-digit hex groups separated by ':'.
-  if (s.size() != 17) return "expected a MAC address like 02:00:00:00:00:01";
-  std::array<uint8_t, 6> b{};
-  for (int i = 0; i < 6; ++i) {
-    char hi = s[i * 3], lo = s[i * 3 + 1];
-    if (!std::isxdigit(static_cast<unsigned char>(hi)) ||
-        !std::isxdigit(static_cast<unsigned char>(lo)) || (i < 5 && s[i * 3 + 2] != ':')) {
-      return "expected a MAC address like 02:00:00:00:00:01";
-    }
-    b[i] = static_cast<uint8_t>(std::stoi(s.substr(i * 3, 2), nullptr, 16));
-  }
-  if (b[0] & 1) return absl::StrCat("\"", s, "\" is a multicast address (need unicast)");
+  absl::StatusOr<MacAddr> b = ParseMac(s);
+  if (!b.ok()) return std::string(b.status().message());
+  if ((*b)[0] & 1) return absl::StrCat("\"", s, "\" is a multicast address (need unicast)");
   bool zero = true;
-  for (uint8_t x : b) zero = zero && x == 0;
+  for (uint8_t x : *b) zero = zero && x == 0;
   if (zero) return "the all-zero MAC address is not allowed";
   return std::nullopt;
 }
@@ -272,9 +216,11 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
       std::string path = absl::StrCat("interface.addresses[", i, "]");
       auto c = ParseCidr((*itf.addresses)[i]);
       if (!c.ok()) return Bad(where, path, std::string(c.status().message()));
-      if (IsUnspecified(c->ip)) return Bad(where, path, "the unspecified address is not allowed");
-      if (IsMulticast(c->ip)) return Bad(where, path, "a multicast address is not allowed");
-      if (!seen.insert(Canonical(*c)).second) {
+      if (IsUnspecified(c->addr)) {
+        return Bad(where, path, "the unspecified address is not allowed");
+      }
+      if (IsMulticast(c->addr)) return Bad(where, path, "a multicast address is not allowed");
+      if (!seen.insert(FormatCidr(*c)).second) {
         return Bad(where, path, absl::StrCat("duplicate address ", (*itf.addresses)[i]));
       }
     }
@@ -307,15 +253,12 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
                                 NetworkOf(*dst), "?)"));
       }
       if (r.gateway) {
-        auto gw = ParseIp(*r.gateway);
-        if (!gw) {
-          return Bad(where, path + ".gateway",
-                     absl::StrCat("\"", *r.gateway, "\" is not an IP address"));
-        }
-        if (gw->family != dst->ip.family) {
+        absl::StatusOr<IpAddr> gw = ParseIp(*r.gateway);
+        if (!gw.ok()) return Bad(where, path + ".gateway", std::string(gw.status().message()));
+        if (gw->family != dst->addr.family) {
           return Bad(where, path + ".gateway",
                      absl::StrCat(FamilyName(gw->family), " gateway ", *r.gateway, " for ",
-                                  FamilyName(dst->ip.family), " destination ", r.destination));
+                                  FamilyName(dst->addr.family), " destination ", r.destination));
         }
         if (IsUnspecified(*gw) || IsMulticast(*gw)) {
           return Bad(where, path + ".gateway",

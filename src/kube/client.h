@@ -22,6 +22,13 @@
 
 namespace knd::kube {
 
+// The longest watch event (one line of the stream) knd accepts by default. etcd refuses
+// objects over its request limit (--max-request-bytes, 1.5 MiB by default), so no object the
+// API server can store is near this; an event is one object as JSON (larger than etcd's
+// protobuf form, but not tenfold) inside {"type":..,"object":..}. A longer line comes from a
+// broken server or proxy: without a cap knd would buffer it until memory runs out.
+inline constexpr size_t kDefaultWatchMaxEventBytes = size_t{16} << 20;  // 16 MiB
+
 struct ClientConfig {
   std::string server;  // https://host:port or http://...
   std::string bearer_token;
@@ -41,6 +48,10 @@ struct ClientConfig {
   // How often a watch looks at its stop flag on an idle stream when nobody calls
   // WakeWatches(); a safety net, not the way to stop.
   std::chrono::milliseconds watch_stop_check{1000};
+  // A watch event (line) longer than this ends the watch with ResourceExhausted, naming the
+  // resource and the limit; the partial line is dropped and RunListWatch lists again. Only
+  // the incomplete trailing line is ever buffered, so this also bounds a watch's memory.
+  size_t watch_max_event_bytes = kDefaultWatchMaxEventBytes;
   std::string user_agent = "knd";
 };
 

@@ -367,7 +367,14 @@ absl::Status CurlClient::Watch(const std::string& collection_path, const ListOpt
   if (!h) return absl::ResourceExhaustedError("curl_easy_init failed");
   SlistPtr headers;
   RETURN_IF_ERROR(Prepare(h.get(), req, &headers));
-  WatchCtx ctx{h.get(), {}, &on_event, &stop, absl::OkStatus(), false, 0, ""};
+  WatchCtx ctx{h.get(),
+               internal::WatchLineDecoder(cfg_.watch_max_event_bytes),
+               &on_event,
+               &stop,
+               absl::OkStatus(),
+               false,
+               0,
+               ""};
   char errbuf[CURL_ERROR_SIZE] = {0};
   curl_easy_setopt(h.get(), CURLOPT_ERRORBUFFER, errbuf);
   if (opts.timeout_seconds > 0) {
@@ -420,6 +427,16 @@ absl::Status CurlClient::Watch(const std::string& collection_path, const ListOpt
   // A watch ended by its stop flag or callback leaves the connection mid-stream: the easy
   // handle (and its connection) is not pooled.
   if (ctx.stopped) return absl::OkStatus();
+  if (ctx.decoder.overflowed()) {
+    // Said here, once, at warning level: the watchers log their watch errors at debug, and
+    // this one is not the network's weather but a broken peer.
+    static auto& too_large = metrics::Default().Counter(
+        "knd_kube_watch_events_too_large_total",
+        "Watch streams dropped for a line over the event size limit, by resource path.",
+        {"resource"});
+    too_large.Inc({collection_path});
+    spdlog::warn("{}: {}; listing again", what, std::string(ctx.error.message()));
+  }
   if (!ctx.error.ok()) return Annotate(ctx.error, what);
   if (ctx.code == 0) curl_easy_getinfo(h.get(), CURLINFO_RESPONSE_CODE, &ctx.code);
   if (rc != CURLE_OK) {

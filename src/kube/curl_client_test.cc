@@ -16,7 +16,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/metrics.h"
 #include "kube/client.h"
+#include "kube/list_watch.h"
 
 namespace knd::kube {
 namespace {
@@ -375,6 +377,91 @@ TEST_F(ClientTest, WatchStopsPromptlyOnStopFlagAndOnCallback) {
       never);
   EXPECT_TRUE(st.ok()) << st;
   EXPECT_EQ(events, 1);
+}
+
+// A watch stream at `path` that opens an event and never ends its line; the list at `path`
+// (no ?watch) answers an empty PodList. Counts lists and the bytes the stream got out.
+class EndlessLineTest : public ClientTest {
+ protected:
+  void Serve(const std::string& path) {
+    svr_.Get(path, [this](const httplib::Request& req, httplib::Response& res) {
+      if (!req.has_param("watch")) {
+        ++lists_;
+        res.set_content(R"({"kind":"PodList","metadata":{"resourceVersion":"5"},"items":[]})",
+                        "application/json");
+        return;
+      }
+      res.set_chunked_content_provider(
+          "application/json", [this, n = 0](size_t, httplib::DataSink& sink) mutable {
+            if (stopping_) return false;
+            std::string piece = n++ == 0 ? R"({"type":"ADDED","object":{"metadata":{"name":")"
+                                         : std::string(16 * 1024, 'x');
+            if (!sink.write(piece.data(), piece.size())) return false;
+            sent_ += piece.size();
+            return true;
+          });
+    });
+  }
+  std::atomic<int> lists_{0};
+  std::atomic<size_t> sent_{0};
+};
+
+TEST_F(EndlessLineTest, WatchFailsNamingTheResourceAndTheLimit) {
+  Serve("/api/v1/pods");
+  auto cfg = Cfg();
+  cfg.watch_max_event_bytes = 256 * 1024;
+  auto c = NewC(cfg);
+  auto& too_large =
+      metrics::Default().Counter("knd_kube_watch_events_too_large_total", "", {"resource"});
+  const double before = too_large.Value({"/api/v1/pods"});
+  std::atomic<bool> stop{false};
+  int events = 0;
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status st = c->Watch(
+      "/api/v1/pods", {},
+      [&](const WatchEvent&) {
+        ++events;
+        return true;
+      },
+      stop);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  EXPECT_TRUE(absl::IsResourceExhausted(st)) << st;
+  EXPECT_THAT(std::string(st.message()), HasSubstr("WATCH /api/v1/pods"));
+  EXPECT_THAT(std::string(st.message()), HasSubstr("limit of 262144 bytes"));
+  EXPECT_EQ(events, 0);
+  EXPECT_EQ(too_large.Value({"/api/v1/pods"}), before + 1);
+  // The client stopped reading soon after the limit (what is in flight in socket buffers
+  // aside), instead of taking all the server had.
+  EXPECT_LT(sent_.load(), size_t{64} << 20);
+}
+
+TEST_F(EndlessLineTest, ListWatchDropsTheStreamAndListsAgain) {
+  Serve("/api/v1/pods");
+  auto cfg = Cfg();
+  cfg.watch_max_event_bytes = 64 * 1024;
+  auto c = NewC(cfg);
+  std::atomic<bool> stop{false};
+  ListWatchOptions lw;
+  lw.path = "/api/v1/pods";
+  lw.backoff_initial = std::chrono::milliseconds(1);
+  lw.backoff_max = std::chrono::milliseconds(1);
+  ListWatchHandlers h;
+  int lists = 0;
+  std::vector<absl::Status> errors;
+  h.on_list = [&](const json&) {
+    if (++lists == 3) stop = true;
+  };
+  h.on_event = [](const WatchEvent&) { ADD_FAILURE() << "no event ever ends its line"; };
+  h.on_error = [&](const absl::Status& e, std::chrono::milliseconds) { errors.push_back(e); };
+  h.sleep = [&](std::chrono::milliseconds) { return !stop; };
+  RunListWatch(*c, lw, h, stop);
+  EXPECT_EQ(lists, 3);
+  EXPECT_EQ(lists_.load(), 3);
+  ASSERT_EQ(errors.size(), 2u);
+  for (const absl::Status& e : errors) {
+    EXPECT_TRUE(absl::IsResourceExhausted(e)) << e;
+    EXPECT_THAT(std::string(e.message()), HasSubstr("WATCH /api/v1/pods"));
+  }
 }
 
 TEST_F(ClientTest, WakeWatchesEndsAStoppedWatchOnAnIdleStream) {

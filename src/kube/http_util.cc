@@ -78,37 +78,58 @@ absl::Status StatusFromApiStatus(const nlohmann::json& status, const std::string
   return st.ok() ? absl::UnknownError(msg) : st;
 }
 
+absl::Status WatchLineDecoder::Line(std::string_view line,
+                                    const std::function<bool(const WatchEvent&)>& on_event,
+                                    bool* stop) {
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+  if (line.empty()) return absl::OkStatus();
+  nlohmann::json j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("type") || !j["type"].is_string()) {
+    return absl::DataLossError(
+        absl::StrCat("watch: malformed event line: ", std::string(line.substr(0, 200))));
+  }
+  WatchEvent ev;
+  ev.type = j["type"];
+  if (j.contains("object")) ev.object = std::move(j["object"]);
+  if (ev.type == "ERROR") return StatusFromApiStatus(ev.object, "watch ERROR event");
+  if (!on_event(ev)) *stop = true;
+  return absl::OkStatus();
+}
+
+absl::Status WatchLineDecoder::TooLong(size_t at_least) {
+  overflowed_ = true;
+  buf_.clear();
+  buf_.shrink_to_fit();  // give the memory back, not just the length
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "watch event longer than the limit of ", max_line_,
+      " bytes (Kubernetes objects are at most ~1.5 MiB; a broken server or proxy?): dropped "
+      "the stream after ",
+      at_least, " bytes of one line"));
+}
+
 absl::StatusOr<WatchLineDecoder::Result> WatchLineDecoder::Feed(
     std::string_view data, const std::function<bool(const WatchEvent&)>& on_event) {
-  buf_.append(data.data(), data.size());
-  size_t start = 0;
-  Result result = Result::kContinue;
-  absl::Status error;
-  while (result == Result::kContinue && error.ok()) {
-    size_t nl = buf_.find('\n', start);
-    if (nl == std::string::npos) break;
-    std::string_view line(buf_.data() + start, nl - start);
-    start = nl + 1;
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
-    if (line.empty()) continue;
-    nlohmann::json j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("type") || !j["type"].is_string()) {
-      error = absl::DataLossError(
-          absl::StrCat("watch: malformed event line: ", std::string(line.substr(0, 200))));
+  while (!data.empty()) {
+    const size_t nl = data.find('\n');
+    const size_t piece = nl == std::string_view::npos ? data.size() : nl;
+    if (buf_.size() + piece > max_line_) return TooLong(buf_.size() + piece);
+    if (nl == std::string_view::npos) {
+      buf_.append(data);  // an incomplete line: kept for the next chunk
       break;
     }
-    WatchEvent ev;
-    ev.type = j["type"];
-    if (j.contains("object")) ev.object = std::move(j["object"]);
-    if (ev.type == "ERROR") {
-      error = StatusFromApiStatus(ev.object, "watch ERROR event");
-      break;
+    std::string_view line = data.substr(0, nl);
+    if (!buf_.empty()) {
+      buf_.append(line);
+      line = buf_;
     }
-    if (!on_event(ev)) result = Result::kStopped;
+    data.remove_prefix(nl + 1);
+    bool stop = false;
+    absl::Status st = Line(line, on_event, &stop);
+    buf_.clear();  // after Line(): `line` may point into it
+    if (!st.ok()) return st;
+    if (stop) return Result::kStopped;
   }
-  buf_.erase(0, start);
-  if (!error.ok()) return error;
-  return result;
+  return Result::kContinue;
 }
 
 TokenBucket::TokenBucket(double qps, int burst)

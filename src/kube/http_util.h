@@ -27,17 +27,36 @@ absl::Status StatusFromApiStatus(const nlohmann::json& status, const std::string
 // Splits a watch response body (one JSON event per line, arriving in arbitrary chunks) into
 // events. ERROR events are not delivered: they end the stream with the Status they carry
 // (code 410 -> OutOfRange, so the caller relists).
+//
+// Memory: complete lines are decoded straight from the chunk they arrive in; only an
+// incomplete trailing line is copied, and a line longer than `max_line_bytes` (see
+// kDefaultWatchMaxEventBytes) fails the stream with ResourceExhausted and is dropped. So one
+// decoder never holds more than `max_line_bytes`, whatever the peer sends.
 class WatchLineDecoder {
  public:
   enum class Result { kContinue, kStopped };
+  explicit WatchLineDecoder(size_t max_line_bytes = kDefaultWatchMaxEventBytes)
+      : max_line_(max_line_bytes) {}
   // Feeds `data`; calls `on_event` for each complete line. Returns kStopped once `on_event`
-  // returned false, an error for a malformed line or an ERROR event.
+  // returned false, an error for a malformed line, an ERROR event or a line over the limit.
+  // After an error or kStopped the rest of `data` is dropped.
   absl::StatusOr<Result> Feed(std::string_view data,
                               const std::function<bool(const WatchEvent&)>& on_event);
   // Bytes of an incomplete trailing line held back for the next Feed.
   size_t pending() const { return buf_.size(); }
+  size_t max_line_bytes() const { return max_line_; }
+  // Whether a Feed failed for a line over the limit.
+  bool overflowed() const { return overflowed_; }
 
  private:
+  // Decodes one complete line (without its '\n'); sets *stop when on_event returned false.
+  absl::Status Line(std::string_view line, const std::function<bool(const WatchEvent&)>& on_event,
+                    bool* stop);
+  // The line being assembled is longer than the limit: drops it and says so.
+  absl::Status TooLong(size_t at_least);
+
+  size_t max_line_;
+  bool overflowed_ = false;
   std::string buf_;
 };
 

@@ -100,6 +100,52 @@ TEST(WatchLineDecoder, ErrorWithOtherCodeAndMalformedLine) {
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("malformed"));
 }
 
+TEST(WatchLineDecoder, AnEndlessLineFailsAtTheLimitAndIsDropped) {
+  WatchLineDecoder d(1024);
+  const std::string chunk(100, 'x');  // never a newline
+  int events = 0;
+  auto count = [&](const WatchEvent&) { return ++events > 0; };
+  absl::StatusOr<WatchLineDecoder::Result> r = WatchLineDecoder::Result::kContinue;
+  int fed = 0;
+  for (; fed < 1000 && r.ok(); ++fed) {
+    r = d.Feed(chunk, count);
+    EXPECT_LE(d.pending(), 1024u) << "the decoder holds more than its limit";
+  }
+  ASSERT_FALSE(r.ok()) << "an endless line was buffered without limit";
+  EXPECT_EQ(fed, 11) << "fails with the first chunk past 1024 bytes";
+  EXPECT_TRUE(absl::IsResourceExhausted(r.status())) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("limit of 1024 bytes"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("after 1100 bytes"));
+  EXPECT_TRUE(d.overflowed());
+  EXPECT_EQ(d.pending(), 0u) << "the partial line is dropped";
+  EXPECT_EQ(events, 0);
+}
+
+TEST(WatchLineDecoder, TheLimitIsPerLineNotPerChunk) {
+  // A line of exactly the limit passes, one byte more fails, also when it ends in the chunk.
+  const std::string ev = R"({"type":"ADDED","object":{"metadata":{"name":"a"}}})";
+  WatchLineDecoder exact(ev.size());
+  int n = 0;
+  auto count = [&](const WatchEvent&) { return ++n > 0; };
+  // Split: the limit counts the bytes buffered from earlier chunks too.
+  ASSERT_TRUE(exact.Feed(ev.substr(0, 10), count).ok());
+  ASSERT_TRUE(exact.Feed(ev.substr(10) + "\n", count).ok());
+  EXPECT_EQ(n, 1);
+  WatchLineDecoder short_by_one(ev.size() - 1);
+  ASSERT_TRUE(short_by_one.Feed(ev.substr(0, 10), count).ok());
+  auto r = short_by_one.Feed(ev.substr(10) + "\n", count);
+  EXPECT_TRUE(absl::IsResourceExhausted(r.status())) << r.status();
+  EXPECT_EQ(n, 1);
+  // One chunk far larger than the limit, made of short lines, is fine and copies nothing.
+  std::string many;
+  for (int i = 0; i < 100; ++i) many += ev + "\n";
+  WatchLineDecoder d(ev.size());
+  auto all = d.Feed(many, count);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(n, 101);
+  EXPECT_EQ(d.pending(), 0u);
+}
+
 TEST(TokenBucket, BurstThenPaced) {
   TokenBucket b(10, 3);                                           // 10/s, burst 3
   auto t0 = TokenBucket::Clock::now() + std::chrono::seconds(1);  // after refill, full

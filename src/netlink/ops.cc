@@ -26,8 +26,6 @@
 
 namespace knd::netlink {
 
-int Cidr::addr_len() const { return family == AF_INET ? 4 : 16; }
-
 namespace {
 
 // --- one request/response exchange -------------------------------------------------------
@@ -105,46 +103,30 @@ absl::Status AppendHeader(nl_msg* m, const T& hdr) {
   return absl::OkStatus();
 }
 
+int Len(const IpAddr& a) { return static_cast<int>(a.len()); }
+
 absl::Status PutOk(int r, const char* attr) {
   if (r < 0) return NlStatus(r, std::string("put attribute ") + attr);
   return absl::OkStatus();
 }
 
-std::string FormatMac(const void* data, int len) {
-  if (len <= 0) return "";
-  const auto* b = static_cast<const unsigned char*>(data);
-  std::string out;
-  char buf[4];
-  for (int i = 0; i < len; ++i) {
-    std::snprintf(buf, sizeof(buf), i == 0 ? "%02x" : ":%02x", b[i]);
-    out += buf;
-  }
-  return out;
-}
-
-std::string FormatAddr(int family, const void* data, int prefix) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (inet_ntop(family, data, buf, sizeof(buf)) == nullptr) return "";
-  return std::string(buf) + "/" + std::to_string(prefix);
-}
-
 absl::StatusOr<NlMsgPtr> RouteMsg(int type, int flags, int oif, const RouteSpec& route,
                                   const std::string& what) {
-  absl::StatusOr<Cidr> dst = ParseCidr(route.destination);
+  absl::StatusOr<IpPrefix> dst = ParseIpOrCidr(route.destination);
   if (!dst.ok()) return Annotate(dst.status(), what);
-  Cidr gw;
+  IpAddr gw;
   bool has_gw = !route.gateway.empty();
   if (has_gw) {
-    absl::StatusOr<Cidr> g = ParseCidr(route.gateway);
+    absl::StatusOr<IpAddr> g = ParseIp(route.gateway);
     if (!g.ok()) return Annotate(g.status(), what);
-    if (g->family != dst->family) {
+    if (g->family != dst->addr.family) {
       return absl::InvalidArgumentError(what + ": gateway family differs from destination");
     }
     gw = *g;
   }
   ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(type, flags));
   rtmsg rtm{};
-  rtm.rtm_family = static_cast<unsigned char>(dst->family);
+  rtm.rtm_family = static_cast<unsigned char>(dst->addr.family);
   rtm.rtm_dst_len = static_cast<unsigned char>(dst->prefix);
   rtm.rtm_table = static_cast<unsigned char>(route.table < 256 ? route.table : RT_TABLE_UNSPEC);
   rtm.rtm_protocol = RTPROT_BOOT;  // what `ip route add` uses: a statically configured route
@@ -153,10 +135,12 @@ absl::StatusOr<NlMsgPtr> RouteMsg(int type, int flags, int oif, const RouteSpec&
   rtm.rtm_type = RTN_UNICAST;
   RETURN_IF_ERROR(AppendHeader(msg.get(), rtm));
   if (dst->prefix > 0) {
-    RETURN_IF_ERROR(PutOk(nla_put(msg.get(), RTA_DST, dst->addr_len(), dst->addr), "RTA_DST"));
+    RETURN_IF_ERROR(
+        PutOk(nla_put(msg.get(), RTA_DST, Len(dst->addr), dst->addr.bytes.data()), "RTA_DST"));
   }
   if (has_gw) {
-    RETURN_IF_ERROR(PutOk(nla_put(msg.get(), RTA_GATEWAY, gw.addr_len(), gw.addr), "RTA_GATEWAY"));
+    RETURN_IF_ERROR(
+        PutOk(nla_put(msg.get(), RTA_GATEWAY, Len(gw), gw.bytes.data()), "RTA_GATEWAY"));
   }
   RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), RTA_OIF, static_cast<uint32_t>(oif)), "RTA_OIF"));
   if (route.metric != 0) {
@@ -204,7 +188,7 @@ absl::Status ChangeLink(NlSock& sock, int ifindex, const LinkChange& change) {
     RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFLA_MTU, *change.mtu), "IFLA_MTU"));
   }
   if (change.mac.has_value()) {
-    absl::StatusOr<std::vector<unsigned char>> mac = ParseMac(*change.mac);
+    absl::StatusOr<MacAddr> mac = ParseMac(*change.mac);
     if (!mac.ok()) return Annotate(mac.status(), what);
     RETURN_IF_ERROR(
         PutOk(nla_put(msg.get(), IFLA_ADDRESS, static_cast<int>(mac->size()), mac->data()),
@@ -221,18 +205,20 @@ absl::Status SetLinkUp(NlSock& sock, int ifindex, bool up) {
 
 absl::Status AddAddress(NlSock& sock, int ifindex, const std::string& cidr, uint32_t flags) {
   std::string what = "add address " + cidr;
-  absl::StatusOr<Cidr> c = ParseCidr(cidr);
+  absl::StatusOr<IpPrefix> c = ParseIpOrCidr(cidr);
   if (!c.ok()) return Annotate(c.status(), what);
   ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL));
   ifaddrmsg ifa{};
-  ifa.ifa_family = static_cast<unsigned char>(c->family);
+  ifa.ifa_family = static_cast<unsigned char>(c->addr.family);
   ifa.ifa_prefixlen = static_cast<unsigned char>(c->prefix);
   ifa.ifa_flags = static_cast<unsigned char>(flags & 0xff);
   ifa.ifa_scope = RT_SCOPE_UNIVERSE;
   ifa.ifa_index = static_cast<uint32_t>(ifindex);
   RETURN_IF_ERROR(AppendHeader(msg.get(), ifa));
-  RETURN_IF_ERROR(PutOk(nla_put(msg.get(), IFA_LOCAL, c->addr_len(), c->addr), "IFA_LOCAL"));
-  RETURN_IF_ERROR(PutOk(nla_put(msg.get(), IFA_ADDRESS, c->addr_len(), c->addr), "IFA_ADDRESS"));
+  RETURN_IF_ERROR(
+      PutOk(nla_put(msg.get(), IFA_LOCAL, Len(c->addr), c->addr.bytes.data()), "IFA_LOCAL"));
+  RETURN_IF_ERROR(
+      PutOk(nla_put(msg.get(), IFA_ADDRESS, Len(c->addr), c->addr.bytes.data()), "IFA_ADDRESS"));
   if (flags > 0xff) {
     RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFA_FLAGS, flags), "IFA_FLAGS"));
   }
@@ -243,15 +229,16 @@ absl::Status AddAddress(NlSock& sock, int ifindex, const std::string& cidr, uint
 
 absl::Status DelAddress(NlSock& sock, int ifindex, const std::string& cidr) {
   std::string what = "delete address " + cidr;
-  absl::StatusOr<Cidr> c = ParseCidr(cidr);
+  absl::StatusOr<IpPrefix> c = ParseIpOrCidr(cidr);
   if (!c.ok()) return Annotate(c.status(), what);
   ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_DELADDR, 0));
   ifaddrmsg ifa{};
-  ifa.ifa_family = static_cast<unsigned char>(c->family);
+  ifa.ifa_family = static_cast<unsigned char>(c->addr.family);
   ifa.ifa_prefixlen = static_cast<unsigned char>(c->prefix);
   ifa.ifa_index = static_cast<uint32_t>(ifindex);
   RETURN_IF_ERROR(AppendHeader(msg.get(), ifa));
-  RETURN_IF_ERROR(PutOk(nla_put(msg.get(), IFA_LOCAL, c->addr_len(), c->addr), "IFA_LOCAL"));
+  RETURN_IF_ERROR(
+      PutOk(nla_put(msg.get(), IFA_LOCAL, Len(c->addr), c->addr.bytes.data()), "IFA_LOCAL"));
   int err = 0;
   absl::Status st = Transact(sock, msg.get(), what, {}, &err);
   if (err == EADDRNOTAVAIL) return absl::OkStatus();  // the address is not there (any more)
@@ -306,60 +293,6 @@ absl::Status SetIpv6Conf(const netns::Netns& ns, const std::string& ifname,
     }
     return absl::OkStatus();
   });
-}
-
-// --- text helpers --------------------------------------------------------------------------
-
-absl::StatusOr<Cidr> ParseCidr(const std::string& cidr) {
-  size_t slash = cidr.find('/');
-  std::string ip = cidr.substr(0, slash);
-  Cidr c;
-  if (inet_pton(AF_INET, ip.c_str(), c.addr) == 1) {
-    c.family = AF_INET;
-  } else if (inet_pton(AF_INET6, ip.c_str(), c.addr) == 1) {
-    c.family = AF_INET6;
-  } else {
-    return absl::InvalidArgumentError("\"" + cidr + "\" is not an IP address or CIDR");
-  }
-  int max = c.family == AF_INET ? 32 : 128;
-  if (slash == std::string::npos) {
-    c.prefix = max;
-    return c;
-  }
-  const char* b = cidr.data() + slash + 1;
-  const char* e = cidr.data() + cidr.size();
-  auto [p, ec] = std::from_chars(b, e, c.prefix);
-  if (b == e || ec != std::errc() || p != e || c.prefix < 0 || c.prefix > max) {
-    return absl::InvalidArgumentError("\"" + cidr + "\" has a bad prefix length");
-  }
-  return c;
-}
-
-std::string FormatCidr(const Cidr& c) { return FormatAddr(c.family, c.addr, c.prefix); }
-
-absl::StatusOr<std::vector<unsigned char>> ParseMac(const std::string& mac) {
-  // "aa:bb:cc:dd:ee:ff": six pairs of hex digits separated by colons, nothing else.
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::vector<unsigned char> out(6);
-  bool ok = mac.size() == 17;
-  for (size_t i = 0; ok && i < 6; ++i) {
-    const int hi = hex(mac[i * 3]), lo = hex(mac[i * 3 + 1]);
-    ok = hi >= 0 && lo >= 0 && (i == 5 || mac[i * 3 + 2] == ':');
-    if (ok) out[i] = static_cast<unsigned char>(hi * 16 + lo);
-  }
-  if (!ok) return absl::InvalidArgumentError("\"" + mac + "\" is not a MAC address");
-  return out;
-}
-
-std::string NormalizeMac(const std::string& mac) {
-  absl::StatusOr<std::vector<unsigned char>> b = ParseMac(mac);
-  if (!b.ok()) return mac;
-  return FormatMac(b->data(), static_cast<int>(b->size()));
 }
 
 }  // namespace knd::netlink

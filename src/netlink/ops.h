@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/net_addr.h"
 #include "netlink/socket.h"
 
 namespace knd::netlink {
@@ -70,20 +71,6 @@ absl::Status WriteSysctl(const std::string& path, const std::string& value);
 absl::Status SetIpv6Conf(const netns::Netns& ns, const std::string& ifname,
                          const std::vector<std::pair<std::string, std::string>>& settings);
 
-// Text helpers shared with callers.
-// Parses "a.b.c.d/n" or "x::y/n"; returns family, address bytes (4 or 16) and prefix length.
-struct Cidr {
-  int family = 0;
-  unsigned char addr[16] = {};
-  int prefix = 0;
-  int addr_len() const;
-};
-absl::StatusOr<Cidr> ParseCidr(const std::string& cidr);
-// The canonical text form ("2001:db8::10/64"); bits past the prefix are kept.
-std::string FormatCidr(const Cidr& c);
-// Parses "aa:bb:cc:dd:ee:ff" into 6 bytes.
-absl::StatusOr<std::vector<unsigned char>> ParseMac(const std::string& mac);
-// Lowercase canonical form of a MAC, or the input unchanged when it does not parse.
-std::string NormalizeMac(const std::string& mac);
+// The text forms of addresses (ParseIpOrCidr, FormatCidr, ParseMac, ...) are common/net_addr.h.
 
 }  // namespace knd::netlink

@@ -18,40 +18,13 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "common/net_addr.h"
 
 // The messages are parsed by hand (nlmsg_parse over the raw attributes) rather than through
 // libnl's object caches: libnl 3.7 has no accessor for IFLA_PERM_ADDRESS, which restore needs
 // to recognise a NIC the kernel handed back under another name, and a raw parse is one dump.
 
 namespace knd::netlink {
-
-std::string FormatMac(const unsigned char* data, size_t len) {
-  std::string out;
-  for (size_t i = 0; i < len; ++i) {
-    char buf[4];
-    std::snprintf(buf, sizeof(buf), i == 0 ? "%02x" : ":%02x", data[i]);
-    out += buf;
-  }
-  return out;
-}
-
-std::string FormatIp(int family, const void* data, size_t len) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (family == AF_INET && len == 4) {
-    inet_ntop(AF_INET, data, buf, sizeof(buf));
-  } else if (family == AF_INET6 && len == 16) {
-    inet_ntop(AF_INET6, data, buf, sizeof(buf));
-  } else {
-    return "";
-  }
-  return buf;
-}
-
-std::string FormatCidr(int family, const void* data, size_t len, int prefixlen) {
-  std::string ip = FormatIp(family, data, len);
-  if (ip.empty()) return "";
-  return absl::StrCat(ip, "/", prefixlen);
-}
 
 namespace {
 

@@ -65,11 +65,6 @@ absl::StatusOr<std::vector<Address>> ListAddresses(NlSock& sock, int ifindex = 0
 // interface (0 = any). Cached/cloned routes are not included.
 absl::StatusOr<std::vector<Route>> ListRoutes(NlSock& sock, int family = 0, int oif = 0);
 
-// Formatting helpers (exposed for tests and other netlink users).
-std::string FormatMac(const unsigned char* data, size_t len);  // "" when len == 0
-// Binary address of `family` + prefix length -> CIDR ("" for unknown families).
-std::string FormatCidr(int family, const void* data, size_t len, int prefixlen);
-// Binary address -> text without prefix ("" for unknown families or bad length).
-std::string FormatIp(int family, const void* data, size_t len);
+// The text forms (FormatMac, FormatIp, FormatCidr) are common/net_addr.h.
 
 }  // namespace knd::netlink

@@ -1,5 +1,5 @@
-// Tests for the netlink read side. Formatting is unit-tested; the queries run against veth
-// links in a throwaway namespace (privileged; skipped without CAP_NET_ADMIN).
+// Tests for the netlink read side (formatting is common/net_addr_test.cc); the queries run
+// against veth links in a throwaway namespace (privileged; skipped without CAP_NET_ADMIN).
 #include "netlink/query.h"
 
 #include <arpa/inet.h>
@@ -18,35 +18,6 @@
 
 namespace knd::netlink {
 namespace {
-
-TEST(ParseMacTest, SixHexPairsWithColonsOnly) {
-  auto mac = ParseMac("02:AB:00:10:ff:01");
-  ASSERT_TRUE(mac.ok()) << mac.status();
-  EXPECT_EQ(*mac, (std::vector<unsigned char>{0x02, 0xab, 0x00, 0x10, 0xff, 0x01}));
-  EXPECT_EQ(FormatMac(mac->data(), mac->size()), "02:ab:00:10:ff:01");
-  for (const char* bad : {"", "02:ab:00:10:ff", "02:ab:00:10:ff:01:", "02-ab-00-10-ff-01",
-                          "02:ab:00:10:ff:0g", "2:ab:00:10:ff:011", " 02:ab:00:10:ff:1"}) {
-    auto got = ParseMac(bad);
-    ASSERT_FALSE(got.ok()) << bad;
-    EXPECT_EQ(std::string(got.status().message()),
-              "\"" + std::string(bad) + "\" is not a MAC address");
-  }
-}
-
-TEST(FormatTest, MacAndCidr) {
-  const unsigned char mac[6] = {0x02, 0xAB, 0x00, 0x10, 0xff, 0x01};
-  EXPECT_EQ(FormatMac(mac, 6), "02:ab:00:10:ff:01");
-  EXPECT_EQ(FormatMac(mac, 0), "");
-  in_addr v4;
-  ASSERT_EQ(inet_pton(AF_INET, "192.0.2.10", &v4), 1);
-  EXPECT_EQ(FormatCidr(AF_INET, &v4, 4, 24), "192.0.2.10/24");
-  EXPECT_EQ(FormatCidr(AF_INET, &v4, 3, 24), "");  // truncated attribute
-  in6_addr v6;
-  ASSERT_EQ(inet_pton(AF_INET6, "2001:db8::10", &v6), 1);
-  EXPECT_EQ(FormatCidr(AF_INET6, &v6, 16, 64), "2001:db8::10/64");
-  EXPECT_EQ(FormatIp(AF_INET6, &v6, 16), "2001:db8::10");
-  EXPECT_EQ(FormatIp(AF_PACKET, &v6, 16), "");
-}
 
 TEST(NlStatusTest, MapsCodes) {
   EXPECT_TRUE(NlStatus(0, "x").ok());

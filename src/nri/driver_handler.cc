@@ -118,6 +118,8 @@ absl::Status DriverHandler::Synchronize(const std::vector<api::PodSandbox>& pods
   for (const auto& p : pods) running.push_back(ToPodInfo(p));
   if (reconcile_.joinable()) reconcile_.join();  // a previous connection's reconcile
   reconciled_ = false;
+  // Before the answer goes back: the runtime's next hook is newer than `running`.
+  pods_.BeginReconcile();
   reconcile_ = std::thread([this, running = std::move(running)] {
     absl::Status st = pods_.Reconcile(running);
     if (!st.ok()) spdlog::error("reconcile after NRI synchronize: {}", st.ToString());

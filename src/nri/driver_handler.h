@@ -2,8 +2,10 @@
 //
 // Synchronize must answer within the runtime's request timeout even when many devices need to
 // go back to the host after a restart (a netdev move costs ~30 ms), so it only records the
-// runtime's pods and starts the reconcile on a background thread; hooks for individual pods
-// serialize with it through PodNetwork's per-pod locks.
+// runtime's pods and starts the reconcile on a background thread. Hooks for individual pods
+// serialize with it through PodNetwork's per-pod locks, and a pod that gets a hook after
+// Synchronize is not reconciled from Synchronize's (older) list: Synchronize calls
+// PodNetwork::BeginReconcile() before it returns, so every later hook counts.
 //
 // A failed attach fails RunPodSandbox, so the kubelet retries the sandbox — except on a runtime
 // where a failed RunPodSandbox does lasting harm. containerd 2.0 to 2.2.5 keep the record of a

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <future>
 #include <thread>
 
 #include "common/status.h"
@@ -159,6 +160,31 @@ TEST_F(DriverHandlerTest, AStoppedSandboxIsNoLongerRetried) {
   att_.failing = false;
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_FALSE(att_.attached) << "nothing is attached into a stopped sandbox";
+}
+
+TEST_F(DriverHandlerTest, AStopAfterSynchronizeIsNotUndoneByTheReconcile) {
+  att_.failing = false;
+  PodNetwork pn(*store_, att_);
+  // Hold the reconcile thread just before it takes p1's lock until StopPodSandbox is done.
+  std::promise<void> reached, stopped;
+  std::shared_future<void> stopped_f = stopped.get_future().share();
+  pn.SetReconcilePodHookForTest([&](const std::string& uid) {
+    if (uid != "p1") return;
+    reached.set_value();
+    stopped_f.wait();
+  });
+  DriverHandler h(pn, SandboxFailurePolicy::kFail);
+  // p1 runs without its device (started while knd was away): the reconcile would attach it.
+  ASSERT_TRUE(h.Synchronize({pod_}, {}).ok());
+  ASSERT_EQ(reached.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  ASSERT_TRUE(h.StopPodSandbox(pod_).ok());
+  stopped.set_value();
+  for (int i = 0; i < 200 && !h.reconciled(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(h.reconciled());
+  EXPECT_FALSE(att_.attached) << "the reconcile attached a device into a stopped sandbox";
+  EXPECT_EQ(store_->Get("c1")->devices[0].state, state::DeviceState::kPrepared);
 }
 
 }  // namespace

@@ -454,9 +454,30 @@ absl::Status PodNetwork::AdoptClaims(const PodInfo& pod, std::vector<state::Clai
   return absl::OkStatus();
 }
 
+void PodNetwork::NoteHook(const std::string& uid) {
+  std::lock_guard<std::mutex> l(hooked_mu_);
+  if (reconciling_) hooked_.insert(uid);
+}
+
+bool PodNetwork::HookedSinceSnapshot(const std::string& uid) const {
+  std::lock_guard<std::mutex> l(hooked_mu_);
+  return hooked_.count(uid) > 0;
+}
+
+void PodNetwork::BeginReconcile() {
+  std::lock_guard<std::mutex> l(hooked_mu_);
+  reconciling_ = true;
+  hooked_.clear();
+}
+
 absl::Status PodNetwork::Attach(const PodInfo& pod) {
   auto lock = PodLock(pod.uid);
   std::lock_guard<std::mutex> l(*lock);
+  NoteHook(pod.uid);
+  return AttachLocked(pod);
+}
+
+absl::Status PodNetwork::AttachLocked(const PodInfo& pod) {
   std::vector<state::ClaimPlan> plans = plans_.ForPod(pod.uid);
   if (absl::Status st = AdoptClaims(pod, plans); !st.ok()) {
     spdlog::error("{}", st.ToString());
@@ -692,6 +713,7 @@ absl::Status PodNetwork::ReleaseOrphans() {
 absl::Status PodNetwork::Detach(const PodInfo& pod) {
   auto lock = PodLock(pod.uid);
   std::lock_guard<std::mutex> l(*lock);
+  NoteHook(pod.uid);
   absl::Status first;
   const Budget budget = HookBudget();
   for (const auto& plan : plans_.ForPod(pod.uid)) {
@@ -727,49 +749,92 @@ absl::Status PodNetwork::ReleaseDevice(const state::ClaimPlan& plan, size_t inde
 }
 
 absl::Status PodNetwork::Reconcile(const std::vector<PodInfo>& running) {
+  {
+    std::lock_guard<std::mutex> l(hooked_mu_);
+    if (!reconciling_) {  // a caller that took its snapshot just now
+      reconciling_ = true;
+      hooked_.clear();
+    }
+  }
   std::map<std::string, PodInfo> by_uid;
   for (const auto& p : running) by_uid[p.uid] = p;
-  absl::Status first;
+  // Only which pods to look at comes from this read; what to do with each is decided afresh
+  // under its lock (ReconcilePod).
+  std::set<std::string> gone;
   for (const auto& plan : plans_.List()) {
+    for (const auto& dev : plan.devices) {
+      if (state::InPod(dev) && by_uid.count(dev.pod_uid) == 0) gone.insert(dev.pod_uid);
+    }
+  }
+  absl::Status first;
+  // Gone pods first: a running pod that took over one of their claims finds its device home.
+  for (const std::string& uid : gone) {
+    absl::Status st = ReconcilePod(uid, nullptr);
+    if (!st.ok() && first.ok()) first = st;
+  }
+  for (const auto& [uid, pod] : by_uid) {
+    absl::Status st = ReconcilePod(uid, &pod);
+    if (!st.ok() && first.ok()) first = st;
+  }
+  {
+    std::lock_guard<std::mutex> l(hooked_mu_);
+    reconciling_ = false;
+    hooked_.clear();
+  }
+  return first;
+}
+
+absl::Status PodNetwork::ReconcilePod(const std::string& uid, const PodInfo* pod) {
+  if (reconcile_pod_hook_) reconcile_pod_hook_(uid);
+  auto lock = PodLock(uid);
+  std::lock_guard<std::mutex> l(*lock);
+  if (HookedSinceSnapshot(uid)) {
+    // The runtime told us about this pod after the snapshot (RunPodSandbox of a pod started
+    // since, StopPodSandbox of one that was running): the hook acted on newer facts, and
+    // the snapshot must not undo it.
+    spdlog::info(
+        "reconcile: pod uid {} had an NRI hook since Synchronize; left as the hook left it", uid);
+    return absl::OkStatus();
+  }
+  absl::Status first;
+  bool interrupted = false;
+  for (const auto& plan : plans_.List()) {  // afresh, under the pod lock
     for (size_t i = 0; i < plan.devices.size(); ++i) {
       const auto& dev = plan.devices[i];
-      if (!state::InPod(dev)) continue;  // prepared-but-not-started pods are left alone
-      auto it = by_uid.find(dev.pod_uid);
-      absl::Status st;
-      if (it == by_uid.end()) {
+      if (!state::InPod(dev) || dev.pod_uid != uid) continue;
+      if (pod == nullptr) {
         spdlog::info("reconcile: pod uid {} is gone; returning claim {}/{} device {} to the host",
-                     dev.pod_uid, plan.claim_namespace, plan.claim_name, dev.device);
-        auto lock = PodLock(dev.pod_uid);
-        std::lock_guard<std::mutex> l(*lock);
-        st = DetachDevice(plan.claim_uid, i, dev.pod_uid, "");
+                     uid, plan.claim_namespace, plan.claim_name, dev.device);
+        absl::Status st = DetachDevice(plan.claim_uid, i, uid, "");
+        if (!st.ok() && !absl::IsNotFound(st) && first.ok()) first = st;
       } else if (dev.state == DeviceState::kAttaching) {
         spdlog::info("reconcile: completing interrupted attach of claim {}/{} device {}",
                      plan.claim_namespace, plan.claim_name, dev.device);
-        st = Attach(it->second);
+        interrupted = true;
       } else if (dev.result && dev.attached_by != state::kAttachedByMultus) {
         HoldNetns(dev.result->netns);  // after knd's own restart
       }
-      if (!st.ok() && !absl::IsNotFound(st) && first.ok()) first = st;
     }
   }
-  // Running pods that the runtime started without knd's hook.
-  for (const auto& [uid, pod] : by_uid) {
-    if (pod.netns.empty()) continue;
-    std::vector<state::ClaimPlan> plans = plans_.ForPod(uid);
-    // Only devices that were never attached: one that came back (its pod is over and gave it
-    // up early, or it failed) is not pushed into the pod again.
-    bool missing = false;
-    for (const auto& plan : plans) {
+  if (pod == nullptr) return first;
+  // A running pod that the runtime started without knd's hook. Only devices that were never
+  // attached: one that came back (its pod is over and gave it up early, or it failed) is not
+  // pushed into the pod again.
+  bool missing = false;
+  if (!pod->netns.empty()) {
+    for (const auto& plan : plans_.ForPod(uid)) {
       for (const auto& dev : plan.devices) missing = missing || dev.state == DeviceState::kPrepared;
     }
-    if (!missing) continue;
+  }
+  if (missing) {
     spdlog::warn(
         "reconcile: pod {}/{} runs without its devices (the runtime started it while knd was "
         "not connected); attaching them now",
-        pod.namespace_, pod.name);
-    absl::Status st = Attach(pod);
-    if (!st.ok() && first.ok()) first = st;
+        pod->namespace_, pod->name);
   }
+  if (!missing && !interrupted) return first;
+  absl::Status st = AttachLocked(*pod);
+  if (!st.ok() && (missing || !absl::IsNotFound(st)) && first.ok()) first = st;
   return first;
 }
 

@@ -30,6 +30,12 @@
 //    connected: containerd goes on without a plugin that is down or dies mid-hook) gets them
 //    now — late, but its containers that list the claim were refused by the netns guard and
 //    are retried by the kubelet, and the rest at least get the network they were promised.
+//  - Reconcile vs hooks: the reconcile runs on its own thread while the hooks go on, and its
+//    list of running pods is as old as Synchronize. Per pod, the later word wins: the pod is
+//    reconciled under the same pod lock the hooks take, from the plans as they are under that
+//    lock, and not at all if a hook for it came after Synchronize (that hook already did what
+//    the pod needs, with newer facts than the list). A hook that comes while its pod is being
+//    reconciled waits for the lock and then acts on what the reconcile left.
 //  - A device is in one pod at a time: Attach never takes a device out of another pod (it
 //    fails this pod, naming the pod that has it). A claim the kubelet prepared for an earlier
 //    pod and now also gives to this one (the kubelet does not call Prepare again for a claim
@@ -61,6 +67,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -119,9 +126,23 @@ class PodNetwork {
   // default of 2 s.
   void SetRuntimeTimeout(std::chrono::milliseconds t);
 
+  // The hooks. Each runs under the pod's lock.
   absl::Status Attach(const PodInfo& pod);
   absl::Status Detach(const PodInfo& pod);
+  // Reconcile against `running`, the runtime's pods at NRI Synchronize. Ordering with the
+  // hooks (which keep coming while a reconcile runs on its own thread): each pod is
+  // reconciled under its pod lock, from the plans as they are then, and a pod that had a hook
+  // (Attach, Detach) since BeginReconcile() is left alone, because the hook saw newer facts
+  // than `running` (a pod started since is missing from it; one stopped since is still in
+  // it). Call BeginReconcile() when the snapshot is taken, before the next hook can run;
+  // without it Reconcile counts from its own start.
+  void BeginReconcile();
   absl::Status Reconcile(const std::vector<PodInfo>& running);
+  // Tests only: called by Reconcile for each pod it looks at, just before it takes that pod's
+  // lock (where a hook can come in between).
+  void SetReconcilePodHookForTest(std::function<void(const std::string& pod_uid)> fn) {
+    reconcile_pod_hook_ = std::move(fn);
+  }
   // Used by Unprepare: returns every device of `plan` that is still attached to the host.
   absl::Status DetachClaim(const state::ClaimPlan& plan);
   // Used by Prepare to hand a device over: returns device `index` of `plan` from its pod (a
@@ -184,6 +205,13 @@ class PodNetwork {
   void Notify(const PodInfo& pod, const std::string& claim_uid, size_t index,
               const absl::Status* error);
   std::shared_ptr<std::mutex> PodLock(const std::string& uid);
+  // Attach with the pod lock held by the caller.
+  absl::Status AttachLocked(const PodInfo& pod);
+  // Reconciles one pod (`pod` = its snapshot entry, nullptr = not running); takes its lock.
+  absl::Status ReconcilePod(const std::string& uid, const PodInfo* pod);
+  // Records that a hook for pod `uid` ran (caller holds the pod lock).
+  void NoteHook(const std::string& uid);
+  bool HookedSinceSnapshot(const std::string& uid) const;
 
   state::PlanStore& plans_;
   attach::Attacher& attacher_;
@@ -195,6 +223,12 @@ class PodNetwork {
   std::atomic<int64_t> runtime_timeout_ms_{kNriDefaultRequestTimeoutMs};
   std::mutex locks_mu_;
   std::map<std::string, std::weak_ptr<std::mutex>> pod_locks_;
+  // Pods that had a hook since the reconcile's snapshot; tracked only while one is pending,
+  // so the set stays as small as the hooks of one reconcile's duration.
+  mutable std::mutex hooked_mu_;
+  bool reconciling_ = false;
+  std::set<std::string> hooked_;
+  std::function<void(const std::string&)> reconcile_pod_hook_;
   mutable std::mutex held_mu_;
   std::map<std::string, netns::Netns> held_;  // pod netns path -> the namespace, held open
 };

@@ -257,6 +257,47 @@ TEST_F(PodNetworkNsTest, ReconcileAttachesARunningPodTheRuntimeStartedWithoutKnd
   EXPECT_EQ(att_.attach_calls, 1);
 }
 
+TEST_F(PodNetworkNsTest, APodStartedAfterSynchronizeKeepsItsDevicesThroughTheReconcile) {
+  AddPlan("c1", "p1", {"eth1"});
+  PodNetwork pn(*store_, att_);
+  // Synchronize: the runtime runs no pod yet. Before the reconcile gets going, the runtime
+  // starts p1 and knd's RunPodSandbox hook attaches its device.
+  pn.BeginReconcile();
+  ASSERT_TRUE(pn.Attach(Pod("p1")).ok());
+  ASSERT_EQ(StateOf("c1", 0), DeviceState::kAttached);
+  // The snapshot says p1 is not running; the hook knows better.
+  ASSERT_TRUE(pn.Reconcile({}).ok());
+  EXPECT_EQ(StateOf("c1", 0), DeviceState::kAttached) << "the reconcile undid a newer hook";
+  EXPECT_EQ(att_.where["eth1"], ns_->path());
+  EXPECT_EQ(att_.detach_calls, 0);
+  // Once the reconcile is over, hooks are not tracked: the next one does not skip p1.
+  ASSERT_TRUE(pn.Reconcile({}).ok());
+  EXPECT_EQ(StateOf("c1", 0), DeviceState::kDetached);
+}
+
+TEST_F(PodNetworkNsTest, AStopThatComesWhileTheReconcileRunsWinsOverTheSnapshot) {
+  AddPlan("c1", "p1", {"eth1"});
+  AddPlan("c2", "p2", {"eth2"});
+  PodNetwork pn(*store_, att_);
+  // Synchronize lists p1 and p2 running without their devices: the reconcile attaches them
+  // late. Between the snapshot and the reconcile's turn for p1 (just before it takes p1's
+  // lock), the runtime stops p1.
+  std::vector<std::string> order;
+  pn.SetReconcilePodHookForTest([&](const std::string& uid) {
+    order.push_back(uid);
+    if (uid == "p1") {
+      ASSERT_TRUE(pn.Detach(Pod("p1")).ok());  // StopPodSandbox
+    }
+  });
+  ASSERT_TRUE(pn.Reconcile({Pod("p1"), Pod("p2")}).ok());
+  EXPECT_EQ(order, (std::vector<std::string>{"p1", "p2"}));
+  EXPECT_EQ(att_.where.count("eth1"), 0u) << "attached into a stopped pod from a stale snapshot";
+  EXPECT_EQ(StateOf("c1", 0), DeviceState::kPrepared);
+  // p2 had no hook: reconciled as before.
+  EXPECT_EQ(StateOf("c2", 0), DeviceState::kAttached);
+  EXPECT_EQ(att_.attach_calls, 1);
+}
+
 TEST_F(PodNetworkNsTest, ANetnsDeletedWithoutAHookIsHeldAndItsDevicesReturned) {
   AddPlan("c1", "p1", {"eth1"});
   PodNetwork pn(*store_, att_);

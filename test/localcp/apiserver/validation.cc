@@ -1,12 +1,12 @@
 // Validation rules of the stand-in API server; see validation.h.
 #include "validation.h"
 
-#include <arpa/inet.h>
-
 #include <cctype>
 #include <cstdlib>
 #include <regex>
 #include <set>
+
+#include "common/net_addr.h"
 
 namespace knd::localcp {
 namespace {
@@ -263,20 +263,7 @@ bool IsSemver(const std::string& s) {
   return std::regex_match(s, re);
 }
 
-bool IsCidr(const std::string& s) {
-  auto slash = s.find('/');
-  if (slash == std::string::npos || slash + 1 >= s.size()) return false;
-  std::string addr = s.substr(0, slash), len = s.substr(slash + 1);
-  for (char c : len) {
-    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
-  }
-  if (len.size() > 3) return false;
-  const long bits = std::strtol(len.c_str(), nullptr, 10);  // 1-3 digits, checked above
-  unsigned char buf[16];
-  if (inet_pton(AF_INET, addr.c_str(), buf) == 1) return bits <= 32;
-  if (inet_pton(AF_INET6, addr.c_str(), buf) == 1) return bits <= 128;
-  return false;
-}
+bool IsCidr(const std::string& s) { return knd::ParseCidr(s).ok(); }
 
 void ValidateObjectName(const std::string& name, bool generated, FieldErrors* errs) {
   const std::string field = generated ? "metadata.generateName" : "metadata.name";
