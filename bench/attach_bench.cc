@@ -12,6 +12,9 @@
 // the order of the three so a drifting machine hurts none of them more than the others.
 // Prints one JSON object on stdout: every sample plus the result checks.
 //
+// --device IFNAME uses that NIC (e.g. an SR-IOV VF in the hardware lab, test/vm) instead of a
+// veth end: it is moved into the bench's namespace as eth1 and back under its name at the end.
+//
 // --markers writes "@@<impl> attach" / "@@<impl> detach" / "@@end" to stderr around each
 // step so a syscall trace (strace -f) can attribute netlink exchanges to the step.
 #include <fcntl.h>
@@ -327,12 +330,22 @@ struct Bench {
   }
 };
 
+std::string g_device;
+int g_caller_ns = -1;
+
+// --device: the NIC goes back to the caller's namespace under its own name.
+void ReturnDevice() {
+  Ip(std::string("link set ") + kHostIf + " netns /proc/" + std::to_string(getpid()) + "/fd/" +
+     std::to_string(g_caller_ns) + " name " + g_device);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int iterations = 20;
   std::vector<std::string> impls = {"knd", "cni", "floor"};
   std::string floor_bin, cni_dir = "/usr/lib/cni";
+  std::string device;  // a real NIC (e.g. an SR-IOV VF) to use instead of a veth end
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -349,9 +362,12 @@ int main(int argc, char** argv) {
       cni_dir = next();
     } else if (a == "--markers") {
       g_markers = true;
+    } else if (a == "--device") {
+      device = next();
     } else {
       Die("unknown argument " + a +
-          " (--iterations N --impl knd,cni,floor --floor PATH --cni-dir DIR --markers)");
+          " (--iterations N --impl knd,cni,floor --floor PATH --cni-dir DIR --markers"
+          " --device IFNAME)");
     }
   }
   if (floor_bin.empty()) {
@@ -365,10 +381,26 @@ int main(int argc, char** argv) {
   }
   // A node namespace of our own, before any thread exists: everything created in it (the
   // veth pair) dies with the process.
+  // With --device, the NIC is moved in from the caller's namespace as eth1 and moved back
+  // under its own name at the end (a physical NIC would otherwise come back as eth1).
+  int caller_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (caller_ns < 0) Die("open own netns: " + std::string(strerror(errno)));
   if (unshare(CLONE_NEWNET) != 0) Die("unshare(CLONE_NEWNET): " + std::string(strerror(errno)));
   Ip("link set lo up");
-  Ip(std::string("link add ") + kHostIf + " type veth peer name " + kPeerIf);
-  Ip(std::string("link set ") + kPeerIf + " up");
+  if (device.empty()) {
+    Ip(std::string("link add ") + kHostIf + " type veth peer name " + kPeerIf);
+    Ip(std::string("link set ") + kPeerIf + " up");
+  } else {
+    // ip names our namespace by a path to this fd (/proc/<pid>/fd/N).
+    int bench_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (bench_ns < 0 || setns(caller_ns, CLONE_NEWNET) != 0) Die("enter the caller's netns");
+    Ip("link set " + device + " netns /proc/" + std::to_string(getpid()) + "/fd/" +
+       std::to_string(bench_ns) + " name " + kHostIf);
+    if (setns(bench_ns, CLONE_NEWNET) != 0) Die("enter the bench netns");
+    g_device = device;
+    g_caller_ns = caller_ns;
+    std::atexit(ReturnDevice);
+  }
 
   Bench b;
   b.floor_bin = floor_bin;

@@ -192,6 +192,106 @@ uint32_t AddrFlags(const std::string& cidr) {
   return c.ok() && c->addr.family == AF_INET6 ? IFA_F_NODAD : 0;
 }
 
+// ---- SR-IOV: settings the PF makes for a VF (NetworkConfig.sriov) -------------------------
+
+// The PF (PCI address) and index of the VF at PCI address `vf_pci`, from sysfs; NotFound when
+// `vf_pci` is not an SR-IOV VF.
+absl::StatusOr<std::pair<std::string, int>> VfLocation(const std::string& vf_pci) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dev = fs::path("/sys/bus/pci/devices") / vf_pci;
+  fs::path pf = fs::read_symlink(dev / "physfn", ec);
+  if (vf_pci.empty() || ec) {
+    return absl::NotFoundError("\"" + vf_pci + "\" is not an SR-IOV VF (no physfn in sysfs)");
+  }
+  const std::string pf_pci = pf.filename().string();
+  for (int i = 0; i < 4096; ++i) {
+    fs::path vf = fs::read_symlink(
+        fs::path("/sys/bus/pci/devices") / pf_pci / ("virtfn" + std::to_string(i)), ec);
+    if (ec) break;
+    if (vf.filename() == vf_pci) return std::make_pair(pf_pci, i);
+  }
+  return absl::NotFoundError("VF " + vf_pci + " is not among the virtfnN of its PF " + pf_pci);
+}
+
+// The PF's netdev on the host, by PCI address.
+absl::StatusOr<LinkState> PfLink(NlSock& sock, const std::string& pf_pci) {
+  ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(sock));
+  for (const LinkState& l : links) {
+    if (l.parent_bus == "pci" && l.parent_dev == pf_pci) return l;
+  }
+  return absl::NotFoundError("the PF " + pf_pci + " has no netdev on the host");
+}
+
+uint32_t LinkStateValue(const std::string& s) {
+  return s == "enable"    ? IFLA_VF_LINK_STATE_ENABLE
+         : s == "disable" ? IFLA_VF_LINK_STATE_DISABLE
+                          : IFLA_VF_LINK_STATE_AUTO;
+}
+
+// Sets on `pf` what `want` changes from `cur`, one message per setting so that a refusal names
+// it ("sriov.trust: Operation not supported" from a driver without it).
+absl::Status ApplyVf(NlSock& sock, const LinkState& pf, const netlink::VfConfig& cur,
+                     const state::VfSnapshot& want) {
+  const std::string where = "PF " + pf.name + " VF " + std::to_string(want.index);
+  auto set = [&](const char* field, auto fill) -> absl::Status {
+    netlink::VfChange c;
+    c.vf = want.index;
+    fill(c);
+    return Annotate(netlink::SetVf(sock, pf.ifindex, c), where + ": " + field);
+  };
+  // An all-zero MAC is how PFs report "none set by the admin"; putting it back clears ours.
+  if (!want.mac.empty() && !MacEq(want.mac, cur.mac)) {
+    RETURN_IF_ERROR(set("mac", [&](netlink::VfChange& c) { c.mac = want.mac; }));
+  }
+  if (want.vlan != cur.vlan || want.qos != cur.qos) {
+    RETURN_IF_ERROR(set(
+        "vlan", [&](netlink::VfChange& c) { c.vlan_qos = std::make_pair(want.vlan, want.qos); }));
+  }
+  if (want.spoof_check && want.spoof_check != cur.spoof_check) {
+    RETURN_IF_ERROR(
+        set("spoofCheck", [&](netlink::VfChange& c) { c.spoof_check = want.spoof_check; }));
+  }
+  if (want.trust && want.trust != cur.trust) {
+    RETURN_IF_ERROR(set("trust", [&](netlink::VfChange& c) { c.trust = want.trust; }));
+  }
+  if (want.link_state && want.link_state != cur.link_state) {
+    RETURN_IF_ERROR(
+        set("linkState", [&](netlink::VfChange& c) { c.link_state = want.link_state; }));
+  }
+  if (want.min_tx_rate != cur.min_tx_rate || want.max_tx_rate != cur.max_tx_rate) {
+    RETURN_IF_ERROR(set("txRate", [&](netlink::VfChange& c) {
+      c.tx_rate = std::make_pair(want.min_tx_rate, want.max_tx_rate);
+    }));
+  }
+  return absl::OkStatus();
+}
+
+state::VfSnapshot ToSnapshot(const std::string& pf_pci, const netlink::VfConfig& c) {
+  return state::VfSnapshot{pf_pci,        c.vf,    c.mac,        c.vlan,        c.qos,
+                           c.spoof_check, c.trust, c.link_state, c.min_tx_rate, c.max_tx_rate};
+}
+
+// `snap` with the NetworkConfig.sriov settings laid over it: what the VF should be in the pod.
+state::VfSnapshot Wanted(state::VfSnapshot snap, const config::SriovConfig& s) {
+  if (s.mac) snap.mac = *s.mac;
+  if (s.vlan) snap.vlan = *s.vlan;
+  if (s.vlan || s.qos) snap.qos = s.qos.value_or(0);
+  if (s.spoof_check) snap.spoof_check = s.spoof_check;
+  if (s.trust) snap.trust = s.trust;
+  if (s.link_state) snap.link_state = LinkStateValue(*s.link_state);
+  if (s.min_tx_rate_mbps) snap.min_tx_rate = *s.min_tx_rate_mbps;
+  if (s.max_tx_rate_mbps) snap.max_tx_rate = *s.max_tx_rate_mbps;
+  return snap;
+}
+
+// Puts the PF's settings for the VF back to `vf` (only what differs now).
+absl::Status RestoreVf(NlSock& sock, const state::VfSnapshot& vf) {
+  ASSIGN_OR_RETURN(LinkState pf, PfLink(sock, vf.pf_pci));
+  ASSIGN_OR_RETURN(netlink::VfConfig cur, netlink::GetVfConfig(sock, pf.ifindex, vf.index));
+  return Annotate(ApplyVf(sock, pf, cur, vf), "restore the VF's settings");
+}
+
 // Brings `cur` (already in the host netns) back to `snap`: name, MTU, MAC, addresses, up,
 // routes. Best effort past the first failure, so one bad route does not leave the device
 // without its addresses; returns the first error.
@@ -225,6 +325,7 @@ absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::Host
   }
   if (snap.up || IsUp(cur)) keep(netlink::SetLinkUp(sock, cur.ifindex, snap.up));
   for (const state::IpRoute& r : snap.routes) keep(netlink::AddRoute(sock, cur.ifindex, ToSpec(r)));
+  if (snap.vf) keep(RestoreVf(sock, *snap.vf));
   return Annotate(first, "restore " + snap.ifname + " on the host");
 }
 
@@ -349,8 +450,37 @@ class NetlinkAttacher : public Attacher {
 
     absl::StatusOr<state::HostSnapshot> snap = TakeSnapshot(host_sock, *dev);
     if (!snap.ok()) return Annotate(snap.status(), "snapshot " + dev->name);
+    // sriov: the PF's settings for this VF join the snapshot before anything changes.
+    std::optional<LinkState> pf;
+    if (req.config.sriov) {
+      absl::StatusOr<std::pair<std::string, int>> at = VfLocation(req.identity.pci_address);
+      if (!at.ok()) {
+        return absl::FailedPreconditionError("sriov settings need an SR-IOV VF: " + dev->name +
+                                             " " + std::string(at.status().message()));
+      }
+      absl::StatusOr<LinkState> pf_link = PfLink(host_sock, at->first);
+      if (!pf_link.ok()) return Annotate(pf_link.status(), "sriov");
+      pf = *pf_link;
+      absl::StatusOr<netlink::VfConfig> cur =
+          netlink::GetVfConfig(host_sock, pf->ifindex, at->second);
+      if (!cur.ok()) return Annotate(cur.status(), "sriov: read the VF's settings from its PF");
+      snap->vf = ToSnapshot(at->first, *cur);
+    }
     if (absl::Status st = persist(*snap); !st.ok()) {
       return Annotate(st, "persist host snapshot of " + dev->name);
+    }
+    if (pf) {
+      absl::StatusOr<netlink::VfConfig> cur =
+          netlink::GetVfConfig(host_sock, pf->ifindex, snap->vf->index);
+      absl::Status st = cur.ok()
+                            ? ApplyVf(host_sock, *pf, *cur, Wanted(*snap->vf, *req.config.sriov))
+                            : cur.status();
+      if (!st.ok()) {
+        absl::Status rb = RestoreVf(host_sock, *snap->vf);
+        std::string msg = "sriov: " + std::string(st.message());
+        if (!rb.ok()) msg += "; rollback failed: " + std::string(rb.message());
+        return absl::Status(st.code(), msg);
+      }
     }
 
     // The move: netns + name + MTU + MAC in one message.

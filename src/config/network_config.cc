@@ -225,6 +225,34 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
       }
     }
   }
+  if (cfg.sriov) {
+    const SriovConfig& s = *cfg.sriov;
+    if (s.mac) {
+      if (auto why = InvalidMac(*s.mac)) return Bad(where, "sriov.mac", *why);
+    }
+    if (s.vlan && *s.vlan > 4095) {
+      return Bad(where, "sriov.vlan", absl::StrCat(*s.vlan, " is out of range 0..4095"));
+    }
+    if (s.qos && *s.qos > 7) {
+      return Bad(where, "sriov.qos", absl::StrCat(*s.qos, " is out of range 0..7"));
+    }
+    if (s.qos && *s.qos != 0 && s.vlan.value_or(0) == 0) {
+      return Bad(where, "sriov.qos", "needs sriov.vlan (the priority is carried in the VLAN tag)");
+    }
+    if (s.link_state && *s.link_state != "auto" && *s.link_state != "enable" &&
+        *s.link_state != "disable") {
+      return Bad(where, "sriov.linkState",
+                 absl::StrCat("\"", *s.link_state,
+                              "\" is not one of \"auto\", \"enable\", "
+                              "\"disable\""));
+    }
+    if (s.min_tx_rate_mbps && s.max_tx_rate_mbps && *s.max_tx_rate_mbps != 0 &&
+        *s.min_tx_rate_mbps > *s.max_tx_rate_mbps) {
+      return Bad(where, "sriov.minTxRateMbps",
+                 absl::StrCat(*s.min_tx_rate_mbps, " is above sriov.maxTxRateMbps (",
+                              *s.max_tx_rate_mbps, ")"));
+    }
+  }
   if (cfg.ipam) {
     if (!cfg.ipam->is_object()) {
       return Bad(where, "ipam", absl::StrCat("expected an object, got ", TypeName(*cfg.ipam)));
@@ -324,6 +352,11 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
 absl::Status CheckPrivileges(const NetworkConfig& cfg, Source source, const Context& ctx,
                              std::string_view where) {
   if (source != Source::kClaim) return absl::OkStatus();
+  if (cfg.sriov) {
+    return Bad(where, "sriov",
+               "may only be set in a DeviceClass config, not in a claim (a VF's VLAN, MAC, "
+               "trust and rates are the node admin's to choose)");
+  }
   if (cfg.interface.hardware_addr) {
     return Bad(where, "interface.hardwareAddr",
                "may only be set in a DeviceClass config, not in a claim");
@@ -373,7 +406,8 @@ std::optional<std::string> InvalidIfName(std::string_view name) {
 absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
   if (!p.is_object()) return Bad(where, "", absl::StrCat("expected an object, got ", TypeName(p)));
   RETURN_IF_ERROR(CheckKeys(
-      p, {"apiVersion", "kind", "attachedBy", "interface", "ipam", "routes", "cni"}, "", where));
+      p, {"apiVersion", "kind", "attachedBy", "interface", "ipam", "routes", "cni", "sriov"}, "",
+      where));
   auto api = p.find("apiVersion");
   if (api == p.end()) {
     return Bad(where, "apiVersion",
@@ -480,6 +514,42 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
     }
     cfg.cni = std::move(cni);
   }
+  if (auto it = p.find("sriov"); it != p.end()) {
+    RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "sriov", where));
+    RETURN_IF_ERROR(CheckKeys(*it,
+                              {"mac", "vlan", "qos", "spoofCheck", "trust", "linkState",
+                               "minTxRateMbps", "maxTxRateMbps"},
+                              "sriov", where));
+    SriovConfig sr;
+    auto str = [&](const char* key, std::optional<std::string>& out) -> absl::Status {
+      if (auto f = it->find(key); f != it->end()) {
+        ASSIGN_OR_RETURN(out, GetString(*f, Join("sriov", key), where));
+      }
+      return absl::OkStatus();
+    };
+    auto num = [&](const char* key, std::optional<uint32_t>& out) -> absl::Status {
+      if (auto f = it->find(key); f != it->end()) {
+        ASSIGN_OR_RETURN(out, GetUint32(*f, Join("sriov", key), where));
+      }
+      return absl::OkStatus();
+    };
+    auto flag = [&](const char* key, std::optional<bool>& out) -> absl::Status {
+      if (auto f = it->find(key); f != it->end()) {
+        RETURN_IF_ERROR(ExpectType(*f, json::value_t::boolean, Join("sriov", key), where));
+        out = f->get<bool>();
+      }
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(str("mac", sr.mac));
+    RETURN_IF_ERROR(num("vlan", sr.vlan));
+    RETURN_IF_ERROR(num("qos", sr.qos));
+    RETURN_IF_ERROR(flag("spoofCheck", sr.spoof_check));
+    RETURN_IF_ERROR(flag("trust", sr.trust));
+    RETURN_IF_ERROR(str("linkState", sr.link_state));
+    RETURN_IF_ERROR(num("minTxRateMbps", sr.min_tx_rate_mbps));
+    RETURN_IF_ERROR(num("maxTxRateMbps", sr.max_tx_rate_mbps));
+    cfg.sriov = std::move(sr);
+  }
   RETURN_IF_ERROR(ValidateFields(cfg, where));
   return cfg;
 }
@@ -494,6 +564,20 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
   if (over.ipam) out.ipam = over.ipam;
   if (over.routes) out.routes = over.routes;
   if (over.cni) out.cni = over.cni;
+  if (over.sriov) {
+    // Field by field, like `interface`: a claim's class may set the VLAN, another the rate.
+    SriovConfig s = out.sriov.value_or(SriovConfig{});
+    const SriovConfig& o = *over.sriov;
+    if (o.mac) s.mac = o.mac;
+    if (o.vlan) s.vlan = o.vlan;
+    if (o.qos) s.qos = o.qos;
+    if (o.spoof_check) s.spoof_check = o.spoof_check;
+    if (o.trust) s.trust = o.trust;
+    if (o.link_state) s.link_state = o.link_state;
+    if (o.min_tx_rate_mbps) s.min_tx_rate_mbps = o.min_tx_rate_mbps;
+    if (o.max_tx_rate_mbps) s.max_tx_rate_mbps = o.max_tx_rate_mbps;
+    out.sriov = std::move(s);
+  }
   return out;
 }
 
@@ -510,12 +594,19 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
                         : cfg.ipam                               ? "ipam"
                         : cfg.routes && !cfg.routes->empty()     ? "routes"
                         : cfg.cni                                ? "cni"
+                        : cfg.sriov                              ? "sriov"
                                                                  : nullptr;
     if (field != nullptr) {
       return Bad(where, "attachedBy",
                  absl::StrCat("\"multus\" cannot be combined with ", field,
                               " (Multus and the NAD's plugins configure the interface)"));
     }
+  }
+  if (cfg.cni && cfg.sriov) {
+    // The CNI plugins move the VF (knd's native attach applies the PF's settings on the way).
+    return Bad(where, "cni",
+               "cannot be combined with sriov (set the VF's VLAN and MAC in the CNI config, "
+               "e.g. the sriov plugin's)");
   }
   if (cfg.cni) {
     // With CNI the plugins own addressing; two owners would fight over the interface.
@@ -614,6 +705,19 @@ json ToJson(const NetworkConfig& cfg) {
     }
     if (cfg.cni->config) cni["config"] = *cfg.cni->config;
     j["cni"] = std::move(cni);
+  }
+  if (cfg.sriov) {
+    const SriovConfig& s = *cfg.sriov;
+    json js = json::object();
+    if (s.mac) js["mac"] = *s.mac;
+    if (s.vlan) js["vlan"] = *s.vlan;
+    if (s.qos) js["qos"] = *s.qos;
+    if (s.spoof_check) js["spoofCheck"] = *s.spoof_check;
+    if (s.trust) js["trust"] = *s.trust;
+    if (s.link_state) js["linkState"] = *s.link_state;
+    if (s.min_tx_rate_mbps) js["minTxRateMbps"] = *s.min_tx_rate_mbps;
+    if (s.max_tx_rate_mbps) js["maxTxRateMbps"] = *s.max_tx_rate_mbps;
+    j["sriov"] = std::move(js);
   }
   return j;
 }

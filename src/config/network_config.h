@@ -38,6 +38,21 @@ struct InterfaceConfig {
   bool operator==(const InterfaceConfig&) const = default;
 };
 
+// Settings of an SR-IOV VF that only its PF can make (`sriov`; class-only: a VLAN or a MAC is a
+// tenancy boundary that a namespace user must not choose). Applied through the PF's netlink
+// (IFLA_VFINFO_LIST) before the VF moves into the pod, put back on teardown.
+struct SriovConfig {
+  std::optional<std::string> mac;         // VF MAC as the PF enforces it
+  std::optional<uint32_t> vlan;           // 0..4095 (0 = untagged)
+  std::optional<uint32_t> qos;            // 802.1p priority 0..7, with a vlan
+  std::optional<bool> spoof_check;        // PF drops frames with another source MAC
+  std::optional<bool> trust;              // VF may change MAC, promiscuous, ...
+  std::optional<std::string> link_state;  // "auto", "enable" or "disable"
+  std::optional<uint32_t> min_tx_rate_mbps;
+  std::optional<uint32_t> max_tx_rate_mbps;  // 0 = unlimited
+  bool operator==(const SriovConfig&) const = default;
+};
+
 struct NadRef {
   std::string namespace_;  // empty = the claim's namespace
   std::string name;
@@ -62,6 +77,7 @@ struct NetworkConfig {
   std::optional<nlohmann::json> ipam;  // a CNI IPAM plugin config object
   std::optional<std::vector<Route>> routes;
   std::optional<CniConfig> cni;
+  std::optional<SriovConfig> sriov;
   bool operator==(const NetworkConfig&) const = default;
 };
 

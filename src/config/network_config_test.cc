@@ -177,6 +177,21 @@ const DecodeCase kDecodeCases[] = {
     {"cni_plugin_type",
      C(R"({"cni": {"config": {"plugins": [{"type": "macvlan"}, {"master": "x"}]}}})"),
      "cni.config.plugins[1].type: required field is missing"},
+    {"sriov_all", C(R"({"sriov": {"mac": "02:00:00:00:00:0a", "vlan": 100, "qos": 3,
+        "spoofCheck": true, "trust": false, "linkState": "enable", "minTxRateMbps": 10,
+        "maxTxRateMbps": 100}})"),
+     ""},
+    {"sriov_vlan_zero", C(R"({"sriov": {"vlan": 0}})"), ""},
+    {"sriov_unknown", C(R"({"sriov": {"vlanId": 5}})"), "sriov.vlanId: unknown field"},
+    {"sriov_vlan_range", C(R"({"sriov": {"vlan": 4096}})"), "sriov.vlan: 4096 is out of range"},
+    {"sriov_qos_range", C(R"({"sriov": {"vlan": 1, "qos": 8}})"), "sriov.qos: 8 is out of range"},
+    {"sriov_qos_no_vlan", C(R"({"sriov": {"qos": 2}})"), "sriov.qos: needs sriov.vlan"},
+    {"sriov_link_state", C(R"({"sriov": {"linkState": "up"}})"),
+     "sriov.linkState: \"up\" is not one of"},
+    {"sriov_mac_multicast", C(R"({"sriov": {"mac": "01:00:5e:00:00:01"}})"), "sriov.mac: "},
+    {"sriov_spoof_type", C(R"({"sriov": {"spoofCheck": "on"}})"), "sriov.spoofCheck: expected"},
+    {"sriov_rates", C(R"({"sriov": {"minTxRateMbps": 200, "maxTxRateMbps": 100}})"),
+     "sriov.minTxRateMbps: 200 is above sriov.maxTxRateMbps (100)"},
     {"cni_plugin_slash", C(R"({"cni": {"config": {"plugins": [{"type": "/bin/sh"}]}}})"),
      "cni.config.plugins[0].type: \"/bin/sh\" must not contain '/'"},
 };
@@ -220,6 +235,9 @@ INSTANTIATE_TEST_SUITE_P(
         PrivilegeCase{"mac",
                       {{"interface", {{"hardwareAddr", "02:00:00:00:00:01"}}}},
                       "interface.hardwareAddr: may only be set in a DeviceClass config"},
+        PrivilegeCase{"sriov_vlan",
+                      {{"sriov", {{"vlan", 100}}}},
+                      "sriov: may only be set in a DeviceClass config, not in a claim"},
         PrivilegeCase{"table",
                       {{"routes", {{{"destination", "0.0.0.0/0"}, {"table", 100}}}}},
                       "routes[0].table: table 100 may only be set in a DeviceClass config"},
@@ -335,6 +353,28 @@ TEST(ResolveTest, ErrorSaysClassOrClaim) {
   EXPECT_EQ(std::string(got.status().message()),
             "claim team-a/rdma request \"nic\" (from DeviceClass config): interface.mtu: 10 is "
             "out of range 68..65535");
+}
+
+// Two classes' sriov settings merge field by field; a CNI or Multus attach cannot carry them.
+TEST(ResolveTest, SriovMergesFieldByFieldAndNeedsKndsAttach) {
+  auto got = Resolve({ClassEntry({{"sriov", {{"vlan", 100}, {"spoofCheck", true}}}}),
+                      ClassEntry({{"sriov", {{"maxTxRateMbps", 500}, {"spoofCheck", false}}}})},
+                     Ctx());
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(got->sriov.has_value());
+  EXPECT_EQ(got->sriov->vlan, 100u);
+  EXPECT_EQ(got->sriov->spoof_check, false);
+  EXPECT_EQ(got->sriov->max_tx_rate_mbps, 500u);
+  auto multus = Resolve(
+      {ClassEntry({{"sriov", {{"vlan", 100}}}}), ClaimEntry({{"attachedBy", "multus"}})}, Ctx());
+  ASSERT_FALSE(multus.ok());
+  EXPECT_THAT(std::string(multus.status().message()),
+              HasSubstr("attachedBy: \"multus\" cannot be combined with sriov"));
+  auto cni = Resolve({ClassEntry({{"sriov", {{"vlan", 100}}}}),
+                      ClaimEntry({{"cni", {{"networkAttachment", {{"name", "net"}}}}}})},
+                     Ctx());
+  ASSERT_FALSE(cni.ok());
+  EXPECT_THAT(std::string(cni.status().message()), HasSubstr("cni: cannot be combined with sriov"));
 }
 
 TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {

@@ -426,6 +426,12 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
           cfg.cni->config,
           cni::NormalizeConfList(*cfg.cni->config, absl::StrCat(req_where, ": cni.config")));
     }
+    if (cfg.sriov && !dev->is_sriov_vf) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          req_where, ": sriov: device ", Quote(device),
+          " is not an SR-IOV VF (the settings are made through a VF's PF); use a DeviceClass "
+          "that selects VFs (isSriovVf == true)"));
+    }
     if (opts_.rdma && !dev->rdma_device.empty()) {
       const std::string rdma_where = absl::StrCat(req_where, ": device ", Quote(device),
                                                   " (RDMA device ", Quote(dev->rdma_device), ")");

@@ -693,6 +693,21 @@ TEST_F(PreparerTest, NetnsGuardHookInTheClaimsCdiSpec) {
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/cdi/knd.k8s.cni.cncf.io-net_claim-uid-1.json"));
 }
 
+// sriov settings (from a DeviceClass) on a device that is not a VF are refused in Prepare.
+TEST_F(PreparerTest, SriovSettingsOnANonVfAreRefused) {
+  Rebuild();
+  SetClaimConfig(NetCfg({{"sriov", {{"vlan", 100}}}}), "FromClass");
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("sriov: device \"eth1\" is not an SR-IOV VF"));
+  devices_["eth1"].is_sriov_vf = true;
+  Rebuild();
+  EXPECT_TRUE(preparer_->Prepare(Ref()).ok());
+}
+
 // An RDMA NIC: its containers get its character devices (CDI device "rdma", next to the guard);
 // a plain NIC of the same claim adds none. The plan keeps them for restarts.
 TEST_F(PreparerTest, RdmaCharDevicesInTheClaimsCdiSpec) {

@@ -197,6 +197,52 @@ absl::Status ChangeLink(NlSock& sock, int ifindex, const LinkChange& change) {
   return Transact(sock, msg.get(), what);
 }
 
+absl::Status SetVf(NlSock& sock, int pf_ifindex, const VfChange& change) {
+  const std::string what =
+      "set VF " + std::to_string(change.vf) + " of link #" + std::to_string(pf_ifindex);
+  ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_SETLINK, 0));
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = pf_ifindex;
+  RETURN_IF_ERROR(AppendHeader(msg.get(), ifi));
+  nlattr* list = nla_nest_start(msg.get(), IFLA_VFINFO_LIST);
+  nlattr* info = list ? nla_nest_start(msg.get(), IFLA_VF_INFO) : nullptr;
+  if (info == nullptr) return absl::ResourceExhaustedError(what + ": message too large");
+  const auto vf = static_cast<uint32_t>(change.vf);
+  if (change.mac) {
+    absl::StatusOr<MacAddr> mac = ParseMac(*change.mac);
+    if (!mac.ok()) return Annotate(mac.status(), what);
+    ifla_vf_mac m{};
+    m.vf = vf;
+    std::memcpy(m.mac, mac->data(), mac->size());
+    RETURN_IF_ERROR(PutOk(nla_put(msg.get(), IFLA_VF_MAC, sizeof(m), &m), "IFLA_VF_MAC"));
+  }
+  if (change.vlan_qos) {
+    ifla_vf_vlan v{vf, change.vlan_qos->first, change.vlan_qos->second};
+    RETURN_IF_ERROR(PutOk(nla_put(msg.get(), IFLA_VF_VLAN, sizeof(v), &v), "IFLA_VF_VLAN"));
+  }
+  if (change.spoof_check) {
+    ifla_vf_spoofchk s{vf, *change.spoof_check ? 1u : 0u};
+    RETURN_IF_ERROR(PutOk(nla_put(msg.get(), IFLA_VF_SPOOFCHK, sizeof(s), &s), "IFLA_VF_SPOOFCHK"));
+  }
+  if (change.trust) {
+    ifla_vf_trust t{vf, *change.trust ? 1u : 0u};
+    RETURN_IF_ERROR(PutOk(nla_put(msg.get(), IFLA_VF_TRUST, sizeof(t), &t), "IFLA_VF_TRUST"));
+  }
+  if (change.link_state) {
+    ifla_vf_link_state l{vf, *change.link_state};
+    RETURN_IF_ERROR(
+        PutOk(nla_put(msg.get(), IFLA_VF_LINK_STATE, sizeof(l), &l), "IFLA_VF_LINK_STATE"));
+  }
+  if (change.tx_rate) {
+    ifla_vf_rate r{vf, change.tx_rate->first, change.tx_rate->second};
+    RETURN_IF_ERROR(PutOk(nla_put(msg.get(), IFLA_VF_RATE, sizeof(r), &r), "IFLA_VF_RATE"));
+  }
+  nla_nest_end(msg.get(), info);
+  nla_nest_end(msg.get(), list);
+  return Transact(sock, msg.get(), what);
+}
+
 absl::Status SetLinkUp(NlSock& sock, int ifindex, bool up) {
   LinkChange c;
   c.up = up;

@@ -53,6 +53,20 @@ struct LinkChange {
 absl::Status ChangeLink(NlSock& sock, int ifindex, const LinkChange& change);
 absl::Status SetLinkUp(NlSock& sock, int ifindex, bool up);
 
+// What one RTM_SETLINK on an SR-IOV PF sets for its VF `vf`; unset fields are left alone.
+// Each setting is its own IFLA_VF_* attribute in one IFLA_VFINFO_LIST, so the kernel applies
+// them in order and stops at the first the driver refuses (naming it in the error is ours).
+struct VfChange {
+  int vf = 0;
+  std::optional<std::string> mac;
+  std::optional<std::pair<uint32_t, uint32_t>> vlan_qos;
+  std::optional<bool> spoof_check;
+  std::optional<bool> trust;
+  std::optional<uint32_t> link_state;                    // IFLA_VF_LINK_STATE_*
+  std::optional<std::pair<uint32_t, uint32_t>> tx_rate;  // min, max Mbps
+};
+absl::Status SetVf(NlSock& sock, int pf_ifindex, const VfChange& change);
+
 // Adds `cidr` to `ifindex` with IFA_F_* `flags` (e.g. IFA_F_NODAD); already present = OK.
 absl::Status AddAddress(NlSock& sock, int ifindex, const std::string& cidr, uint32_t flags = 0);
 // Removes `cidr` from `ifindex`; already absent = OK.

@@ -242,6 +242,84 @@ absl::StatusOr<Link> GetLinkByName(NlSock& sock, const std::string& name) {
   return out.front();
 }
 
+namespace {
+
+struct VfQuery {
+  int vf;
+  std::optional<VfConfig> found;
+};
+
+int OnVfLink(nl_msg* msg, void* arg) {
+  auto* q = static_cast<VfQuery*>(arg);
+  nlmsghdr* hdr = nlmsg_hdr(msg);
+  if (hdr->nlmsg_type != RTM_NEWLINK) return NL_SKIP;
+  nlattr* tb[IFLA_MAX + 1] = {};
+  if (nlmsg_parse(hdr, sizeof(ifinfomsg), tb, IFLA_MAX, nullptr) < 0) return NL_SKIP;
+  if (!tb[IFLA_VFINFO_LIST]) return NL_OK;
+  nlattr* info;
+  int rem;
+  nla_for_each_nested(info, tb[IFLA_VFINFO_LIST], rem) {
+    if (nla_type(info) != IFLA_VF_INFO) continue;
+    nlattr* vf[IFLA_VF_MAX + 1] = {};
+    if (nla_parse_nested(vf, IFLA_VF_MAX, info, nullptr) < 0 || !vf[IFLA_VF_MAC]) continue;
+    if (nla_len(vf[IFLA_VF_MAC]) < static_cast<int>(sizeof(ifla_vf_mac))) continue;
+    const auto* mac = static_cast<const ifla_vf_mac*>(nla_data(vf[IFLA_VF_MAC]));
+    if (static_cast<int>(mac->vf) != q->vf) continue;
+    VfConfig c;
+    c.vf = q->vf;
+    c.mac = FormatMac(mac->mac, 6);
+    // Each setting only when the kernel sent the whole struct (older kernels send fewer).
+    auto get = [&](int type, size_t size) -> const void* {
+      return vf[type] && nla_len(vf[type]) >= static_cast<int>(size) ? nla_data(vf[type]) : nullptr;
+    };
+    if (const auto* v = static_cast<const ifla_vf_vlan*>(get(IFLA_VF_VLAN, sizeof(ifla_vf_vlan)))) {
+      c.vlan = v->vlan;
+      c.qos = v->qos;
+    }
+    // A setting of (u32)-1 means the driver does not support it.
+    if (const auto* s =
+            static_cast<const ifla_vf_spoofchk*>(get(IFLA_VF_SPOOFCHK, sizeof(ifla_vf_spoofchk)));
+        s && s->setting != UINT32_MAX) {
+      c.spoof_check = s->setting != 0;
+    }
+    if (const auto* t =
+            static_cast<const ifla_vf_trust*>(get(IFLA_VF_TRUST, sizeof(ifla_vf_trust)));
+        t && t->setting != UINT32_MAX) {
+      c.trust = t->setting != 0;
+    }
+    if (const auto* l = static_cast<const ifla_vf_link_state*>(
+            get(IFLA_VF_LINK_STATE, sizeof(ifla_vf_link_state)))) {
+      c.link_state = l->link_state;
+    }
+    if (const auto* r = static_cast<const ifla_vf_rate*>(get(IFLA_VF_RATE, sizeof(ifla_vf_rate)))) {
+      c.min_tx_rate = r->min_tx_rate;
+      c.max_tx_rate = r->max_tx_rate;
+    }
+    q->found = std::move(c);
+  }
+  return NL_OK;
+}
+
+}  // namespace
+
+absl::StatusOr<VfConfig> GetVfConfig(NlSock& sock, int pf_ifindex, int vf) {
+  const std::string what = absl::StrCat("get VF ", vf, " of link #", pf_ifindex);
+  NlMsgPtr msg(nlmsg_alloc_simple(RTM_GETLINK, NLM_F_ACK));
+  if (!msg) return absl::ResourceExhaustedError("nlmsg_alloc");
+  ifinfomsg ifi = {};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = pf_ifindex;
+  if (nlmsg_append(msg.get(), &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0 ||
+      nla_put_u32(msg.get(), IFLA_EXT_MASK, RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS) < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": message too large"));
+  }
+  VfQuery q{vf, std::nullopt};
+  absl::Status st = Exchange(sock, msg.get(), OnVfLink, &q, what);
+  if (!st.ok()) return st;
+  if (!q.found) return absl::NotFoundError(absl::StrCat(what, ": the PF reports no such VF"));
+  return *q.found;
+}
+
 absl::StatusOr<std::vector<Address>> ListAddresses(NlSock& sock, int ifindex) {
   std::vector<Address> all;
   absl::Status st = Dump<ifaddrmsg>(sock, RTM_GETADDR, AF_UNSPEC, OnAddr, &all, "dump addresses");

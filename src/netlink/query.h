@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,24 @@ absl::StatusOr<std::vector<Link>> ListLinks(NlSock& sock);
 // One link; NotFound when there is none with that index/name.
 absl::StatusOr<Link> GetLink(NlSock& sock, int ifindex);
 absl::StatusOr<Link> GetLinkByName(NlSock& sock, const std::string& name);
+
+// An SR-IOV VF's settings as its PF reports them (IFLA_VFINFO_LIST of the PF's RTM_GETLINK
+// with RTEXT_FILTER_VF). Fields the driver does not report stay unset.
+struct VfConfig {
+  int vf = 0;  // the VF's index on its PF (virtfnN)
+  std::string mac;
+  uint32_t vlan = 0;
+  uint32_t qos = 0;
+  std::optional<bool> spoof_check;
+  std::optional<bool> trust;
+  std::optional<uint32_t> link_state;  // IFLA_VF_LINK_STATE_AUTO (0), _ENABLE (1), _DISABLE (2)
+  uint32_t min_tx_rate = 0;            // Mbps
+  uint32_t max_tx_rate = 0;            // Mbps, 0 = unlimited
+  bool operator==(const VfConfig&) const = default;
+};
+
+// VF `vf` of the PF `pf_ifindex`. NotFound when the PF reports no such VF.
+absl::StatusOr<VfConfig> GetVfConfig(NlSock& sock, int pf_ifindex, int vf);
 
 // Addresses of all links (ifindex 0) or of one link, ordered by (ifindex, family, cidr).
 absl::StatusOr<std::vector<Address>> ListAddresses(NlSock& sock, int ifindex = 0);

@@ -67,6 +67,20 @@ DevicePlan DeviceFromJson(const json& j) {
     h.up = it->value("up", false);
     h.addresses = it->value("addresses", std::vector<std::string>());
     for (const auto& r : it->value("routes", json::array())) h.routes.push_back(RouteFromJson(r));
+    if (auto v = it->find("vf"); v != it->end() && v->is_object()) {
+      VfSnapshot vf;
+      vf.pf_pci = v->value("pfPciAddress", std::string());
+      vf.index = v->value("index", 0);
+      vf.mac = v->value("mac", std::string());
+      vf.vlan = v->value("vlan", 0u);
+      vf.qos = v->value("qos", 0u);
+      if (v->contains("spoofCheck")) vf.spoof_check = v->at("spoofCheck").get<bool>();
+      if (v->contains("trust")) vf.trust = v->at("trust").get<bool>();
+      if (v->contains("linkState")) vf.link_state = v->at("linkState").get<uint32_t>();
+      vf.min_tx_rate = v->value("minTxRate", 0u);
+      vf.max_tx_rate = v->value("maxTxRate", 0u);
+      h.vf = std::move(vf);
+    }
     d.host = std::move(h);
   }
   if (auto it = j.find("result"); it != j.end() && !it->is_null()) {
@@ -131,6 +145,19 @@ json ToJson(const ClaimPlan& plan) {
                     {"up", d.host->up},
                     {"addresses", d.host->addresses},
                     {"routes", routes}};
+      if (const std::optional<VfSnapshot>& vf = d.host->vf) {
+        json jv = {{"pfPciAddress", vf->pf_pci},
+                   {"index", vf->index},
+                   {"mac", vf->mac},
+                   {"vlan", vf->vlan},
+                   {"qos", vf->qos},
+                   {"minTxRate", vf->min_tx_rate},
+                   {"maxTxRate", vf->max_tx_rate}};
+        if (vf->spoof_check) jv["spoofCheck"] = *vf->spoof_check;
+        if (vf->trust) jv["trust"] = *vf->trust;
+        if (vf->link_state) jv["linkState"] = *vf->link_state;
+        jd["host"]["vf"] = std::move(jv);
+      }
     }
     if (d.result) {
       jd["result"] = {{"netns", d.result->netns},

@@ -50,6 +50,22 @@ struct IpRoute {
 };
 
 // What the device was on the host before it was taken, restored on detach.
+// What an SR-IOV VF's PF had set for it before knd applied NetworkConfig.sriov (restored on
+// teardown). `pf_pci` and `index` locate the VF on its PF.
+struct VfSnapshot {
+  std::string pf_pci;
+  int index = 0;
+  std::string mac;
+  uint32_t vlan = 0;
+  uint32_t qos = 0;
+  std::optional<bool> spoof_check;
+  std::optional<bool> trust;
+  std::optional<uint32_t> link_state;
+  uint32_t min_tx_rate = 0;
+  uint32_t max_tx_rate = 0;
+  bool operator==(const VfSnapshot&) const = default;
+};
+
 struct HostSnapshot {
   std::string ifname;
   uint32_t mtu = 0;
@@ -57,6 +73,7 @@ struct HostSnapshot {
   bool up = false;
   std::vector<std::string> addresses;  // CIDRs
   std::vector<IpRoute> routes;         // routes through this device (main and other tables)
+  std::optional<VfSnapshot> vf;        // only when knd changed the VF's settings on its PF
 };
 
 // Result of an attach, reported in claim status and network-status.

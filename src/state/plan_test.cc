@@ -46,7 +46,10 @@ ClaimPlan FullPlan() {
                         "0c:42:a1:00:00:02",
                         true,
                         {"192.0.2.5/24"},
-                        {{"198.51.100.0/24", "192.0.2.1", 100, 20, 0}}};
+                        {{"198.51.100.0/24", "192.0.2.1", 100, 20, 0}},
+                        std::nullopt};
+  d.host->vf =
+      VfSnapshot{"0000:03:00.0", 1, "0c:42:a1:00:00:02", 100, 3, true, std::nullopt, 2u, 0, 1000};
   d.result = AttachResult{"/var/run/netns/cni-1",
                           "net1",
                           "0c:42:a1:00:00:02",
@@ -94,6 +97,8 @@ TEST(PlanJsonTest, RoundTripsEveryField) {
   EXPECT_EQ(back->prepared_at_unix, 1795000000);
   EXPECT_EQ(back->devices[0].identity.perm_mac, "0c:42:a1:00:00:01");
   EXPECT_EQ(back->devices[0].ipam_result, p.devices[0].ipam_result);
+  EXPECT_EQ(back->devices[0].host->vf, p.devices[0].host->vf);
+  EXPECT_FALSE(back->devices[0].host->vf->trust.has_value()) << "unreported stays unreported";
   EXPECT_EQ(back->devices[0].rdma_device, "mlx5_1");
   EXPECT_EQ(back->devices[0].rdma_char_devices, p.devices[0].rdma_char_devices);
   EXPECT_FALSE(j["devices"][1].contains("rdma")) << "a plain netdev's plan has no rdma key";

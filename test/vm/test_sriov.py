@@ -147,6 +147,59 @@ class SriovTest(unittest.TestCase):
         self.assertEqual(self.host_state(vf_if), before)
         self.assertIsNone(link("net-a"), "no stray net-a left on the host")
 
+    def vfinfo(self, index=0):
+        """The PF's view of VF `index` (ip -j link show <pf>): MAC, VLAN, qos, spoofchk, trust."""
+        got = ip_json("link", "show", "dev", self.pf)[0]
+        for v in got.get("vfinfo_list", []):
+            if v.get("vf") == index:
+                vlans = v.get("vlan_list") or [{}]
+                return {"mac": v.get("address"), "vlan": vlans[0].get("vlan", 0),
+                        "qos": vlans[0].get("qos", 0), "spoofchk": v.get("spoofchk"),
+                        "trust": v.get("trust"), "max_tx": v.get("rate", {}).get("max_tx", 0)}
+        self.fail(f"{self.pf} reports no VF {index}: {got}")
+
+    def test_vf_settings_through_the_pf_from_the_device_class_and_put_back(self):
+        """NetworkConfig.sriov (DeviceClass only): the PF gives the VF a MAC, VLAN 100 with
+        priority 3, no spoof checking and trust while the pod has it; teardown puts back what
+        the PF had before."""
+        self.start(1)
+        vf_pci, vf_if = self.vfs[0]
+        self.published(lambda d: device_name(vf_pci) in d)
+        before = self.vfinfo()
+        sriov = {"mac": "02:00:00:00:00:aa", "vlan": 100, "qos": 3, "spoofCheck": False,
+                 "trust": True}
+        pod, claim = self.node.make_pod_with_claim(
+            NS, "pod-v", "claim-v", device_name(vf_pci), CONFIG,
+            class_config=knd_config(sriov=sriov))
+        res = self.node.prepare(NS, "pod-v")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(res.get("error", ""), "")
+        code, body = self.node.run_pod(pod)
+        self.assertEqual(code, 200, body)
+        self.assertEqual(self.vfinfo(), {**before, "mac": "02:00:00:00:00:aa", "vlan": 100,
+                                         "qos": 3, "spoofchk": False, "trust": True})
+        self.assertIsNotNone(link("net-a", ns=self.node.pod_ns(pod)))
+        self.node.stop_pod(pod)
+        wait_for(lambda: link(vf_if), timeout=15, what="the VF back on the host")
+        self.assertEqual(self.vfinfo(), before, "the PF's settings for the VF put back")
+
+    def test_a_setting_the_driver_refuses_fails_the_attach_naming_it_and_changes_nothing(self):
+        """igb has no per-VF link state: the attach fails naming sriov.linkState, the VLAN set
+        before it is undone, and the VF stays on the host."""
+        self.start(1)
+        vf_pci, vf_if = self.vfs[0]
+        self.published(lambda d: device_name(vf_pci) in d)
+        before = self.vfinfo()
+        pod, claim = self.node.make_pod_with_claim(
+            NS, "pod-w", "claim-w", device_name(vf_pci), CONFIG,
+            class_config=knd_config(sriov={"vlan": 200, "linkState": "enable"}))
+        res = self.node.prepare(NS, "pod-w")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(res.get("error", ""), "")
+        code, body = self.node.run_pod(pod, ok=None)
+        self.assertNotEqual(code, 200, body)
+        self.assertIn("linkState", str(body))
+        self.assertIsNotNone(link(vf_if), "the VF stays on the host")
+        self.assertEqual(self.vfinfo(), before, "the VLAN set first is undone")
+
     @unittest.skipUnless(os.access("/usr/lib/cni/host-device", os.X_OK),
                          "needs Debian's host-device plugin")
     def test_multus_host_device_takes_the_vf_by_pci_address_and_knd_does_not_move_it_again(self):
