@@ -1,5 +1,5 @@
 # The hardware lab's guest side (runs as PID 1 after test/vm/init switched to the host's root).
-# Sets up what a node has (tmpfs /tmp and /run, cgroups, loopback, the kernel's modules), runs
+# Sets up what a node has (its own /run, cgroups, loopback, the kernel's modules), runs
 # the ctest labels that lab.sh asked for against the host's build tree, writes logs and exit codes
 # to the `results` share and powers off. Every path is the host's path.
 set -u
@@ -8,7 +8,8 @@ arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p"; }
 off() { sync; echo o >/proc/sysrq-trigger; sleep 60; }
 trap off EXIT
 
-mount -t tmpfs tmpfs /tmp
+# /run is the guest's own (the host's holds its netns and sockets). /tmp stays the overlay's: a
+# build tree or checkout under the host's /tmp (a CI clone) must remain visible.
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/netns /run/lock /dev/pts /dev/shm /results
 mount -t devpts devpts /dev/pts
