@@ -452,6 +452,7 @@ class NetlinkAttacher : public Attacher {
     if (!snap.ok()) return Annotate(snap.status(), "snapshot " + dev->name);
     // sriov: the PF's settings for this VF join the snapshot before anything changes.
     std::optional<LinkState> pf;
+    std::optional<netlink::VfConfig> vf_now;  // the PF's settings for the VF, read once
     if (req.config.sriov) {
       absl::StatusOr<std::pair<std::string, int>> at = VfLocation(req.identity.pci_address);
       if (!at.ok()) {
@@ -464,17 +465,14 @@ class NetlinkAttacher : public Attacher {
       absl::StatusOr<netlink::VfConfig> cur =
           netlink::GetVfConfig(host_sock, pf->ifindex, at->second);
       if (!cur.ok()) return Annotate(cur.status(), "sriov: read the VF's settings from its PF");
+      vf_now = *cur;
       snap->vf = ToSnapshot(at->first, *cur);
     }
     if (absl::Status st = persist(*snap); !st.ok()) {
       return Annotate(st, "persist host snapshot of " + dev->name);
     }
     if (pf) {
-      absl::StatusOr<netlink::VfConfig> cur =
-          netlink::GetVfConfig(host_sock, pf->ifindex, snap->vf->index);
-      absl::Status st = cur.ok()
-                            ? ApplyVf(host_sock, *pf, *cur, Wanted(*snap->vf, *req.config.sriov))
-                            : cur.status();
+      absl::Status st = ApplyVf(host_sock, *pf, *vf_now, Wanted(*snap->vf, *req.config.sriov));
       if (!st.ok()) {
         absl::Status rb = RestoreVf(host_sock, *snap->vf);
         std::string msg = "sriov: " + std::string(st.message());

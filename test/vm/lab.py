@@ -73,6 +73,19 @@ def set_vfs(pf, n, timeout=60):
     return vfs_of(pci)
 
 
+def device_name(pci):
+    """knd's DRA device name of a PCI netdev: 0000:01:10.0 -> pci-0000-01-10-0."""
+    dom, bus, rest = pci.split(":")
+    dev, fn = rest.split(".")
+    return f"pci-{dom}-{bus}-{dev}-{fn}"
+
+
+def link_details(ifname, ns=None):
+    """`ip -d -j link show dev IFNAME` (in netns `ns`): the link's object, or {}."""
+    got = harness.ip_json("-d", "link", "show", "dev", ifname, ns=ns)
+    return got[0] if got else {}
+
+
 def attr(dev, key):
     """The value of a ResourceSlice device attribute ({"string": ..} etc.), or None."""
     v = dev.get("attributes", {}).get(key)

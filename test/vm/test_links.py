@@ -8,7 +8,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import lab  # noqa: E402
-from harness import Node, addresses, ip_json, knd_config, link, sh, wait_for  # noqa: E402
+from harness import Node, addresses, knd_config, link, sh, wait_for  # noqa: E402
 
 NODE_CONFIG = 'include:\n  - ifName: "*"\n'
 NS = "team-a"
@@ -17,8 +17,7 @@ CONFIG = knd_config(interface={"name": "net-a", "mtu": 1400, "addresses": ["192.
 
 
 def link_info(ifname, ns=None):
-    got = ip_json("-d", "link", "show", "dev", ifname, ns=ns)
-    return got[0].get("linkinfo", {}) if got else {}
+    return lab.link_details(ifname, ns=ns).get("linkinfo", {})
 
 
 class LinksTest(unittest.TestCase):

@@ -11,7 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import lab  # noqa: E402
-from lab import attr, set_vfs, sriov_pfs  # noqa: E402
+from lab import attr, device_name, set_vfs, sriov_pfs  # noqa: E402
 from harness import Node, binary, sh, wait_for  # noqa: E402
 
 D = "knd.k8s.cni.cncf.io/"
@@ -62,7 +62,7 @@ class RdmaTest(unittest.TestCase):
         n = Node(host_netns=True).__enter__()
         self.addCleanup(n.__exit__, None, None, None)
         n.start_driver(config=NODE_CONFIG)
-        name = "pci-" + self.vf_pci.replace(":", "-").replace(".", "-")
+        name = device_name(self.vf_pci)
         devs = wait_for(lambda: (lambda d: d if name in d else None)(n.published_devices()),
                         what="the VF published")
         self.assertIs(attr(devs[name], D + "rdma"), False)

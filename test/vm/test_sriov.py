@@ -10,7 +10,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import lab  # noqa: E402
-from lab import attr, pci_of, set_vfs, sriov_pfs  # noqa: E402
+from lab import attr, device_name, link_details, pci_of, set_vfs, sriov_pfs  # noqa: E402
 from harness import DRIVER, Node, addresses, ip_json, knd_config, link, sh, wait_for  # noqa: E402
 
 D = "knd.k8s.cni.cncf.io/"
@@ -24,16 +24,9 @@ CONFIG = knd_config(interface={"name": "net-a", "mtu": 1400,
                     routes=[{"destination": "198.51.100.0/24", "gateway": "192.0.2.1"}])
 
 
-def device_name(pci):
-    dom, bus, rest = pci.split(":")
-    dev, fn = rest.split(".")
-    return f"pci-{dom}-{bus}-{dev}-{fn}"
-
-
 def parentdev(ifname, ns=None):
     """The PCI address the kernel gives as a link's parent device (ip -d)."""
-    got = ip_json("-d", "link", "show", "dev", ifname, ns=ns)
-    return got[0].get("parentdev") if got else None
+    return link_details(ifname, ns=ns).get("parentdev")
 
 
 class SriovTest(unittest.TestCase):
