@@ -78,7 +78,9 @@ void StatusReporter::WriteClaimStatus(const state::ClaimPlan& plan, const state:
     s.driver = driver_name_;
     s.pool = d.pool;
     s.device = d.device;
-    if (failed != nullptr && failed->device == d.device && failed->pool == d.pool) {
+    s.share_id = d.share_id;
+    if (failed != nullptr && failed->device == d.device && failed->pool == d.pool &&
+        failed->share_id == d.share_id) {
       s.ready = false;
       s.reason = d.state == DeviceState::kAttached ? kube::event_reason::kDetachFailed
                                                    : kube::event_reason::kAttachFailed;
@@ -123,7 +125,7 @@ void StatusReporter::WriteNetworkStatus(const state::ClaimPlan& plan, const kube
     e.ips = d.result->ips;
     e.mac = d.result->mac;
     e.mtu = ConfiguredMtu(d);
-    e.pci_address = d.identity.pci_address;
+    if (!d.child) e.pci_address = d.identity.pci_address;  // a child is no PCI device
     entries.push_back(std::move(e));
   }
   if (entries.empty()) {

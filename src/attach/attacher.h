@@ -33,6 +33,9 @@ struct AttachRequest {
   std::string netns_path;  // pod network namespace (e.g. /var/run/netns/cni-...)
   config::NetworkConfig config;
   std::string where;  // "pod ns/name claim ns/name device X", prefixes error messages
+  // Set for a shared parent: `identity` is the parent, which stays on the host; the child is
+  // created in the pod netns (AttachChild).
+  std::optional<state::ChildPlan> child = std::nullopt;
 };
 
 class Attacher {
@@ -45,6 +48,20 @@ class Attacher {
   virtual absl::StatusOr<state::AttachResult> Attach(
       const AttachRequest& req,
       const std::function<absl::Status(const state::HostSnapshot&)>& persist) = 0;
+
+  // A virtual child of the shared parent `req.identity` (req.child: macvlan, ipvlan, vlan),
+  // created by one netlink message directly in the pod netns under its final name, MTU and
+  // MAC, then configured like a moved device. `persist` runs before the child exists, so a
+  // crash leaves a plan that names it. Any failure deletes the child again. A child of that
+  // name and kind on the same parent already in the pod is taken as is (idempotent).
+  virtual absl::StatusOr<state::AttachResult> AttachChild(
+      const AttachRequest& req, const std::function<absl::Status()>& persist) = 0;
+
+  // Deletes the child `pod_ifname` from `netns_path`. A netns that is gone took the child
+  // with it, and a name that is no longer there or is not a `child.type` link is left alone:
+  // both are success.
+  virtual absl::Status DetachChild(const std::string& netns_path, const std::string& pod_ifname,
+                                   const state::ChildPlan& child, const std::string& where) = 0;
 
   // Returns the device to the host namespace of this process and restores `host`.
   // `netns_path` may no longer exist. `pod_ifname` is the in-pod name used at attach.

@@ -12,6 +12,7 @@
 #include <optional>
 #include <system_error>
 
+#include "absl/strings/str_cat.h"
 #include "attach/attacher.h"
 #include "common/net_addr.h"
 #include "common/status.h"
@@ -341,6 +342,31 @@ class NetlinkAttacher : public Attacher {
     return r;
   }
 
+  absl::StatusOr<state::AttachResult> AttachChild(
+      const AttachRequest& req, const std::function<absl::Status()>& persist) override {
+    absl::StatusOr<state::AttachResult> r = DoAttachChild(req, persist);
+    if (!r.ok()) return Annotate(r.status(), req.where);
+    return r;
+  }
+
+  absl::Status DetachChild(const std::string& netns_path, const std::string& pod_ifname,
+                           const state::ChildPlan& child, const std::string& where) override {
+    absl::StatusOr<netns::Netns> pod = netns::Netns::Open(netns_path);
+    if (absl::IsNotFound(pod.status())) return absl::OkStatus();  // gone, and the child with it
+    if (!pod.ok()) return Annotate(pod.status(), where + ": open pod netns");
+    ASSIGN_OR_RETURN(NlSock sock, netlink::OpenRouteSocketIn(*pod));
+    absl::StatusOr<LinkState> l = netlink::GetLinkByName(sock, pod_ifname);
+    if (absl::IsNotFound(l.status())) return absl::OkStatus();
+    if (!l.ok()) return Annotate(l.status(), where);
+    if (l->kind != child.type) {
+      // Not the link knd made (the pod renamed ours and reused the name?): not ours to delete.
+      return absl::OkStatus();
+    }
+    absl::Status st = netlink::DeleteLink(sock, l->ifindex);
+    if (absl::IsNotFound(st)) return absl::OkStatus();
+    return Annotate(st, where + ": delete " + child.type + " " + pod_ifname + " in the pod");
+  }
+
   absl::Status Detach(const state::DeviceIdentity& identity, const state::HostSnapshot& host,
                       const std::string& netns_path, const std::string& pod_ifname,
                       const std::string& where) override {
@@ -514,6 +540,91 @@ class NetlinkAttacher : public Attacher {
     for (const std::string& a : ic.addresses.value_or(std::vector<std::string>{})) {
       absl::StatusOr<IpPrefix> c = ParseIpOrCidr(a);
       res.ips.push_back(c.ok() ? FormatCidr(*c) : a);
+    }
+    return res;
+  }
+
+  absl::StatusOr<state::AttachResult> DoAttachChild(const AttachRequest& req,
+                                                    const std::function<absl::Status()>& persist) {
+    if (!req.child) return absl::InvalidArgumentError("no child in the request");
+    const state::ChildPlan& child = *req.child;
+    const config::InterfaceConfig& ic = req.config.interface;
+    if (req.netns_path.empty()) {
+      return absl::InvalidArgumentError("pod has no network namespace (hostNetwork pod?)");
+    }
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    absl::StatusOr<netns::Netns> pod_or = netns::Netns::Open(req.netns_path);
+    if (!pod_or.ok()) return Annotate(pod_or.status(), "open pod netns");
+    netns::Netns& pod = *pod_or;
+    if (pod.SameAs(*host_)) {
+      return absl::InvalidArgumentError(req.netns_path + " is the host network namespace");
+    }
+    ASSIGN_OR_RETURN(NlSock pod_sock, netlink::OpenRouteSocketIn(pod));
+    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
+    std::optional<LinkState> parent = FindByIdentity(links, req.identity, nullptr);
+    if (!parent) {
+      return absl::NotFoundError(Describe(req.identity) +
+                                 " (the shared parent of the child) not found on the host");
+    }
+    const std::string target = ic.name.value_or(parent->name);
+    absl::StatusOr<LinkState> there = netlink::GetLinkByName(pod_sock, target);
+    if (there.ok()) {
+      // A repeated hook: the child made last time (same kind, same parent, same MAC) is kept.
+      // A macvlan made on a macvlan hangs off the lower device itself (the kernel's rule), so
+      // the parent's own lower link counts as the same parent.
+      const bool same_parent = there->link_ifindex == parent->ifindex ||
+                               (parent->kind == child.type && parent->link_ifindex > 0 &&
+                                there->link_ifindex == parent->link_ifindex);
+      const bool ours = there->kind == child.type && same_parent &&
+                        (child.mac.empty() || MacEq(there->mac, child.mac));
+      if (ours) return ReadResult(pod_sock, *there, req);
+      return NameTaken(target, req.netns_path);
+    }
+    if (!absl::IsNotFound(there.status())) return there.status();
+    if (ic.mtu && *ic.mtu > parent->mtu) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "interface.mtu ", *ic.mtu, " is above the MTU ", parent->mtu, " of the shared parent ",
+          parent->name, " (a child cannot send larger frames than its parent)"));
+    }
+    RETURN_IF_ERROR(Annotate(persist(), "persist the attach of a child of " + parent->name));
+    netlink::ChildLink c;
+    c.kind = child.type;
+    c.mode = child.mode;
+    c.vlan_id = child.vlan_id;
+    c.parent_ifindex = parent->ifindex;
+    c.netns_fd = pod.fd();
+    c.name = target;
+    c.mtu = ic.mtu;
+    if (ic.hardware_addr) {
+      c.mac = ic.hardware_addr;
+    } else if (!child.mac.empty()) {
+      c.mac = child.mac;
+    }
+    const std::string step =
+        absl::StrCat("create ", child.type, " ", target, " on ", parent->name, " in the pod netns");
+    if (absl::Status st = netlink::CreateChildLink(host_sock, c); !st.ok()) {
+      if (absl::IsAlreadyExists(st)) return NameTaken(target, req.netns_path);
+      if (st.code() == absl::StatusCode::kUnimplemented || absl::IsInvalidArgument(st)) {
+        return absl::Status(st.code(), absl::StrCat(step, ": ", st.message(),
+                                                    " (does the kernel have ", child.type, "?)"));
+      }
+      return Annotate(st, step);
+    }
+    absl::StatusOr<LinkState> in_pod = netlink::GetLinkByName(pod_sock, target);
+    if (!in_pod.ok()) return Annotate(in_pod.status(), "find " + target + " in the pod netns");
+    if (absl::Status st = ConfigureInPod(pod, pod_sock, in_pod->ifindex, target, req); !st.ok()) {
+      absl::Status rb = netlink::DeleteLink(pod_sock, in_pod->ifindex);
+      if (rb.ok() || absl::IsNotFound(rb)) return st;
+      return absl::Status(st.code(),
+                          absl::StrCat(st.message(), "; deleting the child: ", rb.message()));
+    }
+    state::AttachResult res;
+    res.netns = req.netns_path;
+    res.ifname = target;
+    res.mac = in_pod->mac;
+    for (const std::string& a : ic.addresses.value_or(std::vector<std::string>{})) {
+      absl::StatusOr<IpPrefix> p = ParseIpOrCidr(a);
+      res.ips.push_back(p.ok() ? FormatCidr(*p) : a);
     }
     return res;
   }

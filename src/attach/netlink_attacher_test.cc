@@ -494,5 +494,197 @@ TEST_F(AttachTest, SnapshotAndRestoreBringBackWhatACniDelLeavesOut) {
   ExpectHostRestored();
 }
 
+// --- Children of a shared parent (macvlan, ipvlan, vlan made in the pod netns) ---
+
+class ChildAttachTest : public AttachTest {
+ protected:
+  AttachRequest ChildRequest(const std::string& type, const std::string& mode,
+                             const std::string& mac, std::vector<std::string> addrs,
+                             std::vector<config::Route> routes, const std::string& name = "net1") {
+    AttachRequest r = Request(std::move(addrs), std::move(routes), name);
+    r.config.interface.mtu.reset();
+    r.config.interface.hardware_addr.reset();
+    state::ChildPlan c;
+    c.type = type;
+    c.mode = mode;
+    c.mac = mac;
+    r.child = c;
+    return r;
+  }
+  std::function<absl::Status()> PersistChild() {
+    return [this] {
+      ++persist_calls_;
+      return absl::OkStatus();
+    };
+  }
+  // `ip -d -j link show dev X` in `ns`: kind and mode of a child.
+  json Details(const std::string& ns, const std::string& dev) {
+    json j = IpJson("-d -n " + ns + " link show dev " + dev);
+    if (!j.is_array() || j.empty()) return json();
+    return j[0];
+  }
+  // The parent stayed on the host, untouched.
+  void ExpectParentUnchanged() { ExpectHostRestored(); }
+};
+
+TEST_F(ChildAttachTest, MacvlanChildIsMadeInThePodAndDeletedOnDetach) {
+  AttachRequest req = ChildRequest(
+      "macvlan", "bridge", "02:aa:00:00:00:01", {"192.0.2.10/24", "2001:db8::10/64"},
+      {MakeRoute("198.51.100.0/24", "192.0.2.1"), MakeRoute("203.0.113.0/24", {}, 50)});
+  auto res = attacher_->AttachChild(req, PersistChild());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ(persist_calls_, 1);
+  EXPECT_EQ(res->netns, pod_path_);
+  EXPECT_EQ(res->ifname, "net1");
+  EXPECT_EQ(res->mac, "02:aa:00:00:00:01");
+  EXPECT_THAT(res->ips, UnorderedElementsAre("192.0.2.10/24", "2001:db8::10/64"));
+
+  json l = Link(pod_name_, "net1");
+  ASSERT_FALSE(l.is_null()) << "net1 missing in the pod";
+  EXPECT_EQ(l.value("mtu", 0), 1400);  // the parent's
+  EXPECT_EQ(l.value("address", ""), "02:aa:00:00:00:01");
+  EXPECT_TRUE(IsUp(l));
+  EXPECT_THAT(Addrs(l, "inet"), UnorderedElementsAre("192.0.2.10/24"));
+  EXPECT_THAT(Addrs(l, "inet6"), UnorderedElementsAre("2001:db8::10/64"));
+  EXPECT_THAT(Routes(pod_name_, "-4", "net1"),
+              UnorderedElementsAre("198.51.100.0/24 via 192.0.2.1", "203.0.113.0/24"));
+  json d = Details(pod_name_, "net1");
+  EXPECT_EQ(d["linkinfo"].value("info_kind", ""), "macvlan") << d.dump();
+  EXPECT_EQ(d["linkinfo"]["info_data"].value("mode", ""), "bridge") << d.dump();
+  ExpectParentUnchanged();
+  auto attached = attacher_->IsAttached(pod_path_, "net1");
+  ASSERT_TRUE(attached.ok()) << attached.status();
+  EXPECT_TRUE(*attached);
+
+  absl::Status st = attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_TRUE(Link(pod_name_, "net1").is_null()) << "the child outlived its detach";
+  ExpectParentUnchanged();
+  // Detach again, and with the netns gone: nothing to do.
+  EXPECT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
+  EXPECT_TRUE(attacher_->DetachChild("/run/netns/knd-no-such-ns", "net1", *req.child, kWhere).ok());
+}
+
+TEST_F(ChildAttachTest, ChildrenOfOneParentInTwoPodsAndRepeatedHooks) {
+  auto pod2 = netns::ScopedNetns::Create("knd-att-pod2");
+  ASSERT_TRUE(pod2.ok()) << pod2.status();
+  AttachRequest a = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:01", {"192.0.2.10/24"}, {});
+  AttachRequest b = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:02", {"192.0.2.11/24"}, {});
+  b.netns_path = pod2->path();
+  ASSERT_TRUE(attacher_->AttachChild(a, PersistChild()).ok());
+  ASSERT_TRUE(attacher_->AttachChild(b, PersistChild()).ok());
+  EXPECT_EQ(Link(pod_name_, "net1").value("address", ""), "02:aa:00:00:00:01");
+  EXPECT_EQ(Link(pod2->name(), "net1").value("address", ""), "02:aa:00:00:00:02");
+  // A repeated hook takes the child that is there: no second persist, no error.
+  auto again = attacher_->AttachChild(a, PersistChild());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->mac, "02:aa:00:00:00:01");
+  EXPECT_EQ(persist_calls_, 2);
+  // Another link under that name is not ours: AlreadyExists, and it is left alone.
+  SH("ip -n " + pod2->name() + " link add net2 type veth peer name net2p");
+  AttachRequest c = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:03", {}, {}, "net2");
+  c.netns_path = pod2->path();
+  auto taken = attacher_->AttachChild(c, PersistChild());
+  EXPECT_TRUE(absl::IsAlreadyExists(taken.status())) << taken.status();
+  EXPECT_FALSE(Link(pod2->name(), "net2").is_null());
+  // DetachChild leaves a link of another kind under the recorded name alone.
+  EXPECT_TRUE(attacher_->DetachChild(pod2->path(), "net2", *c.child, kWhere).ok());
+  EXPECT_FALSE(Link(pod2->name(), "net2").is_null());
+  ExpectParentUnchanged();
+}
+
+TEST_F(ChildAttachTest, MtuAboveTheParentIsRefusedBeforeAnythingIsMade) {
+  AttachRequest req = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:01", {}, {});
+  req.config.interface.mtu = 9000;
+  auto res = attacher_->AttachChild(req, PersistChild());
+  EXPECT_TRUE(absl::IsFailedPrecondition(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("interface.mtu 9000"));
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr(kWhere));
+  EXPECT_EQ(persist_calls_, 0);
+  EXPECT_TRUE(Link(pod_name_, "net1").is_null());
+}
+
+TEST_F(ChildAttachTest, FailureAfterTheCreateDeletesTheChild) {
+  AttachRequest req = ChildRequest("macvlan", "private", "02:aa:00:00:00:01", {"192.0.2.10/24"},
+                                   {MakeRoute("198.51.100.0/24", "203.0.113.1")});
+  auto res = attacher_->AttachChild(req, PersistChild());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr(kWhere));
+  EXPECT_EQ(persist_calls_, 1);
+  EXPECT_TRUE(Link(pod_name_, "net1").is_null()) << "the child outlived a failed attach";
+  ExpectParentUnchanged();
+}
+
+TEST_F(ChildAttachTest, ParentGoneIsNotFoundAndPersistErrorChangesNothing) {
+  AttachRequest req = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:01", {}, {});
+  auto persist_fails = [] { return absl::UnavailableError("disk full"); };
+  auto res = attacher_->AttachChild(req, persist_fails);
+  EXPECT_TRUE(absl::IsUnavailable(res.status())) << res.status();
+  EXPECT_TRUE(Link(pod_name_, "net1").is_null());
+  SH("ip link del h0");
+  res = attacher_->AttachChild(req, PersistChild());
+  EXPECT_TRUE(absl::IsNotFound(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("shared parent"));
+}
+
+TEST_F(ChildAttachTest, MacvlanOnAMacvlanParentIsIdempotent) {
+  // A parent that is itself a macvlan (a NIC's macvlan on a node that shares it already): the
+  // kernel hangs the child off the lower device, and a repeated hook still finds it ours.
+  SH("ip link add m0 link h0 type macvlan mode bridge");
+  SH("ip link set m0 up");
+  json m0 = Link("", "m0");
+  ASSERT_FALSE(m0.is_null());
+  AttachRequest req = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:05", {"192.0.2.10/24"}, {});
+  req.identity = {};
+  req.identity.ifname = "m0";
+  req.identity.ifindex = m0.value("ifindex", 0);
+  req.identity.mac = m0.value("address", "");
+  ASSERT_TRUE(attacher_->AttachChild(req, PersistChild()).ok());
+  auto again = attacher_->AttachChild(req, PersistChild());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(persist_calls_, 1);
+}
+
+// ipvlan and 802.1Q are not in every kernel (not in this host's: the VM lab's 6.12 has both).
+bool KernelHas(const std::string& kind) {
+  int rc = 0;
+  Sh("ip link add knd-probe0 type veth peer name knd-probe1", &rc);
+  if (rc != 0) return false;
+  std::string args = kind == "vlan" ? "type vlan id 7" : "type ipvlan mode l2";
+  Sh("ip link add knd-probe2 link knd-probe0 " + args, &rc);
+  Sh("ip link del knd-probe0");
+  return rc == 0;
+}
+
+TEST_F(ChildAttachTest, IpvlanChildInL3Mode) {
+  if (!KernelHas("ipvlan")) GTEST_SKIP() << "this kernel has no ipvlan (the VM lab's has)";
+  AttachRequest req = ChildRequest("ipvlan", "l3", "", {"192.0.2.10/24"}, {});
+  auto res = attacher_->AttachChild(req, PersistChild());
+  ASSERT_TRUE(res.ok()) << res.status();
+  json d = Details(pod_name_, "net1");
+  EXPECT_EQ(d["linkinfo"].value("info_kind", ""), "ipvlan") << d.dump();
+  EXPECT_EQ(d["linkinfo"]["info_data"].value("mode", ""), "l3") << d.dump();
+  EXPECT_EQ(d.value("address", ""), host_mac_);  // ipvlan children share the parent's MAC
+  EXPECT_THAT(Addrs(Link(pod_name_, "net1"), "inet"), UnorderedElementsAre("192.0.2.10/24"));
+  ASSERT_TRUE(attacher_->AttachChild(req, PersistChild()).ok());  // idempotent
+  ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
+  EXPECT_TRUE(Link(pod_name_, "net1").is_null());
+  ExpectParentUnchanged();
+}
+
+TEST_F(ChildAttachTest, VlanChildCarriesItsId) {
+  if (!KernelHas("vlan")) GTEST_SKIP() << "this kernel has no 802.1Q (the VM lab's has)";
+  AttachRequest req = ChildRequest("vlan", "", "", {"192.0.2.10/24"}, {}, "net1.42");
+  req.child->vlan_id = 42;
+  auto res = attacher_->AttachChild(req, PersistChild());
+  ASSERT_TRUE(res.ok()) << res.status();
+  json d = Details(pod_name_, "net1.42");
+  EXPECT_EQ(d["linkinfo"].value("info_kind", ""), "vlan") << d.dump();
+  EXPECT_EQ(d["linkinfo"]["info_data"].value("id", 0), 42) << d.dump();
+  ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1.42", *req.child, kWhere).ok());
+  EXPECT_TRUE(Link(pod_name_, "net1.42").is_null());
+  ExpectParentUnchanged();
+}
+
 }  // namespace
 }  // namespace knd::attach

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -20,5 +21,8 @@ std::string ClampUtf8(std::string_view s, size_t max_bytes);
 
 // j.dump(indent), with invalid UTF-8 in strings replaced by U+FFFD instead of throwing.
 std::string DumpJson(const nlohmann::json& j, int indent = -1);
+
+// FNV-1a 64-bit hash: stable names and MACs derived from strings (device names, claim UIDs).
+uint64_t Fnv1a64(std::string_view s);
 
 }  // namespace knd

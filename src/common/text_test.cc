@@ -36,5 +36,10 @@ TEST(TextTest, DumpJsonDoesNotThrowOnKernelBytes) {
   EXPECT_EQ(nlohmann::json::parse(out)["ifname"], "net\xEF\xBF\xBD\xEF\xBF\xBD");
 }
 
+TEST(Fnv1a64Test, ReferenceValues) {
+  EXPECT_EQ(Fnv1a64(""), 0xcbf29ce484222325ULL);
+  EXPECT_EQ(Fnv1a64("a"), 0xaf63dc4c8601ec8cULL);
+}
+
 }  // namespace
 }  // namespace knd

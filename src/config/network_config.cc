@@ -192,6 +192,40 @@ bool IsDnsSubdomain(const std::string& s) {
   }
 }
 
+absl::Status ValidateChild(const ChildConfig& c, std::string_view where) {
+  const std::string type = c.type.value_or(kChildMacvlan);
+  if (type == kChildMacvlan) {
+    // "source" needs a list of allowed source MACs that knd has no field for.
+    static const std::set<std::string> kModes = {"bridge", "private", "vepa", "passthru"};
+    if (c.mode && kModes.count(*c.mode) == 0) {
+      return Bad(where, "child.mode",
+                 absl::StrCat("\"", *c.mode,
+                              "\" is not a macvlan mode (bridge, private, vepa, passthru)"));
+    }
+  } else if (type == kChildIpvlan) {
+    static const std::set<std::string> kModes = {"l2", "l3", "l3s"};
+    if (c.mode && kModes.count(*c.mode) == 0) {
+      return Bad(where, "child.mode",
+                 absl::StrCat("\"", *c.mode, "\" is not an ipvlan mode (l2, l3, l3s)"));
+    }
+  } else if (type == kChildVlan) {
+    if (c.mode) return Bad(where, "child.mode", "a vlan child has no mode");
+  } else {
+    return Bad(where, "child.type",
+               absl::StrCat("\"", type, "\" is not a child type (macvlan, ipvlan, vlan)"));
+  }
+  if (type == kChildVlan && !c.vlan_id) {
+    return Bad(where, "child.vlanId", "required for a vlan child");
+  }
+  if (c.vlan_id && type != kChildVlan) {
+    return Bad(where, "child.vlanId", absl::StrCat("only for type vlan, not ", type));
+  }
+  if (c.vlan_id && (*c.vlan_id < 1 || *c.vlan_id > 4094)) {
+    return Bad(where, "child.vlanId", absl::StrCat(*c.vlan_id, " is out of range 1..4094"));
+  }
+  return absl::OkStatus();
+}
+
 // Checks that need only the field itself (called by Decode and by Validate).
 absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
   const InterfaceConfig& itf = cfg.interface;
@@ -225,6 +259,7 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
       }
     }
   }
+  if (cfg.child) RETURN_IF_ERROR(ValidateChild(*cfg.child, where));
   if (cfg.sriov) {
     const SriovConfig& s = *cfg.sriov;
     if (s.mac) {
@@ -361,6 +396,11 @@ absl::Status CheckPrivileges(const NetworkConfig& cfg, Source source, const Cont
     return Bad(where, "interface.hardwareAddr",
                "may only be set in a DeviceClass config, not in a claim");
   }
+  if (cfg.child) {
+    return Bad(where, "child",
+               "may only be set in a DeviceClass config, not in a claim (the child's type, mode "
+               "and VLAN decide what a pod can reach on the shared NIC)");
+  }
   if (cfg.routes) {
     for (size_t i = 0; i < cfg.routes->size(); ++i) {
       const auto& t = (*cfg.routes)[i].table;
@@ -406,8 +446,9 @@ std::optional<std::string> InvalidIfName(std::string_view name) {
 absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
   if (!p.is_object()) return Bad(where, "", absl::StrCat("expected an object, got ", TypeName(p)));
   RETURN_IF_ERROR(CheckKeys(
-      p, {"apiVersion", "kind", "attachedBy", "interface", "ipam", "routes", "cni", "sriov"}, "",
-      where));
+      p,
+      {"apiVersion", "kind", "attachedBy", "interface", "ipam", "routes", "cni", "sriov", "child"},
+      "", where));
   auto api = p.find("apiVersion");
   if (api == p.end()) {
     return Bad(where, "apiVersion",
@@ -550,6 +591,21 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
     RETURN_IF_ERROR(num("maxTxRateMbps", sr.max_tx_rate_mbps));
     cfg.sriov = std::move(sr);
   }
+  if (auto it = p.find("child"); it != p.end()) {
+    RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "child", where));
+    RETURN_IF_ERROR(CheckKeys(*it, {"type", "mode", "vlanId"}, "child", where));
+    ChildConfig c;
+    if (auto f = it->find("type"); f != it->end()) {
+      ASSIGN_OR_RETURN(c.type, GetString(*f, "child.type", where));
+    }
+    if (auto f = it->find("mode"); f != it->end()) {
+      ASSIGN_OR_RETURN(c.mode, GetString(*f, "child.mode", where));
+    }
+    if (auto f = it->find("vlanId"); f != it->end()) {
+      ASSIGN_OR_RETURN(c.vlan_id, GetUint32(*f, "child.vlanId", where));
+    }
+    cfg.child = std::move(c);
+  }
   RETURN_IF_ERROR(ValidateFields(cfg, where));
   return cfg;
 }
@@ -578,6 +634,13 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
     if (o.max_tx_rate_mbps) s.max_tx_rate_mbps = o.max_tx_rate_mbps;
     out.sriov = std::move(s);
   }
+  if (over.child) {
+    ChildConfig c = out.child.value_or(ChildConfig{});
+    if (over.child->type) c.type = over.child->type;
+    if (over.child->mode) c.mode = over.child->mode;
+    if (over.child->vlan_id) c.vlan_id = over.child->vlan_id;
+    out.child = std::move(c);
+  }
   return out;
 }
 
@@ -595,12 +658,21 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
                         : cfg.routes && !cfg.routes->empty()     ? "routes"
                         : cfg.cni                                ? "cni"
                         : cfg.sriov                              ? "sriov"
+                        : cfg.child                              ? "child"
                                                                  : nullptr;
     if (field != nullptr) {
       return Bad(where, "attachedBy",
                  absl::StrCat("\"multus\" cannot be combined with ", field,
                               " (Multus and the NAD's plugins configure the interface)"));
     }
+  }
+  if (cfg.cni && cfg.child) {
+    return Bad(where, "cni",
+               "cannot be combined with child (knd creates the child itself; a CNI macvlan or "
+               "ipvlan plugin would make its own)");
+  }
+  if (cfg.sriov && cfg.child) {
+    return Bad(where, "child", "cannot be combined with sriov (a VF is not a shared parent)");
   }
   if (cfg.cni && cfg.sriov) {
     // The CNI plugins move the VF (knd's native attach applies the PF's settings on the way).
@@ -718,6 +790,13 @@ json ToJson(const NetworkConfig& cfg) {
     if (s.min_tx_rate_mbps) js["minTxRateMbps"] = *s.min_tx_rate_mbps;
     if (s.max_tx_rate_mbps) js["maxTxRateMbps"] = *s.max_tx_rate_mbps;
     j["sriov"] = std::move(js);
+  }
+  if (cfg.child) {
+    json jc = json::object();
+    if (cfg.child->type) jc["type"] = *cfg.child->type;
+    if (cfg.child->mode) jc["mode"] = *cfg.child->mode;
+    if (cfg.child->vlan_id) jc["vlanId"] = *cfg.child->vlan_id;
+    j["child"] = std::move(jc);
   }
   return j;
 }

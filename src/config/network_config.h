@@ -53,6 +53,20 @@ struct SriovConfig {
   bool operator==(const SriovConfig&) const = default;
 };
 
+// The virtual child knd creates in the pod on a shared parent (node config `shared`): a
+// macvlan (modes bridge, private, vepa, passthru), an ipvlan (l2, l3, l3s) or an 802.1Q VLAN.
+// Class-only: the mode decides what the pods of one parent can see of each other, the VLAN is
+// a tenancy boundary. Without it a shared parent gets a macvlan in bridge mode.
+inline constexpr char kChildMacvlan[] = "macvlan";
+inline constexpr char kChildIpvlan[] = "ipvlan";
+inline constexpr char kChildVlan[] = "vlan";
+struct ChildConfig {
+  std::optional<std::string> type;  // macvlan (default), ipvlan, vlan
+  std::optional<std::string> mode;  // macvlan: bridge (default) ...; ipvlan: l2 (default) ...
+  std::optional<uint32_t> vlan_id;  // vlan: 1..4094, required
+  bool operator==(const ChildConfig&) const = default;
+};
+
 struct NadRef {
   std::string namespace_;  // empty = the claim's namespace
   std::string name;
@@ -78,6 +92,7 @@ struct NetworkConfig {
   std::optional<std::vector<Route>> routes;
   std::optional<CniConfig> cni;
   std::optional<SriovConfig> sriov;
+  std::optional<ChildConfig> child;
   bool operator==(const NetworkConfig&) const = default;
 };
 

@@ -194,6 +194,25 @@ const DecodeCase kDecodeCases[] = {
      "sriov.minTxRateMbps: 200 is above sriov.maxTxRateMbps (100)"},
     {"cni_plugin_slash", C(R"({"cni": {"config": {"plugins": [{"type": "/bin/sh"}]}}})"),
      "cni.config.plugins[0].type: \"/bin/sh\" must not contain '/'"},
+    {"child_default", C(R"({"child": {}})"), ""},
+    {"child_macvlan", C(R"({"child": {"type": "macvlan", "mode": "passthru"}})"), ""},
+    {"child_ipvlan", C(R"({"child": {"type": "ipvlan", "mode": "l3s"}})"), ""},
+    {"child_vlan", C(R"({"child": {"type": "vlan", "vlanId": 42}})"), ""},
+    {"child_type", C(R"({"child": {"type": "veth"}})"),
+     "child.type: \"veth\" is not a child type (macvlan, ipvlan, vlan)"},
+    {"child_macvlan_mode", C(R"({"child": {"mode": "source"}})"),
+     "child.mode: \"source\" is not a macvlan mode"},
+    {"child_ipvlan_mode", C(R"({"child": {"type": "ipvlan", "mode": "bridge"}})"),
+     "child.mode: \"bridge\" is not an ipvlan mode (l2, l3, l3s)"},
+    {"child_vlan_mode", C(R"({"child": {"type": "vlan", "vlanId": 2, "mode": "l2"}})"),
+     "child.mode: a vlan child has no mode"},
+    {"child_vlan_no_id", C(R"({"child": {"type": "vlan"}})"),
+     "child.vlanId: required for a vlan child"},
+    {"child_vlan_range", C(R"({"child": {"type": "vlan", "vlanId": 4095}})"),
+     "child.vlanId: 4095 is out of range 1..4094"},
+    {"child_id_not_vlan", C(R"({"child": {"vlanId": 4}})"), "child.vlanId: only for type vlan"},
+    {"child_unknown", C(R"({"child": {"kind": "macvlan"}})"), "child.kind: unknown field"},
+    {"child_not_object", C(R"({"child": "macvlan"})"), "child: expected"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, DecodeTest, ::testing::ValuesIn(kDecodeCases),
@@ -235,6 +254,9 @@ INSTANTIATE_TEST_SUITE_P(
         PrivilegeCase{"mac",
                       {{"interface", {{"hardwareAddr", "02:00:00:00:00:01"}}}},
                       "interface.hardwareAddr: may only be set in a DeviceClass config"},
+        PrivilegeCase{"child",
+                      {{"child", {{"type", "vlan"}, {"vlanId", 7}}}},
+                      "child: may only be set in a DeviceClass config, not in a claim"},
         PrivilegeCase{"sriov_vlan",
                       {{"sriov", {{"vlan", 100}}}},
                       "sriov: may only be set in a DeviceClass config, not in a claim"},
@@ -375,6 +397,31 @@ TEST(ResolveTest, SriovMergesFieldByFieldAndNeedsKndsAttach) {
                      Ctx());
   ASSERT_FALSE(cni.ok());
   EXPECT_THAT(std::string(cni.status().message()), HasSubstr("cni: cannot be combined with sriov"));
+}
+
+TEST(ResolveTest, ChildMergesFieldByFieldAndTheClaimAddsAddresses) {
+  auto got = Resolve({ClassEntry({{"child", {{"type", "macvlan"}}}}),
+                      ClassEntry({{"child", {{"mode", "private"}}}}),
+                      ClaimEntry({{"interface", {{"addresses", {"192.0.2.5/24"}}}}})},
+                     Ctx());
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(got->child.has_value());
+  EXPECT_EQ(got->child->type, "macvlan");
+  EXPECT_EQ(got->child->mode, "private");
+  EXPECT_EQ(got->interface.addresses->at(0), "192.0.2.5/24");
+  auto multus = Resolve(
+      {ClassEntry({{"child", json::object()}}), ClaimEntry({{"attachedBy", "multus"}})}, Ctx());
+  ASSERT_FALSE(multus.ok());
+  EXPECT_THAT(std::string(multus.status().message()), HasSubstr("child"));
+  auto cni = Resolve({ClassEntry({{"child", json::object()}}),
+                      ClaimEntry({{"cni", {{"networkAttachment", {{"name", "x"}}}}}})},
+                     Ctx());
+  ASSERT_FALSE(cni.ok());
+  EXPECT_THAT(std::string(cni.status().message()), HasSubstr("cni: cannot be combined with child"));
+  auto sriov = Resolve({ClassEntry({{"child", json::object()}, {"sriov", {{"vlan", 3}}}})}, Ctx());
+  ASSERT_FALSE(sriov.ok());
+  EXPECT_THAT(std::string(sriov.status().message()),
+              HasSubstr("child: cannot be combined with sriov"));
 }
 
 TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {

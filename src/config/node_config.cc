@@ -2,10 +2,13 @@
 
 #include <fnmatch.h>
 
+#include <algorithm>
+#include <limits>
 #include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "yaml-cpp/yaml.h"
@@ -126,12 +129,59 @@ bool IsDnsSubdomain(const std::string& s) {
   return label > 0 && s.back() != '-';
 }
 
+absl::StatusOr<SharedRule> ParseSharedRule(const YAML::Node& n, const std::string& source,
+                                           const std::string& where) {
+  if (!n.IsMap()) return Bad(source, where, "must be a mapping");
+  absl::Status st =
+      CheckKeys(n, {"selector", "maxChildren", "bandwidth", "bandwidthPerChild"}, source, where);
+  if (!st.ok()) return st;
+  if (!n["selector"]) return Bad(source, where + ".selector", "required");
+  if (!n["maxChildren"]) return Bad(source, where + ".maxChildren", "required");
+  SharedRule rule;
+  auto sel = ParseSelector(n["selector"], source, where + ".selector");
+  if (!sel.ok()) return sel.status();
+  rule.selector = std::move(*sel);
+  const YAML::Node mc = n["maxChildren"];
+  int64_t children = 0;
+  if (!mc.IsScalar() || !absl::SimpleAtoi(mc.Scalar(), &children) || mc.Tag() == "!") {
+    return Bad(source, where + ".maxChildren", "must be an integer");
+  }
+  // The kernel has no hard limit; 4096 is the VLAN id space and far more than a NIC's MAC
+  // filter holds (macvlan children beyond it put the parent in promiscuous mode).
+  if (children < 1 || children > 4096) {
+    return Bad(source, where + ".maxChildren", absl::StrCat("must be 1..4096, not ", children));
+  }
+  rule.max_children = children;
+  for (const char* key : {"bandwidth", "bandwidthPerChild"}) {
+    if (!n[key]) continue;
+    const std::string field = absl::StrCat(where, ".", key);
+    absl::StatusOr<std::string> q = GetString(n[key], source, field);
+    if (!q.ok()) return q.status();
+    if (!ParseBitRate(*q)) {
+      return Bad(source, field,
+                 absl::StrCat("not a bit rate like \"25G\", \"100M\" or \"1000000\": ", *q));
+    }
+    (std::string(key) == "bandwidth" ? rule.bandwidth : rule.bandwidth_per_child) = *q;
+  }
+  if (!rule.bandwidth_per_child.empty() && rule.bandwidth.empty()) {
+    return Bad(source, where + ".bandwidthPerChild", "needs bandwidth");
+  }
+  if (!rule.bandwidth.empty() && rule.bandwidth_per_child.empty()) rule.bandwidth_per_child = "0";
+  if (!rule.bandwidth.empty() &&
+      *ParseBitRate(rule.bandwidth_per_child) > *ParseBitRate(rule.bandwidth)) {
+    return Bad(source, where + ".bandwidthPerChild",
+               absl::StrCat("more than the parent's bandwidth ", rule.bandwidth));
+  }
+  return rule;
+}
+
 absl::StatusOr<NodeConfig> Decode(const YAML::Node& root, const std::string& source) {
   NodeConfig cfg;
   if (root.IsNull()) return cfg;
   if (!root.IsMap()) return Bad(source, "(top level)", "must be a mapping");
   absl::Status st = CheckKeys(
-      root, {"driverName", "include", "exclude", "resourceNames", "includeUplinks"}, source, "");
+      root, {"driverName", "include", "exclude", "resourceNames", "includeUplinks", "shared"},
+      source, "");
   if (!st.ok()) return st;
   if (root["driverName"]) {
     absl::StatusOr<std::string> d = GetString(root["driverName"], source, "driverName");
@@ -181,6 +231,15 @@ absl::StatusOr<NodeConfig> Decode(const YAML::Node& root, const std::string& sou
       }
       rule.resource_name = *name;
       cfg.resource_names.push_back(std::move(rule));
+    }
+  }
+  if (const YAML::Node sh = root["shared"]; sh && !sh.IsNull()) {
+    if (!sh.IsSequence()) return Bad(source, "shared", "must be a list");
+    for (size_t i = 0; i < sh.size(); ++i) {
+      absl::StatusOr<SharedRule> rule =
+          ParseSharedRule(sh[i], source, absl::StrCat("shared[", i, "]"));
+      if (!rule.ok()) return rule.status();
+      cfg.shared.push_back(*std::move(rule));
     }
   }
   return cfg;
@@ -248,6 +307,51 @@ bool Selected(const NodeConfig& cfg, const SelectorFacts& facts) {
     if (Matches(s, facts)) return false;
   }
   return true;
+}
+
+std::optional<int64_t> ParseBitRate(const std::string& q) {
+  if (q.empty() || q.size() > 20) return std::nullopt;
+  int64_t mult = 1;
+  std::string digits = q;
+  switch (q.back()) {
+    case 'k':
+      mult = 1000;
+      break;
+    case 'M':
+      mult = 1000 * 1000;
+      break;
+    case 'G':
+      mult = 1000LL * 1000 * 1000;
+      break;
+    case 'T':
+      mult = 1000LL * 1000 * 1000 * 1000;
+      break;
+    default:
+      break;
+  }
+  if (mult != 1) digits.pop_back();
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), absl::ascii_isdigit)) {
+    return std::nullopt;
+  }
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(digits, &v) || v > std::numeric_limits<int64_t>::max() / mult) {
+    return std::nullopt;
+  }
+  return v * mult;
+}
+
+bool Excluded(const NodeConfig& cfg, const SelectorFacts& facts) {
+  for (const auto& s : cfg.exclude) {
+    if (Matches(s, facts)) return true;
+  }
+  return false;
+}
+
+const SharedRule* SharedRuleFor(const NodeConfig& cfg, const SelectorFacts& facts) {
+  for (const auto& r : cfg.shared) {
+    if (Matches(r.selector, facts)) return &r;
+  }
+  return nullptr;
 }
 
 std::string ResourceNameFor(const NodeConfig& cfg, const SelectorFacts& facts) {

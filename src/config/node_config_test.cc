@@ -100,6 +100,71 @@ TEST(NodeConfigTest, StrictErrorsNameTheField) {
   ExpectError("- a\n- b", "(top level): must be a mapping");
 }
 
+TEST(NodeConfigTest, SharedRules) {
+  auto cfg = ParseNodeConfig(R"(
+shared:
+  - {selector: {ifName: "ens2f*"}, maxChildren: 16, bandwidth: 25G, bandwidthPerChild: 1G}
+  - {selector: {driver: virtio_net}, maxChildren: 4}
+exclude: [{ifName: ens2f9}]
+)");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  ASSERT_EQ(cfg->shared.size(), 2u);
+  EXPECT_EQ(cfg->shared[0].max_children, 16);
+  EXPECT_EQ(cfg->shared[0].bandwidth, "25G");
+  EXPECT_EQ(cfg->shared[0].bandwidth_per_child, "1G");
+  EXPECT_EQ(cfg->shared[1].max_children, 4);
+  EXPECT_EQ(cfg->shared[1].bandwidth, "");
+  // The first matching rule counts; exclude is the caller's to check (and wins there).
+  const SharedRule* r = SharedRuleFor(*cfg, Facts("ens2f0", "virtio_net"));
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->max_children, 16);
+  EXPECT_EQ(SharedRuleFor(*cfg, Facts("eth0", "virtio_net"))->max_children, 4);
+  EXPECT_EQ(SharedRuleFor(*cfg, Facts("eth0", "e1000")), nullptr);
+  EXPECT_TRUE(Excluded(*cfg, Facts("ens2f9")));
+  EXPECT_FALSE(Excluded(*cfg, Facts("ens2f0")));
+  // A bandwidth without a per-child share: a child that asks for none consumes none.
+  auto bw = ParseNodeConfig("shared: [{selector: {ifName: a}, maxChildren: 2, bandwidth: 10G}]");
+  ASSERT_TRUE(bw.ok()) << bw.status();
+  EXPECT_EQ(bw->shared[0].bandwidth_per_child, "0");
+}
+
+TEST(NodeConfigTest, SharedRuleErrorsNameTheField) {
+  ExpectError("shared: {selector: {ifName: a}}", "shared: must be a list");
+  ExpectError("shared: [{maxChildren: 2}]", "shared[0].selector: required");
+  ExpectError("shared: [{selector: {ifName: a}}]", "shared[0].maxChildren: required");
+  ExpectError("shared: [{selector: {ifName: a}, maxChildren: 0}]",
+              "shared[0].maxChildren: must be 1..4096, not 0");
+  ExpectError("shared: [{selector: {ifName: a}, maxChildren: 5000}]",
+              "shared[0].maxChildren: must be 1..4096");
+  ExpectError("shared: [{selector: {ifName: a}, maxChildren: two}]",
+              "shared[0].maxChildren: must be an integer");
+  ExpectError("shared: [{selector: {ifName: a}, maxChildren: \"2\"}]",
+              "shared[0].maxChildren: must be an integer");
+  ExpectError("shared: [{selector: {ifName: a}, maxChildren: 2, bandwidth: 25Gi}]",
+              "shared[0].bandwidth: not a bit rate");
+  ExpectError("shared: [{selector: {ifName: a}, maxChildren: 2, bandwidthPerChild: 1G}]",
+              "shared[0].bandwidthPerChild: needs bandwidth");
+  ExpectError(
+      "shared: [{selector: {ifName: a}, maxChildren: 2, bandwidth: 1G, "
+      "bandwidthPerChild: 2G}]",
+      "shared[0].bandwidthPerChild: more than the parent's bandwidth 1G");
+  ExpectError("shared: [{selector: {ifName: a}, maxChildren: 2, children: 3}]",
+              "shared[0].children: unknown field");
+  ExpectError("shared: [{selector: {}, maxChildren: 2}]", "shared[0].selector: empty selector");
+}
+
+TEST(NodeConfigTest, BitRates) {
+  EXPECT_EQ(ParseBitRate("25G"), 25000000000LL);
+  EXPECT_EQ(ParseBitRate("100M"), 100000000LL);
+  EXPECT_EQ(ParseBitRate("1k"), 1000);
+  EXPECT_EQ(ParseBitRate("2T"), 2000000000000LL);
+  EXPECT_EQ(ParseBitRate("1000000"), 1000000);
+  EXPECT_EQ(ParseBitRate("0"), 0);
+  for (const char* bad : {"", "G", "1.5G", "-1G", "1Gi", "1g", "99999999999T", "1 G"}) {
+    EXPECT_EQ(ParseBitRate(bad), std::nullopt) << bad;
+  }
+}
+
 TEST(NodeConfigTest, LoadMissingFileFails) {
   EXPECT_EQ(LoadNodeConfig("/nonexistent/knd.yaml").status().code(), absl::StatusCode::kNotFound);
 }

@@ -28,8 +28,8 @@ std::vector<ClaimRef> ClaimsOf(const auto& req) {
   return out;
 }
 
-// v1 and v1beta1 carry the same messages (v1 adds Device.share_id, which knd does not set), so
-// one template serves both; no message conversion is needed.
+// v1 and v1beta1 carry the same messages (v1 adds Device.share_id, set for a share of a shared
+// parent), so one template serves both; no message conversion is needed.
 template <class Base, class PrepReq, class PrepResp, class UnReq, class UnResp>
 class DraService final : public Base {
  public:
@@ -52,6 +52,9 @@ class DraService final : public Base {
         dev->set_pool_name(d.pool);
         dev->set_device_name(d.device);
         for (const auto& id : d.cdi_ids) dev->add_cdi_device_ids(id);
+        if constexpr (requires { dev->set_share_id(d.share_id); }) {
+          if (!d.share_id.empty()) dev->set_share_id(d.share_id);
+        }
       }
     }
     Observe("NodePrepareResources", start);

@@ -9,7 +9,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "config/network_config.h"
 #include "kube/events.h"
 #include "state/cdi.h"
@@ -104,7 +106,7 @@ std::vector<PreparedDevice> Preparer::Answer(const state::ClaimPlan& plan) const
     // The plan keeps claim-level CDI ids (one CDI device per claim carries all container
     // edits); every device of the claim hands them out so any container that references
     // any request of the claim gets them.
-    out.push_back(PreparedDevice{{d.request}, d.pool, d.device, plan.cdi_device_ids});
+    out.push_back(PreparedDevice{{d.request}, d.pool, d.device, plan.cdi_device_ids, d.share_id});
   }
   return out;
 }
@@ -376,6 +378,16 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
     ASSIGN_OR_RETURN(
         config::NetworkConfig cfg,
         config::Resolve(applicable, config::Context{claim.namespace_, claim.name, base}));
+    // A shared parent first: what may be combined with a child decides the errors below.
+    std::optional<state::ChildPlan> child;
+    if (dev->shared) {
+      ASSIGN_OR_RETURN(child, PlanChild(*dev, cfg, claim.uid, base, req_where));
+    } else if (cfg.child) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          req_where, ": child: device ", Quote(device),
+          " is not a shared parent (the node config's `shared` rules name those); use a "
+          "DeviceClass that selects shared parents (shared == true)"));
+    }
     if (config::AttachedByMultus(cfg)) {
       // Multus's DRA support maps a device to a NAD through this attribute; without it the
       // device can never be handed over and the pod would fail at sandbox creation.
@@ -449,6 +461,8 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
       d.rdma_device = dev->rdma_device;
       d.rdma_char_devices = std::move(rdma->char_devices);
     }
+    d.share_id = Str(r, "shareID");
+    d.child = std::move(child);
     d.config = config::ToJson(cfg);
     d.state = state::DeviceState::kPrepared;
     plan.devices.push_back(std::move(d));
@@ -461,6 +475,71 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
   // character devices (WriteClaimCdi).
   plan.prepared_at_unix = static_cast<int64_t>(std::time(nullptr));
   return plan;
+}
+
+absl::StatusOr<state::ChildPlan> Preparer::PlanChild(const inventory::Device& parent,
+                                                     const config::NetworkConfig& cfg,
+                                                     const std::string& claim_uid,
+                                                     const std::string& request,
+                                                     const std::string& req_where) const {
+  const std::string what = absl::StrCat(req_where, ": device ", Quote(parent.name),
+                                        " is a shared parent (a child is created in the pod)");
+  // The child is knd's own: nothing else may create or move it.
+  if (cfg.cni) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what,
+                     ", so cni cannot be used on it: the child is made by knd (its type and mode "
+                     "come from child in the DeviceClass); to keep running a macvlan NAD, use it "
+                     "through Multus as before"));
+  }
+  if (config::AttachedByMultus(cfg)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ", so attachedBy cannot be \"multus\": Multus never takes it"));
+  }
+  if (cfg.sriov) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ", so sriov cannot be set (the VF settings are for a whole VF)"));
+  }
+  if (cfg.interface.mtu && parent.mtu > 0 && *cfg.interface.mtu > parent.mtu) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        req_where, ": interface.mtu ", *cfg.interface.mtu, " is above the MTU ", parent.mtu,
+        " of the shared parent ", Quote(parent.name), " (", parent.ifname, ")"));
+  }
+  const config::ChildConfig c = cfg.child.value_or(config::ChildConfig{});
+  state::ChildPlan out;
+  out.type = c.type.value_or(config::kChildMacvlan);
+  if (out.type == config::kChildMacvlan) out.mode = c.mode.value_or("bridge");
+  if (out.type == config::kChildIpvlan) out.mode = c.mode.value_or("l2");
+  out.vlan_id = c.vlan_id.value_or(0);
+  if (out.type == config::kChildMacvlan && !cfg.interface.hardware_addr) {
+    // Stable per claim and request: a retried sandbox, a restart, the neighbours' ARP caches
+    // and a DHCP server all see the same MAC. Locally administered, unicast.
+    uint64_t h = Fnv1a64(absl::StrCat(claim_uid, "/", request));
+    unsigned char b[6];
+    for (int i = 0; i < 6; ++i) b[i] = static_cast<unsigned char>(h >> (8 * i));
+    b[0] = static_cast<unsigned char>((b[0] & 0xfc) | 0x02);
+    out.mac = absl::StrFormat("%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
+  }
+  // passthru gives the child the parent itself (one child at most, and the kernel refuses a
+  // second): checked against the children already prepared on this node.
+  int others = 0;
+  bool other_passthru = false;
+  for (const state::ClaimPlan& p : plans_.List()) {
+    if (p.claim_uid == claim_uid) continue;
+    for (const state::DevicePlan& d : p.devices) {
+      if (d.device != parent.name || !d.child) continue;
+      ++others;
+      other_passthru = other_passthru || d.child->mode == "passthru";
+    }
+  }
+  if (other_passthru || (out.mode == "passthru" && others > 0)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, ": a macvlan in passthru mode takes the whole parent, and ",
+                     other_passthru ? "another claim's child is in passthru mode"
+                                    : absl::StrCat(others, " other claim(s) have children on it"),
+                     "; give passthru classes a parent of their own (maxChildren: 1)"));
+  }
+  return out;
 }
 
 bool Preparer::HolderPodDone(const state::ClaimPlan& holder, size_t index,
@@ -509,7 +588,8 @@ absl::Status Preparer::AwaitDevice(const state::ClaimPlan& plan, const state::De
             absl::StrCat(where, ": the device is gone from node ", opts_.node_name, ": ", *why));
       }
     }
-    holder = plans_.HolderOf(d.device, plan.claim_uid);
+    // Children of a shared parent do not hold it against each other.
+    holder = plans_.HolderOf(d.device, plan.claim_uid, /*children_hold=*/!d.child);
     if (!holder) {
       absl::StatusOr<bool> home = opts_.on_host(d.identity);
       if (!home.ok()) {

@@ -47,6 +47,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cni/executor.h"
+#include "config/network_config.h"
 #include "inventory/device.h"
 #include "inventory/rdma.h"
 #include "kube/client.h"
@@ -73,6 +74,7 @@ struct PreparedDevice {
   std::string pool;
   std::string device;
   std::vector<std::string> cdi_ids;
+  std::string share_id = {};  // the allocation's shareID (a share of a shared parent)
   bool operator==(const PreparedDevice&) const = default;
 };
 
@@ -164,6 +166,14 @@ class Preparer {
                                                            Clock::time_point deadline,
                                                            std::string& reason);
   absl::StatusOr<state::ClaimPlan> BuildPlan(const ClaimRef& claim);
+  // The child a claim gets on shared parent `parent`: type and mode from `child` (macvlan
+  // bridge by default), a MAC stable per claim and request; refuses what cannot apply to a
+  // child (cni, attachedBy multus, sriov, an MTU above the parent's, passthru next to others).
+  absl::StatusOr<state::ChildPlan> PlanChild(const inventory::Device& parent,
+                                             const config::NetworkConfig& cfg,
+                                             const std::string& claim_uid,
+                                             const std::string& request,
+                                             const std::string& req_where) const;
   // The gate for one device of `plan` (contract above).
   absl::Status AwaitDevice(const state::ClaimPlan& plan, const state::DevicePlan& d,
                            Clock::time_point deadline);

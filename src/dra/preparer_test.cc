@@ -708,6 +708,165 @@ TEST_F(PreparerTest, SriovSettingsOnANonVfAreRefused) {
   EXPECT_TRUE(preparer_->Prepare(Ref()).ok());
 }
 
+// ---- Shared parents: a child per claim, with the allocation's shareID -------------------
+
+class PreparerSharedTest : public PreparerTest {
+ protected:
+  void SetUp() override {
+    PreparerTest::SetUp();
+    devices_["eth1"].shared = inventory::Device::Shared{4, "", ""};
+    devices_["eth1"].mtu = 1500;
+    Rebuild();
+    SetClaimConfig(NetCfg({{"interface", {{"name", "net-a"}, {"addresses", {"192.0.2.10/24"}}}}}));
+    claim_["status"]["allocation"]["devices"]["results"][0]["shareID"] = kShare;
+  }
+  static constexpr char kShare[] = "5e3d9a4c-0f6b-4b8e-9a43-7c1d2e3f4a5b";
+
+  // Another claim's child on eth1 (prepared or in its pod).
+  void OtherChild(const std::string& mode, state::DeviceState st = state::DeviceState::kPrepared) {
+    state::ClaimPlan p;
+    p.claim_uid = "other-claim-uid";
+    p.claim_namespace = "team-b";
+    p.claim_name = "other";
+    state::DevicePlan d;
+    d.request = "nic";
+    d.pool = kNode;
+    d.device = "eth1";
+    d.identity.ifname = "eth1";
+    d.child = state::ChildPlan{"macvlan", mode, 0, "02:00:00:00:00:09"};
+    d.state = st;
+    if (st == state::DeviceState::kAttached) d.pod_uid = "other-pod-uid";
+    p.devices.push_back(d);
+    ASSERT_TRUE(store_->Put(p).ok());
+  }
+};
+
+TEST_F(PreparerSharedTest, ChildPlanWithShareIdAndAStableLocallyAdministeredMac) {
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  ASSERT_EQ(res->size(), 1u);
+  EXPECT_EQ((*res)[0].share_id, kShare);
+  auto plan = store_->Get("claim-uid-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const state::DevicePlan& d = plan->devices[0];
+  EXPECT_EQ(d.share_id, kShare);
+  ASSERT_TRUE(d.child.has_value());
+  EXPECT_EQ(d.child->type, "macvlan");  // the default child
+  EXPECT_EQ(d.child->mode, "bridge");
+  ASSERT_EQ(d.child->mac.size(), 17u);
+  const int first = std::stoi(d.child->mac.substr(0, 2), nullptr, 16);
+  EXPECT_EQ(first & 0x03, 0x02) << d.child->mac;  // locally administered, unicast
+  // The same claim gets the same MAC again (a retried sandbox, a restart, a re-prepare).
+  ASSERT_TRUE(preparer_->Unprepare(Ref()).ok());
+  Rebuild();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  EXPECT_EQ(store_->Get("claim-uid-1")->devices[0].child->mac, d.child->mac);
+  // Another claim gets another one.
+  claim_["metadata"]["uid"] = "claim-uid-2";
+  Publish();
+  Rebuild();
+  ASSERT_TRUE(preparer_->Prepare(ClaimRef{"team-a", "claim-uid-2", "claim-a"}).ok());
+  EXPECT_NE(store_->Get("claim-uid-2")->devices[0].child->mac, d.child->mac);
+}
+
+TEST_F(PreparerSharedTest, ChildTypeFromTheClassAndAGivenMac) {
+  SetClaimConfig(NetCfg({{"child", {{"type", "ipvlan"}}}}), "FromClass");
+  Publish();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  auto d = store_->Get("claim-uid-1")->devices[0];
+  EXPECT_EQ(d.child->type, "ipvlan");
+  EXPECT_EQ(d.child->mode, "l2");
+  EXPECT_EQ(d.child->mac, "");  // ipvlan children have the parent's MAC
+  ASSERT_TRUE(preparer_->Unprepare(Ref()).ok());
+  SetClaimConfig(NetCfg({{"interface", {{"hardwareAddr", "02:00:00:00:00:42"}}}}), "FromClass");
+  Publish();
+  Rebuild();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  EXPECT_EQ(store_->Get("claim-uid-1")->devices[0].child->mac, "");  // interface's wins
+}
+
+TEST_F(PreparerSharedTest, ChildrenDoNotWaitForEachOther) {
+  opts_.device_wait = std::chrono::milliseconds(300);
+  opts_.on_host = [](const state::DeviceIdentity&) -> absl::StatusOr<bool> { return true; };
+  Rebuild();
+  OtherChild("bridge", state::DeviceState::kAttached);
+  kube_.objects[PodPath("team-b", "other-pod")] = {
+      {"metadata", {{"namespace", "team-b"}, {"name", "other-pod"}, {"uid", "other-pod-uid"}}},
+      {"status", {{"phase", "Running"}}}};
+  Publish();
+  auto t0 = std::chrono::steady_clock::now();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(250));
+}
+
+struct SharedBadCase {
+  std::string label;
+  json class_config;
+  std::string error;
+};
+class PreparerSharedBadTest : public PreparerSharedTest,
+                              public ::testing::WithParamInterface<SharedBadCase> {};
+
+TEST_P(PreparerSharedBadTest, RefusedNamingTheProblemAndWritingNothing) {
+  SetClaimConfig(NetCfg(GetParam().class_config), "FromClass");
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("claim team-a/claim-a"));
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr(GetParam().error));
+  EXPECT_FALSE(store_->Get("claim-uid-1").ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, PreparerSharedBadTest,
+    ::testing::Values(
+        SharedBadCase{
+            "cni",
+            {{"cni",
+              {{"config",
+                {{"cniVersion", "1.0.0"}, {"name", "n"}, {"plugins", {{{"type", "macvlan"}}}}}}}}},
+            "is a shared parent (a child is created in the pod), so cni cannot be used"},
+        SharedBadCase{"multus", {{"attachedBy", "multus"}}, "so attachedBy cannot be \"multus\""},
+        SharedBadCase{"mtu",
+                      {{"interface", {{"mtu", 9000}}}},
+                      "interface.mtu 9000 is above the MTU 1500 of the shared parent \"eth1\""}),
+    [](const auto& info) { return info.param.label; });
+
+TEST_F(PreparerSharedTest, ChildOnADeviceThatIsNotSharedIsRefused) {
+  devices_["eth1"].shared.reset();
+  Rebuild();
+  SetClaimConfig(NetCfg({{"child", {{"type", "macvlan"}}}}), "FromClass");
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("child: device \"eth1\" is not a shared parent"));
+}
+
+TEST_F(PreparerSharedTest, PassthruTakesTheWholeParent) {
+  OtherChild("bridge");
+  SetClaimConfig(NetCfg({{"child", {{"mode", "passthru"}}}}), "FromClass");
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(res.status())) << res.status();
+  EXPECT_THAT(
+      std::string(res.status().message()),
+      HasSubstr("passthru mode takes the whole parent, and 1 other claim(s) have children"));
+  // And a bridge child next to another claim's passthru child.
+  ASSERT_TRUE(store_->Delete("other-claim-uid").ok());
+  OtherChild("passthru");
+  SetClaimConfig(NetCfg(json::object()), "FromClass");
+  Publish();
+  res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("another claim's child is in passthru mode"));
+}
+
 // An RDMA NIC: its containers get its character devices (CDI device "rdma", next to the guard);
 // a plain NIC of the same claim adds none. The plan keeps them for restarts.
 TEST_F(PreparerTest, RdmaCharDevicesInTheClaimsCdiSpec) {

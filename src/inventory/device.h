@@ -37,6 +37,15 @@ struct Device {
   std::vector<std::string> ipv4;  // global addresses, CIDR, sorted
   std::vector<std::string> ipv6;
   std::string resource_name;  // Multus k8s.cni.cncf.io/resourceName from node config
+  // A parent for per-claim virtual children (node config `shared`): published with
+  // allowMultipleAllocations and these capacities, never for exclusive use.
+  struct Shared {
+    int64_t max_children = 0;
+    std::string bandwidth;            // bit/s quantity, "" = not published
+    std::string bandwidth_per_child;  // the default a claim consumes
+    bool operator==(const Shared&) const = default;
+  };
+  std::optional<Shared> shared;
 };
 
 }  // namespace knd::inventory

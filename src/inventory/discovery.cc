@@ -162,7 +162,9 @@ std::vector<Device> BuildDevices(const NetlinkSnapshot& snap, const sysfs::Reade
   std::vector<Device> out;
   for (const auto& l : snap.links) {
     if (l.flags & IFF_LOOPBACK) continue;
-    if (!cfg.include_uplinks && uplinks.count(l.ifindex) > 0) continue;
+    // A shared parent never leaves the host, so an uplink may be one; decided below.
+    const bool uplink = !cfg.include_uplinks && uplinks.count(l.ifindex) > 0;
+    if (uplink && cfg.shared.empty()) continue;
     Device d;
     d.ifname = l.name;
     d.ifindex = l.ifindex;
@@ -181,7 +183,12 @@ std::vector<Device> BuildDevices(const NetlinkSnapshot& snap, const sysfs::Reade
     std::sort(d.ipv4.begin(), d.ipv4.end());
     std::sort(d.ipv6.begin(), d.ipv6.end());
     config::SelectorFacts facts = FactsOf(d);
-    if (!config::Selected(cfg, facts)) continue;
+    if (const config::SharedRule* rule = config::SharedRuleFor(cfg, facts)) {
+      if (config::Excluded(cfg, facts)) continue;
+      d.shared = Device::Shared{rule->max_children, rule->bandwidth, rule->bandwidth_per_child};
+    } else if (uplink || !config::Selected(cfg, facts)) {
+      continue;
+    }
     d.resource_name = config::ResourceNameFor(cfg, facts);
     out.push_back(std::move(d));
   }

@@ -5,6 +5,8 @@
 #include <net/if.h>
 #include <sys/socket.h>
 
+#include <map>
+
 #include "gtest/gtest.h"
 #include "inventory/slices.h"
 #include "sysfs/fake_tree.h"
@@ -225,6 +227,39 @@ resourceNames: [{selector: {driver: mlx5_core}, resourceName: "example.com/mlx"}
   devs = BuildDevices(s, &r, *only);
   ASSERT_EQ(devs.size(), 1u);
   EXPECT_EQ(devs[0].ifname, "ens1f0");
+}
+
+TEST(BuildDevicesTest, SharedParentsAreOfferedOnlyForSharing) {
+  sysfs::FakeTree t;
+  sysfs::Reader r(t.root());
+  NetlinkSnapshot s;
+  s.links = {L(2, "eth0"), L(3, "eth1", "veth"), L(4, "eth2", "veth"), L(5, "eth3", "veth")};
+  s.routes = {DefaultVia(2)};
+  auto cfg = config::ParseNodeConfig(R"(
+include: [{ifName: eth3}]
+exclude: [{ifName: eth2}]
+shared:
+  - {selector: {ifName: "eth[012]"}, maxChildren: 8, bandwidth: 10G, bandwidthPerChild: 1G}
+)");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  std::vector<Device> devs = BuildDevices(s, &r, *cfg);
+  std::map<std::string, const Device*> by;
+  for (const auto& d : devs) by[d.ifname] = &d;
+  // eth0 is the uplink and eth1 is not in include, but both are shared parents (they stay on
+  // the host); eth2 is excluded, which wins; eth3 is an ordinary, exclusive device.
+  ASSERT_EQ(by.size(), 3u);
+  ASSERT_TRUE(by.count("eth0") && by.count("eth1") && by.count("eth3"));
+  ASSERT_TRUE(by["eth0"]->shared.has_value());
+  EXPECT_EQ(by["eth0"]->shared->max_children, 8);
+  EXPECT_EQ(by["eth0"]->shared->bandwidth, "10G");
+  EXPECT_EQ(by["eth0"]->shared->bandwidth_per_child, "1G");
+  EXPECT_TRUE(by["eth1"]->shared.has_value());
+  EXPECT_FALSE(by["eth3"]->shared.has_value());
+  // Without shared rules the uplink stays out as before.
+  cfg->shared.clear();
+  devs = BuildDevices(s, &r, *cfg);
+  ASSERT_EQ(devs.size(), 1u);
+  EXPECT_EQ(devs[0].ifname, "eth3");
 }
 
 }  // namespace

@@ -37,6 +37,11 @@ nlohmann::json DeviceToCacheJson(const Device& d) {
                       {"resourceName", d.resource_name}};
   if (d.speed_mbps) j["speedMbps"] = *d.speed_mbps;
   if (d.numa_node) j["numaNode"] = *d.numa_node;
+  if (d.shared) {
+    j["shared"] = {{"maxChildren", d.shared->max_children},
+                   {"bandwidth", d.shared->bandwidth},
+                   {"bandwidthPerChild", d.shared->bandwidth_per_child}};
+  }
   return j;
 }
 
@@ -88,6 +93,18 @@ absl::StatusOr<Device> DeviceFromCacheJson(const nlohmann::json& j) {
   }
   if (j.contains("numaNode") && j["numaNode"].is_number_integer()) {
     d.numa_node = j["numaNode"].get<int>();
+  }
+  if (j.contains("shared") && j["shared"].is_object()) {
+    const nlohmann::json& s = j["shared"];
+    Device::Shared sh;
+    if (s.contains("maxChildren") && s["maxChildren"].is_number_integer()) {
+      sh.max_children = s["maxChildren"].get<int64_t>();
+    }
+    if (s.contains("bandwidth") && s["bandwidth"].is_string()) sh.bandwidth = s["bandwidth"];
+    if (s.contains("bandwidthPerChild") && s["bandwidthPerChild"].is_string()) {
+      sh.bandwidth_per_child = s["bandwidthPerChild"];
+    }
+    d.shared = std::move(sh);
   }
   return d;
 }

@@ -17,15 +17,6 @@ bool IsDnsLabel(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [&](char c) { return alnum(c) || c == '-'; });
 }
 
-uint64_t Fnv1a64(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-
 std::string PciDeviceName(const std::string& a) {
   // dddd:bb:dd.f
   if (a.size() != 12 || a[4] != ':' || a[7] != ':' || a[10] != '.') return "";
@@ -124,6 +115,7 @@ std::vector<Attribute> DeviceAttributes(const Device& d, const std::string& doma
   own_str("pciVendor", d.pci_vendor);
   own_str("pciDevice", d.pci_device);
   if (d.numa_node) own_int("numaNode", *d.numa_node);
+  own_bool("shared", d.shared.has_value());
   own_bool("virtual", d.is_virtual);
   own_bool("rdma", !d.rdma_device.empty());
   own_str("rdmaDevice", d.rdma_device);
@@ -140,12 +132,38 @@ std::vector<Attribute> DeviceAttributes(const Device& d, const std::string& doma
   return out;
 }
 
+nlohmann::json DeviceCapacity(const Device::Shared& sh, const std::string& domain) {
+  nlohmann::json c = nlohmann::json::object();
+  // Every child is one share: a claim may not ask for several (validValues), and one that asks
+  // for none consumes one (default).
+  c[absl::StrCat(domain, "/", kChildrenCapacity)] = {
+      {"value", std::to_string(sh.max_children)},
+      {"requestPolicy", {{"default", "1"}, {"validValues", nlohmann::json::array({"1"})}}}};
+  if (!sh.bandwidth.empty()) {
+    // Without a default, a claim that asks for no bandwidth would consume all of it.
+    c[absl::StrCat(domain, "/", kBandwidthCapacity)] = {
+        {"value", sh.bandwidth},
+        {"requestPolicy",
+         {{"default", sh.bandwidth_per_child.empty() ? "0" : sh.bandwidth_per_child}}}};
+  }
+  return c;
+}
+
 nlohmann::json DeviceToJson(const Device& d, const std::string& domain, size_t max_attributes) {
   std::vector<Attribute> attrs = DeviceAttributes(d, domain);
-  if (attrs.size() > max_attributes) attrs.resize(max_attributes);
+  nlohmann::json capacity;
+  if (d.shared) capacity = DeviceCapacity(*d.shared, domain);
+  // The API counts attributes and capacities together against one limit.
+  const size_t budget = max_attributes > capacity.size() ? max_attributes - capacity.size() : 0;
+  if (attrs.size() > budget) attrs.resize(budget);
   nlohmann::json a = nlohmann::json::object();
   for (auto& [k, v] : attrs) a[k] = std::move(v);
-  return nlohmann::json{{"name", d.name}, {"attributes", std::move(a)}};
+  nlohmann::json out{{"name", d.name}, {"attributes", std::move(a)}};
+  if (d.shared) {
+    out["allowMultipleAllocations"] = true;
+    out["capacity"] = std::move(capacity);
+  }
+  return out;
 }
 
 std::vector<nlohmann::json> BuildSlices(const std::string& node_name,

@@ -23,8 +23,6 @@ inline constexpr char kDefaultDriverName[] = "knd.k8s.cni.cncf.io";
 
 // RFC 1123 label: 1..63 chars of [a-z0-9-], starting and ending alphanumeric.
 bool IsDnsLabel(const std::string& s);
-// FNV-1a 64-bit hash.
-uint64_t Fnv1a64(const std::string& s);
 // "0000:03:00.0" -> "pci-0000-03-00-0"; "" when not a PCI address.
 std::string PciDeviceName(const std::string& pci_address);
 // The name design.md gives a device: PCI netdevs by address, else the ifName when it is a
@@ -46,8 +44,15 @@ using Attribute = std::pair<std::string, nlohmann::json>;
 // All attributes of a device in priority order (most important first), absent values
 // omitted, strings clamped. `domain` is the driver name (own-domain keys "<domain>/ifName").
 std::vector<Attribute> DeviceAttributes(const Device& d, const std::string& domain);
+// Capacity names of a shared parent (KEP-5075 consumable capacity), in the driver's domain.
+inline constexpr char kChildrenCapacity[] = "children";
+inline constexpr char kBandwidthCapacity[] = "bandwidth";
+// The `capacity` map of a shared parent: children (each claim consumes exactly one) and,
+// when configured, bandwidth (a claim consumes what it requests, else bandwidthPerChild).
+nlohmann::json DeviceCapacity(const Device::Shared& sh, const std::string& domain);
 // resource.k8s.io/v1 Device: {"name": ..., "attributes": {...}} with at most
-// `max_attributes` attributes (the lowest-priority ones are dropped).
+// `max_attributes` attributes and capacities together (the lowest-priority attributes are
+// dropped); a shared parent also carries allowMultipleAllocations and its capacity.
 nlohmann::json DeviceToJson(const Device& d, const std::string& domain,
                             size_t max_attributes = kMaxAttributesPerDevice);
 

@@ -35,9 +35,6 @@ TEST(NamingTest, PciDnsAndHashNames) {
   EXPECT_EQ(BaseDeviceName(Veth("-x")).rfind("net-", 0), 0u);
   EXPECT_EQ(PciDeviceName("0000:03:00"), "");
   EXPECT_EQ(PciDeviceName("virtio0"), "");
-  // FNV-1a 64 reference values.
-  EXPECT_EQ(Fnv1a64(""), 0xcbf29ce484222325ULL);
-  EXPECT_EQ(Fnv1a64("a"), 0xaf63dc4c8601ec8cULL);
 }
 
 TEST(NamingTest, NamesAreUniqueAndOrderIndependent) {
@@ -116,6 +113,32 @@ TEST(AttributesTest, TypesKeysAndOmission) {
   EXPECT_FALSE(a.contains("k8s.cni.cncf.io/resourceName"));
   // The domain follows --driver-name.
   EXPECT_TRUE(DeviceToJson(d, "net.example.com")["attributes"].contains("net.example.com/ifName"));
+}
+
+TEST(AttributesTest, SharedParentIsMultiAllocatableWithCapacity) {
+  Device d = Veth("eth1");
+  d.name = "eth1";
+  nlohmann::json plain = DeviceToJson(d, kDomain);
+  EXPECT_EQ(plain["attributes"]["knd.k8s.cni.cncf.io/shared"], (nlohmann::json{{"bool", false}}));
+  EXPECT_FALSE(plain.contains("allowMultipleAllocations"));
+  EXPECT_FALSE(plain.contains("capacity"));
+
+  d.shared = Device::Shared{16, "", ""};
+  nlohmann::json j = DeviceToJson(d, kDomain);
+  EXPECT_EQ(j["attributes"]["knd.k8s.cni.cncf.io/shared"], (nlohmann::json{{"bool", true}}));
+  EXPECT_EQ(j["allowMultipleAllocations"], true);
+  // One share per child: validValues [1] with default 1 (a claim can ask for no more).
+  EXPECT_EQ(j["capacity"], nlohmann::json::parse(R"({"knd.k8s.cni.cncf.io/children":
+      {"value": "16", "requestPolicy": {"default": "1", "validValues": ["1"]}}})"));
+
+  d.shared = Device::Shared{4, "25G", "1G"};
+  j = DeviceToJson(d, kDomain);
+  EXPECT_EQ(j["capacity"]["knd.k8s.cni.cncf.io/bandwidth"],
+            nlohmann::json::parse(R"({"value": "25G", "requestPolicy": {"default": "1G"}})"));
+  // Capacities count against the same limit as attributes.
+  nlohmann::json small = DeviceToJson(d, kDomain, 5);
+  EXPECT_EQ(small["attributes"].size() + small["capacity"].size(), 5u);
+  EXPECT_EQ(small["capacity"].size(), 2u);
 }
 
 TEST(AttributesTest, EveryValueFitsAndCountIsBounded) {

@@ -197,6 +197,88 @@ absl::Status ChangeLink(NlSock& sock, int ifindex, const LinkChange& change) {
   return Transact(sock, msg.get(), what);
 }
 
+namespace {
+
+std::optional<uint32_t> ChildMode(const std::string& kind, const std::string& mode) {
+  if (kind == "macvlan") {
+    if (mode == "private") return MACVLAN_MODE_PRIVATE;
+    if (mode == "vepa") return MACVLAN_MODE_VEPA;
+    if (mode == "bridge") return MACVLAN_MODE_BRIDGE;
+    if (mode == "passthru") return MACVLAN_MODE_PASSTHRU;
+  } else if (kind == "ipvlan") {
+    if (mode == "l2") return IPVLAN_MODE_L2;
+    if (mode == "l3") return IPVLAN_MODE_L3;
+    if (mode == "l3s") return IPVLAN_MODE_L3S;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+absl::Status CreateChildLink(NlSock& sock, const ChildLink& c) {
+  const std::string what =
+      "create " + c.kind + " " + c.name + " on link #" + std::to_string(c.parent_ifindex);
+  if (c.name.empty() || c.name.size() >= IFNAMSIZ) {
+    return absl::InvalidArgumentError(what + ": bad interface name");
+  }
+  std::optional<uint32_t> mode;
+  if (!c.mode.empty()) {
+    mode = ChildMode(c.kind, c.mode);
+    if (!mode) return absl::InvalidArgumentError(what + ": unknown mode \"" + c.mode + "\"");
+  }
+  if (c.kind != "macvlan" && c.kind != "ipvlan" && c.kind != "vlan") {
+    return absl::InvalidArgumentError(what + ": unknown kind");
+  }
+  ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL));
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  RETURN_IF_ERROR(AppendHeader(msg.get(), ifi));
+  // IFLA_LINK is looked up in the sender's namespace, the link is created in IFLA_NET_NS_FD's.
+  RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFLA_LINK, static_cast<uint32_t>(c.parent_ifindex)),
+                        "IFLA_LINK"));
+  if (c.netns_fd >= 0) {
+    RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFLA_NET_NS_FD, static_cast<uint32_t>(c.netns_fd)),
+                          "IFLA_NET_NS_FD"));
+  }
+  RETURN_IF_ERROR(PutOk(nla_put_string(msg.get(), IFLA_IFNAME, c.name.c_str()), "IFLA_IFNAME"));
+  if (c.mtu) RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFLA_MTU, *c.mtu), "IFLA_MTU"));
+  if (c.mac) {
+    absl::StatusOr<MacAddr> mac = ParseMac(*c.mac);
+    if (!mac.ok()) return Annotate(mac.status(), what);
+    RETURN_IF_ERROR(
+        PutOk(nla_put(msg.get(), IFLA_ADDRESS, static_cast<int>(mac->size()), mac->data()),
+              "IFLA_ADDRESS"));
+  }
+  nlattr* info = nla_nest_start(msg.get(), IFLA_LINKINFO);
+  if (info == nullptr) return absl::ResourceExhaustedError(what + ": message too large");
+  RETURN_IF_ERROR(
+      PutOk(nla_put_string(msg.get(), IFLA_INFO_KIND, c.kind.c_str()), "IFLA_INFO_KIND"));
+  nlattr* data = nla_nest_start(msg.get(), IFLA_INFO_DATA);
+  if (data == nullptr) return absl::ResourceExhaustedError(what + ": message too large");
+  if (c.kind == "vlan") {
+    RETURN_IF_ERROR(PutOk(nla_put_u16(msg.get(), IFLA_VLAN_ID, static_cast<uint16_t>(c.vlan_id)),
+                          "IFLA_VLAN_ID"));
+  } else if (mode && c.kind == "macvlan") {
+    RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFLA_MACVLAN_MODE, *mode), "IFLA_MACVLAN_MODE"));
+  } else if (mode) {
+    RETURN_IF_ERROR(PutOk(nla_put_u16(msg.get(), IFLA_IPVLAN_MODE, static_cast<uint16_t>(*mode)),
+                          "IFLA_IPVLAN_MODE"));
+  }
+  nla_nest_end(msg.get(), data);
+  nla_nest_end(msg.get(), info);
+  return Transact(sock, msg.get(), what);
+}
+
+absl::Status DeleteLink(NlSock& sock, int ifindex) {
+  const std::string what = "delete link #" + std::to_string(ifindex);
+  ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_DELLINK, 0));
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = ifindex;
+  RETURN_IF_ERROR(AppendHeader(msg.get(), ifi));
+  return Transact(sock, msg.get(), what);
+}
+
 absl::Status SetVf(NlSock& sock, int pf_ifindex, const VfChange& change) {
   const std::string what =
       "set VF " + std::to_string(change.vf) + " of link #" + std::to_string(pf_ifindex);

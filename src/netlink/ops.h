@@ -53,6 +53,26 @@ struct LinkChange {
 absl::Status ChangeLink(NlSock& sock, int ifindex, const LinkChange& change);
 absl::Status SetLinkUp(NlSock& sock, int ifindex, bool up);
 
+// A virtual child of `parent_ifindex` (a link of the socket's namespace), created by one
+// RTM_NEWLINK (NLM_F_CREATE|NLM_F_EXCL) directly in the namespace of `netns_fd` with its final
+// name, MTU and MAC: no move, no rename. kind "macvlan" (mode bridge/private/vepa/passthru),
+// "ipvlan" (l2/l3/l3s) or "vlan" (802.1Q, vlan_id). The link is created down.
+struct ChildLink {
+  std::string kind;
+  std::string mode;  // "" = the kernel's default
+  uint32_t vlan_id = 0;
+  int parent_ifindex = 0;
+  int netns_fd = -1;
+  std::string name;
+  std::optional<uint32_t> mtu;
+  std::optional<std::string> mac;
+};
+// AlreadyExists when the name is taken in the target namespace; InvalidArgument for a mode or
+// kind knd does not know; the kernel's errno otherwise (EOPNOTSUPP: no such link type).
+absl::Status CreateChildLink(NlSock& sock, const ChildLink& child);
+// RTM_DELLINK; NotFound when there is no such link.
+absl::Status DeleteLink(NlSock& sock, int ifindex);
+
 // What one RTM_SETLINK on an SR-IOV PF sets for its VF `vf`; unset fields are left alone.
 // Each setting is its own IFLA_VF_* attribute in one IFLA_VFINFO_LIST, so the kernel applies
 // them in order and stops at the first the driver refuses (naming it in the error is ours).

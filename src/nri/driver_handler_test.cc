@@ -56,6 +56,21 @@ class FlakyAttacher : public attach::Attacher {
     attached = false;
     return absl::OkStatus();
   }
+  absl::StatusOr<state::AttachResult> AttachChild(
+      const attach::AttachRequest& req, const std::function<absl::Status()>& persist) override {
+    RETURN_IF_ERROR(persist());
+    if (failing) return absl::UnavailableError(req.where + ": parent is down");
+    attached = true;
+    state::AttachResult r;
+    r.netns = req.netns_path;
+    r.ifname = "net1";
+    return r;
+  }
+  absl::Status DetachChild(const std::string&, const std::string&, const state::ChildPlan&,
+                           const std::string&) override {
+    attached = false;
+    return absl::OkStatus();
+  }
   absl::StatusOr<bool> IsAttached(const std::string&, const std::string&) override {
     return attached.load();
   }

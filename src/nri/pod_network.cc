@@ -187,6 +187,7 @@ absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan
     Notify(pod, plan.claim_uid, index, &bad);
     return bad;
   }
+  if (dev.child) return AttachChildDevice(pod, plan, index, *cfg);
   attach::AttachRequest req{dev.identity, pod.netns, *cfg, where};
   auto persist = [&](const state::HostSnapshot& snap) {
     return UpdateDevice(plan.claim_uid, index, [&](state::DevicePlan& d) {
@@ -231,6 +232,49 @@ absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan
     d.result = *result;
   }));
   spdlog::info("{}: attached as {} in {}", where, result->ifname, pod.netns);
+  Notify(pod, plan.claim_uid, index, nullptr);
+  return absl::OkStatus();
+}
+
+absl::Status PodNetwork::AttachChildDevice(const PodInfo& pod, const state::ClaimPlan& plan,
+                                           size_t index, const config::NetworkConfig& cfg) {
+  const state::DevicePlan& dev = plan.devices[index];
+  const std::string where = Where(pod, plan, dev);
+  attach::AttachRequest req{dev.identity, pod.netns, cfg, where, dev.child};
+  // Before the child exists: the plan names the netns and the name, so a crash is cleaned up
+  // (the child is deleted there, or went with the netns).
+  auto persist = [&] {
+    return UpdateDevice(plan.claim_uid, index, [&](state::DevicePlan& d) {
+      d.state = DeviceState::kAttaching;
+      d.pod_uid = pod.uid;
+      d.host.reset();
+      state::AttachResult r;
+      r.netns = pod.netns;
+      r.ifname = state::InPodName(dev);
+      d.result = std::move(r);
+      d.attached_by.clear();
+      d.note.clear();
+    });
+  };
+  absl::StatusOr<state::AttachResult> result = attacher_.AttachChild(req, persist);
+  if (!result.ok()) {
+    absl::Status st = result.status();
+    (void)UpdateDevice(plan.claim_uid, index, [&](state::DevicePlan& d) {
+      d.state = DeviceState::kFailed;  // the attacher deleted what it created
+      d.pod_uid.clear();
+      d.result.reset();
+      d.note = std::string(st.message());
+    });
+    Notify(pod, plan.claim_uid, index, &st);
+    return st;
+  }
+  RETURN_IF_ERROR(UpdateDevice(plan.claim_uid, index, [&](state::DevicePlan& d) {
+    d.state = DeviceState::kAttached;
+    d.pod_uid = pod.uid;
+    d.result = *result;
+  }));
+  spdlog::info("{}: {} {} created on {} in {}", where, dev.child->type, result->ifname,
+               dev.identity.ifname, pod.netns);
   Notify(pod, plan.claim_uid, index, nullptr);
   return absl::OkStatus();
 }
@@ -592,6 +636,8 @@ absl::Status PodNetwork::DetachDevice(const std::string& claim_uid, size_t index
         spdlog::warn("{}: {}", where, note);
       }
     }
+  } else if (dev.child) {
+    st = attacher_.DetachChild(netns, state::InPodName(dev), *dev.child, where);
   } else if (!dev.host) {
     st = absl::InternalError("no host snapshot recorded");
   } else {
@@ -616,6 +662,7 @@ absl::Status PodNetwork::DetachDevice(const std::string& claim_uid, size_t index
     spdlog::info("{}: {}", where,
                  dev.attached_by == state::kAttachedByMultus ? "detached (left to Multus)"
                  : IsCniDevice(dev)                          ? "CNI DEL done"
+                 : dev.child                                 ? "child deleted"
                                                              : "returned to the host");
   } else {
     spdlog::warn("{}: {}", where, st.ToString());

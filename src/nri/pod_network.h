@@ -194,6 +194,9 @@ class PodNetwork {
                             const Budget& budget);
   absl::Status AttachCniDevice(const PodInfo& pod, const state::ClaimPlan& plan, size_t index,
                                const Budget& budget);
+  // A child of a shared parent, created in the pod (the plan's ChildPlan).
+  absl::Status AttachChildDevice(const PodInfo& pod, const state::ClaimPlan& plan, size_t index,
+                                 const config::NetworkConfig& cfg);
   absl::Status DelCni(const PodInfo& pod, const state::ClaimPlan& plan,
                       const state::DevicePlan& dev, const std::string& netns,
                       Clock::time_point deadline);

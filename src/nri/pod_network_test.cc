@@ -57,7 +57,31 @@ class FakeAttacher : public attach::Attacher {
     where.erase(identity.ifname);
     return absl::OkStatus();
   }
+  absl::StatusOr<state::AttachResult> AttachChild(
+      const attach::AttachRequest& req, const std::function<absl::Status()>& persist) override {
+    const std::string& parent = req.identity.ifname;
+    if (gone.count(parent)) {
+      return absl::NotFoundError(req.where + ": parent " + parent + " not found on the host");
+    }
+    RETURN_IF_ERROR(persist());
+    if (fail.count(parent)) return absl::InternalError(req.where + ": create child: File exists");
+    state::AttachResult r;
+    r.netns = req.netns_path;
+    r.ifname = req.config.interface.name.value_or("net1");
+    r.mac = req.child->mac;
+    children[r.netns + "/" + r.ifname] = parent;
+    child_calls++;
+    last_config = req.config;
+    return r;
+  }
+  absl::Status DetachChild(const std::string& netns, const std::string& pod_ifname,
+                           const state::ChildPlan&, const std::string&) override {
+    children.erase(netns + "/" + pod_ifname);
+    child_detach_calls++;
+    return absl::OkStatus();
+  }
   absl::StatusOr<bool> IsAttached(const std::string& netns, const std::string& ifname) override {
+    if (children.count(netns + "/" + ifname)) return true;
     for (const auto& [id, ns] : where) {
       if (ns == netns && (ifname == id || ifname == "net-" + id)) return true;
     }
@@ -100,6 +124,9 @@ class FakeAttacher : public attach::Attacher {
   std::map<std::string, std::pair<std::string, std::string>> moved_by_cni;
   std::vector<std::string> restored;  // Restore() calls, by snapshot name
   std::set<std::string> fail, destroyed;
+  std::map<std::string, std::string> children;  // "netns/in-pod name" -> parent ifname
+  std::set<std::string> gone;                   // parents that disappeared from the host
+  int child_calls = 0, child_detach_calls = 0;
   std::map<std::string, std::chrono::milliseconds> delay;  // a slow move, by host ifname
   config::NetworkConfig last_config;
   int attach_calls = 0, detach_calls = 0;

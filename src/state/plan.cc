@@ -55,6 +55,15 @@ DevicePlan DeviceFromJson(const json& j) {
   if (!parsed) throw std::invalid_argument(absl::StrCat("unknown device state \"", st, "\""));
   d.state = *parsed;
   d.pod_uid = j.value("podUid", std::string());
+  d.share_id = j.value("shareID", std::string());
+  if (auto it = j.find("child"); it != j.end() && it->is_object()) {
+    ChildPlan c;
+    c.type = it->at("type").get<std::string>();
+    c.mode = it->value("mode", std::string());
+    c.vlan_id = it->value("vlanId", 0u);
+    c.mac = it->value("mac", std::string());
+    d.child = std::move(c);
+  }
   if (auto it = j.find("rdma"); it != j.end() && it->is_object()) {
     d.rdma_device = it->value("device", std::string());
     d.rdma_char_devices = it->value("charDevices", std::vector<std::string>());
@@ -133,6 +142,14 @@ json ToJson(const ClaimPlan& plan) {
                {"podUid", d.pod_uid},
                {"note", d.note}};
     if (!d.attached_by.empty()) jd["attachedBy"] = d.attached_by;
+    if (!d.share_id.empty()) jd["shareID"] = d.share_id;
+    if (d.child) {
+      json c = {{"type", d.child->type}};
+      if (!d.child->mode.empty()) c["mode"] = d.child->mode;
+      if (d.child->vlan_id != 0) c["vlanId"] = d.child->vlan_id;
+      if (!d.child->mac.empty()) c["mac"] = d.child->mac;
+      jd["child"] = std::move(c);
+    }
     if (!d.rdma_device.empty()) {
       jd["rdma"] = {{"device", d.rdma_device}, {"charDevices", d.rdma_char_devices}};
     }

@@ -88,11 +88,24 @@ struct AttachResult {
 // DevicePlan::attached_by of a device the pod's CNI (Multus) attached; "" = knd attached it.
 inline constexpr char kAttachedByMultus[] = "multus";
 
+// A virtual child of a shared parent (node config `shared`), created in the pod netns on
+// attach and deleted on detach; the parent (DevicePlan::identity) never leaves the host.
+struct ChildPlan {
+  std::string type;  // "macvlan", "ipvlan", "vlan"
+  std::string mode;  // macvlan/ipvlan mode; "" for vlan
+  uint32_t vlan_id = 0;
+  std::string mac;  // macvlan: stable per claim and request (or interface.hardwareAddr)
+  bool operator==(const ChildPlan&) const = default;
+};
+
 struct DevicePlan {
   std::string request;  // base request name (no "/<sub>")
   std::string pool;
   std::string device;  // DRA device name
-  DeviceIdentity identity;
+  // The allocation's shareID (a device with allowMultipleAllocations); "" otherwise.
+  std::string share_id;
+  DeviceIdentity identity;  // the host netdev (a child's parent)
+  std::optional<ChildPlan> child;
   nlohmann::json config;       // merged + validated NetworkConfig (config::ToJson form)
   nlohmann::json ipam_result;  // IPAM allocation made in Prepare, if any
   DeviceState state = DeviceState::kPrepared;
@@ -108,6 +121,7 @@ struct DevicePlan {
 };
 
 // The device sits in a pod (or is on its way there): knd must not hand it to anyone else.
+// For a child that is the child; its parent stays on the host and serves other claims.
 inline bool InPod(const DevicePlan& d) {
   return d.state == DeviceState::kAttaching || d.state == DeviceState::kAttached;
 }

@@ -230,13 +230,15 @@ void PlanStore::ChangedLocked() {
 }
 
 std::optional<PlanStore::Holder> PlanStore::HolderOf(const std::string& device,
-                                                     const std::string& except_claim) const {
+                                                     const std::string& except_claim,
+                                                     bool children_hold) const {
   std::lock_guard<std::mutex> lock(mu_);
   EnsureLoadedLocked();
   for (const auto& [uid, plan] : plans_) {
     if (uid == except_claim) continue;
     for (size_t i = 0; i < plan.devices.size(); ++i) {
-      if (plan.devices[i].device == device && InPod(plan.devices[i])) return Holder{plan, i};
+      const DevicePlan& d = plan.devices[i];
+      if (d.device == device && InPod(d) && (children_hold || !d.child)) return Holder{plan, i};
     }
   }
   return std::nullopt;

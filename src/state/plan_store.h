@@ -56,7 +56,10 @@ class PlanStore {
     ClaimPlan plan;
     size_t index = 0;
   };
-  std::optional<Holder> HolderOf(const std::string& device, const std::string& except_claim) const;
+  // A child of a shared parent holds the parent against exclusive use only: with
+  // `children_hold` false (asking for another child) children are not holders.
+  std::optional<Holder> HolderOf(const std::string& device, const std::string& except_claim,
+                                 bool children_hold = true) const;
 
   // Every successful write (Put, Update, Delete) moves the generation on and wakes
   // WaitForChange: a caller waiting for a device to come back from a pod (Prepare) sleeps on

@@ -59,6 +59,26 @@ TEST_F(PlanStoreTest, PutGetListDelete) {
   EXPECT_EQ(store.List().size(), 1u);
 }
 
+TEST_F(PlanStoreTest, HolderOfASharedParentCountsChildrenOnlyAgainstExclusiveUse) {
+  PlanStore store(dir_);
+  auto child = [](const std::string& uid, DeviceState st) {
+    ClaimPlan p = Plan(uid, {"pod-" + uid});
+    p.devices[0].device = "eth1";
+    p.devices[0].child = ChildPlan{"macvlan", "bridge", 0, "02:00:00:00:00:01"};
+    p.devices[0].state = st;
+    p.devices[0].pod_uid = "pod-" + uid;
+    return p;
+  };
+  ASSERT_TRUE(store.Put(child("a", DeviceState::kAttached)).ok());
+  ASSERT_TRUE(store.Put(child("b", DeviceState::kPrepared)).ok());
+  // Another child does not wait for a's; an exclusive user would.
+  EXPECT_FALSE(store.HolderOf("eth1", "c", /*children_hold=*/false).has_value());
+  auto h = store.HolderOf("eth1", "c");
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->plan.claim_uid, "a");  // in a pod; b's child is only prepared
+  EXPECT_FALSE(store.HolderOf("eth1", "a").has_value());
+}
+
 TEST_F(PlanStoreTest, PutReplacesWholePlan) {
   PlanStore store(dir_);
   ASSERT_TRUE(store.Put(Plan("a", {"p1"})).ok());

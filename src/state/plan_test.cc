@@ -65,6 +65,16 @@ ClaimPlan FullPlan() {
   d2.state = DeviceState::kFailed;
   d2.note = "netns gone";
   p.devices.push_back(d2);
+  DevicePlan d3;  // a child of a shared parent
+  d3.request = "shared";
+  d3.device = "eth2";
+  d3.share_id = "5e3d9a4c-0f6b-4b8e-9a43-7c1d2e3f4a5b";
+  d3.child = ChildPlan{"vlan", "", 42, ""};
+  d3.state = DeviceState::kPrepared;
+  p.devices.push_back(d3);
+  DevicePlan d4 = d3;
+  d4.child = ChildPlan{"macvlan", "bridge", 0, "06:11:22:33:44:55"};
+  p.devices.push_back(d4);
   return p;
 }
 
@@ -102,6 +112,12 @@ TEST(PlanJsonTest, RoundTripsEveryField) {
   EXPECT_EQ(back->devices[0].rdma_device, "mlx5_1");
   EXPECT_EQ(back->devices[0].rdma_char_devices, p.devices[0].rdma_char_devices);
   EXPECT_FALSE(j["devices"][1].contains("rdma")) << "a plain netdev's plan has no rdma key";
+  EXPECT_FALSE(j["devices"][1].contains("child")) << "nor a child key";
+  EXPECT_FALSE(j["devices"][1].contains("shareID"));
+  EXPECT_EQ(back->devices[2].share_id, p.devices[2].share_id);
+  ASSERT_TRUE(back->devices[2].child.has_value());
+  EXPECT_EQ(*back->devices[2].child, *p.devices[2].child);
+  EXPECT_EQ(*back->devices[3].child, *p.devices[3].child);
 }
 
 TEST(PlanJsonTest, EveryStateRoundTrips) {

@@ -3,8 +3,10 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <optional>
 #include <regex>
 #include <set>
+#include <vector>
 
 #include "common/net_addr.h"
 
@@ -49,6 +51,9 @@ void TooMany(FieldErrors* errs, const std::string& field, size_t have, size_t ma
   errs->push_back({field, "Too many",
                    std::to_string(have) + ": must have at most " + std::to_string(max) + " " + what,
                    "FieldValueTooMany"});
+}
+void Forbidden(FieldErrors* errs, const std::string& field, const std::string& detail) {
+  errs->push_back({field, "Forbidden", detail, "FieldValueForbidden"});
 }
 void Duplicate(FieldErrors* errs, const std::string& field, const json& value) {
   errs->push_back({field, "Duplicate value", Quote(value), "FieldValueDuplicate"});
@@ -156,6 +161,123 @@ bool IsQuantity(const std::string& s) {
   return std::regex_match(s, re);
 }
 
+// The value of a quantity, for comparisons (precision is not the point here).
+std::optional<long double> QuantityValue(const json& v) {
+  if (!v.is_string() || !IsQuantity(v.get<std::string>())) return std::nullopt;
+  std::string q = v.get<std::string>();
+  static const std::vector<std::pair<std::string, long double>> suffixes = {
+      {"Ki", 1024.0L},
+      {"Mi", 1048576.0L},
+      {"Gi", 1073741824.0L},
+      {"Ti", 1099511627776.0L},
+      {"Pi", 1125899906842624.0L},
+      {"Ei", 1152921504606846976.0L},
+      {"n", 1e-9L},
+      {"u", 1e-6L},
+      {"m", 1e-3L},
+      {"k", 1e3L},
+      {"M", 1e6L},
+      {"G", 1e9L},
+      {"T", 1e12L},
+      {"P", 1e15L},
+      {"E", 1e18L}};
+  long double mult = 1;
+  for (const auto& [suf, m] : suffixes) {
+    if (q.size() > suf.size() && q.compare(q.size() - suf.size(), suf.size(), suf) == 0 &&
+        (suf != "E" || q.find_first_of("eE") == q.size() - 1)) {
+      q.resize(q.size() - suf.size());
+      mult = m;
+      break;
+    }
+  }
+  return std::strtold(q.c_str(), nullptr) * mult;
+}
+
+// capacity[].requestPolicy (KEP-5075, validateRequestPolicy in pkg/apis/resource/validation).
+void ValidateRequestPolicy(const json& policy, const json& capacity, const std::string& field,
+                           FieldErrors* errs) {
+  const std::optional<long double> max = QuantityValue(capacity);
+  const json* def = Get(policy, "default");
+  std::optional<long double> d;
+  if (def) {
+    d = QuantityValue(*def);
+    if (!d) Invalid(errs, field + ".default", *def, "must be a quantity");
+  }
+  const json* values = Get(policy, "validValues");
+  const json* range = Get(policy, "validRange");
+  if (values && !values->empty() && range) {
+    Forbidden(errs, field,
+              "exactly one policy can be specified, cannot specify \"validValues\" and "
+              "\"validRange\" at the same time");
+    return;
+  }
+  if (values && !values->empty()) {
+    if (!def) {
+      Required(errs, field + ".default", "required when validValues is defined");
+      return;
+    }
+    if (!values->is_array()) {
+      Invalid(errs, field + ".validValues", *values, "must be a list");
+      return;
+    }
+    if (values->size() > 10) {
+      TooMany(errs, field + ".validValues", values->size(), 10);
+      return;
+    }
+    bool found = false;
+    std::optional<long double> prev;
+    for (size_t i = 0; i < values->size(); ++i) {
+      const std::string f = field + ".validValues[" + std::to_string(i) + "]";
+      std::optional<long double> v = QuantityValue((*values)[i]);
+      if (!v) {
+        Invalid(errs, f, (*values)[i], "must be a quantity");
+        continue;
+      }
+      if (prev && *prev > *v)
+        Invalid(errs, f, (*values)[i], "values must be sorted in ascending order");
+      if (prev && *prev == *v) Duplicate(errs, f, (*values)[i]);
+      if (max && *v > *max) {
+        Invalid(errs, f, (*values)[i],
+                "option is larger than capacity value: " + capacity.get<std::string>());
+      }
+      if (d && *v == *d) found = true;
+      prev = v;
+    }
+    if (!found) {
+      Invalid(errs, field + ".validValues", *def,
+              "default value is not valid according to the requestPolicy");
+    }
+  } else if (range) {
+    if (!def) {
+      Required(errs, field + ".default", "required when validRange is defined");
+      return;
+    }
+    const json* min = Get(*range, "min");
+    if (!min) {
+      Required(errs, field + ".validRange.min", "required when validRange is defined");
+      return;
+    }
+    std::optional<long double> lo = QuantityValue(*min);
+    if (lo && d && *d < *lo) {
+      Invalid(errs, field + ".validRange.min", *def, "default is less than min: " + Quote(*min));
+    }
+    if (lo && max && *lo > *max) {
+      Invalid(errs, field + ".validRange.min", *min,
+              "min is larger than capacity value: " + capacity.get<std::string>());
+    }
+    if (const json* mx = Get(*range, "max")) {
+      std::optional<long double> hi = QuantityValue(*mx);
+      if (hi && d && *d > *hi) {
+        Invalid(errs, field + ".validRange.max", *def, "default is more than max: " + Quote(*mx));
+      }
+      if (hi && max && *hi > *max) {
+        Invalid(errs, field + ".validRange.max", *mx,
+                "max is larger than capacity value: " + capacity.get<std::string>());
+      }
+    }
+  }
+}
+
 void ValidateDevice(const json& dev, const std::string& field, std::set<std::string>* names,
                     FieldErrors* errs) {
   if (!dev.is_object()) {
@@ -177,6 +299,7 @@ void ValidateDevice(const json& dev, const std::string& field, std::set<std::str
     }
   }
   size_t count = 0;
+  const bool shareable = IsTrue(dev, "allowMultipleAllocations");
   if (const json* attrs = Get(dev, "attributes")) {
     if (!attrs->is_object()) {
       Invalid(errs, field + ".attributes", *attrs, "must be a map");
@@ -204,6 +327,13 @@ void ValidateDevice(const json& dev, const std::string& field, std::set<std::str
           Invalid(errs, f + ".value", *v,
                   "quantities must match the regular expression "
                   "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'");
+        }
+        if (const json* policy = Get(it.value(), "requestPolicy")) {
+          if (!shareable) {
+            Forbidden(errs, f + ".requestPolicy", "allowMultipleAllocations must be true");
+          } else if (v) {
+            ValidateRequestPolicy(*policy, *v, f + ".requestPolicy", errs);
+          }
         }
       }
     }

@@ -1,10 +1,13 @@
 // Unit tests of the stand-in API server's validation rules (pure functions).
 #include "validation.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 namespace knd::localcp {
 namespace {
+
+using ::testing::HasSubstr;
 
 using nlohmann::json;
 
@@ -100,6 +103,63 @@ TEST(ValidationTest, DeviceNamesAndAttributes) {
   edge["spec"]["devices"][0]["capacity"] = {{std::string(32, 'c'), {{"value", "10Gi"}}}};
   edge["spec"]["devices"][0]["attributes"]["a0"] = {{"string", std::string(64, 'x')}};
   EXPECT_TRUE(ValidateResourceSlice(edge).empty()) << Joined(ValidateResourceSlice(edge));
+}
+
+TEST(ValidationTest, ConsumableCapacityRequestPolicy) {
+  // knd's shared parent: a child count and a bandwidth with defaults.
+  json ok = Slice(1);
+  json& dev = ok["spec"]["devices"][0];
+  dev["allowMultipleAllocations"] = true;
+  dev["capacity"] = {
+      {"knd.k8s.cni.cncf.io/children",
+       {{"value", "16"}, {"requestPolicy", {{"default", "1"}, {"validValues", {"1"}}}}}},
+      {"knd.k8s.cni.cncf.io/bandwidth",
+       {{"value", "25G"}, {"requestPolicy", {{"default", "1G"}}}}}};
+  EXPECT_TRUE(ValidateResourceSlice(ok).empty()) << Joined(ValidateResourceSlice(ok));
+
+  json single = ok;
+  single["spec"]["devices"][0].erase("allowMultipleAllocations");
+  EXPECT_THAT(Joined(ValidateResourceSlice(single)),
+              HasSubstr("spec.devices[0].capacity[knd.k8s.cni.cncf.io/children].requestPolicy: "
+                        "Forbidden: allowMultipleAllocations must be true"));
+
+  json nodefault = ok;
+  nodefault["spec"]["devices"][0]["capacity"]["knd.k8s.cni.cncf.io/children"]["requestPolicy"]
+      .erase("default");
+  EXPECT_THAT(Joined(ValidateResourceSlice(nodefault)),
+              HasSubstr("requestPolicy.default: Required value: required when validValues is "
+                        "defined"));
+
+  json notin = ok;
+  notin["spec"]["devices"][0]["capacity"]["knd.k8s.cni.cncf.io/children"]["requestPolicy"]
+       ["default"] = "2";
+  EXPECT_THAT(Joined(ValidateResourceSlice(notin)),
+              HasSubstr("default value is not valid according to the requestPolicy"));
+
+  json unsorted = ok;
+  unsorted["spec"]["devices"][0]["capacity"]["knd.k8s.cni.cncf.io/children"]["requestPolicy"]
+          ["validValues"] = {"2", "1"};
+  EXPECT_THAT(Joined(ValidateResourceSlice(unsorted)),
+              HasSubstr("values must be sorted in ascending order"));
+
+  json larger = ok;
+  larger["spec"]["devices"][0]["capacity"]["knd.k8s.cni.cncf.io/children"]["requestPolicy"]
+        ["validValues"] = {"1", "32"};
+  EXPECT_THAT(Joined(ValidateResourceSlice(larger)),
+              HasSubstr("option is larger than capacity value: 16"));
+
+  json both = ok;
+  both["spec"]["devices"][0]["capacity"]["knd.k8s.cni.cncf.io/children"]["requestPolicy"]
+      ["validRange"] = {{"min", "1"}};
+  EXPECT_THAT(Joined(ValidateResourceSlice(both)),
+              HasSubstr("exactly one policy can be specified"));
+
+  json range = ok;
+  range["spec"]["devices"][0]["capacity"]["knd.k8s.cni.cncf.io/bandwidth"]["requestPolicy"] = {
+      {"default", "100M"}, {"validRange", {{"min", "1G"}, {"max", "50G"}}}};
+  std::string got = Joined(ValidateResourceSlice(range));
+  EXPECT_THAT(got, HasSubstr("default is less than min"));
+  EXPECT_THAT(got, HasSubstr("max is larger than capacity value: 25G"));
 }
 
 TEST(ValidationTest, ClaimStatusDevices) {
