@@ -13,7 +13,7 @@ packages=(
   libcpp-httplib-dev
   # tests
   libgtest-dev libgmock-dev googletest
-  containernetworking-plugins iproute2 procps
+  containernetworking-plugins iproute2 procps iputils-ping  # ping: traffic between pods
   runc busybox-static  # the real-runtime tests (containerd itself comes from scripts/fixtures.sh)
   # the hardware lab (test/vm): QEMU and the kernel come from scripts/fixtures.sh; these are the
   # bookworm libraries that QEMU 10 links, the initramfs tools, and what the guest runs from the

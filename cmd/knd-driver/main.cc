@@ -8,8 +8,11 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -117,6 +120,8 @@ knd::inventory::Whereabouts WhereIs(const knd::state::PlanStore& plans, const st
     for (const auto& d : plan.devices) {
       if (d.device != device) continue;
       claimed = true;
+      // A shared parent's children are in pods; the parent itself never leaves the host.
+      if (d.child) continue;
       if (d.state == knd::state::DeviceState::kAttaching)
         return knd::inventory::Whereabouts::kInPod;
       if (d.state == knd::state::DeviceState::kAttached) {
@@ -130,6 +135,57 @@ knd::inventory::Whereabouts WhereIs(const knd::state::PlanStore& plans, const st
   return claimed ? knd::inventory::Whereabouts::kClaimed : knd::inventory::Whereabouts::kUnclaimed;
 }
 
+// Why a shared parent cannot carry its children's traffic, or nullopt when it can: its link
+// is down, or it is gone from the host.
+std::optional<std::string> ParentUnhealthy(const knd::inventory::Inventory& inventory,
+                                           const std::string& device) {
+  for (const auto& m : inventory.MissingDevices()) {
+    if (m.device.name == device) return "gone from the host";
+  }
+  std::optional<knd::inventory::Device> d = inventory.Find(device);
+  if (!d) return "gone from the host";
+  if (d->operstate == "up" || d->operstate == "unknown") return std::nullopt;
+  return "link is " + d->operstate;
+}
+
+// Shared parents whose health changed since the last call: their children's claims get their
+// status written again (Ready=False while the parent is down). Called after every rescan.
+class ParentWatch {
+ public:
+  void Check(const knd::inventory::Inventory& inventory, const knd::state::PlanStore& plans,
+             knd::driver::StatusReporter& reporter) {
+    std::map<std::string, std::optional<std::string>> now;
+    for (const auto& d : inventory.Devices()) {
+      if (d.shared) now[d.name] = ParentUnhealthy(inventory, d.name);
+    }
+    for (const auto& m : inventory.MissingDevices()) {
+      if (m.device.shared) now[m.device.name] = std::string("gone from the host");
+    }
+    std::vector<std::string> changed;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [name, why] : now) {
+        auto it = last_.find(name);
+        // First sight of a healthy parent: nothing was reported otherwise.
+        if (it == last_.end() ? why.has_value() : it->second != why) changed.push_back(name);
+      }
+      for (const auto& [name, why] : last_) {
+        if (now.count(name) == 0 && why) changed.push_back(name);  // no longer shared
+      }
+      last_ = std::move(now);
+    }
+    for (const auto& name : changed) {
+      spdlog::info("shared parent {}: {}", name,
+                   ParentUnhealthy(inventory, name).value_or("healthy again"));
+      reporter.ParentHealthChanged(name, plans);
+    }
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::optional<std::string>> last_;
+};
+
 // Device health for the kubelet: the link state of every published device; the devices in
 // pods are healthy; claimed devices that are missing (in doubt, or lost and withdrawn) are
 // not.
@@ -140,7 +196,7 @@ std::vector<knd::dra::DeviceHealthInfo> DeviceHealth(const knd::inventory::Inven
   std::set<std::string> in_pod, missing;
   for (const auto& plan : plans.List()) {
     for (const auto& dev : plan.devices) {
-      if (knd::state::InPod(dev)) in_pod.insert(dev.device);
+      if (knd::state::InPod(dev) && !dev.child) in_pod.insert(dev.device);
     }
   }
   const std::vector<knd::inventory::Inventory::Missing> gone = inventory.MissingDevices();
@@ -532,8 +588,12 @@ int main(int argc, char** argv) {
   knd::dra::Plugin dra_plugin(std::move(dra_opts), preparer);
   // The monitor is built here (started below) so that the reporter can poke it.
   std::unique_ptr<knd::inventory::LinkMonitor> monitor;
+  ParentWatch parents;
+  reporter.SetParentHealth(
+      [&inventory](const std::string& device) { return ParentUnhealthy(inventory, device); });
   monitor = std::make_unique<knd::inventory::LinkMonitor>([&] {
     Rescan(inventory, o.driver_name, publisher, *monitor);
+    parents.Check(inventory, plans, reporter);
     dra_plugin.NotifyHealthChanged();
   });
   // A device entering or leaving a pod changes where it is, and so its health and whether it

@@ -88,6 +88,12 @@ void StatusReporter::WriteClaimStatus(const state::ClaimPlan& plan, const state:
       any_in_pod = true;  // keep the failure visible
     } else if (d.state == DeviceState::kAttached) {
       s.ready = true;
+      if (std::optional<std::string> why;
+          d.child && parent_health_ && (why = parent_health_(d.device))) {
+        s.ready = false;
+        s.reason = kube::event_reason::kParentUnhealthy;
+        s.message = absl::StrCat("shared parent ", d.identity.ifname, ": ", *why);
+      }
       if (d.result) {
         s.interface_name = d.result->ifname;
         s.ips = d.result->ips;
@@ -202,6 +208,16 @@ void StatusReporter::Resync(const state::ClaimPlan& plan) {
     if (seen) continue;
     pods.push_back(d.pod_uid);
     if (auto ref = PodOf(plan, d.pod_uid)) WriteNetworkStatus(plan, *ref);
+  }
+}
+
+void StatusReporter::ParentHealthChanged(const std::string& device, const state::PlanStore& plans) {
+  for (const state::ClaimPlan& plan : plans.List()) {
+    bool child = false;
+    for (const state::DevicePlan& d : plan.devices) {
+      child = child || (d.child && d.device == device && d.state == DeviceState::kAttached);
+    }
+    if (child) WriteClaimStatus(plan, nullptr, nullptr);
   }
 }
 

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -59,6 +60,14 @@ class StatusReporter : public nri::AttachObserver {
   // Writes the status and network-status of a plan as it is on disk.
   void Resync(const state::ClaimPlan& plan);
 
+  // Why the shared parent `device` cannot carry its children's traffic (link down, gone), or
+  // nullopt when it can: a child in a pod reports Ready=False (ParentUnhealthy) meanwhile.
+  // Set before the hooks run. ParentHealthChanged rewrites the status of every claim with a
+  // child of `device` in a pod.
+  using ParentHealthFn = std::function<std::optional<std::string>(const std::string& device)>;
+  void SetParentHealth(ParentHealthFn fn) { parent_health_ = std::move(fn); }
+  void ParentHealthChanged(const std::string& device, const state::PlanStore& plans);
+
   // Across restarts, nothing unwritten is lost and nothing written is written again:
   // SaveUnwritten (at a clean stop) records in `marker` the claims whose status or
   // network-status is not on the server yet; ResyncAfterStart rewrites exactly those and
@@ -82,6 +91,7 @@ class StatusReporter : public nri::AttachObserver {
   kube::NetworkStatusWriter& network_status_;
   kube::EventRecorder& events_;
   std::function<void()> on_change_;
+  ParentHealthFn parent_health_;
 };
 
 // The network-status "name" of a device: "<ns>/<nad>" when it runs a NAD's plugins, else

@@ -44,6 +44,8 @@ inline constexpr char kIPAMFailed[] = "IPAMFailed";
 inline constexpr char kPrepareFailed[] = "PrepareFailed";
 inline constexpr char kAttached[] = "Attached";
 inline constexpr char kDetached[] = "Detached";
+// A child is in its pod, but its shared parent is down or gone (Ready=False until it is back).
+inline constexpr char kParentUnhealthy[] = "ParentUnhealthy";
 }  // namespace event_reason
 
 inline constexpr char kEventNormal[] = "Normal";

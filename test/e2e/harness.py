@@ -27,6 +27,7 @@ import unittest
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 
 CLONE_NEWNET = 0x40000000
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -409,10 +410,15 @@ class Node:
 
     def make_pod_with_claim(self, ns, pod, claim, device, config=None, class_name="knd-nic",
                             request="nic", host_network=False, class_config=None,
-                            reserve=True):
+                            reserve=True, capacity_requests=None):
         """Creates (as the scheduler would have left them) a pod bound to this node, its claim
         allocated to `device` on this node and reserved for the pod. Returns (pod, claim) objects
-        from the server."""
+        from the server. A device published with allowMultipleAllocations gets a share, as the
+        scheduler gives it (allocate_share; Unschedulable when the device has no room left)."""
+        share = None
+        published = self.published_devices().get(device, {})
+        if published.get("allowMultipleAllocations"):
+            share = allocate_share(self.api, device, published, capacity_requests or {})
         with contextlib.suppress(HttpError):
             self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         with contextlib.suppress(HttpError):
@@ -432,10 +438,13 @@ class Node:
         if config is not None:
             spec_cfg = [{"requests": [request], "opaque": {"driver": DRIVER,
                                                            "parameters": config}}]
+        exactly = {"deviceClassName": class_name}
+        if capacity_requests:
+            exactly["capacity"] = {"requests": dict(capacity_requests)}
         c = self.create({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
                          "metadata": {"name": claim, "namespace": ns},
-                         "spec": {"devices": {"requests": [{"name": request, "exactly": {
-                             "deviceClassName": class_name}}], "config": spec_cfg}}})
+                         "spec": {"devices": {"requests": [{"name": request, "exactly": exactly}],
+                                              "config": spec_cfg}}})
         alloc_cfg = []
         if class_config is not None:
             alloc_cfg.append({"source": "FromClass", "requests": [request],
@@ -445,7 +454,7 @@ class Node:
                               "opaque": {"driver": DRIVER, "parameters": config}})
         c["status"] = {"allocation": {"devices": {
             "results": [{"request": request, "driver": DRIVER, "pool": self.node_name,
-                         "device": device}],
+                         "device": device, **(share or {})}],
             "config": alloc_cfg}}}
         if reserve:
             c["status"]["reservedFor"] = [{"resource": "pods", "name": pod,
@@ -540,6 +549,73 @@ class Later:
         if self.error:
             raise self.error
         return self.result
+
+
+class Unschedulable(Exception):
+    """What the scheduler reports for a claim it cannot allocate."""
+
+
+_SI = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+       "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def quantity(q):
+    """A Kubernetes quantity as a number (whole quantities: what knd publishes)."""
+    q = str(q)
+    for suffix in sorted(_SI, key=len, reverse=True):
+        if q.endswith(suffix):
+            return int(q[:-len(suffix)]) * _SI[suffix]
+    return int(q)
+
+
+def consumed(value, policy, requested):
+    """What one allocation consumes of a capacity (KEP-5075): the request, raised to the
+    smallest valid value (validValues) or step (validRange); the default when the claim asks for
+    none; the whole capacity without a policy. None when the request violates the policy."""
+    if policy is None:
+        return quantity(value) if requested is None else quantity(requested)
+    if requested is None:
+        return quantity(policy["default"]) if "default" in policy else quantity(value)
+    r = quantity(requested)
+    if policy.get("validValues"):
+        fits = [quantity(v) for v in policy["validValues"] if quantity(v) >= r]
+        return min(fits) if fits else None
+    rng = policy.get("validRange")
+    if rng:
+        lo = quantity(rng["min"])
+        r = max(r, lo)
+        if "step" in rng:
+            step = quantity(rng["step"])
+            r = lo + -(-(r - lo) // step) * step
+        if "max" in rng and r > quantity(rng["max"]):
+            return None
+    return r
+
+
+def allocate_share(api, device, published, requests):
+    """A share of a multi-allocatable device, as the scheduler's allocator gives it: every
+    capacity's consumption (consumed()) added to what the device's existing allocations (all
+    claims' status.allocation results for it) consumed must stay within its value. Returns the
+    result fields {"shareID", "consumedCapacity"}; raises Unschedulable otherwise."""
+    taken = {}
+    for c in api.get("/apis/resource.k8s.io/v1/resourceclaims").get("items", []):
+        for r in ((c.get("status") or {}).get("allocation") or {}).get("devices", {}).get(
+                "results", []):
+            if r.get("driver") == DRIVER and r.get("device") == device:
+                for k, v in (r.get("consumedCapacity") or {}).items():
+                    taken[k] = taken.get(k, 0) + quantity(v)
+    use = {}
+    for name, cap in (published.get("capacity") or {}).items():
+        n = consumed(cap["value"], cap.get("requestPolicy"), requests.get(name))
+        if n is None:
+            raise Unschedulable(f"cannot allocate all claims: {name} request {requests[name]} "
+                                f"violates the requestPolicy of device {device}")
+        if taken.get(name, 0) + n > quantity(cap["value"]):
+            raise Unschedulable(f"cannot allocate all claims: device {device} has "
+                                f"{quantity(cap['value']) - taken.get(name, 0)} of {name} left, "
+                                f"the claim needs {n}")
+        use[name] = str(n)
+    return {"shareID": str(uuid.uuid4()), "consumedCapacity": use}
 
 
 def slow_host_device(tmp, cni_bin="/usr/lib/cni"):
