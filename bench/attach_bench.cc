@@ -7,6 +7,16 @@
 //          on stdin (prevResult handed from one to the next); DEL in reverse order.
 //   floor  knd-bench-floor: one RTM_NEWLINK with IFLA_NET_NS_FD, nothing else; back the same.
 //
+// and, for a shared NIC (issue 16; --impl knd-child,cni-macvlan), a child of eth1 instead of
+// eth1 itself, which stays on the host:
+//
+//   knd-child    knd's AttachChild: one RTM_NEWLINK makes the macvlan (bridge mode, name, MTU,
+//                MAC) in the pod netns, then 2 addresses, up, 2 routes; DetachChild deletes it.
+//   cni-macvlan  what Multus runs for a macvlan NAD: Debian's macvlan plugin (master eth1,
+//                bridge, MTU) with `static` IPAM, exec'd with the CNI environment; DEL.
+//   child-floor  the kernel's part alone: the one RTM_NEWLINK that makes the macvlan in the
+//                pod netns, and the RTM_DELLINK that deletes it, from an open socket.
+//
 // The process runs in a fresh network namespace of its own (the "node"), so the host is never
 // touched; one veth end plays the NIC and one named pod netns receives it. Iterations rotate
 // the order of the three so a drifting machine hurts none of them more than the others.
@@ -311,6 +321,95 @@ struct Bench {
     return s;
   }
 
+  json KndChild(bool check) {
+    json s{{"impl", "knd-child"}};
+    knd::attach::AttachRequest creq = req;
+    creq.child = knd::state::ChildPlan{"macvlan", "bridge", 0, "02:00:00:00:00:10"};
+    Mark("knd-child attach");
+    int64_t cpu0 = SelfCpuNs();
+    Clock::time_point t0 = Clock::now();
+    absl::StatusOr<knd::state::AttachResult> r =
+        attacher->AttachChild(creq, [] { return absl::OkStatus(); });
+    Clock::time_point t1 = Clock::now();
+    if (!r.ok()) Die("knd child attach: " + std::string(r.status().message()));
+    if (check) s["check"] = CheckPod();
+    Mark("knd-child detach");
+    Clock::time_point t2 = Clock::now();
+    OrDie(attacher->DetachChild(pod_path, kPodIf, *creq.child, "bench"), "knd child detach");
+    Clock::time_point t3 = Clock::now();
+    int64_t cpu1 = SelfCpuNs();
+    Mark("end");
+    s["attach_ns"] = Ns(t1 - t0);
+    s["detach_ns"] = Ns(t3 - t2);
+    s["cpu_ns"] = cpu1 - cpu0;
+    if (knd::netlink::GetLinkByName(pod_sock, kPodIf).ok()) Die("knd child detach: child left");
+    return s;
+  }
+
+  json ChildFloor() {
+    json s{{"impl", "child-floor"}};
+    knd::netns::Netns pod = OrDie(knd::netns::Netns::Open(pod_path), "open pod netns");
+    knd::netlink::Link parent = OrDie(knd::netlink::GetLinkByName(host_sock, kHostIf), "eth1");
+    knd::netlink::ChildLink c;
+    c.kind = "macvlan";
+    c.mode = "bridge";
+    c.parent_ifindex = parent.ifindex;
+    c.netns_fd = pod.fd();
+    c.name = kPodIf;
+    c.mtu = kPodMtu;
+    c.mac = "02:00:00:00:00:10";
+    Mark("child-floor attach");
+    Clock::time_point t0 = Clock::now();
+    OrDie(knd::netlink::CreateChildLink(host_sock, c), "child floor create");
+    Clock::time_point t1 = Clock::now();
+    knd::netlink::Link l = OrDie(knd::netlink::GetLinkByName(pod_sock, kPodIf), "child floor");
+    Mark("child-floor detach");
+    Clock::time_point t2 = Clock::now();
+    OrDie(knd::netlink::DeleteLink(pod_sock, l.ifindex), "child floor delete");
+    Clock::time_point t3 = Clock::now();
+    Mark("end");
+    s["attach_ns"] = Ns(t1 - t0);
+    s["detach_ns"] = Ns(t3 - t2);
+    return s;
+  }
+
+  json MacvlanConf() {
+    return json::parse(R"({"cniVersion": "1.0.0", "name": "bench", "type": "macvlan",
+      "master": "eth1", "mode": "bridge", "mtu": 1400,
+      "ipam": {"type": "static",
+               "addresses": [{"address": "192.0.2.10/24"}, {"address": "2001:db8::10/64"}],
+               "routes": [{"dst": "198.51.100.0/24", "gw": "192.0.2.1"},
+                          {"dst": "203.0.113.0/24"}]}})");
+  }
+
+  json CniMacvlan(bool check) {
+    json s{{"impl", "cni-macvlan"}};
+    int64_t cpu = 0;
+    Mark("cni-macvlan attach");
+    Clock::time_point t0 = Clock::now();
+    ChildResult add = Run({cni_dir + "/macvlan"}, CniEnv("ADD"), MacvlanConf().dump());
+    Clock::time_point t1 = Clock::now();
+    if (add.status != 0) Die("CNI ADD macvlan: " + add.out + add.err);
+    cpu += add.cpu_ns;
+    json prev = json::parse(add.out, nullptr, false);
+    if (prev.is_discarded()) Die("CNI ADD macvlan: result is not JSON: " + add.out);
+    if (check) s["check"] = CheckPod();
+    Mark("cni-macvlan detach");
+    json del = MacvlanConf();
+    del["prevResult"] = prev;
+    Clock::time_point t2 = Clock::now();
+    ChildResult rm = Run({cni_dir + "/macvlan"}, CniEnv("DEL"), del.dump());
+    Clock::time_point t3 = Clock::now();
+    Mark("end");
+    if (rm.status != 0) Die("CNI DEL macvlan: " + rm.out + rm.err);
+    cpu += rm.cpu_ns;
+    s["attach_ns"] = Ns(t1 - t0);
+    s["detach_ns"] = Ns(t3 - t2);
+    s["cpu_ns"] = cpu;
+    if (knd::netlink::GetLinkByName(pod_sock, kPodIf).ok()) Die("CNI DEL macvlan: child left");
+    return s;
+  }
+
   json Floor() {
     json s{{"impl", "floor"}};
     std::string self = "/proc/" + std::to_string(getpid()) + "/ns/net";
@@ -366,7 +465,8 @@ int main(int argc, char** argv) {
       device = next();
     } else {
       Die("unknown argument " + a +
-          " (--iterations N --impl knd,cni,floor --floor PATH --cni-dir DIR --markers"
+          " (--iterations N --impl knd,cni,floor,knd-child,cni-macvlan --floor PATH --cni-dir DIR"
+          " --markers"
           " --device IFNAME)");
     }
   }
@@ -442,6 +542,12 @@ int main(int argc, char** argv) {
         s = b.Cni(check);
       } else if (impl == "floor") {
         s = b.Floor();
+      } else if (impl == "knd-child") {
+        s = b.KndChild(check);
+      } else if (impl == "cni-macvlan") {
+        s = b.CniMacvlan(check);
+      } else if (impl == "child-floor") {
+        s = b.ChildFloor();
       } else {
         Die("unknown implementation " + impl);
       }

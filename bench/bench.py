@@ -14,6 +14,9 @@
                  (the kubelet's order on a real node): Prepare -> sandbox ready, churn vs
                  idle, for knd native, knd through a NAD, and the CNI path (host-device run
                  by the runtime like a Multus delegate)
+  9. child       a macvlan child of a shared NIC (issue 16): knd's AttachChild vs Debian's
+                 macvlan plugin with static IPAM exec'd like Multus vs the one RTM_NEWLINK
+                 (knd-bench-attach --impl knd-child,cni-macvlan,child-floor)
 
 Writes <out>/report.json and <out>/report.md. Needs root (network namespaces), iproute2,
 strace (for 2; skipped without it) and /usr/lib/cni (Debian's containernetworking-plugins).
@@ -179,6 +182,31 @@ def bench_attach(cfg):
         c = res["checks"].get(impl, {})
         if not c.get("ok"):
             raise RuntimeError(f"attach check failed for {impl}: {c}")
+    return out
+
+
+def bench_child(cfg):
+    """Benchmark 9: a child of a shared NIC (issue 16), knd vs the Multus macvlan NAD path."""
+    log(f"child: {cfg['attach_iterations']} iterations of knd-child, cni-macvlan and the floor")
+    res = run_json([harness.binary("knd-bench-attach"), "--impl", "knd-child,cni-macvlan,child-floor",
+                    "--iterations", str(cfg["attach_iterations"])], timeout=600)
+    for impl in ("knd-child", "cni-macvlan"):
+        c = res["checks"].get(impl, {})
+        if not c.get("ok"):
+            raise RuntimeError(f"child check failed for {impl}: {c}")
+    by, it = {}, {}
+    for smp in res["samples"]:
+        by.setdefault(smp["impl"], []).append(smp)
+        it.setdefault(smp["iteration"], {})[smp["impl"]] = smp
+    out = {"iterations": res["iterations"]}
+    for impl, ss in by.items():
+        out[impl] = {"attach_ms": dist([x["attach_ns"] for x in ss], 1e-6),
+                     "detach_ms": dist([x["detach_ns"] for x in ss], 1e-6)}
+    for other in ("cni-macvlan", "child-floor"):
+        for phase in ("attach", "detach"):
+            pairs = [(v["knd-child"][f"{phase}_ns"], v[other][f"{phase}_ns"])
+                     for v in it.values() if "knd-child" in v and other in v]
+            out[f"ratio_knd_{other.replace('-', '_')}_{phase}"] = median_of_ratios(pairs)
     return out
 
 
@@ -668,6 +696,23 @@ def markdown(rep):
               f"{f(a['floor']['process_cpu_ms']['p50'])} ms (2 processes); knd/CNI CPU "
               f"**{f(a['ratio_knd_cni_cpu'])}**. Peak RSS of one CNI plugin process "
               f"{f((a['cni_plugin_peak_rss_kib'] or 0) / 1024, 1)} MiB.", ""]
+    c = rep.get("child")
+    if c:
+        L += [f"## 9. A child of a shared NIC ({c['iterations']} iterations, interleaved)", "",
+              "macvlan (bridge) of eth1 made in the pod netns as net-a, MTU 1400, 2 addresses, "
+              "2 routes, up; eth1 stays on the host.", "",
+              "| ms | p50 | p90 | p99 |", "|---|---|---|---|"]
+        L.append(row_dist("knd child attach (in process)", c["knd-child"]["attach_ms"], 3))
+        L.append(row_dist("CNI macvlan+static (exec'd like Multus)",
+                          c["cni-macvlan"]["attach_ms"], 3))
+        L.append(row_dist("floor: the one RTM_NEWLINK create", c["child-floor"]["attach_ms"], 3))
+        L.append(row_dist("knd child delete", c["knd-child"]["detach_ms"], 3))
+        L.append(row_dist("CNI macvlan DEL", c["cni-macvlan"]["detach_ms"], 3))
+        L.append(row_dist("floor: the one RTM_DELLINK", c["child-floor"]["detach_ms"], 3))
+        cn = c["ratio_knd_cni_macvlan_attach"]
+        L += ["", f"knd/CNI attach **{f(cn)}** (CNI is **{f(1 / cn if cn else 0, 1)}x** "
+                  f"slower), knd/floor attach {f(c['ratio_knd_child_floor_attach'])}; "
+                  f"knd/CNI detach {f(c['ratio_knd_cni_macvlan_detach'])}.", ""]
     e = rep.get("exchanges")
     if e and "skipped" not in e:
         L += ["## 2. Netlink exchanges (counted from a syscall trace, one warm attach/detach)", "",
@@ -774,8 +819,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (CI): checks, not figures")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
-    ap.add_argument("--only", default="attach,exchanges,publish,node,churn",
-                    help="comma list of sections: attach,exchanges,publish,node,churn")
+    ap.add_argument("--only", default="attach,child,exchanges,publish,node,churn",
+                    help="comma list of sections: attach,child,exchanges,publish,node,churn")
     args = ap.parse_args()
     if not harness.have_privilege():
         print("bench: needs root and iproute2 (network namespaces); skipped")
@@ -787,6 +832,8 @@ def main():
     rep = {"mode": "smoke" if args.smoke else "full", "config": cfg, "machine": machine()}
     if "attach" in only:
         rep["attach"] = bench_attach(cfg)
+    if "child" in only:
+        rep["child"] = bench_child(cfg)
     if "exchanges" in only:
         rep["exchanges"] = bench_exchanges(args.out)
     if "publish" in only:

@@ -354,17 +354,10 @@ class NetlinkAttacher : public Attacher {
     absl::StatusOr<netns::Netns> pod = netns::Netns::Open(netns_path);
     if (absl::IsNotFound(pod.status())) return absl::OkStatus();  // gone, and the child with it
     if (!pod.ok()) return Annotate(pod.status(), where + ": open pod netns");
-    ASSIGN_OR_RETURN(NlSock sock, netlink::OpenRouteSocketIn(*pod));
-    absl::StatusOr<LinkState> l = netlink::GetLinkByName(sock, pod_ifname);
-    if (absl::IsNotFound(l.status())) return absl::OkStatus();
-    if (!l.ok()) return Annotate(l.status(), where);
-    if (l->kind != child.type) {
-      // Not the link knd made (the pod renamed ours and reused the name?): not ours to delete.
-      return absl::OkStatus();
-    }
-    absl::Status st = netlink::DeleteLink(sock, l->ifindex);
-    if (absl::IsNotFound(st)) return absl::OkStatus();
-    return Annotate(st, where + ": delete " + child.type + " " + pod_ifname + " in the pod");
+    // A name that is not a `child.type` link is not the link knd made (the pod renamed ours
+    // and reused the name?): left alone.
+    return Annotate(DeleteChildIn(*pod, pod_ifname, child),
+                    where + ": delete " + child.type + " " + pod_ifname + " in the pod");
   }
 
   absl::Status Detach(const state::DeviceIdentity& identity, const state::HostSnapshot& host,
@@ -544,6 +537,23 @@ class NetlinkAttacher : public Attacher {
     return res;
   }
 
+  // The shared parent on the host: the link at the recorded ifindex when it still is the
+  // device (one RTM_GETLINK), else a search of every link by identity.
+  absl::StatusOr<std::optional<LinkState>> FindParent(NlSock& host_sock,
+                                                      const state::DeviceIdentity& id) {
+    if (id.ifindex > 0) {
+      absl::StatusOr<LinkState> l = netlink::GetLink(host_sock, id.ifindex);
+      if (l.ok()) {
+        std::optional<LinkState> same = FindByIdentity({*l}, id, nullptr);
+        if (same) return same;
+      } else if (!absl::IsNotFound(l.status())) {
+        return l.status();
+      }
+    }
+    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
+    return FindByIdentity(links, id, nullptr);
+  }
+
   absl::StatusOr<state::AttachResult> DoAttachChild(const AttachRequest& req,
                                                     const std::function<absl::Status()>& persist) {
     if (!req.child) return absl::InvalidArgumentError("no child in the request");
@@ -559,28 +569,12 @@ class NetlinkAttacher : public Attacher {
     if (pod.SameAs(*host_)) {
       return absl::InvalidArgumentError(req.netns_path + " is the host network namespace");
     }
-    ASSIGN_OR_RETURN(NlSock pod_sock, netlink::OpenRouteSocketIn(pod));
-    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
-    std::optional<LinkState> parent = FindByIdentity(links, req.identity, nullptr);
+    ASSIGN_OR_RETURN(std::optional<LinkState> parent, FindParent(host_sock, req.identity));
     if (!parent) {
       return absl::NotFoundError(Describe(req.identity) +
                                  " (the shared parent of the child) not found on the host");
     }
     const std::string target = ic.name.value_or(parent->name);
-    absl::StatusOr<LinkState> there = netlink::GetLinkByName(pod_sock, target);
-    if (there.ok()) {
-      // A repeated hook: the child made last time (same kind, same parent, same MAC) is kept.
-      // A macvlan made on a macvlan hangs off the lower device itself (the kernel's rule), so
-      // the parent's own lower link counts as the same parent.
-      const bool same_parent = there->link_ifindex == parent->ifindex ||
-                               (parent->kind == child.type && parent->link_ifindex > 0 &&
-                                there->link_ifindex == parent->link_ifindex);
-      const bool ours = there->kind == child.type && same_parent &&
-                        (child.mac.empty() || MacEq(there->mac, child.mac));
-      if (ours) return ReadResult(pod_sock, *there, req);
-      return NameTaken(target, req.netns_path);
-    }
-    if (!absl::IsNotFound(there.status())) return there.status();
     if (ic.mtu && *ic.mtu > parent->mtu) {
       return absl::FailedPreconditionError(absl::StrCat(
           "interface.mtu ", *ic.mtu, " is above the MTU ", parent->mtu, " of the shared parent ",
@@ -602,19 +596,52 @@ class NetlinkAttacher : public Attacher {
     }
     const std::string step =
         absl::StrCat("create ", child.type, " ", target, " on ", parent->name, " in the pod netns");
-    if (absl::Status st = netlink::CreateChildLink(host_sock, c); !st.ok()) {
-      if (absl::IsAlreadyExists(st)) return NameTaken(target, req.netns_path);
-      if (st.code() == absl::StatusCode::kUnimplemented || absl::IsInvalidArgument(st)) {
-        return absl::Status(st.code(), absl::StrCat(step, ": ", st.message(),
-                                                    " (does the kernel have ", child.type, "?)"));
+    // Created first, checked after: the common case (no such name in the pod yet) needs no
+    // pod socket before the child exists.
+    absl::Status created = netlink::CreateChildLink(host_sock, c);
+    if (!created.ok() && !absl::IsAlreadyExists(created)) {
+      if (created.code() == absl::StatusCode::kUnimplemented || absl::IsInvalidArgument(created)) {
+        return absl::Status(created.code(),
+                            absl::StrCat(step, ": ", created.message(), " (does the kernel have ",
+                                         child.type, "?)"));
       }
-      return Annotate(st, step);
+      return Annotate(created, step);
     }
-    absl::StatusOr<LinkState> in_pod = netlink::GetLinkByName(pod_sock, target);
-    if (!in_pod.ok()) return Annotate(in_pod.status(), "find " + target + " in the pod netns");
-    if (absl::Status st = ConfigureInPod(pod, pod_sock, in_pod->ifindex, target, req); !st.ok()) {
-      absl::Status rb = netlink::DeleteLink(pod_sock, in_pod->ifindex);
-      if (rb.ok() || absl::IsNotFound(rb)) return st;
+    // One thread in the pod netns: the IPv6 sysctls of the new link (before it goes up), and
+    // the pod's netlink socket.
+    NlSock pod_sock;
+    const auto conf = Ipv6Conf(req);
+    absl::Status in_pod_st = netns::RunIn(pod, [&]() -> absl::Status {
+      if (created.ok()) {
+        RETURN_IF_ERROR(
+            Annotate(netlink::SetIpv6ConfHere(target, conf), "set IPv6 sysctls of " + target));
+      }
+      ASSIGN_OR_RETURN(pod_sock, netlink::OpenRouteSocket());
+      return absl::OkStatus();
+    });
+    absl::StatusOr<LinkState> in_pod = in_pod_st.ok() ? netlink::GetLinkByName(pod_sock, target)
+                                                      : absl::StatusOr<LinkState>(in_pod_st);
+    if (!created.ok()) {
+      // The name is taken in the pod. A repeated hook: the child made last time (same kind,
+      // same parent, same MAC) is kept. A macvlan made on a macvlan hangs off the lower device
+      // itself (the kernel's rule), so the parent's own lower link counts as the same parent.
+      if (!in_pod.ok()) return Annotate(in_pod.status(), "find " + target + " in the pod netns");
+      const bool same_parent = in_pod->link_ifindex == parent->ifindex ||
+                               (parent->kind == child.type && parent->link_ifindex > 0 &&
+                                in_pod->link_ifindex == parent->link_ifindex);
+      const bool ours =
+          in_pod->kind == child.type && same_parent && (!c.mac || MacEq(in_pod->mac, *c.mac));
+      if (ours) return ReadResult(pod_sock, *in_pod, req);
+      return NameTaken(target, req.netns_path);
+    }
+    absl::Status st = in_pod.ok()
+                          ? ConfigureInPod(pod, pod_sock, in_pod->ifindex, target, req,
+                                           /*ipv6_conf_done=*/true)
+                          : Annotate(in_pod.status(), "configure " + target + " in the pod");
+    if (!st.ok()) {
+      // Delete what was made, through the host socket (the pod socket may not exist).
+      absl::Status rb = DeleteChildIn(pod, target, child);
+      if (rb.ok()) return st;
       return absl::Status(st.code(),
                           absl::StrCat(st.message(), "; deleting the child: ", rb.message()));
     }
@@ -629,19 +656,42 @@ class NetlinkAttacher : public Attacher {
     return res;
   }
 
+  // Deletes the child `name` of kind `child.type` in `pod`; gone already = OK.
+  absl::Status DeleteChildIn(const netns::Netns& pod, const std::string& name,
+                             const state::ChildPlan& child) {
+    ASSIGN_OR_RETURN(NlSock sock, netlink::OpenRouteSocketIn(pod));
+    absl::StatusOr<LinkState> l = netlink::GetLinkByName(sock, name);
+    if (absl::IsNotFound(l.status())) return absl::OkStatus();
+    if (!l.ok()) return l.status();
+    if (l->kind != child.type) return absl::OkStatus();  // not the link knd made
+    absl::Status st = netlink::DeleteLink(sock, l->ifindex);
+    return absl::IsNotFound(st) ? absl::OkStatus() : st;
+  }
+
   // Everything after the move, inside the pod netns.
-  absl::Status ConfigureInPod(const netns::Netns& pod, NlSock& sock, int ifindex,
-                              const std::string& ifname, const AttachRequest& req) {
-    const config::InterfaceConfig& ic = req.config.interface;
-    const std::vector<std::string> addrs = ic.addresses.value_or(std::vector<std::string>{});
-    // Addresses are static: no router advertisements. An IPv4-only attachment gets no IPv6
-    // link-local address either (addr_gen_mode 1 = none), set before the link goes up.
+  // Addresses are static: no router advertisements. An IPv4-only attachment gets no IPv6
+  // link-local address either (addr_gen_mode 1 = none), set before the link goes up.
+  static std::vector<std::pair<std::string, std::string>> Ipv6Conf(const AttachRequest& req) {
+    const std::vector<std::string> addrs =
+        req.config.interface.addresses.value_or(std::vector<std::string>{});
     std::vector<std::pair<std::string, std::string>> conf = {{"accept_ra", "0"}};
     if (HasFamily(addrs, AF_INET) && !HasFamily(addrs, AF_INET6)) {
       conf.emplace_back("addr_gen_mode", "1");
     }
-    RETURN_IF_ERROR(
-        Annotate(netlink::SetIpv6Conf(pod, ifname, conf), "set IPv6 sysctls of " + ifname));
+    return conf;
+  }
+
+  // `ipv6_conf_done`: the caller wrote Ipv6Conf(req) already (AttachChild does it on the
+  // thread that opens the pod socket, saving a thread per attach).
+  absl::Status ConfigureInPod(const netns::Netns& pod, NlSock& sock, int ifindex,
+                              const std::string& ifname, const AttachRequest& req,
+                              bool ipv6_conf_done = false) {
+    const config::InterfaceConfig& ic = req.config.interface;
+    const std::vector<std::string> addrs = ic.addresses.value_or(std::vector<std::string>{});
+    if (!ipv6_conf_done) {
+      RETURN_IF_ERROR(Annotate(netlink::SetIpv6Conf(pod, ifname, Ipv6Conf(req)),
+                               "set IPv6 sysctls of " + ifname));
+    }
     for (const std::string& a : addrs) {
       RETURN_IF_ERROR(netlink::AddAddress(sock, ifindex, a, AddrFlags(a)));
     }

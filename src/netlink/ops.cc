@@ -404,23 +404,26 @@ absl::Status WriteSysctl(const std::string& path, const std::string& value) {
   return absl::OkStatus();
 }
 
-absl::Status SetIpv6Conf(const netns::Netns& ns, const std::string& ifname,
-                         const std::vector<std::pair<std::string, std::string>>& settings) {
+absl::Status SetIpv6ConfHere(const std::string& ifname,
+                             const std::vector<std::pair<std::string, std::string>>& settings) {
   if (ifname.empty() || ifname.find('/') != std::string::npos || ifname == "." || ifname == "..") {
     return absl::InvalidArgumentError("ipv6 sysctl: bad interface name \"" + ifname + "\"");
   }
-  std::string dir = "/proc/sys/net/ipv6/conf/" + ifname;
-  return netns::RunIn(ns, [&]() -> absl::Status {
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0) {
-      if (errno == ENOENT) return absl::OkStatus();  // IPv6 disabled in this kernel/netns
-      return ErrnoStatus("stat " + dir);
-    }
-    for (const auto& [key, value] : settings) {
-      RETURN_IF_ERROR(WriteSysctl(dir + "/" + key, value));
-    }
-    return absl::OkStatus();
-  });
+  const std::string dir = "/proc/sys/net/ipv6/conf/" + ifname;
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();  // IPv6 disabled in this kernel/netns
+    return ErrnoStatus("stat " + dir);
+  }
+  for (const auto& [key, value] : settings) {
+    RETURN_IF_ERROR(WriteSysctl(dir + "/" + key, value));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetIpv6Conf(const netns::Netns& ns, const std::string& ifname,
+                         const std::vector<std::pair<std::string, std::string>>& settings) {
+  return netns::RunIn(ns, [&] { return SetIpv6ConfHere(ifname, settings); });
 }
 
 }  // namespace knd::netlink

@@ -104,6 +104,9 @@ absl::Status WriteSysctl(const std::string& path, const std::string& value);
 // inside `ns`. A kernel without IPv6 (no conf directory) is not an error.
 absl::Status SetIpv6Conf(const netns::Netns& ns, const std::string& ifname,
                          const std::vector<std::pair<std::string, std::string>>& settings);
+// The same in the calling thread's namespace (from inside netns::RunIn()).
+absl::Status SetIpv6ConfHere(const std::string& ifname,
+                             const std::vector<std::pair<std::string, std::string>>& settings);
 
 // The text forms of addresses (ParseIpOrCidr, FormatCidr, ParseMac, ...) are common/net_addr.h.
 
