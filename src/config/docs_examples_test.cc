@@ -11,6 +11,7 @@
 
 #include "common/file_util.h"
 #include "config/network_config.h"
+#include "config/node_config.h"
 #include "config/yaml_json.h"
 
 namespace knd::config {
@@ -179,6 +180,27 @@ TEST(DocsExamplesTest, EveryYamlBlockInTheDocsParsesAndItsConfigsResolve) {
   }
   EXPECT_GE(blocks, 10) << "no YAML found in the docs: the extraction rotted";
   EXPECT_GE(configs, 5);
+}
+
+// Every node config in the docs (a YAML block whose first line starts "# Node config") is one
+// the driver accepts.
+TEST(DocsExamplesTest, EveryNodeConfigInTheDocsIsAccepted) {
+  const char* src = std::getenv("KND_SOURCE_DIR");
+  const std::string root = src ? src : KND_DOCS_FALLBACK_DIR;
+  int node_configs = 0;
+  for (const auto& e : std::filesystem::directory_iterator(root + "/docs")) {
+    if (e.path().extension() != ".md") continue;
+    auto md = ReadFile(e.path().string());
+    ASSERT_TRUE(md.ok()) << md.status();
+    for (const Block& b : YamlBlocks(*md)) {
+      if (FirstLine(b.text).rfind("# Node config", 0) != 0) continue;
+      SCOPED_TRACE(e.path().string() + ": node config at line " + std::to_string(b.line));
+      ++node_configs;
+      auto cfg = ParseNodeConfig(b.text, "example");
+      EXPECT_TRUE(cfg.ok()) << cfg.status();
+    }
+  }
+  EXPECT_GE(node_configs, 3) << "no node configs found in the docs: the extraction rotted";
 }
 
 }  // namespace

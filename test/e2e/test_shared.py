@@ -211,6 +211,60 @@ class SharedNicTest(unittest.TestCase):
         wait_for(lambda: (d := health()) and d["health"] == "HEALTHY", timeout=10,
                  what="eth1 healthy again")
 
+    def test_class_ipam_and_a_multus_macvlan_on_the_same_nic(self):
+        """The migration of docs/multus.md: host-local IPAM from the DeviceClass, and a pod that
+        has both a Multus-style macvlan network (the runtime runs the NAD's plugin, master
+        eth1) and a knd child of eth1, each reaching the other pod's interface."""
+        n = self.node
+        class_cfg = dict(CLASS_CONFIG, ipam={"type": "host-local", "subnet": "192.0.2.0/24",
+                                             "rangeStart": "192.0.2.100",
+                                             "rangeEnd": "192.0.2.120",
+                                             "dataDir": os.path.join(n.tmp, "ipam")})
+        claim_cfg = {"apiVersion": "knd.k8s.cni.cncf.io/v1alpha1", "kind": "NetworkConfig",
+                     "interface": {"name": "net1"}}
+        pods = []
+        for i in (1, 2):
+            pod, claim = n.make_pod_with_claim(NS, f"ipam-{i}", f"ipam-{i}", "eth1", claim_cfg,
+                                               class_name="knd-shared-ipam", class_config=class_cfg)
+            res = n.prepare(NS, f"ipam-{i}")["claims"][claim["metadata"]["uid"]]
+            self.assertEqual(res.get("error", ""), "")
+            pods.append((pod, claim))
+        nad = {"cniVersion": "1.0.0", "name": "storage", "plugins": [
+            {"type": "macvlan", "master": "eth1", "mode": "bridge",
+             "ipam": {"type": "static", "addresses": [{"address": "192.0.2.50/24"}]}}]}
+        code, body = n.run_pod(pods[0][0], networks=[{"conflist": nad, "ifname": "net2"}])
+        self.assertEqual(code, 200, body)
+        code, body = n.run_pod(pods[1][0])
+        self.assertEqual(code, 200, body)
+        ns1, ns2 = n.pod_ns(pods[0][0]), n.pod_ns(pods[1][0])
+        a1 = global_addresses("net1", ns=ns1)
+        a2 = global_addresses("net1", ns=ns2)
+        self.assertEqual(len(a1), 1)
+        self.assertTrue(a1[0].startswith("192.0.2.1"), a1)  # from the class's range
+        self.assertNotEqual(a1, a2)
+        self.assertEqual(global_addresses("net2", ns=ns1), ["192.0.2.50/24"])
+        self.assertEqual(link_details("net2", ns1)["linkinfo"]["info_kind"], "macvlan")
+        # host-local keeps a lease file per address under <dataDir>/<network name "knd">.
+        lease_dir = os.path.join(n.tmp, "ipam", "knd")
+
+        def leases():
+            return sorted(f for f in os.listdir(lease_dir) if f[0].isdigit()) \
+                if os.path.isdir(lease_dir) else []
+        self.assertEqual(leases(), sorted(a.split("/")[0] for a in a1 + a2))
+        peer = a2[0].split("/")[0]
+        for src in ("net1", "net2"):
+            out = sh("ip", "netns", "exec", ns1, "ping", "-c", "1", "-W", "2", "-I", src, peer,
+                     check=False)
+            self.assertIn(" 0% packet loss", out, f"{src} of pod 1 cannot reach pod 2")
+        for pod, claim in pods:
+            n.delete_like_the_kubelet(pod, claim)
+            n.stop_pod(pod)
+            n.remove_pod(pod)
+            un = n.unprepare(NS, pod["metadata"]["name"])["claims"][claim["metadata"]["uid"]]
+            self.assertEqual(un.get("error", ""), "")
+        # Unprepare released both leases.
+        self.assertEqual(leases(), [])
+
 
 if __name__ == "__main__":
     harness.main()
