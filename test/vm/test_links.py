@@ -1,6 +1,7 @@
 """The hardware lab (issue 15): knd's uplink rules on the link kinds this host's kernel lacks
 (bonding, 802.1q, and bridges over them), and VLAN and ipvlan children as claim devices, in a
-node netns on the lab's kernel."""
+node netns on the lab's kernel; and (issue 16) the VLAN and ipvlan children of a shared parent
+carrying a pod's traffic to a neighbour on the wire."""
 
 import os
 import sys
@@ -89,6 +90,51 @@ class LinksTest(unittest.TestCase):
         self.attach_child("ipv0", ["ip", "link", "add", "link", "parent0", "name", "ipv0",
                                    "type", "ipvlan", "mode", "l2"], "ipvlan")
 
+    def shared_child(self, class_child, pod_if, neighbour):
+        """A shared parent wire0 (a veth whose other end, wire0p, is a neighbour on the same
+        wire) gives a pod a child of kind class_child, named pod_if, at 192.0.2.10/24.
+        neighbour() sets up 192.0.2.1 behind wire0p; the pod must reach it over the child, so
+        the frames on the wire are the child's own (tagged, for a VLAN)."""
+        n = self.node
+        n.veth("wire0")
+        neighbour()
+        n.start_driver(config='shared:\n  - {selector: {ifName: wire0}, maxChildren: 4}\n')
+        wait_for(lambda: "wire0" in n.published_devices(), what="wire0 published")
+        cfg = knd_config(interface={"name": pod_if, "addresses": ["192.0.2.10/24"]})
+        pod, claim = n.make_pod_with_claim(NS, "pod-s", "claim-s", "wire0", cfg,
+                                           class_name="knd-shared",
+                                           class_config=knd_config(child=class_child))
+        res = n.prepare(NS, "pod-s")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(res.get("error", ""), "")
+        self.assertEqual(n.run_pod(pod)[0], 200)
+        ns = n.pod_ns(pod)
+        info = link_info(pod_if, ns=ns)
+        self.assertEqual(info.get("info_kind"), class_child["type"])
+        self.assertIsNotNone(link("wire0"), "a shared parent stays on the node")
+        out = sh("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "3", "192.0.2.1",
+                 check=False)
+        self.assertIn(" 0% packet loss", out,
+                      f"the pod's {class_child['type']} child cannot reach its neighbour")
+        n.stop_pod(pod)
+        self.assertIsNone(link(pod_if, ns=ns), "the child outlived its pod's stop")
+        n.remove_pod(pod)
+        un = n.unprepare(NS, "pod-s")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(un.get("error", ""), "")
+        return info
+
+    def test_shared_parent_vlan_child_tags_its_frames(self):
+        def neighbour():  # answers on VLAN 42 only: an untagged frame would go unanswered
+            sh("ip", "link", "add", "link", "wire0p", "name", "peer42", "type", "vlan",
+               "id", "42")
+            sh("ip", "addr", "add", "192.0.2.1/24", "dev", "peer42")
+            sh("ip", "link", "set", "peer42", "up")
+        info = self.shared_child({"type": "vlan", "vlanId": 42}, "net1.42", neighbour)
+        self.assertEqual(info["info_data"]["id"], 42)
+
+    def test_shared_parent_ipvlan_child_in_l2_mode(self):
+        info = self.shared_child({"type": "ipvlan", "mode": "l2"}, "net1",
+                                 lambda: sh("ip", "addr", "add", "192.0.2.1/24", "dev", "wire0p"))
+        self.assertEqual(info["info_data"]["mode"], "l2")
 
 if __name__ == "__main__":
     lab.main(need_sriov=False)
