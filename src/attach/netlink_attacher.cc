@@ -692,19 +692,22 @@ class NetlinkAttacher : public Attacher {
       RETURN_IF_ERROR(Annotate(netlink::SetIpv6Conf(pod, ifname, Ipv6Conf(req)),
                                "set IPv6 sysctls of " + ifname));
     }
+    // One send: the kernel adds the addresses, sets the link up and adds the routes in this
+    // order (the routes' gateways need the addresses and the link up).
+    netlink::Batch batch;
     for (const std::string& a : addrs) {
-      RETURN_IF_ERROR(netlink::AddAddress(sock, ifindex, a, AddrFlags(a)));
+      RETURN_IF_ERROR(batch.AddAddress(ifindex, a, AddrFlags(a)));
     }
-    RETURN_IF_ERROR(netlink::SetLinkUp(sock, ifindex, true));
+    RETURN_IF_ERROR(batch.SetLinkUp(ifindex, true));
     for (const config::Route& r : req.config.routes.value_or(std::vector<config::Route>{})) {
       netlink::RouteSpec s;
       s.destination = r.destination;
       s.gateway = r.gateway.value_or("");
       s.table = r.table.value_or(RT_TABLE_MAIN);
       s.metric = r.metric.value_or(0);
-      RETURN_IF_ERROR(netlink::AddRoute(sock, ifindex, s));
+      RETURN_IF_ERROR(batch.AddRoute(ifindex, s));
     }
-    return absl::OkStatus();
+    return batch.Send(sock);
   }
 
   static absl::Status NameTaken(const std::string& name, const std::string& netns_path) {

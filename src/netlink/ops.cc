@@ -331,8 +331,21 @@ absl::Status SetLinkUp(NlSock& sock, int ifindex, bool up) {
   return Annotate(ChangeLink(sock, ifindex, c), up ? "set link up" : "set link down");
 }
 
-absl::Status AddAddress(NlSock& sock, int ifindex, const std::string& cidr, uint32_t flags) {
-  std::string what = "add address " + cidr;
+namespace {
+
+absl::StatusOr<NlMsgPtr> LinkUpMsg(int ifindex, bool up) {
+  ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_NEWLINK, 0));
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = ifindex;
+  ifi.ifi_flags = up ? IFF_UP : 0;
+  ifi.ifi_change = IFF_UP;
+  RETURN_IF_ERROR(AppendHeader(msg.get(), ifi));
+  return msg;
+}
+
+absl::StatusOr<NlMsgPtr> AddressMsg(int ifindex, const std::string& cidr, uint32_t flags,
+                                    const std::string& what) {
   absl::StatusOr<IpPrefix> c = ParseIpOrCidr(cidr);
   if (!c.ok()) return Annotate(c.status(), what);
   ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL));
@@ -350,9 +363,84 @@ absl::Status AddAddress(NlSock& sock, int ifindex, const std::string& cidr, uint
   if (flags > 0xff) {
     RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFA_FLAGS, flags), "IFA_FLAGS"));
   }
+  return msg;
+}
+
+}  // namespace
+
+absl::Status AddAddress(NlSock& sock, int ifindex, const std::string& cidr, uint32_t flags) {
+  std::string what = "add address " + cidr;
+  ASSIGN_OR_RETURN(NlMsgPtr msg, AddressMsg(ifindex, cidr, flags, what));
   absl::Status st = Transact(sock, msg.get(), what);
   if (absl::IsAlreadyExists(st)) return absl::OkStatus();
   return st;
+}
+
+absl::Status Batch::AddAddress(int ifindex, const std::string& cidr, uint32_t flags) {
+  std::string what = "add address " + cidr;
+  ASSIGN_OR_RETURN(NlMsgPtr msg, AddressMsg(ifindex, cidr, flags, what));
+  reqs_.push_back({std::move(msg), std::move(what), true});
+  return absl::OkStatus();
+}
+
+absl::Status Batch::SetLinkUp(int ifindex, bool up) {
+  ASSIGN_OR_RETURN(NlMsgPtr msg, LinkUpMsg(ifindex, up));
+  reqs_.push_back({std::move(msg), up ? "set link up" : "set link down", false});
+  return absl::OkStatus();
+}
+
+absl::Status Batch::AddRoute(int oif, const RouteSpec& route) {
+  std::string what = RouteWhat("add", route);
+  ASSIGN_OR_RETURN(NlMsgPtr msg,
+                   RouteMsg(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, oif, route, what));
+  reqs_.push_back({std::move(msg), std::move(what), true});
+  return absl::OkStatus();
+}
+
+absl::Status Batch::Send(NlSock& sock) {
+  nl_sock* sk = sock.get();
+  if (sk == nullptr) return absl::FailedPreconditionError("netlink socket not open");
+  if (reqs_.empty()) return absl::OkStatus();
+  // Each request gets its sequence number and NLM_F_ACK, as nl_send_auto would give it; the
+  // acks come back in the same order, which keeps libnl's sequence check in step.
+  std::vector<unsigned char> buf;
+  for (Req& r : reqs_) {
+    nl_complete_msg(sk, r.msg.get());
+    const nlmsghdr* h = nlmsg_hdr(r.msg.get());
+    const auto* p = reinterpret_cast<const unsigned char*>(h);
+    buf.insert(buf.end(), p, p + NLMSG_ALIGN(h->nlmsg_len));
+  }
+  const std::string what = reqs_.size() == 1 ? reqs_[0].what : reqs_[0].what + ", ...";
+  int err = nl_sendto(sk, buf.data(), buf.size());
+  if (err < 0) return NlStatus(err, what + " (send)");
+  nl_cb* orig = nl_socket_get_cb(sk);
+  std::unique_ptr<nl_cb, NlCbDeleter> cb(nl_cb_clone(orig));
+  nl_cb_put(orig);
+  if (!cb) return absl::ResourceExhaustedError(what + ": nl_cb_clone failed");
+  absl::Status first;
+  for (Req& r : reqs_) {
+    Exchange x;
+    nl_cb_err(cb.get(), NL_CB_CUSTOM, OnError, &x);
+    nl_cb_set(cb.get(), NL_CB_ACK, NL_CB_CUSTOM, OnDone, &x);
+    absl::Status st;
+    while (!x.done) {
+      int rc = nl_recvmsgs(sk, cb.get());
+      if (x.error != 0) {
+        st = ErrnoToStatus(x.error, r.what);
+        break;
+      }
+      if (rc < 0) {
+        // The socket is out of step: nothing more can be read reliably.
+        st = NlStatus(rc, r.what);
+        reqs_.clear();
+        return first.ok() ? st : first;
+      }
+    }
+    if (absl::IsAlreadyExists(st) && r.exists_ok) st = absl::OkStatus();
+    if (first.ok() && !st.ok()) first = st;  // the kernel went on with the rest: read them
+  }
+  reqs_.clear();
+  return first;
 }
 
 absl::Status DelAddress(NlSock& sock, int ifindex, const std::string& cidr) {

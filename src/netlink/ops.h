@@ -94,6 +94,27 @@ absl::Status DelAddress(NlSock& sock, int ifindex, const std::string& cidr);
 
 // Adds a unicast route through `oif`; an identical route already present = OK.
 absl::Status AddRoute(NlSock& sock, int oif, const RouteSpec& route);
+// Requests sent in one sendmsg: the kernel handles them in order and acks each, so a pod's
+// addresses, "up" and routes cost one send instead of one round trip each. The kernel goes on
+// after a request fails; Send reads every ack and returns the first failure in request order,
+// named by its request. Like their one-shot forms, an address or route that exists counts as
+// added.
+class Batch {
+ public:
+  absl::Status AddAddress(int ifindex, const std::string& cidr, uint32_t flags = 0);
+  absl::Status SetLinkUp(int ifindex, bool up);
+  absl::Status AddRoute(int oif, const RouteSpec& route);
+  size_t size() const { return reqs_.size(); }
+  absl::Status Send(NlSock& sock);
+
+ private:
+  struct Req {
+    NlMsgPtr msg;
+    std::string what;
+    bool exists_ok = false;
+  };
+  std::vector<Req> reqs_;
+};
 // Deletes a route through `oif`; already absent = OK.
 absl::Status DelRoute(NlSock& sock, int oif, const RouteSpec& route);
 

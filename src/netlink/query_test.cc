@@ -141,5 +141,45 @@ TEST_F(QueryNetnsTest, ListsRoutesOfAllTables) {
   EXPECT_FALSE(ListRoutes(sock_, 12345).ok());
 }
 
+// The write side's batch (ops.h): one send, every ack read, the first failure named, and the
+// socket still in step for the next request.
+TEST_F(QueryNetnsTest, BatchAppliesInOrderAndNamesTheFirstFailure) {
+  auto vb = GetLinkByName(sock_, "vb");
+  ASSERT_TRUE(vb.ok()) << vb.status();
+  Batch ok;
+  ASSERT_TRUE(ok.AddAddress(vb->ifindex, "203.0.113.2/24").ok());
+  ASSERT_TRUE(ok.SetLinkUp(vb->ifindex, true).ok());
+  RouteSpec r;
+  r.destination = "198.51.100.0/24";
+  r.gateway = "203.0.113.1";  // reachable only through the address added before it
+  ASSERT_TRUE(ok.AddRoute(vb->ifindex, r).ok());
+  ASSERT_TRUE(ok.AddAddress(vb->ifindex, "203.0.113.2/24").ok());  // exists: counts as added
+  EXPECT_EQ(ok.size(), 4u);
+  absl::Status st = ok.Send(sock_);
+  ASSERT_TRUE(st.ok()) << st;
+  auto routes = ListRoutes(sock_, AF_INET, vb->ifindex);
+  ASSERT_TRUE(routes.ok());
+  EXPECT_TRUE(std::any_of(routes->begin(), routes->end(), [](const auto& x) {
+    return x.dst == "198.51.100.0/24" && x.gateway == "203.0.113.1";
+  }));
+
+  Batch bad;
+  RouteSpec unreachable;
+  unreachable.destination = "192.0.2.128/25";
+  unreachable.gateway = "10.255.0.1";  // no address on that network: the kernel refuses it
+  ASSERT_TRUE(bad.AddRoute(vb->ifindex, unreachable).ok());
+  ASSERT_TRUE(bad.AddAddress(vb->ifindex, "203.0.113.3/24").ok());  // still applied after it
+  st = bad.Send(sock_);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("192.0.2.128/25"), std::string::npos) << st;
+  auto addrs = ListAddresses(sock_, vb->ifindex);
+  ASSERT_TRUE(addrs.ok());
+  EXPECT_TRUE(std::any_of(addrs->begin(), addrs->end(),
+                          [](const auto& a) { return a.cidr == "203.0.113.3/24"; }));
+  // Every ack was read: the next request on the socket is answered, not out of step.
+  EXPECT_TRUE(GetLinkByName(sock_, "va").ok());
+  EXPECT_TRUE(AddAddress(sock_, vb->ifindex, "203.0.113.4/24").ok());
+}
+
 }  // namespace
 }  // namespace knd::netlink
