@@ -132,6 +132,18 @@ class SharedNicTest(unittest.TestCase):
             self.assertEqual(e["networkData"]["hardwareAddress"], self.child(i)["address"])
             ready = [c for c in e.get("conditions", []) if c["type"] == "Ready"]
             self.assertEqual(ready[0]["status"], "True")
+            # The pod's network-status lists the child like any attachment.
+            pod = self.pods[i][0]["metadata"]
+
+            def net_status(pod=pod):
+                got = n.api.get(f"/api/v1/namespaces/{NS}/pods/{pod['name']}")
+                ann = got["metadata"].get("annotations", {}).get(
+                    "k8s.v1.cni.cncf.io/network-status")
+                return [x for x in json.loads(ann) if x.get("interface") == "net1"] \
+                    if ann else None
+            st = wait_for(net_status, what=f"pod-{i} network-status")
+            self.assertEqual(st[0]["ips"], [f"192.0.2.{10 + i}"])
+            self.assertEqual(st[0]["mac"], self.child(i)["address"])
 
         # The fourth claim: no share left.
         with self.assertRaises(harness.Unschedulable) as ctx:
@@ -210,6 +222,15 @@ class SharedNicTest(unittest.TestCase):
                  what="child Ready again")
         wait_for(lambda: (d := health()) and d["health"] == "HEALTHY", timeout=10,
                  what="eth1 healthy again")
+        # The parent gone (a veth takes its macvlan children with it): the claim says so.
+        sh("ip", "link", "del", "eth1")
+        c = wait_for(lambda: (c := ready()) and c["status"] == "False" and c, timeout=10,
+                     what="child Ready=False with its parent gone")
+        self.assertEqual(c["reason"], "ParentUnhealthy")
+        self.assertIn("shared parent eth1: gone from the host", c["message"])
+        self.assertIsNone(self.child(1))
+        self.stop(1)
+        self.assertTrue(n.driver.alive())
 
     def test_class_ipam_and_a_multus_macvlan_on_the_same_nic(self):
         """The migration of docs/multus.md: host-local IPAM from the DeviceClass, and a pod that

@@ -234,9 +234,11 @@ class ContainerdTest(unittest.TestCase):
         self.assertIn(f"claim {NS}/claim-pod-k", body["error"])
         os.remove(os.path.join(self.own_bin, "slow"))
         self.start_driver()
-        wait_for(lambda: link("net1", ns=n.pod_ns(pod)), timeout=20,
+        # The plugin moves the device first and adds its address after: wait for the whole
+        # result, not the first sign of it.
+        wait_for(lambda: link("net1", ns=n.pod_ns(pod)) and
+                 "192.0.2.30/24" in addresses("net1", ns=n.pod_ns(pod)), timeout=20,
                  what="the interrupted attach completed in the running sandbox")
-        self.assertIn("192.0.2.30/24", addresses("net1", ns=n.pod_ns(pod)))
         # The kubelet retries the container in the same sandbox.
         code, body = n.create_container(pod, "app-2", ids)
         self.assertEqual(code, 200, body)
