@@ -559,6 +559,11 @@ int main(int argc, char** argv) {
   prep_opts.cni = &cni_executor;
   prep_opts.pods = &pod_cache;
   prep_opts.netns_guard = o.netns_guard;
+  if (node_cfg.claim_cni) {
+    prep_opts.claim_cni = knd::config::ClaimCniPolicy{
+        {node_cfg.claim_cni->plugins.begin(), node_cfg.claim_cni->plugins.end()},
+        {node_cfg.claim_cni->ipam.begin(), node_cfg.claim_cni->ipam.end()}};
+  }
   prep_opts.on_host = [&attacher](const knd::state::DeviceIdentity& id) {
     return attacher->OnHost(id);
   };

@@ -10,7 +10,9 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/net_addr.h"
 #include "common/status.h"
 
@@ -384,9 +386,101 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
 }
 
 // Refuses what only an admin (DeviceClass) may configure.
+// Keys of CNI and IPAM configs that name places on the host (files, directories, sockets,
+// credentials), whatever their value.
+const std::set<std::string>& HostPathKeys() {
+  static const std::set<std::string> k = {
+      "dataDir",       "kubeconfig",     "kubeconfigPath",   "socketPath", "logFile",
+      "log_file",      "binDir",         "configDir",        "confDir",    "cniDir",
+      "etcd_key_file", "etcd_cert_file", "etcd_ca_cert_file"};
+  return k;
+}
+
+// A claim's CNI/IPAM config must not name a host path: no key of HostPathKeys(), no string
+// value that is an absolute path, at any depth.
+absl::Status NoHostPaths(const json& j, const std::string& field, std::string_view where) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      const std::string f = absl::StrCat(field, ".", it.key());
+      if (HostPathKeys().count(it.key())) {
+        return Bad(where, f,
+                   "names a place on the node; a claim's CNI configuration may not (set it in a "
+                   "DeviceClass or a NetworkAttachmentDefinition)");
+      }
+      RETURN_IF_ERROR(NoHostPaths(*it, f, where));
+    }
+  } else if (j.is_array()) {
+    for (size_t i = 0; i < j.size(); ++i) {
+      RETURN_IF_ERROR(NoHostPaths(j[i], absl::StrCat(field, "[", i, "]"), where));
+    }
+  } else if (j.is_string() && absl::StartsWith(j.get<std::string>(), "/")) {
+    return Bad(where, field,
+               absl::StrCat("\"", j.get<std::string>(),
+                            "\" is a path on the node; a claim's CNI configuration may not name "
+                            "one"));
+  }
+  return absl::OkStatus();
+}
+
+std::string Listed(const std::set<std::string>& s) {
+  return s.empty() ? "none" : absl::StrJoin(s, ", ");
+}
+
+// An IPAM object from a claim: of an allowed type, without host paths.
+absl::Status CheckClaimIpam(const json& ipam, const std::string& field,
+                            const ClaimCniPolicy& policy, std::string_view where) {
+  const std::string type = ipam.is_object() ? ipam.value("type", "") : "";
+  if (policy.ipam.count(type) == 0) {
+    return Bad(where, field + ".type",
+               absl::StrCat("\"", type,
+                            "\" is not an IPAM type a claim may use on this node (the node "
+                            "config's claimCni.ipam allows: ",
+                            Listed(policy.ipam), ")"));
+  }
+  return NoHostPaths(ipam, field, where);
+}
+
 absl::Status CheckPrivileges(const NetworkConfig& cfg, Source source, const Context& ctx,
                              std::string_view where) {
   if (source != Source::kClaim) return absl::OkStatus();
+  // CNI and IPAM plugins run as root on the node, with what the config tells them.
+  if (cfg.ipam) {
+    if (ctx.claim_cni == nullptr) {
+      return Bad(where, "ipam",
+                 "may only be set in a DeviceClass config, not in a claim: IPAM plugins run as "
+                 "root on the node (the node config's claimCni.ipam lets claims use named "
+                 "types)");
+    }
+    RETURN_IF_ERROR(CheckClaimIpam(*cfg.ipam, "ipam", *ctx.claim_cni, where));
+  }
+  if (cfg.cni && cfg.cni->config) {
+    if (ctx.claim_cni == nullptr) {
+      return Bad(where, "cni.config",
+                 "may only be set in a DeviceClass config, not in a claim: CNI plugins run as "
+                 "root on the node (use a NetworkAttachmentDefinition of the claim's namespace, "
+                 "or let claims use named plugins with the node config's claimCni.plugins)");
+    }
+    const json& conf = *cfg.cni->config;
+    const json* plugins = conf.is_object() && conf.contains("plugins") ? &conf["plugins"] : nullptr;
+    if (plugins != nullptr && plugins->is_array()) {
+      for (size_t i = 0; i < plugins->size(); ++i) {
+        const json& p = (*plugins)[i];
+        const std::string field = absl::StrCat("cni.config.plugins[", i, "]");
+        const std::string type = p.is_object() ? p.value("type", "") : "";
+        if (ctx.claim_cni->plugins.count(type) == 0) {
+          return Bad(where, field + ".type",
+                     absl::StrCat("\"", type,
+                                  "\" is not a CNI plugin a claim may use on this node (the node "
+                                  "config's claimCni.plugins allows: ",
+                                  Listed(ctx.claim_cni->plugins), ")"));
+        }
+        if (p.is_object() && p.contains("ipam")) {
+          RETURN_IF_ERROR(CheckClaimIpam(p["ipam"], field + ".ipam", *ctx.claim_cni, where));
+        }
+      }
+    }
+    RETURN_IF_ERROR(NoHostPaths(conf, "cni.config", where));
+  }
   if (cfg.sriov) {
     return Bad(where, "sriov",
                "may only be set in a DeviceClass config, not in a claim (a VF's VLAN, MAC, "

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -106,6 +107,15 @@ struct Entry {
 };
 
 // Where a config is used; every error message carries it.
+// What a claim (a namespace user) may run through CNI on the node, from the node config's
+// `claimCni`. Without a policy a claim may not carry an inline `cni.config` or `ipam` at all
+// (a DeviceClass or a NAD of the claim's namespace may). With one, a claim's inline plugins and
+// IPAM must be of these types, and never name a host path (docs/network-config.md).
+struct ClaimCniPolicy {
+  std::set<std::string> plugins;  // CNI plugin types of an inline cni.config
+  std::set<std::string> ipam;     // IPAM types, in `ipam` and inside the plugins
+};
+
 struct Context {
   std::string claim_namespace;
   std::string claim_name;
@@ -114,6 +124,7 @@ struct Context {
   // "<request>/<subrequest>" apply only when this matches; when empty such entries apply to
   // any subrequest of `request`.
   std::string subrequest = {};
+  const ClaimCniPolicy* claim_cni = nullptr;  // null: claims may not run their own CNI/IPAM
 };
 
 // attachedBy: "multus" (config unset = knd).

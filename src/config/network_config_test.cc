@@ -222,6 +222,15 @@ INSTANTIATE_TEST_SUITE_P(Cases, DecodeTest, ::testing::ValuesIn(kDecodeCases),
 
 Context Ctx() { return {"team-a", "rdma", "nic"}; }
 
+// A node that lets claims run some CNI and IPAM themselves (node config claimCni).
+const ClaimCniPolicy kClaimCni{{"macvlan", "tuning", "host-device"},
+                               {"host-local", "static", "dhcp"}};
+Context CniCtx() {
+  Context c = Ctx();
+  c.claim_cni = &kClaimCni;
+  return c;
+}
+
 Entry ClassEntry(json body, std::vector<std::string> requests = {}) {
   return {Source::kClass, std::move(requests), Cfg(std::move(body))};
 }
@@ -319,7 +328,7 @@ TEST(ResolveTest, ListsReplacedAsAWhole) {
                            {"ipam", {{"type", "host-local"}, {"subnet", "10.0.0.0/24"}}}}),
                ClaimEntry({{"interface", {{"addresses", {"198.51.100.2/24"}}}},
                            {"ipam", {{"type", "static"}}}})},
-              Ctx());
+              CniCtx());
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->interface.addresses, std::vector<std::string>{"198.51.100.2/24"});
   EXPECT_EQ(*got->ipam, (json{{"type", "static"}}));  // no "subnet" inherited from the class
@@ -424,6 +433,66 @@ TEST(ResolveTest, ChildMergesFieldByFieldAndTheClaimAddsAddresses) {
               HasSubstr("child: cannot be combined with sriov"));
 }
 
+TEST(ResolveTest, ClaimCniAndIpamAreTheNodesToAllow) {
+  const json conflist = {{"cniVersion", "1.0.0"},
+                         {"name", "n"},
+                         {"plugins", {{{"type", "macvlan"}, {"master", "eth1"}}}}};
+  const json ipam = {{"type", "host-local"}, {"subnet", "192.0.2.0/24"}};
+  // A DeviceClass may; a claim may not, unless the node config says so.
+  EXPECT_TRUE(Resolve({ClassEntry({{"ipam", ipam}})}, Ctx()).ok());
+  EXPECT_TRUE(Resolve({ClassEntry({{"cni", {{"config", conflist}}}})}, Ctx()).ok());
+  auto r = Resolve({ClaimEntry({{"ipam", ipam}})}, Ctx());
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("(from claim config): ipam: may only be set in a DeviceClass config"));
+  r = Resolve({ClaimEntry({{"cni", {{"config", conflist}}}})}, Ctx());
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("cni.config: may only be set in a DeviceClass config, not in a claim"));
+  // A NAD of the claim's own namespace stays the claim's to use.
+  EXPECT_TRUE(
+      Resolve({ClaimEntry({{"cni", {{"networkAttachment", {{"name", "x"}}}}}})}, Ctx()).ok());
+  // With the node's policy: the named types, and nothing that names the node's files.
+  EXPECT_TRUE(Resolve({ClaimEntry({{"ipam", ipam}})}, CniCtx()).ok());
+  EXPECT_TRUE(Resolve({ClaimEntry({{"cni", {{"config", conflist}}}})}, CniCtx()).ok());
+  struct Escape {
+    json entry;
+    std::string error;
+  };
+  const std::vector<Escape> escapes = {
+      {{{"ipam", {{"type", "whereabouts"}}}},
+       "ipam.type: \"whereabouts\" is not an IPAM type a claim may use on this node"},
+      {{{"ipam", {{"type", "host-local"}, {"dataDir", "/etc"}}}},
+       "ipam.dataDir: names a place on the node"},
+      {{{"ipam", {{"type", "host-local"}, {"dataDir", "../../etc"}}}},
+       "ipam.dataDir: names a place on the node"},
+      {{{"ipam", {{"type", "static"}, {"x", {{"y", {"/var/run/docker.sock"}}}}}}},
+       "ipam.x.y[0]: \"/var/run/docker.sock\" is a path on the node"},
+      {{{"cni",
+         {{"config",
+           {{"cniVersion", "1.0.0"}, {"name", "n"}, {"plugins", {{{"type", "bridge"}}}}}}}}},
+       "cni.config.plugins[0].type: \"bridge\" is not a CNI plugin a claim may use"},
+      {{{"cni",
+         {{"config",
+           {{"cniVersion", "1.0.0"},
+            {"name", "n"},
+            {"plugins", {{{"type", "macvlan"}, {"ipam", {{"type", "whereabouts"}}}}}}}}}}},
+       "cni.config.plugins[0].ipam.type: \"whereabouts\" is not an IPAM type"},
+      {{{"cni",
+         {{"config",
+           {{"cniVersion", "1.0.0"},
+            {"name", "n"},
+            {"plugins",
+             {{{"type", "tuning"}, {"sysctl", {{"x", "/proc/sys/net/ipv4/ip_forward"}}}}}}}}}}},
+       "cni.config.plugins[0].sysctl.x: \"/proc/sys/net/ipv4/ip_forward\" is a path on the node"},
+  };
+  for (const Escape& e : escapes) {
+    auto got = Resolve({ClaimEntry(e.entry)}, CniCtx());
+    ASSERT_FALSE(got.ok()) << e.entry.dump();
+    EXPECT_THAT(std::string(got.status().message()), HasSubstr(e.error)) << e.entry.dump();
+  }
+}
+
 TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
   // The class gives addresses, the claim asks for a NAD: the merged result has two owners.
   auto got = Resolve({ClassEntry({{"interface", {{"addresses", {"192.0.2.10/24"}}}}}),
@@ -441,7 +510,7 @@ TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
   EXPECT_TRUE(fixed.ok()) << fixed.status();
   auto ipam = Resolve({ClaimEntry({{"ipam", {{"type", "dhcp"}}},
                                    {"cni", {{"networkAttachment", {{"name", "net"}}}}}})},
-                      Ctx());
+                      CniCtx());
   ASSERT_FALSE(ipam.ok());
   EXPECT_THAT(std::string(ipam.status().message()), HasSubstr("cni: cannot be combined with ipam"));
   // Settings knd would not apply after the plugins ran are refused, not silently dropped.
@@ -472,7 +541,7 @@ TEST(ResolveTest, MultusAttachesSoNothingForTheInterfaceMayBeSet) {
            {{{"ipam", {{"type", "host-local"}}}}, "ipam"},
            {{{"routes", {{{"destination", "198.51.100.0/24"}}}}}, "routes"},
            {{{"cni", {{"networkAttachment", {{"name", "net"}}}}}}, "cni"}}) {
-    auto r = Resolve({ClassEntry({{"attachedBy", "multus"}}), ClaimEntry(cfg)}, Ctx());
+    auto r = Resolve({ClassEntry({{"attachedBy", "multus"}}), ClaimEntry(cfg)}, CniCtx());
     ASSERT_FALSE(r.ok()) << field;
     EXPECT_EQ(std::string(r.status().message()),
               "claim team-a/rdma request \"nic\": attachedBy: \"multus\" cannot be combined "

@@ -180,7 +180,8 @@ absl::StatusOr<NodeConfig> Decode(const YAML::Node& root, const std::string& sou
   if (root.IsNull()) return cfg;
   if (!root.IsMap()) return Bad(source, "(top level)", "must be a mapping");
   absl::Status st = CheckKeys(
-      root, {"driverName", "include", "exclude", "resourceNames", "includeUplinks", "shared"},
+      root,
+      {"driverName", "include", "exclude", "resourceNames", "includeUplinks", "shared", "claimCni"},
       source, "");
   if (!st.ok()) return st;
   if (root["driverName"]) {
@@ -232,6 +233,30 @@ absl::StatusOr<NodeConfig> Decode(const YAML::Node& root, const std::string& sou
       rule.resource_name = *name;
       cfg.resource_names.push_back(std::move(rule));
     }
+  }
+  if (const YAML::Node cc = root["claimCni"]; cc && !cc.IsNull()) {
+    if (!cc.IsMap()) return Bad(source, "claimCni", "must be a mapping");
+    st = CheckKeys(cc, {"plugins", "ipam"}, source, "claimCni");
+    if (!st.ok()) return st;
+    ClaimCniRule rule;
+    for (const char* key : {"plugins", "ipam"}) {
+      const YAML::Node list = cc[key];
+      if (!list || list.IsNull()) continue;
+      const std::string field = absl::StrCat("claimCni.", key);
+      if (!list.IsSequence()) return Bad(source, field, "must be a list");
+      for (size_t i = 0; i < list.size(); ++i) {
+        const std::string f = absl::StrCat(field, "[", i, "]");
+        absl::StatusOr<std::string> name = GetString(list[i], source, f);
+        if (!name.ok()) return name.status();
+        // A plugin type is a file name in the CNI bin dirs.
+        if (name->empty() || name->find('/') != std::string::npos || *name == "." ||
+            *name == "..") {
+          return Bad(source, f, absl::StrCat("not a plugin type: \"", *name, "\""));
+        }
+        (std::string(key) == "plugins" ? rule.plugins : rule.ipam).push_back(*name);
+      }
+    }
+    cfg.claim_cni = std::move(rule);
   }
   if (const YAML::Node sh = root["shared"]; sh && !sh.IsNull()) {
     if (!sh.IsSequence()) return Bad(source, "shared", "must be a list");

@@ -8,6 +8,7 @@
 //   includeUplinks: false
 //   shared: [{selector: {ifName: "ens2f0"}, maxChildren: 16, bandwidth: "25G",
 //             bandwidthPerChild: "1G"}]
+//   claimCni: {plugins: [macvlan, tuning], ipam: [host-local, static]}
 //
 // A device is published when it matches any include selector (or include is empty) and no
 // exclude selector; the first matching resourceNames rule names its resource. A device that
@@ -56,6 +57,13 @@ struct SharedRule {
   std::string bandwidth_per_child;
 };
 
+// What a ResourceClaim may run through CNI itself on this node (docs/network-config.md):
+// plugin types of an inline cni.config, IPAM types. Absent: nothing.
+struct ClaimCniRule {
+  std::vector<std::string> plugins;
+  std::vector<std::string> ipam;
+};
+
 struct NodeConfig {
   std::string driver_name;  // empty: the default (or --driver-name)
   std::vector<DeviceSelector> include;
@@ -63,6 +71,7 @@ struct NodeConfig {
   std::vector<ResourceNameRule> resource_names;
   bool include_uplinks = false;
   std::vector<SharedRule> shared;
+  std::optional<ClaimCniRule> claim_cni;
 };
 
 // The facts a selector looks at (filled by the inventory from a device).

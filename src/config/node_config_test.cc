@@ -153,6 +153,20 @@ TEST(NodeConfigTest, SharedRuleErrorsNameTheField) {
   ExpectError("shared: [{selector: {}, maxChildren: 2}]", "shared[0].selector: empty selector");
 }
 
+TEST(NodeConfigTest, ClaimCni) {
+  auto cfg = ParseNodeConfig("claimCni: {plugins: [macvlan, tuning], ipam: [host-local]}");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  ASSERT_TRUE(cfg->claim_cni.has_value());
+  EXPECT_EQ(cfg->claim_cni->plugins, (std::vector<std::string>{"macvlan", "tuning"}));
+  EXPECT_EQ(cfg->claim_cni->ipam, (std::vector<std::string>{"host-local"}));
+  EXPECT_FALSE(ParseNodeConfig("")->claim_cni.has_value()) << "absent: claims run nothing";
+  ExpectError("claimCni: [macvlan]", "claimCni: must be a mapping");
+  ExpectError("claimCni: {plugin: [x]}", "claimCni.plugin: unknown field");
+  ExpectError("claimCni: {plugins: macvlan}", "claimCni.plugins: must be a list");
+  ExpectError("claimCni: {ipam: [../bin/sh]}", "claimCni.ipam[0]: not a plugin type");
+  ExpectError("claimCni: {plugins: [\"/usr/bin/x\"]}", "claimCni.plugins[0]: not a plugin type");
+}
+
 TEST(NodeConfigTest, BitRates) {
   EXPECT_EQ(ParseBitRate("25G"), 25000000000LL);
   EXPECT_EQ(ParseBitRate("100M"), 100000000LL);

@@ -377,7 +377,9 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
     }
     ASSIGN_OR_RETURN(
         config::NetworkConfig cfg,
-        config::Resolve(applicable, config::Context{claim.namespace_, claim.name, base}));
+        config::Resolve(applicable,
+                        config::Context{claim.namespace_, claim.name, base, "",
+                                        opts_.claim_cni ? &*opts_.claim_cni : nullptr}));
     // A shared parent first: what may be combined with a child decides the errors below.
     std::optional<state::ChildPlan> child;
     if (dev->shared) {

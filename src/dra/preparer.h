@@ -129,6 +129,9 @@ class Preparer {
     // How long one NodePrepareResources call may wait for devices to come back from pods that
     // are stopping; well inside the kubelet's 45 s call timeout.
     std::chrono::milliseconds device_wait = std::chrono::seconds(10);
+    // What claims may run through CNI themselves (the node config's claimCni); unset: no
+    // inline cni.config or ipam from a claim.
+    std::optional<config::ClaimCniPolicy> claim_cni = std::nullopt;
   };
 
   Preparer(kube::Client& kube, state::PlanStore& plans, Resolver resolver, Options opts);

@@ -548,7 +548,8 @@ class PreparerIpamTest : public PreparerTest {
         },
         opts);
     SetClaimConfig(NetCfg({{"interface", {{"name", "net-a"}}},
-                           {"ipam", {{"type", "fake-ipam"}, {"subnet", "192.0.2.0/24"}}}}));
+                           {"ipam", {{"type", "fake-ipam"}, {"subnet", "192.0.2.0/24"}}}}),
+                   "FromClass");
   }
   std::vector<std::string> Log() {
     std::vector<std::string> out;
@@ -590,6 +591,33 @@ TEST_F(PreparerIpamTest, PrepareAllocatesOnceAndUnprepareReleases) {
   EXPECT_TRUE(absl::IsNotFound(store_->Get("claim-uid-1").status()));
 }
 
+// IPAM plugins run as root on the node: a claim's own ipam runs only where the node config
+// allows its type (claimCni), and a refused claim runs nothing.
+TEST_F(PreparerIpamTest, ClaimIpamRunsOnlyWhereTheNodeAllowsIt) {
+  SetClaimConfig(NetCfg({{"interface", {{"name", "net-a"}}},
+                         {"ipam", {{"type", "fake-ipam"}, {"subnet", "192.0.2.0/24"}}}}));
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("ipam: may only be set in a DeviceClass config, not in a claim"));
+  EXPECT_THAT(Log(), IsEmpty()) << "nothing ran";
+  EXPECT_THAT(store_->List(), IsEmpty());
+  Preparer::Options opts = preparer_->options();
+  opts.claim_cni = config::ClaimCniPolicy{{}, {"fake-ipam"}};
+  preparer_ = std::make_unique<Preparer>(
+      kube_, *store_,
+      [this](const std::string& name) -> std::optional<inventory::Device> {
+        auto it = devices_.find(name);
+        if (it == devices_.end()) return std::nullopt;
+        return it->second;
+      },
+      opts);
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  EXPECT_EQ(Log().size(), 1u);
+}
+
 TEST_F(PreparerIpamTest, IpamFailureRefusesTheClaimAndLeavesNothing) {
   std::ofstream(bin_ + "/fail") << "";
   Publish();
@@ -615,7 +643,7 @@ TEST_F(PreparerIpamTest, UnprepareKeepsThePlanWhenTheReleaseFails) {
 }
 
 TEST_F(PreparerTest, IpamWithoutAnExecutorIsRefused) {
-  SetClaimConfig(NetCfg({{"ipam", {{"type", "host-local"}}}}));
+  SetClaimConfig(NetCfg({{"ipam", {{"type", "host-local"}}}}), "FromClass");
   Publish();
   auto res = preparer_->Prepare(Ref());
   ASSERT_FALSE(res.ok());

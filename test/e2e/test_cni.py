@@ -51,9 +51,11 @@ class CniTest(unittest.TestCase):
                           "metadata": {"name": name, "namespace": ns},
                           "spec": {"config": json.dumps(config)}})
 
-    def prepare(self, pod_name, device, config):
+    def prepare(self, pod_name, device, config, class_config=None):
         n = self.node
-        pod, claim = n.make_pod_with_claim(NS, pod_name, f"claim-{pod_name}", device, config)
+        kw = {"class_name": "knd-ipam", "class_config": class_config} if class_config else {}
+        pod, claim = n.make_pod_with_claim(NS, pod_name, f"claim-{pod_name}", device, config,
+                                           **kw)
         res = n.prepare(NS, pod_name)["claims"][claim["metadata"]["uid"]]
         return pod, claim, res.get("error", "")
 
@@ -174,8 +176,9 @@ class CniTest(unittest.TestCase):
     def test_ipam_host_local_for_a_native_attachment(self):
         ipam = {"type": "host-local", "dataDir": self.ipam_dir,
                 "ranges": [[{"subnet": "10.66.0.0/24", "gateway": "10.66.0.1"}]]}
-        pod, claim, err = self.prepare("pod-ipam", "eth2",
-                                       knd_config(interface={"name": "net-a"}, ipam=ipam))
+        # IPAM from the DeviceClass (a claim may not name the node's dataDir).
+        pod, claim, err = self.prepare("pod-ipam", "eth2", knd_config(interface={"name": "net-a"}),
+                                       class_config=knd_config(ipam=ipam))
         self.assertEqual(err, "")
         got = leases(self.ipam_dir, "knd")
         self.assertEqual(len(got), 1, "Prepare allocated one address")
@@ -199,8 +202,8 @@ class CniTest(unittest.TestCase):
     def test_ipam_released_for_a_pod_that_vanished_while_knd_was_down(self):
         ipam = {"type": "host-local", "dataDir": self.ipam_dir,
                 "ranges": [[{"subnet": "10.67.0.0/24"}]]}
-        pod, claim, err = self.prepare("pod-gone", "eth2",
-                                       knd_config(interface={"name": "net-a"}, ipam=ipam))
+        pod, claim, err = self.prepare("pod-gone", "eth2", knd_config(interface={"name": "net-a"}),
+                                       class_config=knd_config(ipam=ipam))
         self.assertEqual(err, "")
         self.assertEqual(self.node.run_pod(pod)[0], 200)
         self.node.driver.kill9()
@@ -210,6 +213,41 @@ class CniTest(unittest.TestCase):
         self.assertEqual(len(leases(self.ipam_dir, "knd")), 1)
         self.unprepare(pod, claim)
         self.assertEqual(leases(self.ipam_dir, "knd"), [])
+
+    def test_a_claims_own_cni_and_ipam_run_only_where_the_node_allows_them(self):
+        """CNI and IPAM plugins run as root on the node: a namespace user's claim may not
+        bring its own unless the node config's claimCni names the types, and never with a
+        path on the node. A refused claim runs nothing and leaves nothing."""
+        n = self.node
+        static = {"type": "static", "addresses": [{"address": "10.68.0.5/24"}]}
+        inline = {"cniVersion": "1.0.0", "name": "own", "plugins": [
+            {"type": "host-device", "ipam": static}]}
+        _, _, err = self.prepare("pod-i1", "eth2", knd_config(interface={"name": "net-a"},
+                                                              ipam=static))
+        self.assertIn("ipam: may only be set in a DeviceClass config, not in a claim", err)
+        _, _, err = self.prepare("pod-i2", "eth3", knd_config(cni={"config": inline}))
+        self.assertIn("cni.config: may only be set in a DeviceClass config, not in a claim", err)
+        self.assertEqual(os.listdir(os.path.join(n.state_dir, "plans"))
+                         if os.path.isdir(os.path.join(n.state_dir, "plans")) else [], [],
+                         "a refused claim leaves no plan")
+        # The node allows host-device and static from claims.
+        n.driver.stop()
+        n.start_driver(config=NODE_CONFIG + "claimCni: {plugins: [host-device], ipam: [static]}\n",
+                       extra=self.driver_args)
+        pod, claim, err = self.prepare("pod-i3", "eth2", knd_config(interface={"name": "net-a"},
+                                                                    ipam=static))
+        self.assertEqual(err, "")
+        self.assertEqual(n.run_pod(pod)[0], 200)
+        self.assertIn("10.68.0.5/24", addresses("net-a", ns=n.pod_ns(pod)))
+        bad = {"cniVersion": "1.0.0", "name": "own", "plugins": [
+            {"type": "host-device", "ipam": {"type": "host-local", "dataDir": "/etc",
+                                             "subnet": "10.69.0.0/24"}}]}
+        _, _, err = self.prepare("pod-i4", "eth3", knd_config(cni={"config": bad}))
+        self.assertIn('cni.config.plugins[0].ipam.type: "host-local" is not an IPAM type a claim '
+                      'may use on this node', err)
+        bridge = {"cniVersion": "1.0.0", "name": "own", "plugins": [{"type": "bridge"}]}
+        _, _, err = self.prepare("pod-i5", "eth3", knd_config(cni={"config": bridge}))
+        self.assertIn('"bridge" is not a CNI plugin a claim may use on this node', err)
 
 
 if __name__ == "__main__":
