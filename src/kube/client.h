@@ -28,6 +28,7 @@ namespace knd::kube {
 // protobuf form, but not tenfold) inside {"type":..,"object":..}. A longer line comes from a
 // broken server or proxy: without a cap knd would buffer it until memory runs out.
 inline constexpr size_t kDefaultWatchMaxEventBytes = size_t{16} << 20;  // 16 MiB
+inline constexpr size_t kDefaultMaxResponseBytes = size_t{256} << 20;   // 256 MiB
 
 struct ClientConfig {
   std::string server;  // https://host:port or http://...
@@ -52,6 +53,10 @@ struct ClientConfig {
   // resource and the limit; the partial line is dropped and RunListWatch lists again. Only
   // the incomplete trailing line is ever buffered, so this also bounds a watch's memory.
   size_t watch_max_event_bytes = kDefaultWatchMaxEventBytes;
+  // A response body (get, list, create, ...) longer than this ends the request with
+  // ResourceExhausted, naming the request and the limit, and is not retried: a peer (or a broken
+  // proxy) cannot make the driver buffer without bound.
+  size_t max_response_bytes = kDefaultMaxResponseBytes;
   std::string user_agent = "knd";
 };
 

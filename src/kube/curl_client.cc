@@ -56,9 +56,23 @@ struct MultiDeleter {
 };
 using MultiPtr = std::unique_ptr<CURLM, MultiDeleter>;
 
+// A response body, up to a limit: past it the write callback refuses the data, which ends
+// the transfer (CURLE_WRITE_ERROR) with `over` set.
+struct BoundedBody {
+  std::string* body;
+  size_t max;
+  bool over = false;
+};
+
 size_t WriteToString(char* ptr, size_t size, size_t nmemb, void* userdata) {
-  static_cast<std::string*>(userdata)->append(ptr, size * nmemb);
-  return size * nmemb;
+  auto* b = static_cast<BoundedBody*>(userdata);
+  const size_t n = size * nmemb;
+  if (b->body->size() + n > b->max) {
+    b->over = true;
+    return 0;
+  }
+  b->body->append(ptr, n);
+  return n;
 }
 
 size_t HeaderCb(char* ptr, size_t size, size_t nmemb, void* userdata) {
@@ -258,8 +272,9 @@ absl::StatusOr<Response> CurlClient::PerformOnce(const Request& req) {
   char errbuf[CURL_ERROR_SIZE] = {0};
   curl_easy_setopt(h.get(), CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(h.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(cfg_.timeout.count()));
+  BoundedBody body{&resp.body, cfg_.max_response_bytes};
   curl_easy_setopt(h.get(), CURLOPT_WRITEFUNCTION, WriteToString);
-  curl_easy_setopt(h.get(), CURLOPT_WRITEDATA, &resp.body);
+  curl_easy_setopt(h.get(), CURLOPT_WRITEDATA, &body);
   curl_easy_setopt(h.get(), CURLOPT_HEADERFUNCTION, HeaderCb);
   curl_easy_setopt(h.get(), CURLOPT_HEADERDATA, &resp.retry_after);
   const auto start = std::chrono::steady_clock::now();
@@ -273,6 +288,12 @@ absl::StatusOr<Response> CurlClient::PerformOnce(const Request& req) {
         {req.method, code},
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   };
+  if (rc != CURLE_OK && body.over) {
+    record("too_large");
+    return absl::ResourceExhaustedError(
+        absl::StrCat(req.method, " ", cfg_.server, req.path, ": the response is over the limit of ",
+                     cfg_.max_response_bytes, " bytes (ClientConfig::max_response_bytes)"));
+  }
   if (rc != CURLE_OK) {
     record("error");
     std::string msg = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);

@@ -110,6 +110,30 @@ TEST_F(ClientTest, GetSendsAuthAndParses) {
   EXPECT_EQ(accept, "application/json");
 }
 
+TEST_F(ClientTest, AResponseOverTheLimitFailsOnceNamingTheRequestAndTheLimit) {
+  std::atomic<int> hits{0};
+  const std::string big = R"({"items":[")" + std::string(2 << 20, 'x') + R"("]})";
+  svr_.Get("/api/v1/pods", [&](const httplib::Request&, httplib::Response& res) {
+    ++hits;
+    res.set_content(big, "application/json");
+  });
+  auto cfg = Cfg();
+  cfg.max_response_bytes = 1 << 20;
+  auto c = NewC(cfg);
+  auto r = c->Get("/api/v1/pods");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(r.status())) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("GET "));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("/api/v1/pods"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("limit of 1048576 bytes"));
+  EXPECT_EQ(hits.load(), 1) << "not retried: the same answer would come again";
+  // Within the limit, the same answer is read whole.
+  cfg.max_response_bytes = 4 << 20;
+  auto again = NewC(cfg)->Get("/api/v1/pods");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)["items"][0].get<std::string>().size(), size_t{2} << 20);
+}
+
 TEST_F(ClientTest, NotFoundCarriesApiMessageAndDeleteTreatsItAsDone) {
   int calls = 0;
   auto h = [&](const httplib::Request&, httplib::Response& res) {
