@@ -115,6 +115,11 @@ std::vector<Attribute> DeviceAttributes(const Device& d, const std::string& doma
   own_str("pciVendor", d.pci_vendor);
   own_str("pciDevice", d.pci_device);
   if (d.numa_node) own_int("numaNode", *d.numa_node);
+  // The standard NUMA attribute (KEP-6072), in its scalar form (no feature gate); a device
+  // without NUMA affinity (numa_node -1) has none.
+  if (d.numa_node && *d.numa_node >= 0) {
+    out.emplace_back("resource.kubernetes.io/numaNode", nlohmann::json{{"int", *d.numa_node}});
+  }
   own_bool("shared", d.shared.has_value());
   own_bool("virtual", d.is_virtual);
   own_bool("rdma", !d.rdma_device.empty());

@@ -109,10 +109,23 @@ TEST(AttributesTest, TypesKeysAndOmission) {
   EXPECT_FALSE(a.contains("knd.k8s.cni.cncf.io/ipv6"));
   EXPECT_FALSE(a.contains("knd.k8s.cni.cncf.io/speedMbps"));
   EXPECT_FALSE(a.contains("knd.k8s.cni.cncf.io/numaNode"));
+  EXPECT_FALSE(a.contains("resource.kubernetes.io/numaNode"));
   EXPECT_FALSE(a.contains("resource.kubernetes.io/pcieRoot"));
   EXPECT_FALSE(a.contains("k8s.cni.cncf.io/resourceName"));
   // The domain follows --driver-name.
   EXPECT_TRUE(DeviceToJson(d, "net.example.com")["attributes"].contains("net.example.com/ifName"));
+}
+
+TEST(AttributesTest, NumaNodeAlsoUnderTheStandardName) {
+  Device d = Veth("eth1");
+  d.name = "eth1";
+  d.numa_node = 1;
+  nlohmann::json a = DeviceToJson(d, kDomain)["attributes"];
+  EXPECT_EQ(a["resource.kubernetes.io/numaNode"], (nlohmann::json{{"int", 1}}));
+  EXPECT_EQ(a["knd.k8s.cni.cncf.io/numaNode"], (nlohmann::json{{"int", 1}}));  // kept
+  d.numa_node = -1;  // no NUMA affinity: neither
+  a = DeviceToJson(d, kDomain)["attributes"];
+  EXPECT_FALSE(a.contains("resource.kubernetes.io/numaNode"));
 }
 
 TEST(AttributesTest, SharedParentIsMultiAllocatableWithCapacity) {
