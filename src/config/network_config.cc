@@ -300,6 +300,15 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
       return Bad(where, "ipam.type", absl::StrCat("expected a string, got ", TypeName(*it)));
     }
     if (auto why = InvalidPluginType(it->get<std::string>())) return Bad(where, "ipam.type", *why);
+    if (it->get<std::string>() == "dhcp") {
+      // knd runs IPAM once, in Prepare; a lease must be renewed from the pod's netns for as
+      // long as the pod runs, which only the dhcp plugin's node daemon does, driven by CNI.
+      return Bad(where, "ipam.type",
+                 "dhcp is not supported here: knd runs IPAM once in Prepare, before the pod "
+                 "exists, and nothing would renew the lease for the pod's life; use a "
+                 "NetworkAttachmentDefinition whose CNI config has dhcp IPAM (its daemon on the "
+                 "node renews the lease)");
+    }
   }
   if (cfg.routes) {
     if (cfg.routes->size() > kMaxRoutes) {

@@ -194,6 +194,8 @@ const DecodeCase kDecodeCases[] = {
      "sriov.minTxRateMbps: 200 is above sriov.maxTxRateMbps (100)"},
     {"cni_plugin_slash", C(R"({"cni": {"config": {"plugins": [{"type": "/bin/sh"}]}}})"),
      "cni.config.plugins[0].type: \"/bin/sh\" must not contain '/'"},
+    {"ipam_dhcp", C(R"({"ipam": {"type": "dhcp"}})"),
+     "ipam.type: dhcp is not supported here: knd runs IPAM once in Prepare"},
     {"child_default", C(R"({"child": {}})"), ""},
     {"child_macvlan", C(R"({"child": {"type": "macvlan", "mode": "passthru"}})"), ""},
     {"child_ipvlan", C(R"({"child": {"type": "ipvlan", "mode": "l3s"}})"), ""},
@@ -508,7 +510,7 @@ TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
                                     {"cni", {{"networkAttachment", {{"name", "net"}}}}}})},
                        Ctx());
   EXPECT_TRUE(fixed.ok()) << fixed.status();
-  auto ipam = Resolve({ClaimEntry({{"ipam", {{"type", "dhcp"}}},
+  auto ipam = Resolve({ClaimEntry({{"ipam", {{"type", "static"}}},
                                    {"cni", {{"networkAttachment", {{"name", "net"}}}}}})},
                       CniCtx());
   ASSERT_FALSE(ipam.ok());
