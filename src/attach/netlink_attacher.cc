@@ -692,8 +692,10 @@ class NetlinkAttacher : public Attacher {
       RETURN_IF_ERROR(Annotate(netlink::SetIpv6Conf(pod, ifname, Ipv6Conf(req)),
                                "set IPv6 sysctls of " + ifname));
     }
-    // One send: the kernel adds the addresses, sets the link up and adds the routes in this
-    // order (the routes' gateways need the addresses and the link up).
+    // One send: the kernel adds the addresses, sets the link up, adds the routes and the
+    // permanent neighbours in this order (the routes' gateways need the addresses and the
+    // link up). Neighbour entries need no restore: the kernel drops a device's entries when
+    // it leaves the netns, and a child dies with its entries.
     netlink::Batch batch;
     for (const std::string& a : addrs) {
       RETURN_IF_ERROR(batch.AddAddress(ifindex, a, AddrFlags(a)));
@@ -706,6 +708,10 @@ class NetlinkAttacher : public Attacher {
       s.table = r.table.value_or(RT_TABLE_MAIN);
       s.metric = r.metric.value_or(0);
       RETURN_IF_ERROR(batch.AddRoute(ifindex, s));
+    }
+    for (const config::Neighbor& n :
+         req.config.neighbors.value_or(std::vector<config::Neighbor>{})) {
+      RETURN_IF_ERROR(batch.AddNeighbor(ifindex, n.ip, n.mac));
     }
     return batch.Send(sock);
   }

@@ -100,6 +100,27 @@ std::vector<std::string> Routes(const std::string& ns, const std::string& family
   return out;
 }
 
+// "ip lladdr state" of the neighbour entries on `dev` in `ns` (IPv4 and IPv6).
+std::vector<std::string> Neighbors(const std::string& ns, const std::string& dev) {
+  json j = IpJson((ns.empty() ? "" : "-n " + ns + " ") + "neigh show dev " + dev);
+  std::vector<std::string> out;
+  if (!j.is_array()) return out;
+  for (const auto& n : j) {
+    std::string state = n.contains("state") && n["state"].is_array() && !n["state"].empty()
+                            ? n["state"][0].get<std::string>()
+                            : "";
+    out.push_back(n.value("dst", "") + " " + n.value("lladdr", "") + " " + state);
+  }
+  return out;
+}
+
+config::Neighbor MakeNeighbor(const std::string& ip, const std::string& mac) {
+  config::Neighbor n;
+  n.ip = ip;
+  n.mac = mac;
+  return n;
+}
+
 config::Route MakeRoute(const std::string& dst, std::optional<std::string> gw,
                         std::optional<uint32_t> metric = std::nullopt) {
   config::Route r;
@@ -291,6 +312,39 @@ TEST_F(AttachTest, Ipv4OnlyAttachmentHasNoIpv6LinkLocal) {
   EXPECT_THAT(Addrs(l, "inet6", ""), ::testing::IsEmpty());
   EXPECT_EQ(Sh("ip netns exec " + pod_name_ + " cat /proc/sys/net/ipv6/conf/net0/accept_ra"),
             "0\n");
+}
+
+TEST_F(AttachTest, PermanentNeighborsAreInThePodAndLeaveWithIt) {
+  AttachRequest req = Request({"192.0.2.10/24", "2001:db8::10/64"}, {});
+  req.config.neighbors =
+      std::vector<config::Neighbor>{MakeNeighbor("192.0.2.1", "02:00:00:00:aa:01"),
+                                    MakeNeighbor("2001:db8::1", "02:00:00:00:aa:02")};
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_THAT(Neighbors(pod_name_, "net-rdma0"),
+              UnorderedElementsAre("192.0.2.1 02:00:00:00:aa:01 PERMANENT",
+                                   "2001:db8::1 02:00:00:00:aa:02 PERMANENT"));
+  // A repeated hook takes the attached device as it is: no duplicate, no error.
+  auto again = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_THAT(Neighbors(pod_name_, "net-rdma0"),
+              UnorderedElementsAre("192.0.2.1 02:00:00:00:aa:01 PERMANENT",
+                                   "2001:db8::1 02:00:00:00:aa:02 PERMANENT"));
+  ASSERT_TRUE(attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere).ok());
+  ExpectHostRestored();
+  EXPECT_THAT(Neighbors("", "h0"), ::testing::IsEmpty()) << "the pod's entries came home";
+}
+
+TEST_F(AttachTest, NeighborOfAFamilyWithoutAddressStillApplies) {
+  // An IPv4-only attachment keeps IPv6 on the link (only SLAAC and the link-local are off),
+  // so an IPv6 neighbour is accepted; a neighbour the kernel refuses names itself.
+  AttachRequest req = Request({"192.0.2.10/24"}, {}, "net0");
+  req.config.neighbors =
+      std::vector<config::Neighbor>{MakeNeighbor("2001:db8::1", "02:00:00:00:aa:02")};
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_THAT(Neighbors(pod_name_, "net0"),
+              UnorderedElementsAre("2001:db8::1 02:00:00:00:aa:02 PERMANENT"));
 }
 
 TEST_F(AttachTest, AttachAndDetachAreIdempotent) {
@@ -563,6 +617,18 @@ TEST_F(ChildAttachTest, MacvlanChildIsMadeInThePodAndDeletedOnDetach) {
   // Detach again, and with the netns gone: nothing to do.
   EXPECT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
   EXPECT_TRUE(attacher_->DetachChild("/run/netns/knd-no-such-ns", "net1", *req.child, kWhere).ok());
+}
+
+TEST_F(ChildAttachTest, ChildGetsItsPermanentNeighbors) {
+  AttachRequest req = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:01", {"192.0.2.10/24"}, {});
+  req.config.neighbors =
+      std::vector<config::Neighbor>{MakeNeighbor("192.0.2.1", "02:00:00:00:aa:01")};
+  auto res = attacher_->AttachChild(req, PersistChild());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_THAT(Neighbors(pod_name_, "net1"),
+              UnorderedElementsAre("192.0.2.1 02:00:00:00:aa:01 PERMANENT"));
+  ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
+  EXPECT_THAT(Neighbors("", "h0"), ::testing::IsEmpty());
 }
 
 TEST_F(ChildAttachTest, ChildrenOfOneParentInTwoPodsAndRepeatedHooks) {

@@ -23,6 +23,7 @@ using nlohmann::json;
 
 constexpr size_t kMaxAddresses = 16;
 constexpr size_t kMaxRoutes = 64;
+constexpr size_t kMaxNeighbors = 64;
 constexpr uint32_t kMainTable = 254;
 
 // Error builder: "<where>: <path>: <problem>".
@@ -155,6 +156,26 @@ std::optional<std::string> InvalidMac(const std::string& s) {
   bool zero = true;
   for (uint8_t x : *b) zero = zero && x == 0;
   if (zero) return "the all-zero MAC address is not allowed";
+  return std::nullopt;
+}
+
+// A neighbour entry's address must be one host on the link: not unspecified, loopback,
+// multicast or (IPv4) broadcast.
+std::optional<std::string> NotUnicastHost(const IpAddr& ip) {
+  const std::string text = FormatIp(ip);
+  bool zero = true;
+  for (size_t i = 0; i < ip.len(); ++i) zero = zero && ip.bytes[i] == 0;
+  if (zero) return absl::StrCat("\"", text, "\" is the unspecified address");
+  if (ip.family == AF_INET) {
+    if (ip.bytes[0] == 127) return absl::StrCat("\"", text, "\" is a loopback address");
+    if (ip.bytes[0] >= 224 && ip.bytes[0] <= 239) {
+      return absl::StrCat("\"", text, "\" is a multicast address");
+    }
+    if (text == "255.255.255.255") return "255.255.255.255 is the broadcast address";
+    return std::nullopt;
+  }
+  if (ip.bytes[0] == 0xff) return absl::StrCat("\"", text, "\" is a multicast address");
+  if (text == "::1") return "::1 is the loopback address";
   return std::nullopt;
 }
 
@@ -308,6 +329,25 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
                  "exists, and nothing would renew the lease for the pod's life; use a "
                  "NetworkAttachmentDefinition whose CNI config has dhcp IPAM (its daemon on the "
                  "node renews the lease)");
+    }
+  }
+  if (cfg.neighbors) {
+    if (cfg.neighbors->size() > kMaxNeighbors) {
+      return Bad(where, "neighbors",
+                 absl::StrCat("too many neighbors (", cfg.neighbors->size(), ", at most ",
+                              kMaxNeighbors, ")"));
+    }
+    std::set<std::string> seen;
+    for (size_t i = 0; i < cfg.neighbors->size(); ++i) {
+      const Neighbor& n = (*cfg.neighbors)[i];
+      std::string path = absl::StrCat("neighbors[", i, "]");
+      absl::StatusOr<IpAddr> ip = ParseIp(n.ip);
+      if (!ip.ok()) return Bad(where, path + ".ip", std::string(ip.status().message()));
+      if (auto why = NotUnicastHost(*ip)) return Bad(where, path + ".ip", *why);
+      if (!seen.insert(FormatIp(*ip)).second) {
+        return Bad(where, path + ".ip", absl::StrCat("duplicate neighbor ", n.ip));
+      }
+      if (auto why = InvalidMac(n.mac)) return Bad(where, path + ".mac", *why);
     }
   }
   if (cfg.routes) {
@@ -548,10 +588,10 @@ std::optional<std::string> InvalidIfName(std::string_view name) {
 
 absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
   if (!p.is_object()) return Bad(where, "", absl::StrCat("expected an object, got ", TypeName(p)));
-  RETURN_IF_ERROR(CheckKeys(
-      p,
-      {"apiVersion", "kind", "attachedBy", "interface", "ipam", "routes", "cni", "sriov", "child"},
-      "", where));
+  RETURN_IF_ERROR(CheckKeys(p,
+                            {"apiVersion", "kind", "attachedBy", "interface", "ipam", "routes",
+                             "neighbors", "cni", "sriov", "child"},
+                            "", where));
   auto api = p.find("apiVersion");
   if (api == p.end()) {
     return Bad(where, "apiVersion",
@@ -635,6 +675,26 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
       routes.push_back(std::move(route));
     }
     cfg.routes = std::move(routes);
+  }
+  if (auto it = p.find("neighbors"); it != p.end()) {
+    RETURN_IF_ERROR(ExpectType(*it, json::value_t::array, "neighbors", where));
+    std::vector<Neighbor> neighbors;
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& n = (*it)[i];
+      std::string path = absl::StrCat("neighbors[", i, "]");
+      RETURN_IF_ERROR(ExpectType(n, json::value_t::object, path, where));
+      RETURN_IF_ERROR(CheckKeys(n, {"ip", "mac"}, path, where));
+      Neighbor nb;
+      for (const char* key : {"ip", "mac"}) {
+        auto f = n.find(key);
+        if (f == n.end())
+          return Bad(where, absl::StrCat(path, ".", key), "required field is missing");
+        ASSIGN_OR_RETURN(std::string v, GetString(*f, absl::StrCat(path, ".", key), where));
+        (std::string(key) == "ip" ? nb.ip : nb.mac) = std::move(v);
+      }
+      neighbors.push_back(std::move(nb));
+    }
+    cfg.neighbors = std::move(neighbors);
   }
   if (auto it = p.find("cni"); it != p.end()) {
     RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "cni", where));
@@ -722,6 +782,7 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
   if (over.interface.addresses) out.interface.addresses = over.interface.addresses;
   if (over.ipam) out.ipam = over.ipam;
   if (over.routes) out.routes = over.routes;
+  if (over.neighbors) out.neighbors = over.neighbors;
   if (over.cni) out.cni = over.cni;
   if (over.sriov) {
     // Field by field, like `interface`: a claim's class may set the VLAN, another the rate.
@@ -753,16 +814,17 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
     // Multus and the NAD's plugins configure the interface (its name comes from the pod's
     // networks annotation); knd would apply none of these, so it refuses rather than ignore.
     const InterfaceConfig& ic = cfg.interface;
-    const char* field = ic.name                                  ? "interface.name"
-                        : ic.mtu                                 ? "interface.mtu"
-                        : ic.hardware_addr                       ? "interface.hardwareAddr"
-                        : ic.addresses && !ic.addresses->empty() ? "interface.addresses"
-                        : cfg.ipam                               ? "ipam"
-                        : cfg.routes && !cfg.routes->empty()     ? "routes"
-                        : cfg.cni                                ? "cni"
-                        : cfg.sriov                              ? "sriov"
-                        : cfg.child                              ? "child"
-                                                                 : nullptr;
+    const char* field = ic.name                                    ? "interface.name"
+                        : ic.mtu                                   ? "interface.mtu"
+                        : ic.hardware_addr                         ? "interface.hardwareAddr"
+                        : ic.addresses && !ic.addresses->empty()   ? "interface.addresses"
+                        : cfg.ipam                                 ? "ipam"
+                        : cfg.routes && !cfg.routes->empty()       ? "routes"
+                        : cfg.neighbors && !cfg.neighbors->empty() ? "neighbors"
+                        : cfg.cni                                  ? "cni"
+                        : cfg.sriov                                ? "sriov"
+                        : cfg.child                                ? "child"
+                                                                   : nullptr;
     if (field != nullptr) {
       return Bad(where, "attachedBy",
                  absl::StrCat("\"multus\" cannot be combined with ", field,
@@ -807,6 +869,11 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
       return Bad(where, "cni",
                  "cannot be combined with routes (the CNI plugins own the interface's routes; "
                  "put them into the IPAM config)");
+    }
+    if (cfg.neighbors && !cfg.neighbors->empty()) {
+      return Bad(where, "cni",
+                 "cannot be combined with neighbors (knd would not add them after the plugins "
+                 "ran)");
     }
   }
   return absl::OkStatus();
@@ -868,6 +935,11 @@ json ToJson(const NetworkConfig& cfg) {
       routes.push_back(std::move(jr));
     }
     j["routes"] = std::move(routes);
+  }
+  if (cfg.neighbors) {
+    json ns = json::array();
+    for (const Neighbor& n : *cfg.neighbors) ns.push_back({{"ip", n.ip}, {"mac", n.mac}});
+    j["neighbors"] = std::move(ns);
   }
   if (cfg.cni) {
     json cni = json::object();

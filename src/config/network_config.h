@@ -31,6 +31,14 @@ struct Route {
   bool operator==(const Route&) const = default;
 };
 
+// A permanent neighbour entry on the pod interface (ARP for IPv4, NDP for IPv6): the peer's
+// MAC is known, no resolution on the wire.
+struct Neighbor {
+  std::string ip;
+  std::string mac;
+  bool operator==(const Neighbor&) const = default;
+};
+
 struct InterfaceConfig {
   std::optional<std::string> name;                    // in-pod name; default: host ifName
   std::optional<uint32_t> mtu;                        // 68..65535
@@ -91,6 +99,7 @@ struct NetworkConfig {
   InterfaceConfig interface;
   std::optional<nlohmann::json> ipam;  // a CNI IPAM plugin config object
   std::optional<std::vector<Route>> routes;
+  std::optional<std::vector<Neighbor>> neighbors;
   std::optional<CniConfig> cni;
   std::optional<SriovConfig> sriov;
   std::optional<ChildConfig> child;

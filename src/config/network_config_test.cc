@@ -158,6 +158,34 @@ const DecodeCase kDecodeCases[] = {
      "routes[0].table: 0 is not a routing table"},
     {"route_metric_type", C(R"({"routes": [{"destination": "0.0.0.0/0", "metric": true}]})"),
      "routes[0].metric: expected an integer, got boolean"},
+    {"neighbors", C(R"({"neighbors": [{"ip": "192.0.2.1", "mac": "02:00:00:00:00:01"},
+        {"ip": "2001:db8::1", "mac": "02:00:00:00:00:02"}]})"),
+     ""},
+    {"neighbors_not_list", C(R"({"neighbors": {"ip": "192.0.2.1"}})"),
+     "neighbors: expected a list, got object"},
+    {"neighbor_no_mac", C(R"({"neighbors": [{"ip": "192.0.2.1"}]})"),
+     "neighbors[0].mac: required field is missing"},
+    {"neighbor_unknown", C(R"({"neighbors": [{"ip": "192.0.2.1", "mac": "02:00:00:00:00:01",
+        "state": "reachable"}]})"),
+     "neighbors[0].state: unknown field"},
+    {"neighbor_cidr", C(R"({"neighbors": [{"ip": "192.0.2.1/24", "mac": "02:00:00:00:00:01"}]})"),
+     "neighbors[0].ip: \"192.0.2.1/24\" is not an IP address"},
+    {"neighbor_multicast_ip",
+     C(R"({"neighbors": [{"ip": "ff02::1", "mac": "02:00:00:00:00:01"}]})"),
+     "neighbors[0].ip: \"ff02::1\" is a multicast address"},
+    {"neighbor_unspecified", C(R"({"neighbors": [{"ip": "0.0.0.0", "mac": "02:00:00:00:00:01"}]})"),
+     "neighbors[0].ip: \"0.0.0.0\" is the unspecified address"},
+    {"neighbor_broadcast", C(R"({"neighbors": [{"ip": "255.255.255.255",
+        "mac": "02:00:00:00:00:01"}]})"),
+     "neighbors[0].ip: 255.255.255.255 is the broadcast address"},
+    {"neighbor_duplicate", C(R"({"neighbors": [{"ip": "2001:db8::1", "mac": "02:00:00:00:00:01"},
+        {"ip": "2001:DB8:0::1", "mac": "02:00:00:00:00:02"}]})"),
+     "neighbors[1].ip: duplicate neighbor 2001:DB8:0::1"},
+    {"neighbor_bad_mac", C(R"({"neighbors": [{"ip": "192.0.2.1", "mac": "02:00:00:00:00"}]})"),
+     "neighbors[0].mac: "},
+    {"neighbor_multicast_mac", C(R"({"neighbors": [{"ip": "192.0.2.1",
+        "mac": "01:00:5e:00:00:01"}]})"),
+     "neighbors[0].mac: \"01:00:5e:00:00:01\" is a multicast address (need unicast)"},
     {"ipam_not_object", C(R"({"ipam": "host-local"})"), "ipam: expected an object, got string"},
     {"ipam_no_type", C(R"({"ipam": {"subnet": "10.0.0.0/24"}})"),
      "ipam.type: required field is missing"},
@@ -520,7 +548,8 @@ TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
   for (const auto& [cfg, field] : std::vector<std::pair<json, std::string>>{
            {{{"interface", {{"mtu", 9000}}}}, "interface.mtu"},
            {{{"interface", {{"hardwareAddr", "02:00:00:00:00:01"}}}}, "interface.hardwareAddr"},
-           {{{"routes", {{{"destination", "198.51.100.0/24"}}}}}, "routes"}}) {
+           {{{"routes", {{{"destination", "198.51.100.0/24"}}}}}, "routes"},
+           {{{"neighbors", {{{"ip", "192.0.2.1"}, {"mac", "02:00:00:00:00:01"}}}}}, "neighbors"}}) {
     // From the class (which may set all of them), with a claim asking for a NAD.
     auto r = Resolve({ClassEntry(cfg), ClaimEntry({{"cni", nad}})}, Ctx());
     ASSERT_FALSE(r.ok()) << field;
@@ -542,6 +571,7 @@ TEST(ResolveTest, MultusAttachesSoNothingForTheInterfaceMayBeSet) {
            {{{"interface", {{"addresses", {"192.0.2.10/24"}}}}}, "interface.addresses"},
            {{{"ipam", {{"type", "host-local"}}}}, "ipam"},
            {{{"routes", {{{"destination", "198.51.100.0/24"}}}}}, "routes"},
+           {{{"neighbors", {{{"ip", "192.0.2.1"}, {"mac", "02:00:00:00:00:01"}}}}}, "neighbors"},
            {{{"cni", {{"networkAttachment", {{"name", "net"}}}}}}, "cni"}}) {
     auto r = Resolve({ClassEntry({{"attachedBy", "multus"}}), ClaimEntry(cfg)}, CniCtx());
     ASSERT_FALSE(r.ok()) << field;

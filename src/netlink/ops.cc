@@ -5,6 +5,7 @@
 #include <linux/if.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
+#include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <netlink/attr.h>
 #include <netlink/handlers.h>
@@ -394,6 +395,28 @@ absl::Status Batch::AddRoute(int oif, const RouteSpec& route) {
   ASSIGN_OR_RETURN(NlMsgPtr msg,
                    RouteMsg(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, oif, route, what));
   reqs_.push_back({std::move(msg), std::move(what), true});
+  return absl::OkStatus();
+}
+
+absl::Status Batch::AddNeighbor(int ifindex, const std::string& ip, const std::string& mac) {
+  std::string what = "add neighbor " + ip + " lladdr " + mac;
+  absl::StatusOr<IpAddr> dst = ParseIp(ip);
+  if (!dst.ok()) return Annotate(dst.status(), what);
+  absl::StatusOr<MacAddr> ll = ParseMac(mac);
+  if (!ll.ok()) return Annotate(ll.status(), what);
+  // NLM_F_REPLACE: what `ip neigh replace` sends, so a second attach (or an entry the kernel
+  // learnt first) ends with exactly this entry.
+  ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE));
+  ndmsg ndm{};
+  ndm.ndm_family = static_cast<unsigned char>(dst->family);
+  ndm.ndm_ifindex = ifindex;
+  ndm.ndm_state = NUD_PERMANENT;
+  ndm.ndm_type = RTN_UNICAST;
+  RETURN_IF_ERROR(AppendHeader(msg.get(), ndm));
+  RETURN_IF_ERROR(PutOk(nla_put(msg.get(), NDA_DST, Len(*dst), dst->bytes.data()), "NDA_DST"));
+  RETURN_IF_ERROR(PutOk(nla_put(msg.get(), NDA_LLADDR, static_cast<int>(ll->size()), ll->data()),
+                        "NDA_LLADDR"));
+  reqs_.push_back({std::move(msg), std::move(what), false});
   return absl::OkStatus();
 }
 

@@ -104,6 +104,9 @@ class Batch {
   absl::Status AddAddress(int ifindex, const std::string& cidr, uint32_t flags = 0);
   absl::Status SetLinkUp(int ifindex, bool up);
   absl::Status AddRoute(int oif, const RouteSpec& route);
+  // A permanent neighbour entry (ARP for IPv4, NDP for IPv6) on `ifindex`: `ip` is reached
+  // at `mac` without resolution. An entry for `ip` that exists is replaced.
+  absl::Status AddNeighbor(int ifindex, const std::string& ip, const std::string& mac);
   size_t size() const { return reqs_.size(); }
   absl::Status Send(NlSock& sock);
 
