@@ -2,8 +2,9 @@
 //
 // Attach, in the order the kernel makes cheapest (design.md "Budgets"):
 //   1. find the host device by its stable identity (state::DeviceIdentity);
-//   2. snapshot its host settings (name, MTU, MAC, up, addresses, routes) and hand the
-//      snapshot to `persist` BEFORE anything changes, so a crash can always restore it;
+//   2. snapshot its host settings (name, MTU, MAC, up, addresses, routes, per-interface
+//      sysctls) and hand the snapshot to `persist` BEFORE anything changes, so a crash can
+//      always restore it;
 //   3. one RTM_NEWLINK that carries IFLA_NET_NS_FD + the in-pod name + MTU + MAC;
 //   4. inside the pod netns (through a netlink socket opened there): IPv6 RA off and
 //      addr_gen_mode none for IPv4-only attachments, addresses (IFA_F_NODAD), link up, routes.

@@ -9,9 +9,12 @@
 
 #include <cctype>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
 #include <system_error>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "attach/attacher.h"
 #include "common/net_addr.h"
@@ -150,7 +153,17 @@ std::vector<std::string> GlobalAddresses(const std::vector<netlink::Address>& ad
   return out;
 }
 
-absl::StatusOr<state::HostSnapshot> TakeSnapshot(NlSock& sock, const LinkState& link) {
+// Runs `fn` in `ns`: on the calling thread when it is already there (the daemon's threads
+// are, for the host netns), else on a helper thread.
+absl::Status InNetns(const netns::Netns& ns, const std::function<absl::Status()>& fn) {
+  absl::StatusOr<netns::Netns> self = netns::Netns::Open("/proc/thread-self/ns/net");
+  if (self.ok() && self->SameAs(ns)) return fn();
+  return netns::RunIn(ns, fn);
+}
+
+// `sock` and `host` are the host netns's.
+absl::StatusOr<state::HostSnapshot> TakeSnapshot(NlSock& sock, const LinkState& link,
+                                                 const netns::Netns& host) {
   state::HostSnapshot snap;
   snap.ifname = link.name;
   snap.mtu = link.mtu;
@@ -173,6 +186,15 @@ absl::StatusOr<state::HostSnapshot> TakeSnapshot(NlSock& sock, const LinkState& 
     ir.scope = r.scope;
     snap.routes.push_back(std::move(ir));
   }
+  // The per-interface sysctls a netns round trip resets to the new namespace's defaults
+  // (the ones a NetworkConfig may set; a kernel without IPv6 has no ipv6 ones).
+  RETURN_IF_ERROR(InNetns(host, [&]() -> absl::Status {
+    for (const config::InterfaceSysctl& c : config::InterfaceSysctls()) {
+      absl::StatusOr<std::string> v = netlink::ReadInterfaceConf(link.name, c.family, c.key);
+      if (v.ok()) snap.sysctls[absl::StrCat(c.family, ".", c.key)] = *v;
+    }
+    return absl::OkStatus();
+  }));
   return snap;
 }
 
@@ -186,11 +208,19 @@ netlink::RouteSpec ToSpec(const state::IpRoute& r) {
   return s;
 }
 
-uint32_t AddrFlags(const std::string& cidr) {
+// No DAD unless `dad`: the address is ours by configuration, and a tentative address would
+// make the first second of the pod fail to bind.
+uint32_t AddrFlags(const std::string& cidr, bool dad = false) {
   absl::StatusOr<IpPrefix> c = ParseIpOrCidr(cidr);
-  // No DAD: the address is ours by configuration, and a tentative address would make the
-  // first seconds of the pod fail to bind.
-  return c.ok() && c->addr.family == AF_INET6 ? IFA_F_NODAD : 0;
+  return c.ok() && c->addr.family == AF_INET6 && !dad ? IFA_F_NODAD : 0;
+}
+
+// A NetworkConfig that sets ipv6.accept_dad to 1 or 2 asks for duplicate address detection
+// on its static addresses.
+bool WantsDad(const config::NetworkConfig& cfg) {
+  if (!cfg.interface.sysctls) return false;
+  auto it = cfg.interface.sysctls->find("ipv6.accept_dad");
+  return it != cfg.interface.sysctls->end() && it->second >= 1;
 }
 
 // ---- SR-IOV: settings the PF makes for a VF (NetworkConfig.sriov) -------------------------
@@ -293,10 +323,29 @@ absl::Status RestoreVf(NlSock& sock, const state::VfSnapshot& vf) {
   return Annotate(ApplyVf(sock, pf, cur, vf), "restore the VF's settings");
 }
 
+// Writes back each snapshot sysctl of `ifname` (in the calling thread's netns) whose value
+// differs. Only the names TakeSnapshot reads and integer values: the checkpoint is input too.
+// A name the kernel no longer has is skipped.
+absl::Status RestoreSysctlsHere(const std::string& ifname,
+                                const std::map<std::string, std::string>& sysctls) {
+  std::vector<netlink::InterfaceConf> conf;
+  for (const config::InterfaceSysctl& r : config::InterfaceSysctls()) {
+    auto it = sysctls.find(absl::StrCat(r.family, ".", r.key));
+    int64_t v = 0;
+    if (it == sysctls.end() || !absl::SimpleAtoi(it->second, &v)) continue;
+    const std::string& value = it->second;
+    netlink::InterfaceConf c{r.family, r.key, value, false};
+    absl::StatusOr<std::string> now = netlink::ReadInterfaceConf(ifname, c.family, c.key);
+    if (now.ok() && *now != value) conf.push_back(std::move(c));
+  }
+  return Annotate(netlink::SetInterfaceConfHere(ifname, conf), "restore sysctls of " + ifname);
+}
+
 // Brings `cur` (already in the host netns) back to `snap`: name, MTU, MAC, addresses, up,
 // routes. Best effort past the first failure, so one bad route does not leave the device
 // without its addresses; returns the first error.
-absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::HostSnapshot& snap) {
+absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::HostSnapshot& snap,
+                           const netns::Netns& host) {
   LinkChange c;
   bool change = false;
   if (!snap.ifname.empty() && cur.name != snap.ifname) {
@@ -321,6 +370,11 @@ absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::Host
   auto keep = [&first](absl::Status s) {
     if (first.ok() && !s.ok()) first = std::move(s);
   };
+  // Sysctls first: disable_ipv6 or accept_dad decide what the addresses do.
+  const std::string name = snap.ifname.empty() ? cur.name : snap.ifname;
+  if (!snap.sysctls.empty()) {
+    keep(InNetns(host, [&] { return RestoreSysctlsHere(name, snap.sysctls); }));
+  }
   for (const std::string& a : snap.addresses) {
     keep(netlink::AddAddress(sock, cur.ifindex, a, AddrFlags(a)));
   }
@@ -398,7 +452,7 @@ class NetlinkAttacher : public Attacher {
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
     std::optional<LinkState> dev = FindByIdentity(links, identity, nullptr);
     if (!dev.has_value()) return absl::NotFoundError(Describe(identity) + " not found on the host");
-    absl::StatusOr<state::HostSnapshot> snap = TakeSnapshot(host_sock, *dev);
+    absl::StatusOr<state::HostSnapshot> snap = TakeSnapshot(host_sock, *dev, *host_);
     if (!snap.ok()) return Annotate(snap.status(), "snapshot " + dev->name);
     return snap;
   }
@@ -410,7 +464,7 @@ class NetlinkAttacher : public Attacher {
     DetachHint hint{&host, ""};
     std::optional<LinkState> dev = FindByIdentity(links, identity, &hint);
     if (!dev.has_value()) return absl::NotFoundError(Describe(identity) + " is not on the host");
-    return RestoreOnHost(host_sock, *dev, host);
+    return RestoreOnHost(host_sock, *dev, host, *host_);
   }
 
   absl::StatusOr<bool> IsAttached(const std::string& netns_path,
@@ -467,7 +521,7 @@ class NetlinkAttacher : public Attacher {
     if (clash.ok()) return NameTaken(target, req.netns_path);
     if (!absl::IsNotFound(clash.status())) return clash.status();
 
-    absl::StatusOr<state::HostSnapshot> snap = TakeSnapshot(host_sock, *dev);
+    absl::StatusOr<state::HostSnapshot> snap = TakeSnapshot(host_sock, *dev, *host_);
     if (!snap.ok()) return Annotate(snap.status(), "snapshot " + dev->name);
     // sriov: the PF's settings for this VF join the snapshot before anything changes.
     std::optional<LinkState> pf;
@@ -610,11 +664,11 @@ class NetlinkAttacher : public Attacher {
     // One thread in the pod netns: the IPv6 sysctls of the new link (before it goes up), and
     // the pod's netlink socket.
     NlSock pod_sock;
-    const auto conf = Ipv6Conf(req);
+    const auto conf = PodConf(req);
     absl::Status in_pod_st = netns::RunIn(pod, [&]() -> absl::Status {
       if (created.ok()) {
         RETURN_IF_ERROR(
-            Annotate(netlink::SetIpv6ConfHere(target, conf), "set IPv6 sysctls of " + target));
+            Annotate(netlink::SetInterfaceConfHere(target, conf), "set sysctls of " + target));
       }
       ASSIGN_OR_RETURN(pod_sock, netlink::OpenRouteSocket());
       return absl::OkStatus();
@@ -671,17 +725,24 @@ class NetlinkAttacher : public Attacher {
   // Everything after the move, inside the pod netns.
   // Addresses are static: no router advertisements. An IPv4-only attachment gets no IPv6
   // link-local address either (addr_gen_mode 1 = none), set before the link goes up.
-  static std::vector<std::pair<std::string, std::string>> Ipv6Conf(const AttachRequest& req) {
+  // The pod interface's sysctls, written before it goes up: knd's IPv6 defaults (no RAs; no
+  // link-local for IPv4-only attachments), then interface.sysctls, which win.
+  static std::vector<netlink::InterfaceConf> PodConf(const AttachRequest& req) {
     const std::vector<std::string> addrs =
         req.config.interface.addresses.value_or(std::vector<std::string>{});
-    std::vector<std::pair<std::string, std::string>> conf = {{"accept_ra", "0"}};
+    std::vector<netlink::InterfaceConf> conf = {{"ipv6", "accept_ra", "0", false}};
     if (HasFamily(addrs, AF_INET) && !HasFamily(addrs, AF_INET6)) {
-      conf.emplace_back("addr_gen_mode", "1");
+      conf.push_back({"ipv6", "addr_gen_mode", "1", false});
+    }
+    for (const auto& [name, value] :
+         req.config.interface.sysctls.value_or(std::map<std::string, int64_t>{})) {
+      const size_t dot = name.find('.');
+      conf.push_back({name.substr(0, dot), name.substr(dot + 1), std::to_string(value), true});
     }
     return conf;
   }
 
-  // `ipv6_conf_done`: the caller wrote Ipv6Conf(req) already (AttachChild does it on the
+  // `ipv6_conf_done`: the caller wrote PodConf(req) already (AttachChild does it on the
   // thread that opens the pod socket, saving a thread per attach).
   absl::Status ConfigureInPod(const netns::Netns& pod, NlSock& sock, int ifindex,
                               const std::string& ifname, const AttachRequest& req,
@@ -689,16 +750,17 @@ class NetlinkAttacher : public Attacher {
     const config::InterfaceConfig& ic = req.config.interface;
     const std::vector<std::string> addrs = ic.addresses.value_or(std::vector<std::string>{});
     if (!ipv6_conf_done) {
-      RETURN_IF_ERROR(Annotate(netlink::SetIpv6Conf(pod, ifname, Ipv6Conf(req)),
-                               "set IPv6 sysctls of " + ifname));
+      RETURN_IF_ERROR(Annotate(netlink::SetInterfaceConf(pod, ifname, PodConf(req)),
+                               "set sysctls of " + ifname));
     }
     // One send: the kernel adds the addresses, sets the link up, adds the routes and the
     // permanent neighbours in this order (the routes' gateways need the addresses and the
     // link up). Neighbour entries need no restore: the kernel drops a device's entries when
     // it leaves the netns, and a child dies with its entries.
     netlink::Batch batch;
+    const bool dad = WantsDad(req.config);
     for (const std::string& a : addrs) {
-      RETURN_IF_ERROR(batch.AddAddress(ifindex, a, AddrFlags(a)));
+      RETURN_IF_ERROR(batch.AddAddress(ifindex, a, AddrFlags(a, dad)));
     }
     RETURN_IF_ERROR(batch.SetLinkUp(ifindex, true));
     for (const config::Route& r : req.config.routes.value_or(std::vector<config::Route>{})) {
@@ -779,7 +841,7 @@ class NetlinkAttacher : public Attacher {
     }
     // Even when the move message failed half-way (MTU/MAC after the move), the device is
     // home: restore the rest.
-    return RestoreOnHost(host_sock, *cur, snap);
+    return RestoreOnHost(host_sock, *cur, snap, *host_);
   }
 
   bool IsOurs(const LinkState& l, const AttachRequest& req) {
@@ -829,7 +891,7 @@ class NetlinkAttacher : public Attacher {
           (pod_exists ? " nor in pod netns " + netns_path + " as " + pod_ifname : "") +
           ": device was destroyed with the pod netns");
     }
-    return RestoreOnHost(host_sock, *dev, host);
+    return RestoreOnHost(host_sock, *dev, host, *host_);
   }
 
   absl::StatusOr<netns::Netns> host_;  // the netns of this process, captured at construction

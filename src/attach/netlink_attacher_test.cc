@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -111,6 +112,15 @@ std::vector<std::string> Neighbors(const std::string& ns, const std::string& dev
                             : "";
     out.push_back(n.value("dst", "") + " " + n.value("lladdr", "") + " " + state);
   }
+  return out;
+}
+
+// /proc/sys/net/<family>/conf/<dev>/<key> in `ns` ("" = the test thread's netns), no newline.
+std::string Conf(const std::string& ns, const std::string& family, const std::string& dev,
+                 const std::string& key) {
+  std::string out = Sh((ns.empty() ? "" : "ip netns exec " + ns + " ") + "cat /proc/sys/net/" +
+                       family + "/conf/" + dev + "/" + key);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
   return out;
 }
 
@@ -333,6 +343,105 @@ TEST_F(AttachTest, PermanentNeighborsAreInThePodAndLeaveWithIt) {
   ASSERT_TRUE(attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere).ok());
   ExpectHostRestored();
   EXPECT_THAT(Neighbors("", "h0"), ::testing::IsEmpty()) << "the pod's entries came home";
+}
+
+TEST_F(AttachTest, InterfaceSysctlsApplyInThePodAndTheHostValuesComeBack) {
+  // Host values unlike a new netns's defaults: a netns round trip would reset them.
+  SH("echo 2 > /proc/sys/net/ipv4/conf/h0/rp_filter");
+  SH("echo 1 > /proc/sys/net/ipv4/conf/h0/arp_ignore");
+  SH("echo 2 > /proc/sys/net/ipv4/conf/h0/arp_announce");
+  SH("echo 0 > /proc/sys/net/ipv6/conf/h0/autoconf");
+  AttachRequest req = Request({"192.0.2.10/24", "2001:db8::10/64"}, {});
+  req.config.interface.sysctls = std::map<std::string, int64_t>{
+      {"ipv4.rp_filter", 1}, {"ipv4.arp_ignore", 2}, {"ipv6.accept_ra", 2}, {"ipv6.hop_limit", 32}};
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ(Conf(pod_name_, "ipv4", "net-rdma0", "rp_filter"), "1");
+  EXPECT_EQ(Conf(pod_name_, "ipv4", "net-rdma0", "arp_ignore"), "2");
+  // interface.sysctls wins over knd's own default (accept_ra 0).
+  EXPECT_EQ(Conf(pod_name_, "ipv6", "net-rdma0", "accept_ra"), "2");
+  EXPECT_EQ(Conf(pod_name_, "ipv6", "net-rdma0", "hop_limit"), "32");
+  // What the claim did not set is the pod netns's default, not the host's value.
+  EXPECT_EQ(Conf(pod_name_, "ipv4", "net-rdma0", "arp_announce"),
+            Conf(pod_name_, "ipv4", "default", "arp_announce"));
+  // The snapshot holds the host values, so a restart can restore them too.
+  EXPECT_EQ(snap_.sysctls["ipv4.rp_filter"], "2");
+  EXPECT_EQ(snap_.sysctls["ipv4.arp_ignore"], "1");
+  EXPECT_EQ(snap_.sysctls["ipv4.arp_announce"], "2");
+  EXPECT_EQ(snap_.sysctls["ipv6.autoconf"], "0");
+
+  ASSERT_TRUE(attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere).ok());
+  ExpectHostRestored();
+  EXPECT_EQ(Conf("", "ipv4", "h0", "rp_filter"), "2");
+  EXPECT_EQ(Conf("", "ipv4", "h0", "arp_ignore"), "1");
+  EXPECT_EQ(Conf("", "ipv4", "h0", "arp_announce"), "2");
+  EXPECT_EQ(Conf("", "ipv6", "h0", "autoconf"), "0");
+  EXPECT_EQ(Conf("", "ipv6", "h0", "accept_ra"), snap_.sysctls["ipv6.accept_ra"]);
+}
+
+// The address flags ("tentative", "nodad", ...) of `cidr` on `link`; null when absent.
+json AddrInfo(const json& link, const std::string& cidr) {
+  if (link.is_null() || !link.contains("addr_info")) return json();
+  for (const auto& a : link["addr_info"]) {
+    if (a.value("local", "") + "/" + std::to_string(a.value("prefixlen", 0)) == cidr) return a;
+  }
+  return json();
+}
+
+TEST_F(AttachTest, Ipv6OnlyAttachmentWithRoutesHasNoDadByDefault) {
+  AttachRequest req =
+      Request({"2001:db8::10/64"},
+              {MakeRoute("2001:db8:1::/48", "2001:db8::1"), MakeRoute("::/0", "2001:db8::1", 100),
+               MakeRoute("2001:db8:2::/64", {})},
+              "net0");
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_THAT(res->ips, ElementsAre("2001:db8::10/64"));
+  json l = Link(pod_name_, "net0");
+  ASSERT_FALSE(l.is_null());
+  EXPECT_TRUE(IsUp(l));
+  EXPECT_THAT(Addrs(l, "inet", ""), ::testing::IsEmpty());
+  EXPECT_THAT(Addrs(l, "inet6"), ElementsAre("2001:db8::10/64"));
+  // IPv6-only keeps its link-local: neighbour discovery for the gateway needs it.
+  EXPECT_EQ(Addrs(l, "inet6", "link").size(), 1u);
+  // Usable at once: not tentative (knd adds static addresses with NODAD).
+  json a = AddrInfo(l, "2001:db8::10/64");
+  EXPECT_FALSE(a.value("tentative", false)) << a.dump();
+  EXPECT_THAT(Routes(pod_name_, "-6", "net0"),
+              UnorderedElementsAre("2001:db8:1::/48 via 2001:db8::1", "default via 2001:db8::1",
+                                   "2001:db8:2::/64"));
+  json d = IpJson("-n " + pod_name_ + " -6 route show default");
+  ASSERT_TRUE(d.is_array() && d.size() == 1) << d.dump();
+  EXPECT_EQ(d[0].value("metric", 0), 100);
+  ASSERT_TRUE(attacher_->Detach(id_, snap_, pod_path_, "net0", kWhere).ok());
+  ExpectHostRestored();
+  EXPECT_THAT(Routes("", "-6", "h0"), ::testing::IsEmpty()) << "the pod's routes came home";
+}
+
+TEST_F(AttachTest, AcceptDadAsksForDuplicateAddressDetection) {
+  // 255 probes keep the address tentative for minutes: no race with the check below.
+  AttachRequest req = Request({"2001:db8::10/64"}, {}, "net0");
+  req.config.interface.sysctls =
+      std::map<std::string, int64_t>{{"ipv6.accept_dad", 1}, {"ipv6.dad_transmits", 255}};
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  json a = AddrInfo(Link(pod_name_, "net0"), "2001:db8::10/64");
+  ASSERT_FALSE(a.is_null());
+  EXPECT_TRUE(a.value("tentative", false)) << a.dump();
+  ASSERT_TRUE(attacher_->Detach(id_, snap_, pod_path_, "net0", kWhere).ok());
+  ExpectHostRestored();
+}
+
+TEST_F(AttachTest, RestoreAfterARestartWritesThePersistedSysctls) {
+  // The device came back to the host by itself (pod netns deleted), with the node netns's
+  // defaults; the persisted snapshot brings back what the host had.
+  state::HostSnapshot s = Snapshot();
+  s.sysctls = {{"ipv4.rp_filter", "2"}, {"ipv4.arp_ignore", "1"}};
+  ASSERT_EQ(Conf("", "ipv4", "h0", "arp_ignore"), "0");
+  ASSERT_TRUE(attacher_->Restore(id_, s).ok());
+  EXPECT_EQ(Conf("", "ipv4", "h0", "rp_filter"), "2");
+  EXPECT_EQ(Conf("", "ipv4", "h0", "arp_ignore"), "1");
+  ExpectHostRestored();
 }
 
 TEST_F(AttachTest, NeighborOfAFamilyWithoutAddressStillApplies) {
@@ -629,6 +738,19 @@ TEST_F(ChildAttachTest, ChildGetsItsPermanentNeighbors) {
               UnorderedElementsAre("192.0.2.1 02:00:00:00:aa:01 PERMANENT"));
   ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
   EXPECT_THAT(Neighbors("", "h0"), ::testing::IsEmpty());
+}
+
+TEST_F(ChildAttachTest, ChildGetsItsSysctlsAndTheParentKeepsItsOwn) {
+  SH("echo 2 > /proc/sys/net/ipv4/conf/h0/rp_filter");
+  AttachRequest req = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:01", {"192.0.2.10/24"}, {});
+  req.config.interface.sysctls =
+      std::map<std::string, int64_t>{{"ipv4.rp_filter", 0}, {"ipv4.arp_notify", 1}};
+  auto res = attacher_->AttachChild(req, PersistChild());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ(Conf(pod_name_, "ipv4", "net1", "rp_filter"), "0");
+  EXPECT_EQ(Conf(pod_name_, "ipv4", "net1", "arp_notify"), "1");
+  EXPECT_EQ(Conf("", "ipv4", "h0", "rp_filter"), "2") << "the parent's sysctls are the host's";
+  ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
 }
 
 TEST_F(ChildAttachTest, ChildrenOfOneParentInTwoPodsAndRepeatedHooks) {

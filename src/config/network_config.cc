@@ -122,6 +122,28 @@ absl::StatusOr<uint32_t> GetUint32(const json& j, const std::string& path, std::
 
 // ---- value checks -------------------------------------------------------------------------
 
+}  // namespace
+
+const std::vector<InterfaceSysctl>& InterfaceSysctls() {
+  // Values from the kernel's Documentation/networking/ip-sysctl.rst. Nothing outside the
+  // interface's own conf directory: a pod netns's global knobs are the runtime's business.
+  static const std::vector<InterfaceSysctl> k = {
+      {"ipv4", "accept_local", 0, 1},     {"ipv4", "accept_redirects", 0, 1},
+      {"ipv4", "arp_accept", 0, 2},       {"ipv4", "arp_announce", 0, 2},
+      {"ipv4", "arp_filter", 0, 1},       {"ipv4", "arp_ignore", 0, 8},
+      {"ipv4", "arp_notify", 0, 1},       {"ipv4", "forwarding", 0, 1, false},
+      {"ipv4", "proxy_arp", 0, 1, false}, {"ipv4", "rp_filter", 0, 2},
+      {"ipv4", "send_redirects", 0, 1},   {"ipv6", "accept_dad", 0, 2},
+      {"ipv6", "accept_ra", 0, 2},        {"ipv6", "accept_redirects", 0, 1},
+      {"ipv6", "autoconf", 0, 1},         {"ipv6", "dad_transmits", 0, 255},
+      {"ipv6", "disable_ipv6", 0, 1},     {"ipv6", "forwarding", 0, 1, false},
+      {"ipv6", "hop_limit", 1, 255},      {"ipv6", "use_tempaddr", -1, 2},
+  };
+  return k;
+}
+
+namespace {
+
 std::string FamilyName(int family) { return family == AF_INET ? "IPv4" : "IPv6"; }
 
 bool IsUnspecified(const IpAddr& ip) {
@@ -261,6 +283,28 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
   if (itf.hardware_addr) {
     if (auto why = InvalidMac(*itf.hardware_addr))
       return Bad(where, "interface.hardwareAddr", *why);
+  }
+  if (itf.sysctls) {
+    for (const auto& [name, value] : *itf.sysctls) {
+      const std::string path = "interface.sysctls." + name;
+      const InterfaceSysctl* rule = nullptr;
+      std::vector<std::string> allowed;
+      const std::string family = name.substr(0, name.find('.'));
+      for (const InterfaceSysctl& r : InterfaceSysctls()) {
+        if (family != r.family) continue;
+        allowed.push_back(r.key);
+        if (name == absl::StrCat(r.family, ".", r.key)) rule = &r;
+      }
+      if (rule == nullptr) {
+        return Bad(where, path,
+                   absl::StrCat("not a per-interface sysctl knd sets (", family, ": ",
+                                absl::StrJoin(allowed, ", "), ")"));
+      }
+      if (value < rule->min || value > rule->max) {
+        return Bad(where, path,
+                   absl::StrCat(value, " is out of range ", rule->min, "..", rule->max));
+      }
+    }
   }
   if (itf.addresses) {
     if (itf.addresses->size() > kMaxAddresses) {
@@ -539,6 +583,16 @@ absl::Status CheckPrivileges(const NetworkConfig& cfg, Source source, const Cont
     return Bad(where, "interface.hardwareAddr",
                "may only be set in a DeviceClass config, not in a claim");
   }
+  if (cfg.interface.sysctls) {
+    for (const InterfaceSysctl& r : InterfaceSysctls()) {
+      const std::string name = absl::StrCat(r.family, ".", r.key);
+      if (!r.claim && cfg.interface.sysctls->count(name) != 0) {
+        return Bad(where, "interface.sysctls." + name,
+                   "may only be set in a DeviceClass config, not in a claim (the pod would "
+                   "answer or route for other hosts on the NIC's network)");
+      }
+    }
+  }
   if (cfg.child) {
     return Bad(where, "child",
                "may only be set in a DeviceClass config, not in a claim (the child's type, mode "
@@ -625,8 +679,8 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
   }
   if (auto it = p.find("interface"); it != p.end()) {
     RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "interface", where));
-    RETURN_IF_ERROR(
-        CheckKeys(*it, {"name", "mtu", "hardwareAddr", "addresses"}, "interface", where));
+    RETURN_IF_ERROR(CheckKeys(*it, {"name", "mtu", "hardwareAddr", "addresses", "sysctls"},
+                              "interface", where));
     if (auto f = it->find("name"); f != it->end()) {
       ASSIGN_OR_RETURN(cfg.interface.name, GetString(*f, "interface.name", where));
     }
@@ -645,6 +699,24 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
         addrs.push_back(std::move(a));
       }
       cfg.interface.addresses = std::move(addrs);
+    }
+    if (auto f = it->find("sysctls"); f != it->end()) {
+      RETURN_IF_ERROR(ExpectType(*f, json::value_t::object, "interface.sysctls", where));
+      RETURN_IF_ERROR(CheckKeys(*f, {"ipv4", "ipv6"}, "interface.sysctls", where));
+      std::map<std::string, int64_t> sysctls;
+      for (const auto& [family, keys] : f->items()) {
+        const std::string fpath = "interface.sysctls." + family;
+        RETURN_IF_ERROR(ExpectType(keys, json::value_t::object, fpath, where));
+        for (const auto& [key, value] : keys.items()) {
+          const std::string path = fpath + "." + key;
+          RETURN_IF_ERROR(ExpectType(value, json::value_t::number_integer, path, where));
+          if (value.is_number_unsigned() && value.get<uint64_t>() > 0x7fffffffULL) {
+            return Bad(where, path, absl::StrCat(value.get<uint64_t>(), " is out of range"));
+          }
+          sysctls[family + "." + key] = value.get<int64_t>();
+        }
+      }
+      cfg.interface.sysctls = std::move(sysctls);
     }
   }
   if (auto it = p.find("ipam"); it != p.end()) {
@@ -780,6 +852,13 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
   if (over.interface.mtu) out.interface.mtu = over.interface.mtu;
   if (over.interface.hardware_addr) out.interface.hardware_addr = over.interface.hardware_addr;
   if (over.interface.addresses) out.interface.addresses = over.interface.addresses;
+  if (over.interface.sysctls) {
+    // Key by key: a class may set rp_filter and its claim arp_ignore.
+    std::map<std::string, int64_t> m =
+        base.interface.sysctls.value_or(std::map<std::string, int64_t>{});
+    for (const auto& [k, v] : *over.interface.sysctls) m[k] = v;
+    out.interface.sysctls = std::move(m);
+  }
   if (over.ipam) out.ipam = over.ipam;
   if (over.routes) out.routes = over.routes;
   if (over.neighbors) out.neighbors = over.neighbors;
@@ -818,6 +897,7 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
                         : ic.mtu                                   ? "interface.mtu"
                         : ic.hardware_addr                         ? "interface.hardwareAddr"
                         : ic.addresses && !ic.addresses->empty()   ? "interface.addresses"
+                        : ic.sysctls && !ic.sysctls->empty()       ? "interface.sysctls"
                         : cfg.ipam                                 ? "ipam"
                         : cfg.routes && !cfg.routes->empty()       ? "routes"
                         : cfg.neighbors && !cfg.neighbors->empty() ? "neighbors"
@@ -829,6 +909,30 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
       return Bad(where, "attachedBy",
                  absl::StrCat("\"multus\" cannot be combined with ", field,
                               " (Multus and the NAD's plugins configure the interface)"));
+    }
+  }
+  if (cfg.interface.sysctls) {
+    // IPv6 off and IPv6 configuration: the kernel would refuse the addresses at attach time.
+    auto off = cfg.interface.sysctls->find("ipv6.disable_ipv6");
+    if (off != cfg.interface.sysctls->end() && off->second == 1) {
+      auto v6 = [](const std::string& s) {
+        absl::StatusOr<IpPrefix> p = ParseIpOrCidr(s);
+        return p.ok() && p->addr.family == AF_INET6;
+      };
+      std::string what;
+      for (const std::string& a : cfg.interface.addresses.value_or(std::vector<std::string>{})) {
+        if (what.empty() && v6(a)) what = "interface.addresses has " + a;
+      }
+      for (const Route& r : cfg.routes.value_or(std::vector<Route>{})) {
+        if (what.empty() && v6(r.destination)) what = "routes has " + r.destination;
+      }
+      for (const Neighbor& n : cfg.neighbors.value_or(std::vector<Neighbor>{})) {
+        if (what.empty() && v6(n.ip)) what = "neighbors has " + n.ip;
+      }
+      if (!what.empty()) {
+        return Bad(where, "interface.sysctls.ipv6.disable_ipv6",
+                   "1 turns IPv6 off on the interface, but " + what);
+      }
     }
   }
   if (cfg.cni && cfg.child) {
@@ -874,6 +978,11 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
       return Bad(where, "cni",
                  "cannot be combined with neighbors (knd would not add them after the plugins "
                  "ran)");
+    }
+    if (cfg.interface.sysctls && !cfg.interface.sysctls->empty()) {
+      return Bad(where, "cni",
+                 "cannot be combined with interface.sysctls (set them with the tuning "
+                 "plugin's sysctl in the CNI config)");
     }
   }
   return absl::OkStatus();
@@ -923,6 +1032,14 @@ json ToJson(const NetworkConfig& cfg) {
   if (cfg.interface.mtu) itf["mtu"] = *cfg.interface.mtu;
   if (cfg.interface.hardware_addr) itf["hardwareAddr"] = *cfg.interface.hardware_addr;
   if (cfg.interface.addresses) itf["addresses"] = *cfg.interface.addresses;
+  if (cfg.interface.sysctls) {
+    json sc = json::object();
+    for (const auto& [name, value] : *cfg.interface.sysctls) {
+      const size_t dot = name.find('.');
+      sc[name.substr(0, dot)][name.substr(dot + 1)] = value;
+    }
+    itf["sysctls"] = std::move(sc);
+  }
   if (!itf.empty()) j["interface"] = std::move(itf);
   if (cfg.ipam) j["ipam"] = *cfg.ipam;
   if (cfg.routes) {

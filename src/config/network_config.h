@@ -7,6 +7,7 @@
 // over an inherited one, which is why every field is std::optional.
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -44,8 +45,25 @@ struct InterfaceConfig {
   std::optional<uint32_t> mtu;                        // 68..65535
   std::optional<std::string> hardware_addr;           // class-only knob (unicast MAC)
   std::optional<std::vector<std::string>> addresses;  // CIDRs, v4 and/or v6
+  // Per-interface sysctls in the pod netns, "ipv4.rp_filter" -> 2 (see InterfaceSysctls()).
+  std::optional<std::map<std::string, int64_t>> sysctls;
   bool operator==(const InterfaceConfig&) const = default;
 };
+
+// A per-interface sysctl, /proc/sys/net/<family>/conf/<ifname>/<key>, that a NetworkConfig
+// may set (interface.sysctls) and that knd brings back when a device returns to the host
+// (a netns round trip resets a device's per-interface sysctls to the namespace defaults).
+// [min, max] is the range the kernel gives meaning to.
+struct InterfaceSysctl {
+  const char* family;  // "ipv4" or "ipv6"
+  const char* key;
+  int64_t min;
+  int64_t max;
+  // False: DeviceClass only. Forwarding and proxy ARP make the pod answer or route for other
+  // hosts on the NIC's network, which is the node admin's choice like a MAC is.
+  bool claim = true;
+};
+const std::vector<InterfaceSysctl>& InterfaceSysctls();
 
 // Settings of an SR-IOV VF that only its PF can make (`sriov`; class-only: a VLAN or a MAC is a
 // tenancy boundary that a namespace user must not choose). Applied through the PF's netlink

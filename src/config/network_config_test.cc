@@ -186,6 +186,25 @@ const DecodeCase kDecodeCases[] = {
     {"neighbor_multicast_mac", C(R"({"neighbors": [{"ip": "192.0.2.1",
         "mac": "01:00:5e:00:00:01"}]})"),
      "neighbors[0].mac: \"01:00:5e:00:00:01\" is a multicast address (need unicast)"},
+    {"sysctls", C(R"({"interface": {"sysctls": {"ipv4": {"rp_filter": 2, "arp_ignore": 1},
+        "ipv6": {"accept_dad": 0, "use_tempaddr": -1}}}})"),
+     ""},
+    {"sysctls_family", C(R"({"interface": {"sysctls": {"ipv5": {"rp_filter": 2}}}})"),
+     "interface.sysctls.ipv5: unknown field"},
+    {"sysctls_not_interface", C(R"({"interface": {"sysctls": {"ipv4": {"ip_forward": 1}}}})"),
+     "interface.sysctls.ipv4.ip_forward: not a per-interface sysctl knd sets (ipv4: "
+     "accept_local, accept_redirects, arp_accept"},
+    {"sysctls_path", C(R"({"interface": {"sysctls": {"ipv4": {"../../ipv4/ip_forward": 1}}}})"),
+     "interface.sysctls.ipv4.../../ipv4/ip_forward: not a per-interface sysctl knd sets"},
+    {"sysctls_range", C(R"({"interface": {"sysctls": {"ipv4": {"rp_filter": 3}}}})"),
+     "interface.sysctls.ipv4.rp_filter: 3 is out of range 0..2"},
+    {"sysctls_string", C(R"({"interface": {"sysctls": {"ipv6": {"accept_ra": "0"}}}})"),
+     "interface.sysctls.ipv6.accept_ra: expected an integer, got string"},
+    {"sysctls_huge",
+     C(R"({"interface": {"sysctls": {"ipv6": {"hop_limit": 18446744073709551615}}}})"),
+     "interface.sysctls.ipv6.hop_limit: 18446744073709551615 is out of range"},
+    {"sysctls_flat", C(R"({"interface": {"sysctls": {"ipv4": 1}}})"),
+     "interface.sysctls.ipv4: expected an object, got integer"},
     {"ipam_not_object", C(R"({"ipam": "host-local"})"), "ipam: expected an object, got string"},
     {"ipam_no_type", C(R"({"ipam": {"subnet": "10.0.0.0/24"}})"),
      "ipam.type: required field is missing"},
@@ -299,6 +318,14 @@ INSTANTIATE_TEST_SUITE_P(
         PrivilegeCase{"sriov_vlan",
                       {{"sriov", {{"vlan", 100}}}},
                       "sriov: may only be set in a DeviceClass config, not in a claim"},
+        PrivilegeCase{"sysctl_forwarding",
+                      {{"interface", {{"sysctls", {{"ipv6", {{"forwarding", 1}}}}}}}},
+                      "interface.sysctls.ipv6.forwarding: may only be set in a DeviceClass "
+                      "config, not in a claim"},
+        PrivilegeCase{"sysctl_proxy_arp",
+                      {{"interface", {{"sysctls", {{"ipv4", {{"proxy_arp", 1}}}}}}}},
+                      "interface.sysctls.ipv4.proxy_arp: may only be set in a DeviceClass "
+                      "config, not in a claim"},
         PrivilegeCase{"table",
                       {{"routes", {{{"destination", "0.0.0.0/0"}, {"table", 100}}}}},
                       "routes[0].table: table 100 may only be set in a DeviceClass config"},
@@ -463,6 +490,37 @@ TEST(ResolveTest, ChildMergesFieldByFieldAndTheClaimAddsAddresses) {
               HasSubstr("child: cannot be combined with sriov"));
 }
 
+TEST(ResolveTest, SysctlsMergeKeyByKeyAndIpv6OffRefusesIpv6Settings) {
+  auto got = Resolve(
+      {ClassEntry(
+           {{"interface", {{"sysctls", {{"ipv4", {{"rp_filter", 2}, {"arp_ignore", 1}}}}}}}}),
+       ClaimEntry({{"interface", {{"sysctls", {{"ipv4", {{"arp_ignore", 2}}}}}}}})},
+      Ctx());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->interface.sysctls,
+            (std::map<std::string, int64_t>{{"ipv4.arp_ignore", 2}, {"ipv4.rp_filter", 2}}));
+  for (const auto& [cfg, what] : std::vector<std::pair<json, std::string>>{
+           {{{"interface", {{"addresses", {"192.0.2.10/24", "2001:db8::10/64"}}}}},
+            "interface.addresses has 2001:db8::10/64"},
+           {{{"routes", {{{"destination", "::/0"}}}}}, "routes has ::/0"},
+           {{{"neighbors", {{{"ip", "2001:db8::1"}, {"mac", "02:00:00:00:00:01"}}}}},
+            "neighbors has 2001:db8::1"}}) {
+    auto r = Resolve({ClassEntry({{"interface", {{"sysctls", {{"ipv6", {{"disable_ipv6", 1}}}}}}}}),
+                      ClaimEntry(cfg)},
+                     Ctx());
+    ASSERT_FALSE(r.ok()) << what;
+    EXPECT_EQ(std::string(r.status().message()),
+              "claim team-a/rdma request \"nic\": interface.sysctls.ipv6.disable_ipv6: 1 turns "
+              "IPv6 off on the interface, but " +
+                  what);
+  }
+  auto v4 = Resolve({ClaimEntry({{"interface",
+                                  {{"addresses", {"192.0.2.10/24"}},
+                                   {"sysctls", {{"ipv6", {{"disable_ipv6", 1}}}}}}}})},
+                    Ctx());
+  EXPECT_TRUE(v4.ok()) << v4.status();
+}
+
 TEST(ResolveTest, ClaimCniAndIpamAreTheNodesToAllow) {
   const json conflist = {{"cniVersion", "1.0.0"},
                          {"name", "n"},
@@ -549,7 +607,8 @@ TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
            {{{"interface", {{"mtu", 9000}}}}, "interface.mtu"},
            {{{"interface", {{"hardwareAddr", "02:00:00:00:00:01"}}}}, "interface.hardwareAddr"},
            {{{"routes", {{{"destination", "198.51.100.0/24"}}}}}, "routes"},
-           {{{"neighbors", {{{"ip", "192.0.2.1"}, {"mac", "02:00:00:00:00:01"}}}}}, "neighbors"}}) {
+           {{{"neighbors", {{{"ip", "192.0.2.1"}, {"mac", "02:00:00:00:00:01"}}}}}, "neighbors"},
+           {{{"interface", {{"sysctls", {{"ipv4", {{"rp_filter", 2}}}}}}}}, "interface.sysctls"}}) {
     // From the class (which may set all of them), with a claim asking for a NAD.
     auto r = Resolve({ClassEntry(cfg), ClaimEntry({{"cni", nad}})}, Ctx());
     ASSERT_FALSE(r.ok()) << field;
@@ -572,6 +631,7 @@ TEST(ResolveTest, MultusAttachesSoNothingForTheInterfaceMayBeSet) {
            {{{"ipam", {{"type", "host-local"}}}}, "ipam"},
            {{{"routes", {{{"destination", "198.51.100.0/24"}}}}}, "routes"},
            {{{"neighbors", {{{"ip", "192.0.2.1"}, {"mac", "02:00:00:00:00:01"}}}}}, "neighbors"},
+           {{{"interface", {{"sysctls", {{"ipv4", {{"rp_filter", 2}}}}}}}}, "interface.sysctls"},
            {{{"cni", {{"networkAttachment", {{"name", "net"}}}}}}, "cni"}}) {
     auto r = Resolve({ClassEntry({{"attachedBy", "multus"}}), ClaimEntry(cfg)}, CniCtx());
     ASSERT_FALSE(r.ok()) << field;

@@ -515,26 +515,68 @@ absl::Status WriteSysctl(const std::string& path, const std::string& value) {
   return absl::OkStatus();
 }
 
-absl::Status SetIpv6ConfHere(const std::string& ifname,
-                             const std::vector<std::pair<std::string, std::string>>& settings) {
-  if (ifname.empty() || ifname.find('/') != std::string::npos || ifname == "." || ifname == "..") {
-    return absl::InvalidArgumentError("ipv6 sysctl: bad interface name \"" + ifname + "\"");
-  }
-  const std::string dir = "/proc/sys/net/ipv6/conf/" + ifname;
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0) {
-    if (errno == ENOENT) return absl::OkStatus();  // IPv6 disabled in this kernel/netns
-    return ErrnoStatus("stat " + dir);
-  }
-  for (const auto& [key, value] : settings) {
-    RETURN_IF_ERROR(WriteSysctl(dir + "/" + key, value));
+namespace {
+
+absl::Status CheckConfName(const std::string& what, const std::string& s) {
+  if (s.empty() || s.find('/') != std::string::npos || s == "." || s == "..") {
+    return absl::InvalidArgumentError("sysctl: bad " + what + " \"" + s + "\"");
   }
   return absl::OkStatus();
 }
 
-absl::Status SetIpv6Conf(const netns::Netns& ns, const std::string& ifname,
-                         const std::vector<std::pair<std::string, std::string>>& settings) {
-  return netns::RunIn(ns, [&] { return SetIpv6ConfHere(ifname, settings); });
+std::string ConfDir(const std::string& family, const std::string& ifname) {
+  return "/proc/sys/net/" + family + "/conf/" + ifname;
+}
+
+}  // namespace
+
+absl::Status SetInterfaceConfHere(const std::string& ifname,
+                                  const std::vector<InterfaceConf>& settings) {
+  RETURN_IF_ERROR(CheckConfName("interface name", ifname));
+  std::optional<bool> have_ipv6;
+  for (const InterfaceConf& c : settings) {
+    RETURN_IF_ERROR(CheckConfName("family", c.family));
+    RETURN_IF_ERROR(CheckConfName("key", c.key));
+    const std::string dir = ConfDir(c.family, ifname);
+    if (c.family == "ipv6" && !have_ipv6.has_value()) {
+      struct stat st {};
+      const bool found = ::stat(dir.c_str(), &st) == 0;
+      if (!found && errno != ENOENT) return ErrnoStatus("stat " + dir);
+      have_ipv6 = found;
+    }
+    if (c.family == "ipv6" && !*have_ipv6) {
+      if (!c.required) continue;  // IPv6 disabled in this kernel/netns
+      return absl::FailedPreconditionError("set ipv6 " + c.key + " of " + ifname +
+                                           ": the network namespace has no IPv6 (" + dir +
+                                           " does not exist)");
+    }
+    RETURN_IF_ERROR(WriteSysctl(dir + "/" + c.key, c.value));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetInterfaceConf(const netns::Netns& ns, const std::string& ifname,
+                              const std::vector<InterfaceConf>& settings) {
+  return netns::RunIn(ns, [&] { return SetInterfaceConfHere(ifname, settings); });
+}
+
+absl::StatusOr<std::string> ReadInterfaceConf(const std::string& ifname, const std::string& family,
+                                              const std::string& key) {
+  RETURN_IF_ERROR(CheckConfName("interface name", ifname));
+  RETURN_IF_ERROR(CheckConfName("family", family));
+  RETURN_IF_ERROR(CheckConfName("key", key));
+  const std::string path = ConfDir(family, ifname) + "/" + key;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return absl::NotFoundError(path + " does not exist");
+    return ErrnoStatus("open " + path);
+  }
+  char buf[64];
+  ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+  if (n < 0) return ErrnoStatus("read " + path);
+  std::string v(buf, static_cast<size_t>(n));
+  while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
+  return v;
 }
 
 }  // namespace knd::netlink

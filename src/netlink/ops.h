@@ -124,13 +124,26 @@ absl::Status DelRoute(NlSock& sock, int oif, const RouteSpec& route);
 // Writes `value` to a /proc/sys file. /proc/sys/net is per network namespace *of the thread
 // that opens it*: call this from inside netns::RunIn() for another namespace.
 absl::Status WriteSysctl(const std::string& path, const std::string& value);
-// Writes /proc/sys/net/ipv6/conf/<ifname>/<key> = value for each pair, on one helper thread
-// inside `ns`. A kernel without IPv6 (no conf directory) is not an error.
-absl::Status SetIpv6Conf(const netns::Netns& ns, const std::string& ifname,
-                         const std::vector<std::pair<std::string, std::string>>& settings);
-// The same in the calling thread's namespace (from inside netns::RunIn()).
-absl::Status SetIpv6ConfHere(const std::string& ifname,
-                             const std::vector<std::pair<std::string, std::string>>& settings);
+// One per-interface sysctl, /proc/sys/net/<family>/conf/<ifname>/<key>.
+struct InterfaceConf {
+  std::string family;  // "ipv4" or "ipv6"
+  std::string key;
+  std::string value;
+  // knd's own defaults (IPv6 RA off, ...) are skipped where the kernel or the netns has no
+  // IPv6; what a NetworkConfig asked for is an error there.
+  bool required = true;
+};
+// Writes each setting in order, in the calling thread's netns (call it from inside
+// netns::RunIn() for another namespace). `ifname` must be a plain interface name.
+absl::Status SetInterfaceConfHere(const std::string& ifname,
+                                  const std::vector<InterfaceConf>& settings);
+// The same on one helper thread inside `ns`.
+absl::Status SetInterfaceConf(const netns::Netns& ns, const std::string& ifname,
+                              const std::vector<InterfaceConf>& settings);
+// The value (without the newline) of /proc/sys/net/<family>/conf/<ifname>/<key> in the
+// calling thread's netns; NotFound when the file does not exist.
+absl::StatusOr<std::string> ReadInterfaceConf(const std::string& ifname, const std::string& family,
+                                              const std::string& key);
 
 // The text forms of addresses (ParseIpOrCidr, FormatCidr, ParseMac, ...) are common/net_addr.h.
 

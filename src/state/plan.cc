@@ -76,6 +76,11 @@ DevicePlan DeviceFromJson(const json& j) {
     h.up = it->value("up", false);
     h.addresses = it->value("addresses", std::vector<std::string>());
     for (const auto& r : it->value("routes", json::array())) h.routes.push_back(RouteFromJson(r));
+    if (auto sc = it->find("sysctls"); sc != it->end() && sc->is_object()) {
+      for (const auto& [k, v] : sc->items()) {
+        if (v.is_string()) h.sysctls[k] = v.get<std::string>();
+      }
+    }
     if (auto v = it->find("vf"); v != it->end() && v->is_object()) {
       VfSnapshot vf;
       vf.pf_pci = v->value("pfPciAddress", std::string());
@@ -162,6 +167,7 @@ json ToJson(const ClaimPlan& plan) {
                     {"up", d.host->up},
                     {"addresses", d.host->addresses},
                     {"routes", routes}};
+      if (!d.host->sysctls.empty()) jd["host"]["sysctls"] = d.host->sysctls;
       if (const std::optional<VfSnapshot>& vf = d.host->vf) {
         json jv = {{"pfPciAddress", vf->pf_pci},
                    {"index", vf->index},

@@ -73,7 +73,10 @@ struct HostSnapshot {
   bool up = false;
   std::vector<std::string> addresses;  // CIDRs
   std::vector<IpRoute> routes;         // routes through this device (main and other tables)
-  std::optional<VfSnapshot> vf;        // only when knd changed the VF's settings on its PF
+  // Per-interface sysctls ("ipv4.rp_filter" -> "1", config::InterfaceSysctls()), which a
+  // netns round trip resets to the namespace defaults.
+  std::map<std::string, std::string> sysctls;
+  std::optional<VfSnapshot> vf;  // only when knd changed the VF's settings on its PF
 };
 
 // Result of an attach, reported in claim status and network-status.

@@ -47,6 +47,7 @@ ClaimPlan FullPlan() {
                         true,
                         {"192.0.2.5/24"},
                         {{"198.51.100.0/24", "192.0.2.1", 100, 20, 0}},
+                        {{"ipv4.rp_filter", "2"}, {"ipv6.accept_dad", "0"}},
                         std::nullopt};
   d.host->vf =
       VfSnapshot{"0000:03:00.0", 1, "0c:42:a1:00:00:02", 100, 3, true, std::nullopt, 2u, 0, 1000};
@@ -88,6 +89,8 @@ void ExpectSame(const ClaimPlan& a, const ClaimPlan& b) {
   ASSERT_TRUE(b.devices[0].host.has_value());
   EXPECT_EQ(a.devices[0].host->routes, b.devices[0].host->routes);
   EXPECT_EQ(a.devices[0].host->mtu, b.devices[0].host->mtu);
+  EXPECT_EQ(a.devices[0].host->sysctls, b.devices[0].host->sysctls)
+      << "host sysctls are what a return to the host writes back";
   ASSERT_TRUE(b.devices[0].result.has_value());
   EXPECT_EQ(a.devices[0].result->cni_result, b.devices[0].result->cni_result);
   EXPECT_FALSE(b.devices[1].host.has_value());
