@@ -775,7 +775,50 @@ class NetlinkAttacher : public Attacher {
          req.config.neighbors.value_or(std::vector<config::Neighbor>{})) {
       RETURN_IF_ERROR(batch.AddNeighbor(ifindex, n.ip, n.mac));
     }
-    return batch.Send(sock);
+    // Rules last. Unlike the rest they belong to the netns, not to the link: a failed attach
+    // deletes the ones this batch added (not one that was there before).
+    const size_t first_rule = batch.size();
+    const std::vector<netlink::RuleSpec> rules = RuleSpecs(req.config);
+    for (const netlink::RuleSpec& r : rules) RETURN_IF_ERROR(batch.AddRule(r));
+    std::vector<absl::Status> results;
+    absl::Status st = batch.Send(sock, &results);
+    if (st.ok() || rules.empty()) return st;
+    std::string undo;
+    for (size_t i = 0; i < rules.size() && first_rule + i < results.size(); ++i) {
+      if (!results[first_rule + i].ok()) continue;
+      if (absl::Status d = netlink::DelRule(sock, rules[i]); !d.ok()) {
+        absl::StrAppend(&undo, "; ", d.message());
+      }
+    }
+    return undo.empty() ? st : absl::Status(st.code(), absl::StrCat(st.message(), undo));
+  }
+
+  // The kernel's form of NetworkConfig.rules: a rule without `from`/`to` is made for both
+  // families.
+  static std::vector<netlink::RuleSpec> RuleSpecs(const config::NetworkConfig& cfg) {
+    std::vector<netlink::RuleSpec> out;
+    for (const config::Rule& r : cfg.rules.value_or(std::vector<config::Rule>{})) {
+      netlink::RuleSpec s;
+      s.priority = r.priority;
+      s.from = r.from.value_or("");
+      s.to = r.to.value_or("");
+      s.iif = r.iif.value_or("");
+      s.oif = r.oif.value_or("");
+      s.fwmark = r.fwmark;
+      s.table = r.table;
+      const std::string& addr = !s.from.empty() ? s.from : s.to;
+      if (addr.empty()) {
+        for (int family : {AF_INET, AF_INET6}) {
+          s.family = family;
+          out.push_back(s);
+        }
+        continue;
+      }
+      absl::StatusOr<IpPrefix> c = ParseIpOrCidr(addr);
+      s.family = c.ok() ? c->addr.family : AF_INET;  // validated in Prepare
+      out.push_back(std::move(s));
+    }
+    return out;
   }
 
   static absl::Status NameTaken(const std::string& name, const std::string& netns_path) {

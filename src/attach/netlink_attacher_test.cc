@@ -124,6 +124,38 @@ std::string Conf(const std::string& ns, const std::string& family, const std::st
   return out;
 }
 
+// "priority from [to] [iif] [oif] [fwmark] table" of each rule in `ns` of `family` ("-4"/"-6")
+// with a priority in 1..32765 (not the kernel's own).
+std::vector<std::string> Rules(const std::string& ns, const std::string& family) {
+  json j = IpJson("-n " + ns + " " + family + " rule show");
+  std::vector<std::string> out;
+  if (!j.is_array()) return out;
+  for (const auto& r : j) {
+    const int prio = r.value("priority", 0);
+    if (prio < 1 || prio > 32765) continue;
+    std::string s = std::to_string(prio) + " from " + r.value("src", "");
+    if (r.contains("srclen")) s += "/" + std::to_string(r.value("srclen", 0));
+    if (r.contains("dst"))
+      s += " to " + r.value("dst", "") + "/" + std::to_string(r.value("dstlen", 0));
+    if (r.contains("iif")) s += " iif " + r.value("iif", "");
+    if (r.contains("oif")) s += " oif " + r.value("oif", "");
+    if (r.contains("fwmark")) s += " fwmark " + r.value("fwmark", "");
+    s += " table " + r.value("table", "");
+    out.push_back(s);
+  }
+  return out;
+}
+
+config::Rule MakeRule(uint32_t priority, uint32_t table, std::optional<std::string> from = {},
+                      std::optional<std::string> to = {}) {
+  config::Rule r;
+  r.priority = priority;
+  r.table = table;
+  r.from = std::move(from);
+  r.to = std::move(to);
+  return r;
+}
+
 config::Neighbor MakeNeighbor(const std::string& ip, const std::string& mac) {
   config::Neighbor n;
   n.ip = ip;
@@ -444,6 +476,56 @@ TEST_F(AttachTest, RestoreAfterARestartWritesThePersistedSysctls) {
   ExpectHostRestored();
 }
 
+TEST_F(AttachTest, RulesSteerTheInterfaceTrafficThroughItsOwnTable) {
+  // Source-based routing, the usual multi-NIC setup: what leaves from the interface's address
+  // uses the interface's table, whose default route is the interface's gateway.
+  config::Route def = MakeRoute("0.0.0.0/0", "192.0.2.1");
+  def.table = 100;
+  AttachRequest req = Request({"192.0.2.10/24", "2001:db8::10/64"}, {def});
+  config::Rule mark = MakeRule(101, 100);
+  mark.fwmark = 7;
+  config::Rule in_out = MakeRule(102, 200, {}, "198.51.100.0/24");
+  in_out.iif = "lo";
+  in_out.oif = "net-rdma0";
+  req.config.rules = std::vector<config::Rule>{MakeRule(100, 100, "192.0.2.10"), mark, in_out,
+                                               MakeRule(103, 100, "2001:db8::/64")};
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_THAT(Rules(pod_name_, "-4"),
+              ElementsAre("100 from 192.0.2.10 table 100", "101 from all fwmark 0x7 table 100",
+                          "102 from all to 198.51.100.0/24 iif lo oif net-rdma0 table 200"));
+  // Without from/to a rule is for both families.
+  EXPECT_THAT(Rules(pod_name_, "-6"),
+              ElementsAre("101 from all fwmark 0x7 table 100", "103 from 2001:db8::/64 table 100"));
+  // The kernel picks the interface's gateway for traffic from its address, and only for it
+  // (the pod's main table has no default route).
+  json via = IpJson("-n " + pod_name_ + " route get 203.0.113.5 from 192.0.2.10");
+  ASSERT_TRUE(via.is_array() && via.size() == 1) << via.dump();
+  EXPECT_EQ(via[0].value("gateway", ""), "192.0.2.1");
+  EXPECT_EQ(via[0].value("dev", ""), "net-rdma0");
+  EXPECT_TRUE(IpJson("-n " + pod_name_ + " route get 203.0.113.5").is_null());
+
+  // A repeated hook changes nothing (no duplicate rules).
+  ASSERT_TRUE(attacher_->Attach(req, Persist()).ok());
+  EXPECT_EQ(Rules(pod_name_, "-4").size(), 3u);
+  ASSERT_TRUE(attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere).ok());
+  ExpectHostRestored();
+}
+
+TEST_F(AttachTest, FailedAttachDeletesTheRulesItAddedAndOnlyThose) {
+  // A rule the pod already had, identical to one of the config's, is not knd's to delete.
+  SH("ip -n " + pod_name_ + " rule add priority 100 from 192.0.2.10 table 100");
+  AttachRequest req = Request({"192.0.2.10/24"}, {MakeRoute("198.51.100.0/24", "203.0.113.1")});
+  req.config.rules = std::vector<config::Rule>{MakeRule(100, 100, "192.0.2.10"),
+                                               MakeRule(101, 100, "192.0.2.0/24")};
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("add route 198.51.100.0/24 via 203.0.113.1: Network is unreachable"));
+  EXPECT_THAT(Rules(pod_name_, "-4"), ElementsAre("100 from 192.0.2.10 table 100"));
+  ExpectHostRestored();
+}
+
 TEST_F(AttachTest, NeighborOfAFamilyWithoutAddressStillApplies) {
   // An IPv4-only attachment keeps IPv6 on the link (only SLAAC and the link-local are off),
   // so an IPv6 neighbour is accepted; a neighbour the kernel refuses names itself.
@@ -750,6 +832,14 @@ TEST_F(ChildAttachTest, ChildGetsItsSysctlsAndTheParentKeepsItsOwn) {
   EXPECT_EQ(Conf(pod_name_, "ipv4", "net1", "rp_filter"), "0");
   EXPECT_EQ(Conf(pod_name_, "ipv4", "net1", "arp_notify"), "1");
   EXPECT_EQ(Conf("", "ipv4", "h0", "rp_filter"), "2") << "the parent's sysctls are the host's";
+  ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
+}
+
+TEST_F(ChildAttachTest, ChildGetsItsRules) {
+  AttachRequest req = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:01", {"192.0.2.10/24"}, {});
+  req.config.rules = std::vector<config::Rule>{MakeRule(100, 100, "192.0.2.10")};
+  ASSERT_TRUE(attacher_->AttachChild(req, PersistChild()).ok());
+  EXPECT_THAT(Rules(pod_name_, "-4"), ElementsAre("100 from 192.0.2.10 table 100"));
   ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
 }
 

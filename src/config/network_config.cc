@@ -428,6 +428,54 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
       }
     }
   }
+  if (cfg.rules) {
+    if (cfg.rules->size() > kMaxRoutes) {
+      return Bad(
+          where, "rules",
+          absl::StrCat("too many rules (", cfg.rules->size(), ", at most ", kMaxRoutes, ")"));
+    }
+    for (size_t i = 0; i < cfg.rules->size(); ++i) {
+      const Rule& r = (*cfg.rules)[i];
+      std::string path = absl::StrCat("rules[", i, "]");
+      if (r.priority < 1 || r.priority > 32765) {
+        return Bad(where, path + ".priority",
+                   absl::StrCat(r.priority,
+                                " is out of range 1..32765 (0, 32766 and 32767 are the kernel's "
+                                "local, main and default rules)"));
+      }
+      int family = 0;
+      for (const auto& [field, value] : {std::pair{".from", &r.from}, std::pair{".to", &r.to}}) {
+        if (!value->has_value()) continue;
+        absl::StatusOr<IpPrefix> c = ParseIpOrCidr(**value);
+        if (!c.ok()) return Bad(where, path + field, std::string(c.status().message()));
+        if (HostBitsSet(*c)) {
+          return Bad(where, path + field,
+                     absl::StrCat("\"", **value, "\" has host bits set (did you mean ",
+                                  NetworkOf(*c), " or a single address?)"));
+        }
+        if (family != 0 && c->addr.family != family) {
+          return Bad(where, path + field,
+                     absl::StrCat(FamilyName(c->addr.family), " ", **value, " in a rule from ",
+                                  FamilyName(family), " ", *r.from));
+        }
+        family = c->addr.family;
+      }
+      for (const auto& [field, value] : {std::pair{".iif", &r.iif}, std::pair{".oif", &r.oif}}) {
+        if (!value->has_value()) continue;
+        if (auto why = InvalidIfName(**value)) return Bad(where, path + field, *why);
+      }
+      if (r.table == 0 || r.table == 255) {
+        return Bad(where, path + ".table",
+                   absl::StrCat(r.table == 0 ? "required field is missing or 0"
+                                             : "255 is the kernel's local table",
+                                " (use 1..4294967295, not 255)"));
+      }
+      for (size_t j = 0; j < i; ++j) {
+        if ((*cfg.rules)[j] == r)
+          return Bad(where, path, absl::StrCat("same rule as rules[", j, "]"));
+      }
+    }
+  }
   if (cfg.cni) {
     const CniConfig& cni = *cfg.cni;
     if (cni.network_attachment.has_value() == cni.config.has_value()) {
@@ -598,6 +646,11 @@ absl::Status CheckPrivileges(const NetworkConfig& cfg, Source source, const Cont
                "may only be set in a DeviceClass config, not in a claim (the child's type, mode "
                "and VLAN decide what a pod can reach on the shared NIC)");
   }
+  if (cfg.rules && !cfg.rules->empty()) {
+    return Bad(where, "rules",
+               "may only be set in a DeviceClass config, not in a claim (policy routing is the "
+               "admin's, like routes in tables other than main)");
+  }
   if (cfg.routes) {
     for (size_t i = 0; i < cfg.routes->size(); ++i) {
       const auto& t = (*cfg.routes)[i].table;
@@ -644,7 +697,7 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
   if (!p.is_object()) return Bad(where, "", absl::StrCat("expected an object, got ", TypeName(p)));
   RETURN_IF_ERROR(CheckKeys(p,
                             {"apiVersion", "kind", "attachedBy", "interface", "ipam", "routes",
-                             "neighbors", "cni", "sriov", "child"},
+                             "neighbors", "rules", "cni", "sriov", "child"},
                             "", where));
   auto api = p.find("apiVersion");
   if (api == p.end()) {
@@ -768,6 +821,37 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
     }
     cfg.neighbors = std::move(neighbors);
   }
+  if (auto it = p.find("rules"); it != p.end()) {
+    RETURN_IF_ERROR(ExpectType(*it, json::value_t::array, "rules", where));
+    std::vector<Rule> rules;
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& r = (*it)[i];
+      std::string path = absl::StrCat("rules[", i, "]");
+      RETURN_IF_ERROR(ExpectType(r, json::value_t::object, path, where));
+      RETURN_IF_ERROR(
+          CheckKeys(r, {"priority", "from", "to", "iif", "oif", "fwmark", "table"}, path, where));
+      Rule rule;
+      for (const char* key : {"priority", "table"}) {
+        auto f = r.find(key);
+        if (f == r.end()) {
+          return Bad(where, absl::StrCat(path, ".", key), "required field is missing");
+        }
+        ASSIGN_OR_RETURN(uint32_t v, GetUint32(*f, absl::StrCat(path, ".", key), where));
+        (std::string(key) == "priority" ? rule.priority : rule.table) = v;
+      }
+      for (auto [key, out] : {std::pair{"from", &rule.from}, std::pair{"to", &rule.to},
+                              std::pair{"iif", &rule.iif}, std::pair{"oif", &rule.oif}}) {
+        if (auto f = r.find(key); f != r.end()) {
+          ASSIGN_OR_RETURN(*out, GetString(*f, absl::StrCat(path, ".", key), where));
+        }
+      }
+      if (auto f = r.find("fwmark"); f != r.end()) {
+        ASSIGN_OR_RETURN(rule.fwmark, GetUint32(*f, path + ".fwmark", where));
+      }
+      rules.push_back(std::move(rule));
+    }
+    cfg.rules = std::move(rules);
+  }
   if (auto it = p.find("cni"); it != p.end()) {
     RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "cni", where));
     RETURN_IF_ERROR(CheckKeys(*it, {"networkAttachment", "config"}, "cni", where));
@@ -861,6 +945,7 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
   }
   if (over.ipam) out.ipam = over.ipam;
   if (over.routes) out.routes = over.routes;
+  if (over.rules) out.rules = over.rules;
   if (over.neighbors) out.neighbors = over.neighbors;
   if (over.cni) out.cni = over.cni;
   if (over.sriov) {
@@ -901,6 +986,7 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
                         : cfg.ipam                                 ? "ipam"
                         : cfg.routes && !cfg.routes->empty()       ? "routes"
                         : cfg.neighbors && !cfg.neighbors->empty() ? "neighbors"
+                        : cfg.rules && !cfg.rules->empty()         ? "rules"
                         : cfg.cni                                  ? "cni"
                         : cfg.sriov                                ? "sriov"
                         : cfg.child                                ? "child"
@@ -978,6 +1064,10 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
       return Bad(where, "cni",
                  "cannot be combined with neighbors (knd would not add them after the plugins "
                  "ran)");
+    }
+    if (cfg.rules && !cfg.rules->empty()) {
+      return Bad(where, "cni",
+                 "cannot be combined with rules (knd would not add them after the plugins ran)");
     }
     if (cfg.interface.sysctls && !cfg.interface.sysctls->empty()) {
       return Bad(where, "cni",
@@ -1057,6 +1147,19 @@ json ToJson(const NetworkConfig& cfg) {
     json ns = json::array();
     for (const Neighbor& n : *cfg.neighbors) ns.push_back({{"ip", n.ip}, {"mac", n.mac}});
     j["neighbors"] = std::move(ns);
+  }
+  if (cfg.rules) {
+    json rs = json::array();
+    for (const Rule& r : *cfg.rules) {
+      json jr = {{"priority", r.priority}, {"table", r.table}};
+      if (r.from) jr["from"] = *r.from;
+      if (r.to) jr["to"] = *r.to;
+      if (r.iif) jr["iif"] = *r.iif;
+      if (r.oif) jr["oif"] = *r.oif;
+      if (r.fwmark) jr["fwmark"] = *r.fwmark;
+      rs.push_back(std::move(jr));
+    }
+    j["rules"] = std::move(rs);
   }
   if (cfg.cni) {
     json cni = json::object();

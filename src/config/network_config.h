@@ -40,6 +40,19 @@ struct Neighbor {
   bool operator==(const Neighbor&) const = default;
 };
 
+// A policy-routing rule in the pod netns (`ip rule`): traffic matching every selector that
+// is set looks up `table`. Class-only, like routes in tables other than main.
+struct Rule {
+  uint32_t priority = 0;            // required, 1..32765 (between local and main)
+  std::optional<std::string> from;  // source address or network
+  std::optional<std::string> to;    // destination address or network
+  std::optional<std::string> iif;   // input interface name in the pod
+  std::optional<std::string> oif;   // output interface name in the pod
+  std::optional<uint32_t> fwmark;   // packet mark (all bits)
+  uint32_t table = 0;               // required
+  bool operator==(const Rule&) const = default;
+};
+
 struct InterfaceConfig {
   std::optional<std::string> name;                    // in-pod name; default: host ifName
   std::optional<uint32_t> mtu;                        // 68..65535
@@ -118,6 +131,7 @@ struct NetworkConfig {
   std::optional<nlohmann::json> ipam;  // a CNI IPAM plugin config object
   std::optional<std::vector<Route>> routes;
   std::optional<std::vector<Neighbor>> neighbors;
+  std::optional<std::vector<Rule>> rules;
   std::optional<CniConfig> cni;
   std::optional<SriovConfig> sriov;
   std::optional<ChildConfig> child;

@@ -186,6 +186,39 @@ const DecodeCase kDecodeCases[] = {
     {"neighbor_multicast_mac", C(R"({"neighbors": [{"ip": "192.0.2.1",
         "mac": "01:00:5e:00:00:01"}]})"),
      "neighbors[0].mac: \"01:00:5e:00:00:01\" is a multicast address (need unicast)"},
+    {"rules", C(R"({"rules": [{"priority": 100, "from": "192.0.2.10", "table": 100},
+        {"priority": 101, "to": "2001:db8::/32", "iif": "net1", "oif": "net2", "table": 7},
+        {"priority": 102, "fwmark": 4294967295, "table": 4294967295}]})"),
+     ""},
+    {"rule_no_priority", C(R"({"rules": [{"from": "192.0.2.10", "table": 100}]})"),
+     "rules[0].priority: required field is missing"},
+    {"rule_no_table", C(R"({"rules": [{"priority": 100, "from": "192.0.2.10"}]})"),
+     "rules[0].table: required field is missing"},
+    {"rule_priority_zero", C(R"({"rules": [{"priority": 0, "table": 100}]})"),
+     "rules[0].priority: 0 is out of range 1..32765 (0, 32766 and 32767 are the kernel's"},
+    {"rule_priority_main", C(R"({"rules": [{"priority": 32766, "table": 100}]})"),
+     "rules[0].priority: 32766 is out of range 1..32765"},
+    {"rule_table_local", C(R"({"rules": [{"priority": 10, "table": 255}]})"),
+     "rules[0].table: 255 is the kernel's local table"},
+    {"rule_table_zero", C(R"({"rules": [{"priority": 10, "table": 0}]})"),
+     "rules[0].table: required field is missing or 0"},
+    {"rule_host_bits", C(R"({"rules": [{"priority": 10, "from": "192.0.2.10/24", "table": 1}]})"),
+     "rules[0].from: \"192.0.2.10/24\" has host bits set (did you mean 192.0.2.0/24 or a single "
+     "address?)"},
+    {"rule_families", C(R"({"rules": [{"priority": 10, "from": "192.0.2.10", "to": "2001:db8::/32",
+        "table": 1}]})"),
+     "rules[0].to: IPv6 2001:db8::/32 in a rule from IPv4 192.0.2.10"},
+    {"rule_not_ip", C(R"({"rules": [{"priority": 10, "to": "example.com", "table": 1}]})"),
+     "rules[0].to: \"example.com\" is not an IP address"},
+    {"rule_bad_iif", C(R"({"rules": [{"priority": 10, "iif": "a/b", "table": 1}]})"),
+     "rules[0].iif: "},
+    {"rule_unknown", C(R"({"rules": [{"priority": 10, "table": 1, "action": "blackhole"}]})"),
+     "rules[0].action: unknown field"},
+    {"rule_fwmark_type", C(R"({"rules": [{"priority": 10, "table": 1, "fwmark": "0x7"}]})"),
+     "rules[0].fwmark: expected an integer, got string"},
+    {"rule_duplicate", C(R"({"rules": [{"priority": 10, "table": 1, "from": "192.0.2.10"},
+        {"priority": 10, "table": 1, "from": "192.0.2.10"}]})"),
+     "rules[1]: same rule as rules[0]"},
     {"sysctls", C(R"({"interface": {"sysctls": {"ipv4": {"rp_filter": 2, "arp_ignore": 1},
         "ipv6": {"accept_dad": 0, "use_tempaddr": -1}}}})"),
      ""},
@@ -326,6 +359,10 @@ INSTANTIATE_TEST_SUITE_P(
                       {{"interface", {{"sysctls", {{"ipv4", {{"proxy_arp", 1}}}}}}}},
                       "interface.sysctls.ipv4.proxy_arp: may only be set in a DeviceClass "
                       "config, not in a claim"},
+        PrivilegeCase{"rules",
+                      {{"rules", {{{"priority", 100}, {"from", "192.0.2.10"}, {"table", 100}}}}},
+                      "rules: may only be set in a DeviceClass config, not in a claim (policy "
+                      "routing is the admin's"},
         PrivilegeCase{"table",
                       {{"routes", {{{"destination", "0.0.0.0/0"}, {"table", 100}}}}},
                       "routes[0].table: table 100 may only be set in a DeviceClass config"},
@@ -608,7 +645,8 @@ TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
            {{{"interface", {{"hardwareAddr", "02:00:00:00:00:01"}}}}, "interface.hardwareAddr"},
            {{{"routes", {{{"destination", "198.51.100.0/24"}}}}}, "routes"},
            {{{"neighbors", {{{"ip", "192.0.2.1"}, {"mac", "02:00:00:00:00:01"}}}}}, "neighbors"},
-           {{{"interface", {{"sysctls", {{"ipv4", {{"rp_filter", 2}}}}}}}}, "interface.sysctls"}}) {
+           {{{"interface", {{"sysctls", {{"ipv4", {{"rp_filter", 2}}}}}}}}, "interface.sysctls"},
+           {{{"rules", {{{"priority", 10}, {"table", 100}}}}}, "rules"}}) {
     // From the class (which may set all of them), with a claim asking for a NAD.
     auto r = Resolve({ClassEntry(cfg), ClaimEntry({{"cni", nad}})}, Ctx());
     ASSERT_FALSE(r.ok()) << field;
@@ -640,6 +678,13 @@ TEST(ResolveTest, MultusAttachesSoNothingForTheInterfaceMayBeSet) {
               "with " +
                   field + " (Multus and the NAD's plugins configure the interface)");
   }
+  // Class-only fields too, when the class itself says multus.
+  auto rules = Resolve(
+      {ClassEntry({{"attachedBy", "multus"}, {"rules", {{{"priority", 10}, {"table", 100}}}}})},
+      Ctx());
+  ASSERT_FALSE(rules.ok());
+  EXPECT_THAT(std::string(rules.status().message()),
+              HasSubstr("attachedBy: \"multus\" cannot be combined with rules"));
   // The claim can take a class's device back for knd explicitly.
   auto knd = Resolve({ClassEntry({{"attachedBy", "multus"}}),
                       ClaimEntry({{"attachedBy", "knd"}, {"interface", {{"name", "net1"}}}})},

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/fib_rules.h>
 #include <linux/if.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
@@ -22,6 +23,7 @@
 #include <functional>
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 
@@ -158,7 +160,64 @@ std::string RouteWhat(const char* verb, const RouteSpec& r) {
   return s;
 }
 
+absl::StatusOr<NlMsgPtr> RuleMsg(int type, int flags, const RuleSpec& rule,
+                                 const std::string& what) {
+  if (rule.family != AF_INET && rule.family != AF_INET6) {
+    return absl::InvalidArgumentError(what + ": family must be IPv4 or IPv6");
+  }
+  ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(type, flags));
+  fib_rule_hdr frh{};
+  frh.family = static_cast<unsigned char>(rule.family);
+  frh.table = static_cast<unsigned char>(rule.table < 256 ? rule.table : RT_TABLE_UNSPEC);
+  frh.action = FR_ACT_TO_TBL;
+  std::optional<IpPrefix> src, dst;
+  for (auto [text, out] : {std::pair{&rule.from, &src}, std::pair{&rule.to, &dst}}) {
+    if (text->empty()) continue;
+    absl::StatusOr<IpPrefix> c = ParseIpOrCidr(*text);
+    if (!c.ok()) return Annotate(c.status(), what);
+    if (c->addr.family != rule.family) {
+      return absl::InvalidArgumentError(what + ": " + *text + " is not of the rule's family");
+    }
+    *out = *c;
+  }
+  if (src) frh.src_len = static_cast<unsigned char>(src->prefix);
+  if (dst) frh.dst_len = static_cast<unsigned char>(dst->prefix);
+  RETURN_IF_ERROR(AppendHeader(msg.get(), frh));
+  RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), FRA_PRIORITY, rule.priority), "FRA_PRIORITY"));
+  if (src) {
+    RETURN_IF_ERROR(
+        PutOk(nla_put(msg.get(), FRA_SRC, Len(src->addr), src->addr.bytes.data()), "FRA_SRC"));
+  }
+  if (dst) {
+    RETURN_IF_ERROR(
+        PutOk(nla_put(msg.get(), FRA_DST, Len(dst->addr), dst->addr.bytes.data()), "FRA_DST"));
+  }
+  if (!rule.iif.empty()) {
+    RETURN_IF_ERROR(PutOk(nla_put_string(msg.get(), FRA_IIFNAME, rule.iif.c_str()), "FRA_IIFNAME"));
+  }
+  if (!rule.oif.empty()) {
+    RETURN_IF_ERROR(PutOk(nla_put_string(msg.get(), FRA_OIFNAME, rule.oif.c_str()), "FRA_OIFNAME"));
+  }
+  if (rule.fwmark) {
+    // The mask `ip rule add fwmark N` sends: all bits.
+    RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), FRA_FWMARK, *rule.fwmark), "FRA_FWMARK"));
+    RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), FRA_FWMASK, 0xffffffffu), "FRA_FWMASK"));
+  }
+  RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), FRA_TABLE, rule.table), "FRA_TABLE"));
+  return msg;
+}
+
 }  // namespace
+
+std::string RuleText(const RuleSpec& r) {
+  std::string s = absl::StrCat("rule ", r.priority, " from ", r.from.empty() ? "all" : r.from);
+  if (!r.to.empty()) absl::StrAppend(&s, " to ", r.to);
+  if (!r.iif.empty()) absl::StrAppend(&s, " iif ", r.iif);
+  if (!r.oif.empty()) absl::StrAppend(&s, " oif ", r.oif);
+  if (r.fwmark) absl::StrAppend(&s, " fwmark ", *r.fwmark);
+  absl::StrAppend(&s, " lookup ", r.table, r.family == AF_INET6 ? " (IPv6)" : "");
+  return s;
+}
 
 // --- writes --------------------------------------------------------------------------------
 
@@ -420,7 +479,23 @@ absl::Status Batch::AddNeighbor(int ifindex, const std::string& ip, const std::s
   return absl::OkStatus();
 }
 
-absl::Status Batch::Send(NlSock& sock) {
+absl::Status Batch::AddRule(const RuleSpec& rule) {
+  std::string what = "add " + RuleText(rule);
+  ASSIGN_OR_RETURN(NlMsgPtr msg, RuleMsg(RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, rule, what));
+  reqs_.push_back({std::move(msg), std::move(what), true});
+  return absl::OkStatus();
+}
+
+absl::Status DelRule(NlSock& sock, const RuleSpec& rule) {
+  std::string what = "delete " + RuleText(rule);
+  ASSIGN_OR_RETURN(NlMsgPtr msg, RuleMsg(RTM_DELRULE, 0, rule, what));
+  absl::Status st = Transact(sock, msg.get(), what);
+  if (absl::IsNotFound(st)) return absl::OkStatus();
+  return st;
+}
+
+absl::Status Batch::Send(NlSock& sock, std::vector<absl::Status>* results) {
+  if (results != nullptr) results->clear();
   nl_sock* sk = sock.get();
   if (sk == nullptr) return absl::FailedPreconditionError("netlink socket not open");
   if (reqs_.empty()) return absl::OkStatus();
@@ -455,10 +530,12 @@ absl::Status Batch::Send(NlSock& sock) {
       if (rc < 0) {
         // The socket is out of step: nothing more can be read reliably.
         st = NlStatus(rc, r.what);
+        if (results != nullptr) results->resize(reqs_.size(), st);
         reqs_.clear();
         return first.ok() ? st : first;
       }
     }
+    if (results != nullptr) results->push_back(st);
     if (absl::IsAlreadyExists(st) && r.exists_ok) st = absl::OkStatus();
     if (first.ok() && !st.ok()) first = st;  // the kernel went on with the rest: read them
   }

@@ -35,6 +35,21 @@ struct RouteSpec {
   std::optional<int> scope;
 };
 
+// A policy-routing rule (`ip rule`): traffic that matches every selector set looks up
+// `table`. `family` is AF_INET or AF_INET6 and must match `from`/`to` when they are set.
+struct RuleSpec {
+  int family = 0;
+  uint32_t priority = 0;
+  std::string from;  // CIDR or address; empty = any source
+  std::string to;    // CIDR or address; empty = any destination
+  std::string iif;   // empty = any input interface
+  std::string oif;   // empty = any output interface
+  std::optional<uint32_t> fwmark;
+  uint32_t table = 0;
+};
+// "rule 100 from 192.0.2.10 lookup 100", for errors.
+std::string RuleText(const RuleSpec& rule);
+
 // What one RTM_NEWLINK changes; unset fields are left alone.
 struct LinkChange {
   int netns_fd = -1;                // IFLA_NET_NS_FD: move into this namespace first
@@ -107,8 +122,13 @@ class Batch {
   // A permanent neighbour entry (ARP for IPv4, NDP for IPv6) on `ifindex`: `ip` is reached
   // at `mac` without resolution. An entry for `ip` that exists is replaced.
   absl::Status AddNeighbor(int ifindex, const std::string& ip, const std::string& mac);
+  // A policy-routing rule (RTM_NEWRULE, exclusive); an identical rule that exists counts as
+  // added, and its request's result (Send) is AlreadyExists.
+  absl::Status AddRule(const RuleSpec& rule);
   size_t size() const { return reqs_.size(); }
-  absl::Status Send(NlSock& sock);
+  // `results`, when given, gets each request's own outcome, in request order (before
+  // "exists counts as added"): what to undo after a failure.
+  absl::Status Send(NlSock& sock, std::vector<absl::Status>* results = nullptr);
 
  private:
   struct Req {
@@ -120,6 +140,8 @@ class Batch {
 };
 // Deletes a route through `oif`; already absent = OK.
 absl::Status DelRoute(NlSock& sock, int oif, const RouteSpec& route);
+// Deletes the rule with exactly these selectors, priority and table; already absent = OK.
+absl::Status DelRule(NlSock& sock, const RuleSpec& rule);
 
 // Writes `value` to a /proc/sys file. /proc/sys/net is per network namespace *of the thread
 // that opens it*: call this from inside netns::RunIn() for another namespace.
