@@ -167,6 +167,8 @@ absl::StatusOr<state::HostSnapshot> TakeSnapshot(NlSock& sock, const LinkState& 
   state::HostSnapshot snap;
   snap.ifname = link.name;
   snap.mtu = link.mtu;
+  snap.gso_max_size = link.gso_max_size;
+  snap.gro_max_size = link.gro_max_size;
   snap.mac = link.mac;
   snap.up = IsUp(link);
   ASSIGN_OR_RETURN(std::vector<netlink::Address> addrs, netlink::ListAddresses(sock, link.ifindex));
@@ -341,9 +343,9 @@ absl::Status RestoreSysctlsHere(const std::string& ifname,
   return Annotate(netlink::SetInterfaceConfHere(ifname, conf), "restore sysctls of " + ifname);
 }
 
-// Brings `cur` (already in the host netns) back to `snap`: name, MTU, MAC, addresses, up,
-// routes. Best effort past the first failure, so one bad route does not leave the device
-// without its addresses; returns the first error.
+// Brings `cur` (already in the host netns) back to `snap`: name, MTU, MAC, GSO/GRO sizes,
+// sysctls, addresses, up, routes. Best effort past the first failure, so one bad route does not
+// leave the device without its addresses; returns the first error.
 absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::HostSnapshot& snap,
                            const netns::Netns& host) {
   LinkChange c;
@@ -362,9 +364,17 @@ absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::Host
     c.mac = snap.mac;
     change = true;
   }
+  if (snap.gso_max_size != 0 && cur.gso_max_size != snap.gso_max_size) {
+    c.gso_max_size = snap.gso_max_size;
+    change = true;
+  }
+  if (snap.gro_max_size != 0 && cur.gro_max_size != snap.gro_max_size) {
+    c.gro_max_size = snap.gro_max_size;
+    change = true;
+  }
   if (change) {
     RETURN_IF_ERROR(Annotate(netlink::ChangeLink(sock, cur.ifindex, c),
-                             "restore name/MTU/MAC of " + cur.name + " as " + snap.ifname));
+                             "restore name/MTU/MAC/GSO/GRO of " + cur.name + " as " + snap.ifname));
   }
   absl::Status first;
   auto keep = [&first](absl::Status s) {
@@ -559,6 +569,8 @@ class NetlinkAttacher : public Attacher {
     mv.netns_fd = pod.fd();
     mv.name = target;
     mv.mtu = ic.mtu;
+    mv.gso_max_size = ic.gso_max_size;
+    mv.gro_max_size = ic.gro_max_size;
     mv.mac = ic.hardware_addr;
     std::string move_step = "move " + dev->name + " into the pod netns as " + target;
     if (absl::Status st = netlink::ChangeLink(host_sock, dev->ifindex, mv); !st.ok()) {
@@ -643,6 +655,8 @@ class NetlinkAttacher : public Attacher {
     c.netns_fd = pod.fd();
     c.name = target;
     c.mtu = ic.mtu;
+    c.gso_max_size = ic.gso_max_size;
+    c.gro_max_size = ic.gro_max_size;
     if (ic.hardware_addr) {
       c.mac = ic.hardware_addr;
     } else if (!child.mac.empty()) {

@@ -526,6 +526,31 @@ TEST_F(AttachTest, FailedAttachDeletesTheRulesItAddedAndOnlyThose) {
   ExpectHostRestored();
 }
 
+// `ip -d -j link show dev X` in `ns` ("" = the test thread's netns).
+json LinkDetails(const std::string& ns, const std::string& dev) {
+  json j = IpJson((ns.empty() ? "" : "-n " + ns + " ") + "-d link show dev " + dev);
+  return j.is_array() && !j.empty() ? j[0] : json();
+}
+
+TEST_F(AttachTest, BigTcpSizesApplyInThePodAndTheHostSizesComeBack) {
+  SH("ip link set dev h0 gso_max_size 32768 gro_max_size 16384");
+  AttachRequest req = Request({"2001:db8::10/64"}, {});
+  req.config.interface.gso_max_size = 185000;
+  req.config.interface.gro_max_size = 185000;
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  json l = LinkDetails(pod_name_, "net-rdma0");
+  EXPECT_EQ(l.value("gso_max_size", 0), 185000) << l.dump();
+  EXPECT_EQ(l.value("gro_max_size", 0), 185000) << l.dump();
+  EXPECT_EQ(snap_.gso_max_size, 32768u);
+  EXPECT_EQ(snap_.gro_max_size, 16384u);
+  ASSERT_TRUE(attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere).ok());
+  ExpectHostRestored();
+  json h = LinkDetails("", "h0");
+  EXPECT_EQ(h.value("gso_max_size", 0), 32768) << h.dump();
+  EXPECT_EQ(h.value("gro_max_size", 0), 16384) << h.dump();
+}
+
 TEST_F(AttachTest, NeighborOfAFamilyWithoutAddressStillApplies) {
   // An IPv4-only attachment keeps IPv6 on the link (only SLAAC and the link-local are off),
   // so an IPv6 neighbour is accepted; a neighbour the kernel refuses names itself.
@@ -841,6 +866,18 @@ TEST_F(ChildAttachTest, ChildGetsItsRules) {
   ASSERT_TRUE(attacher_->AttachChild(req, PersistChild()).ok());
   EXPECT_THAT(Rules(pod_name_, "-4"), ElementsAre("100 from 192.0.2.10 table 100"));
   ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
+}
+
+TEST_F(ChildAttachTest, ChildGetsItsGsoAndGroSizes) {
+  AttachRequest req = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:01", {"192.0.2.10/24"}, {});
+  req.config.interface.gso_max_size = 32768;
+  req.config.interface.gro_max_size = 16384;
+  ASSERT_TRUE(attacher_->AttachChild(req, PersistChild()).ok());
+  json l = Details(pod_name_, "net1");
+  EXPECT_EQ(l.value("gso_max_size", 0), 32768) << l.dump();
+  EXPECT_EQ(l.value("gro_max_size", 0), 16384) << l.dump();
+  ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
+  ExpectParentUnchanged();
 }
 
 TEST_F(ChildAttachTest, ChildrenOfOneParentInTwoPodsAndRepeatedHooks) {

@@ -280,6 +280,13 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
   if (itf.mtu && (*itf.mtu < 68 || *itf.mtu > 65535)) {
     return Bad(where, "interface.mtu", absl::StrCat(*itf.mtu, " is out of range 68..65535"));
   }
+  // The kernel's GSO_MAX_SIZE and GRO_MAX_SIZE (8 x 65535).
+  for (const auto& [field, v] : {std::pair{"interface.gsoMaxSize", &itf.gso_max_size},
+                                 std::pair{"interface.groMaxSize", &itf.gro_max_size}}) {
+    if (*v && (**v < 1 || **v > 524280)) {
+      return Bad(where, field, absl::StrCat(**v, " is out of range 1..524280"));
+    }
+  }
   if (itf.hardware_addr) {
     if (auto why = InvalidMac(*itf.hardware_addr))
       return Bad(where, "interface.hardwareAddr", *why);
@@ -732,13 +739,20 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
   }
   if (auto it = p.find("interface"); it != p.end()) {
     RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "interface", where));
-    RETURN_IF_ERROR(CheckKeys(*it, {"name", "mtu", "hardwareAddr", "addresses", "sysctls"},
-                              "interface", where));
+    RETURN_IF_ERROR(CheckKeys(
+        *it, {"name", "mtu", "gsoMaxSize", "groMaxSize", "hardwareAddr", "addresses", "sysctls"},
+        "interface", where));
     if (auto f = it->find("name"); f != it->end()) {
       ASSIGN_OR_RETURN(cfg.interface.name, GetString(*f, "interface.name", where));
     }
     if (auto f = it->find("mtu"); f != it->end()) {
       ASSIGN_OR_RETURN(cfg.interface.mtu, GetUint32(*f, "interface.mtu", where));
+    }
+    if (auto f = it->find("gsoMaxSize"); f != it->end()) {
+      ASSIGN_OR_RETURN(cfg.interface.gso_max_size, GetUint32(*f, "interface.gsoMaxSize", where));
+    }
+    if (auto f = it->find("groMaxSize"); f != it->end()) {
+      ASSIGN_OR_RETURN(cfg.interface.gro_max_size, GetUint32(*f, "interface.groMaxSize", where));
     }
     if (auto f = it->find("hardwareAddr"); f != it->end()) {
       ASSIGN_OR_RETURN(cfg.interface.hardware_addr, GetString(*f, "interface.hardwareAddr", where));
@@ -934,6 +948,8 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
   if (over.attached_by) out.attached_by = over.attached_by;
   if (over.interface.name) out.interface.name = over.interface.name;
   if (over.interface.mtu) out.interface.mtu = over.interface.mtu;
+  if (over.interface.gso_max_size) out.interface.gso_max_size = over.interface.gso_max_size;
+  if (over.interface.gro_max_size) out.interface.gro_max_size = over.interface.gro_max_size;
   if (over.interface.hardware_addr) out.interface.hardware_addr = over.interface.hardware_addr;
   if (over.interface.addresses) out.interface.addresses = over.interface.addresses;
   if (over.interface.sysctls) {
@@ -980,6 +996,8 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
     const InterfaceConfig& ic = cfg.interface;
     const char* field = ic.name                                    ? "interface.name"
                         : ic.mtu                                   ? "interface.mtu"
+                        : ic.gso_max_size                          ? "interface.gsoMaxSize"
+                        : ic.gro_max_size                          ? "interface.groMaxSize"
                         : ic.hardware_addr                         ? "interface.hardwareAddr"
                         : ic.addresses && !ic.addresses->empty()   ? "interface.addresses"
                         : ic.sysctls && !ic.sysctls->empty()       ? "interface.sysctls"
@@ -1049,6 +1067,12 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
     if (cfg.interface.mtu) {
       return Bad(where, "cni",
                  "cannot be combined with interface.mtu (set the MTU in the CNI config)");
+    }
+    if (cfg.interface.gso_max_size || cfg.interface.gro_max_size) {
+      return Bad(where, "cni",
+                 absl::StrCat("cannot be combined with interface.",
+                              cfg.interface.gso_max_size ? "gsoMaxSize" : "groMaxSize",
+                              " (knd would not apply it after the plugins ran)"));
     }
     if (cfg.interface.hardware_addr) {
       return Bad(where, "cni",
@@ -1120,6 +1144,8 @@ json ToJson(const NetworkConfig& cfg) {
   json itf = json::object();
   if (cfg.interface.name) itf["name"] = *cfg.interface.name;
   if (cfg.interface.mtu) itf["mtu"] = *cfg.interface.mtu;
+  if (cfg.interface.gso_max_size) itf["gsoMaxSize"] = *cfg.interface.gso_max_size;
+  if (cfg.interface.gro_max_size) itf["groMaxSize"] = *cfg.interface.gro_max_size;
   if (cfg.interface.hardware_addr) itf["hardwareAddr"] = *cfg.interface.hardware_addr;
   if (cfg.interface.addresses) itf["addresses"] = *cfg.interface.addresses;
   if (cfg.interface.sysctls) {

@@ -54,8 +54,12 @@ struct Rule {
 };
 
 struct InterfaceConfig {
-  std::optional<std::string> name;                    // in-pod name; default: host ifName
-  std::optional<uint32_t> mtu;                        // 68..65535
+  std::optional<std::string> name;  // in-pod name; default: host ifName
+  std::optional<uint32_t> mtu;      // 68..65535
+  // The largest packet the pod's stack builds (GSO) / aggregates (GRO) on the interface,
+  // 1..524280 bytes; above 65536 is BIG TCP.
+  std::optional<uint32_t> gso_max_size;
+  std::optional<uint32_t> gro_max_size;
   std::optional<std::string> hardware_addr;           // class-only knob (unicast MAC)
   std::optional<std::vector<std::string>> addresses;  // CIDRs, v4 and/or v6
   // Per-interface sysctls in the pod netns, "ipv4.rp_filter" -> 2 (see InterfaceSysctls()).

@@ -186,6 +186,13 @@ const DecodeCase kDecodeCases[] = {
     {"neighbor_multicast_mac", C(R"({"neighbors": [{"ip": "192.0.2.1",
         "mac": "01:00:5e:00:00:01"}]})"),
      "neighbors[0].mac: \"01:00:5e:00:00:01\" is a multicast address (need unicast)"},
+    {"gso_gro", C(R"({"interface": {"gsoMaxSize": 185000, "groMaxSize": 524280}})"), ""},
+    {"gso_zero", C(R"({"interface": {"gsoMaxSize": 0}})"),
+     "interface.gsoMaxSize: 0 is out of range 1..524280"},
+    {"gro_too_big", C(R"({"interface": {"groMaxSize": 524281}})"),
+     "interface.groMaxSize: 524281 is out of range 1..524280"},
+    {"gso_string", C(R"({"interface": {"gsoMaxSize": "64k"}})"),
+     "interface.gsoMaxSize: expected an integer, got string"},
     {"rules", C(R"({"rules": [{"priority": 100, "from": "192.0.2.10", "table": 100},
         {"priority": 101, "to": "2001:db8::/32", "iif": "net1", "oif": "net2", "table": 7},
         {"priority": 102, "fwmark": 4294967295, "table": 4294967295}]})"),
@@ -646,7 +653,8 @@ TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
            {{{"routes", {{{"destination", "198.51.100.0/24"}}}}}, "routes"},
            {{{"neighbors", {{{"ip", "192.0.2.1"}, {"mac", "02:00:00:00:00:01"}}}}}, "neighbors"},
            {{{"interface", {{"sysctls", {{"ipv4", {{"rp_filter", 2}}}}}}}}, "interface.sysctls"},
-           {{{"rules", {{{"priority", 10}, {"table", 100}}}}}, "rules"}}) {
+           {{{"rules", {{{"priority", 10}, {"table", 100}}}}}, "rules"},
+           {{{"interface", {{"gsoMaxSize", 185000}}}}, "interface.gsoMaxSize"}}) {
     // From the class (which may set all of them), with a claim asking for a NAD.
     auto r = Resolve({ClassEntry(cfg), ClaimEntry({{"cni", nad}})}, Ctx());
     ASSERT_FALSE(r.ok()) << field;

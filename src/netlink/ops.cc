@@ -160,6 +160,15 @@ std::string RouteWhat(const char* verb, const RouteSpec& r) {
   return s;
 }
 
+// The largest packet the stack builds for the link (GSO) and the largest it aggregates
+// (GRO); above 64 KiB that is BIG TCP.
+absl::Status PutGsoGro(nl_msg* msg, const std::optional<uint32_t>& gso,
+                       const std::optional<uint32_t>& gro) {
+  if (gso) RETURN_IF_ERROR(PutOk(nla_put_u32(msg, IFLA_GSO_MAX_SIZE, *gso), "IFLA_GSO_MAX_SIZE"));
+  if (gro) RETURN_IF_ERROR(PutOk(nla_put_u32(msg, IFLA_GRO_MAX_SIZE, *gro), "IFLA_GRO_MAX_SIZE"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<NlMsgPtr> RuleMsg(int type, int flags, const RuleSpec& rule,
                                  const std::string& what) {
   if (rule.family != AF_INET && rule.family != AF_INET6) {
@@ -247,6 +256,7 @@ absl::Status ChangeLink(NlSock& sock, int ifindex, const LinkChange& change) {
   if (change.mtu.has_value()) {
     RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFLA_MTU, *change.mtu), "IFLA_MTU"));
   }
+  RETURN_IF_ERROR(PutGsoGro(msg.get(), change.gso_max_size, change.gro_max_size));
   if (change.mac.has_value()) {
     absl::StatusOr<MacAddr> mac = ParseMac(*change.mac);
     if (!mac.ok()) return Annotate(mac.status(), what);
@@ -302,6 +312,7 @@ absl::Status CreateChildLink(NlSock& sock, const ChildLink& c) {
   }
   RETURN_IF_ERROR(PutOk(nla_put_string(msg.get(), IFLA_IFNAME, c.name.c_str()), "IFLA_IFNAME"));
   if (c.mtu) RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFLA_MTU, *c.mtu), "IFLA_MTU"));
+  RETURN_IF_ERROR(PutGsoGro(msg.get(), c.gso_max_size, c.gro_max_size));
   if (c.mac) {
     absl::StatusOr<MacAddr> mac = ParseMac(*c.mac);
     if (!mac.ok()) return Annotate(mac.status(), what);

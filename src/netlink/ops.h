@@ -52,11 +52,13 @@ std::string RuleText(const RuleSpec& rule);
 
 // What one RTM_NEWLINK changes; unset fields are left alone.
 struct LinkChange {
-  int netns_fd = -1;                // IFLA_NET_NS_FD: move into this namespace first
-  std::optional<std::string> name;  // IFLA_IFNAME
-  std::optional<uint32_t> mtu;      // IFLA_MTU
-  std::optional<std::string> mac;   // IFLA_ADDRESS
-  std::optional<bool> up;           // IFF_UP via ifi_flags/ifi_change
+  int netns_fd = -1;                     // IFLA_NET_NS_FD: move into this namespace first
+  std::optional<std::string> name;       // IFLA_IFNAME
+  std::optional<uint32_t> mtu;           // IFLA_MTU
+  std::optional<uint32_t> gso_max_size;  // IFLA_GSO_MAX_SIZE
+  std::optional<uint32_t> gro_max_size;  // IFLA_GRO_MAX_SIZE
+  std::optional<std::string> mac;        // IFLA_ADDRESS
+  std::optional<bool> up;                // IFF_UP via ifi_flags/ifi_change
 };
 
 // Sends one RTM_NEWLINK for `ifindex`. The kernel (6.x do_setlink) applies the namespace move
@@ -80,6 +82,8 @@ struct ChildLink {
   int netns_fd = -1;
   std::string name;
   std::optional<uint32_t> mtu;
+  std::optional<uint32_t> gso_max_size;
+  std::optional<uint32_t> gro_max_size;
   std::optional<std::string> mac;
 };
 // AlreadyExists when the name is taken in the target namespace; InvalidArgument for a mode or

@@ -86,6 +86,8 @@ int OnLink(nl_msg* msg, void* arg) {
                            nla_len(tb[IFLA_PERM_ADDRESS]));
   }
   if (tb[IFLA_MTU]) l.mtu = AttrU32(tb[IFLA_MTU]);
+  if (tb[IFLA_GSO_MAX_SIZE]) l.gso_max_size = AttrU32(tb[IFLA_GSO_MAX_SIZE]);
+  if (tb[IFLA_GRO_MAX_SIZE]) l.gro_max_size = AttrU32(tb[IFLA_GRO_MAX_SIZE]);
   if (tb[IFLA_PARENT_DEV_NAME]) l.parent_dev = AttrString(tb[IFLA_PARENT_DEV_NAME]);
   if (tb[IFLA_PARENT_DEV_BUS_NAME]) l.parent_bus = AttrString(tb[IFLA_PARENT_DEV_BUS_NAME]);
   if (tb[IFLA_MASTER]) l.master_ifindex = static_cast<int>(AttrU32(tb[IFLA_MASTER]));

@@ -20,10 +20,12 @@ struct Link {
   std::string perm_mac;   // IFLA_PERM_ADDRESS; "" when the kernel reports none (virtual links)
   std::string operstate;  // "up", "down", "unknown", "lowerlayerdown", "dormant", ...
   uint32_t mtu = 0;
-  uint32_t flags = 0;      // IFF_* (IFF_UP, IFF_LOOPBACK, ...)
-  int master_ifindex = 0;  // bridge/bond master; 0 = none
-  int link_ifindex = 0;    // IFLA_LINK (veth peer, vlan/macvlan parent); 0 = none. May name
-                           // an ifindex of another namespace (veth peers).
+  uint32_t gso_max_size = 0;  // IFLA_GSO_MAX_SIZE; 0 = not reported
+  uint32_t gro_max_size = 0;  // IFLA_GRO_MAX_SIZE (kernel >= 5.19); 0 = not reported
+  uint32_t flags = 0;         // IFF_* (IFF_UP, IFF_LOOPBACK, ...)
+  int master_ifindex = 0;     // bridge/bond master; 0 = none
+  int link_ifindex = 0;       // IFLA_LINK (veth peer, vlan/macvlan parent); 0 = none. May name
+                              // an ifindex of another namespace (veth peers).
   // IFLA_PARENT_DEV_NAME / _BUS_NAME (kernel >= 5.16): the bus device behind a netdev, e.g.
   // "0000:03:00.1" on "pci". Unlike sysfs, netlink answers for the socket's own namespace, so
   // this finds a PCI device inside a pod netns.

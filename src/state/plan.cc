@@ -72,6 +72,8 @@ DevicePlan DeviceFromJson(const json& j) {
     HostSnapshot h;
     h.ifname = it->value("ifname", std::string());
     h.mtu = it->value("mtu", 0u);
+    h.gso_max_size = it->value("gsoMaxSize", 0u);
+    h.gro_max_size = it->value("groMaxSize", 0u);
     h.mac = it->value("mac", std::string());
     h.up = it->value("up", false);
     h.addresses = it->value("addresses", std::vector<std::string>());
@@ -168,6 +170,8 @@ json ToJson(const ClaimPlan& plan) {
                     {"addresses", d.host->addresses},
                     {"routes", routes}};
       if (!d.host->sysctls.empty()) jd["host"]["sysctls"] = d.host->sysctls;
+      if (d.host->gso_max_size != 0) jd["host"]["gsoMaxSize"] = d.host->gso_max_size;
+      if (d.host->gro_max_size != 0) jd["host"]["groMaxSize"] = d.host->gro_max_size;
       if (const std::optional<VfSnapshot>& vf = d.host->vf) {
         json jv = {{"pfPciAddress", vf->pf_pci},
                    {"index", vf->index},

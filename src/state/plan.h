@@ -76,6 +76,8 @@ struct HostSnapshot {
   // Per-interface sysctls ("ipv4.rp_filter" -> "1", config::InterfaceSysctls()), which a
   // netns round trip resets to the namespace defaults.
   std::map<std::string, std::string> sysctls;
+  uint32_t gso_max_size = 0;  // 0 = not known (the kernel did not report it)
+  uint32_t gro_max_size = 0;
   std::optional<VfSnapshot> vf;  // only when knd changed the VF's settings on its PF
 };
 

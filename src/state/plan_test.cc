@@ -48,6 +48,8 @@ ClaimPlan FullPlan() {
                         {"192.0.2.5/24"},
                         {{"198.51.100.0/24", "192.0.2.1", 100, 20, 0}},
                         {{"ipv4.rp_filter", "2"}, {"ipv6.accept_dad", "0"}},
+                        185000,
+                        65536,
                         std::nullopt};
   d.host->vf =
       VfSnapshot{"0000:03:00.0", 1, "0c:42:a1:00:00:02", 100, 3, true, std::nullopt, 2u, 0, 1000};
@@ -91,6 +93,8 @@ void ExpectSame(const ClaimPlan& a, const ClaimPlan& b) {
   EXPECT_EQ(a.devices[0].host->mtu, b.devices[0].host->mtu);
   EXPECT_EQ(a.devices[0].host->sysctls, b.devices[0].host->sysctls)
       << "host sysctls are what a return to the host writes back";
+  EXPECT_EQ(b.devices[0].host->gso_max_size, 185000u);
+  EXPECT_EQ(b.devices[0].host->gro_max_size, 65536u);
   ASSERT_TRUE(b.devices[0].result.has_value());
   EXPECT_EQ(a.devices[0].result->cni_result, b.devices[0].result->cni_result);
   EXPECT_FALSE(b.devices[1].host.has_value());
