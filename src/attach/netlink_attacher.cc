@@ -153,12 +153,15 @@ std::vector<std::string> GlobalAddresses(const std::vector<netlink::Address>& ad
   return out;
 }
 
-// Runs `fn` in `ns`: on the calling thread when it is already there (the daemon's threads
-// are, for the host netns), else on a helper thread.
-absl::Status InNetns(const netns::Netns& ns, const std::function<absl::Status()>& fn) {
+// Whether the calling thread is in `ns` (the daemon's threads are, for the host netns).
+bool ThreadIsIn(const netns::Netns& ns) {
   absl::StatusOr<netns::Netns> self = netns::Netns::Open("/proc/thread-self/ns/net");
-  if (self.ok() && self->SameAs(ns)) return fn();
-  return netns::RunIn(ns, fn);
+  return self.ok() && self->SameAs(ns);
+}
+
+// Runs `fn` in `ns`: on the calling thread when it is already there, else on a helper thread.
+absl::Status InNetns(const netns::Netns& ns, const std::function<absl::Status()>& fn) {
+  return ThreadIsIn(ns) ? fn() : netns::RunIn(ns, fn);
 }
 
 // `sock` and `host` are the host netns's.
@@ -494,8 +497,7 @@ class NetlinkAttacher : public Attacher {
   // thread), else through a helper thread.
   absl::StatusOr<NlSock> HostSocket() {
     if (!host_.ok()) return Annotate(host_.status(), "host netns");
-    absl::StatusOr<netns::Netns> self = netns::Netns::Open("/proc/thread-self/ns/net");
-    if (self.ok() && self->SameAs(*host_)) return netlink::OpenRouteSocket();
+    if (ThreadIsIn(*host_)) return netlink::OpenRouteSocket();
     return netlink::OpenRouteSocketIn(*host_);
   }
 

@@ -787,12 +787,7 @@ class ChildAttachTest : public AttachTest {
       return absl::OkStatus();
     };
   }
-  // `ip -d -j link show dev X` in `ns`: kind and mode of a child.
-  json Details(const std::string& ns, const std::string& dev) {
-    json j = IpJson("-d -n " + ns + " link show dev " + dev);
-    if (!j.is_array() || j.empty()) return json();
-    return j[0];
-  }
+
   // The parent stayed on the host, untouched.
   void ExpectParentUnchanged() { ExpectHostRestored(); }
 };
@@ -818,7 +813,7 @@ TEST_F(ChildAttachTest, MacvlanChildIsMadeInThePodAndDeletedOnDetach) {
   EXPECT_THAT(Addrs(l, "inet6"), UnorderedElementsAre("2001:db8::10/64"));
   EXPECT_THAT(Routes(pod_name_, "-4", "net1"),
               UnorderedElementsAre("198.51.100.0/24 via 192.0.2.1", "203.0.113.0/24"));
-  json d = Details(pod_name_, "net1");
+  json d = LinkDetails(pod_name_, "net1");
   EXPECT_EQ(d["linkinfo"].value("info_kind", ""), "macvlan") << d.dump();
   EXPECT_EQ(d["linkinfo"]["info_data"].value("mode", ""), "bridge") << d.dump();
   ExpectParentUnchanged();
@@ -873,7 +868,7 @@ TEST_F(ChildAttachTest, ChildGetsItsGsoAndGroSizes) {
   req.config.interface.gso_max_size = 32768;
   req.config.interface.gro_max_size = 16384;
   ASSERT_TRUE(attacher_->AttachChild(req, PersistChild()).ok());
-  json l = Details(pod_name_, "net1");
+  json l = LinkDetails(pod_name_, "net1");
   EXPECT_EQ(l.value("gso_max_size", 0), 32768) << l.dump();
   EXPECT_EQ(l.value("gro_max_size", 0), 16384) << l.dump();
   ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
@@ -977,7 +972,7 @@ TEST_F(ChildAttachTest, IpvlanChildInL3Mode) {
   AttachRequest req = ChildRequest("ipvlan", "l3", "", {"192.0.2.10/24"}, {});
   auto res = attacher_->AttachChild(req, PersistChild());
   ASSERT_TRUE(res.ok()) << res.status();
-  json d = Details(pod_name_, "net1");
+  json d = LinkDetails(pod_name_, "net1");
   EXPECT_EQ(d["linkinfo"].value("info_kind", ""), "ipvlan") << d.dump();
   EXPECT_EQ(d["linkinfo"]["info_data"].value("mode", ""), "l3") << d.dump();
   EXPECT_EQ(d.value("address", ""), host_mac_);  // ipvlan children share the parent's MAC
@@ -994,7 +989,7 @@ TEST_F(ChildAttachTest, VlanChildCarriesItsId) {
   req.child->vlan_id = 42;
   auto res = attacher_->AttachChild(req, PersistChild());
   ASSERT_TRUE(res.ok()) << res.status();
-  json d = Details(pod_name_, "net1.42");
+  json d = LinkDetails(pod_name_, "net1.42");
   EXPECT_EQ(d["linkinfo"].value("info_kind", ""), "vlan") << d.dump();
   EXPECT_EQ(d["linkinfo"]["info_data"].value("id", 0), 42) << d.dump();
   ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1.42", *req.child, kWhere).ok());
