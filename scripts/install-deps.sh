@@ -26,6 +26,7 @@ packages=(
   python3 python3-yaml  # test/deploy (manifest tests)
   # style
   clang-format clang-tidy
+  clang  # the fuzz harnesses (scripts/fuzz.sh): clang 14 with libFuzzer
 )
 
 missing=()
