@@ -14,7 +14,7 @@
 #include "nri/pod_network.h"
 #include "state/plan_store.h"
 
-namespace nri = knd::nri;
+namespace knri = knd::nri;
 namespace api = knd::nri::api;
 namespace state = knd::state;
 
@@ -97,9 +97,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   state::PlanStore store(dir->path());
   AddPlans(store);
   NoKernel attacher;
-  nri::PodNetwork pods(store, attacher);
-  nri::DriverHandler handler(
-      pods, (which & 0x80) ? nri::SandboxFailurePolicy::kDefer : nri::SandboxFailurePolicy::kAuto);
+  knri::PodNetwork pods(store, attacher);
+  knri::DriverHandler handler(
+      pods, (which & 0x80) ? knri::SandboxFailurePolicy::kDefer : knri::SandboxFailurePolicy::kAuto);
   switch (which % 7) {
     case 0: {
       api::ConfigureRequest req;
@@ -138,8 +138,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 5: {
       api::StateChangeEvent ev;
       if (!ev.ParseFromString(payload)) return 0;
-      (void)nri::ToPodInfo(ev.pod());
-      (void)nri::NetnsPath(ev.pod());
+      (void)knri::ToPodInfo(ev.pod());
+      (void)knri::NetnsPath(ev.pod());
       break;
     }
     default: {

@@ -10,7 +10,7 @@
 # LABEL defaults to `vm` (the tests that need the lab's hardware). Logs go to DIR/vm/results:
 # console.log (the guest kernel), guest.log (setup), ctest-LABEL.log (each label's ctest output).
 # Exits with the guest's ctest status, or 124 when the guest did not finish in time.
-# Uses KVM when /dev/kvm works, else software emulation (TCG).
+# Uses KVM when /dev/kvm works, else software emulation (TCG); KND_LAB_ACCEL=tcg|kvm forces one.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build
@@ -75,19 +75,44 @@ cmdline="console=ttyS0 panic=-1 quiet knd.run=$root/test/vm/guest.sh knd.build=$
 [ -z "$exec_script" ] || cmdline+=" knd.exec=$exec_script"
 cmdline+=" knd.kmods=$kdir knd.timeout=$timeout knd.labels=$(IFS=,; echo "${labels[*]}")"
 echo "lab.sh: booting $kver (${pfs} igb PFs) for ctest labels: ${labels[*]}"
-accel=(-accel tcg)
-[ -c /dev/kvm ] && accel=(-accel kvm -accel tcg)  # QEMU falls back to TCG when KVM fails
+# boot ACCEL...: runs the guest to the end (or the time limit) and sets qrc. QEMU's stderr goes to
+# results/qemu.log and to ours. A KVM that initialises but cannot emulate an instruction (nested
+# virtualisation) stops the guest with "KVM internal error" and leaves QEMU waiting forever: that
+# is watched for, and the guest is booted again under TCG.
+boot() {
+  rm -rf "${results:?}"/* && : >"$results/qemu.log"
+  timeout --foreground $((timeout + 300)) "$qdir/usr/bin/qemu-system-x86_64" \
+    -L "$qdir/usr/share/qemu" -L "$qdir/usr/share/seabios" \
+    -M q35 "$@" -cpu max -smp "$(nproc)" -m 4096 \
+    -nodefaults -display none -no-reboot -serial "file:$results/console.log" \
+    -kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd" -append "$cmdline" \
+    -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
+    -virtfs "local,path=$results,mount_tag=results,security_model=none" \
+    "${nics[@]}" 2>"$results/qemu.log" &
+  local pid=$!
+  kvm_failed=0
+  while kill -0 "$pid" 2>/dev/null; do
+    if grep -q "KVM internal error" "$results/qemu.log"; then kvm_failed=1; kill "$pid"; fi
+    sleep 1
+  done
+  qrc=0
+  wait "$pid" || qrc=$?
+  grep -v "^$" "$results/qemu.log" | head -5 >&2 || true
+}
 start=$(date +%s)
+# KND_LAB_ACCEL=tcg|kvm forces one; by default KVM is tried when /dev/kvm is there.
+accel=${KND_LAB_ACCEL:-$([ -c /dev/kvm ] && echo kvm || echo tcg)}
 set +e
-timeout --foreground $((timeout + 300)) "$qdir/usr/bin/qemu-system-x86_64" \
-  -L "$qdir/usr/share/qemu" -L "$qdir/usr/share/seabios" \
-  -M q35 "${accel[@]}" -cpu max -smp "$(nproc)" -m 4096 \
-  -nodefaults -display none -no-reboot -serial "file:$results/console.log" \
-  -kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd" -append "$cmdline" \
-  -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
-  -virtfs "local,path=$results,mount_tag=results,security_model=none" \
-  "${nics[@]}"
-qrc=$?
+if [ "$accel" = kvm ]; then
+  boot -accel kvm -accel tcg  # QEMU itself falls back to TCG when KVM fails to initialise
+  if [ "$kvm_failed" = 1 ]; then
+    echo "lab.sh: KVM failed to run the guest; booting again with software emulation (TCG)" >&2
+    start=$(date +%s)
+    boot -accel tcg
+  fi
+else
+  boot -accel tcg
+fi
 set -e
 echo "lab.sh: guest ran $(($(date +%s) - start)) s (qemu exit $qrc)"
 [ -f "$results/exec.log" ] && { echo "----- guest: $exec_script"; cat "$results/exec.log"; }
