@@ -13,6 +13,7 @@
 
 using nlohmann::json;
 namespace kube = knd::kube;
+namespace kint = knd::kube::internal;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   knd::fuzz::Input in(data, size);
@@ -22,29 +23,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   switch (mode % 4) {
     case 0: {
       // A small cap, so the fuzzer reaches the over-long-line path.
-      kube::WatchLineDecoder dec(/*max_line_bytes=*/512);
+      kint::WatchLineDecoder dec(/*max_line_bytes=*/512);
       for (size_t at = 0; at < text.size(); at += chunk) {
-        absl::StatusOr<kube::WatchLineDecoder::Result> r =
+        absl::StatusOr<kint::WatchLineDecoder::Result> r =
             dec.Feed(text.substr(at, chunk), [](const kube::WatchEvent& ev) {
               (void)knd::DumpJson(ev.object);
               (void)kube::PodFactsOf(ev.object);
               return ev.type != "DELETED";
             });
         if (dec.pending() > dec.max_line_bytes()) abort();
-        if (!r.ok() || *r == kube::WatchLineDecoder::Result::kStopped) break;
+        if (!r.ok() || *r == kint::WatchLineDecoder::Result::kStopped) break;
       }
       break;
     }
     case 1:
-      (void)kube::StatusFromHttp(400 + chunk % 200, text, "GET /api/v1/pods");
-      (void)kube::ParseRetryAfter(text);
+      (void)kint::StatusFromHttp(400 + chunk % 200, text, "GET /api/v1/pods");
+      (void)kint::ParseRetryAfter(text);
       break;
     case 2: {
       json pod = json::parse(text, nullptr, /*allow_exceptions=*/false);
       if (pod.is_discarded()) return 0;
       (void)kube::PodFactsOf(pod);
-      (void)kube::StatusFromApiStatus(pod, "PATCH pod");
-      (void)kube::MetadataString(pod, "name");
+      (void)kint::StatusFromApiStatus(pod, "PATCH pod");
+      (void)kint::MetadataString(pod, "name");
       break;
     }
     default: {

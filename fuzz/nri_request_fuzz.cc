@@ -98,8 +98,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   AddPlans(store);
   NoKernel attacher;
   knri::PodNetwork pods(store, attacher);
-  knri::DriverHandler handler(
-      pods, (which & 0x80) ? knri::SandboxFailurePolicy::kDefer : knri::SandboxFailurePolicy::kAuto);
+  knri::DriverHandler handler(pods, (which & 0x80) ? knri::SandboxFailurePolicy::kDefer
+                                                   : knri::SandboxFailurePolicy::kAuto);
   switch (which % 7) {
     case 0: {
       api::ConfigureRequest req;

@@ -11,6 +11,7 @@ packages=(
   libnl-3-dev libnl-route-3-dev libcurl4-openssl-dev libssl-dev
   nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libcpp-httplib-dev
+  libcap-dev libelf-dev  # kndctl doctor: capabilities, the netns guard's ELF headers
   # tests
   libgtest-dev libgmock-dev googletest
   containernetworking-plugins iproute2 procps iputils-ping  # ping: traffic between pods

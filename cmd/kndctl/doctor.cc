@@ -1,6 +1,8 @@
 #include "doctor.h"
 
-#include <linux/capability.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
 #include <netlink/errno.h>
 #include <netlink/netlink.h>
 #include <netlink/route/link.h>
@@ -9,6 +11,7 @@
 #include <netlink/route/link/veth.h>
 #include <netlink/route/link/vlan.h>
 #include <netlink/route/link/vxlan.h>
+#include <sys/capability.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,11 +20,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -278,24 +279,21 @@ Check CheckStateDir(const std::string& dir) {
 
 namespace {
 
-// Whether an ELF file asks for a dynamic loader (has a PT_INTERP program header). nullopt when
-// it is not a 64-bit little-endian ELF file we can read.
+// Whether an ELF file asks for a dynamic loader (has a PT_INTERP program header), read with
+// libelf. nullopt when it is not an ELF file libelf can read.
 std::optional<bool> ElfIsDynamic(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  unsigned char eh[64] = {0};
-  if (!f.read(reinterpret_cast<char*>(eh), sizeof(eh))) return std::nullopt;
-  if (eh[0] != 0x7f || eh[1] != 'E' || eh[2] != 'L' || eh[3] != 'F' || eh[4] != 2 || eh[5] != 1) {
+  if (elf_version(EV_CURRENT) == EV_NONE) return std::nullopt;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return std::nullopt;
+  std::unique_ptr<Elf, decltype(&elf_end)> elf(elf_begin(fd.get(), ELF_C_READ, nullptr), elf_end);
+  size_t phnum = 0;
+  if (!elf || elf_kind(elf.get()) != ELF_K_ELF || elf_getphdrnum(elf.get(), &phnum) != 0) {
     return std::nullopt;
   }
-  auto u16 = [&](int o) { return static_cast<uint16_t>(eh[o] | (eh[o + 1] << 8)); };
-  uint64_t phoff = 0;
-  for (int i = 7; i >= 0; --i) phoff = (phoff << 8) | eh[32 + i];
-  const uint16_t phentsize = u16(54), phnum = u16(56);
-  for (uint16_t i = 0; i < phnum; ++i) {
-    unsigned char ph[4] = {0};
-    f.seekg(static_cast<std::streamoff>(phoff + uint64_t{i} * phentsize));
-    if (!f.read(reinterpret_cast<char*>(ph), sizeof(ph))) return std::nullopt;
-    if ((ph[0] | (ph[1] << 8) | (ph[2] << 16) | (ph[3] << 24)) == 3) return true;  // PT_INTERP
+  for (size_t i = 0; i < phnum; ++i) {
+    GElf_Phdr ph;
+    if (gelf_getphdr(elf.get(), static_cast<int>(i), &ph) == nullptr) return std::nullopt;
+    if (ph.p_type == PT_INTERP) return true;
   }
   return false;
 }
@@ -367,28 +365,26 @@ Check CheckRdma(const std::string& sysfs_root) {
               "check with `rdma system show`");
 }
 
-Check CheckCapabilities(const std::string& proc_status) {
+Check CheckCapabilities(const std::string& caps_text) {
   const std::string name = "capabilities";
-  absl::StatusOr<std::string> status = ReadFile(proc_status);
-  if (!status.ok()) {
-    return Warn(name, "cannot read " + proc_status + ": " + std::string(status.status().message()),
-                "run on Linux with /proc mounted");
+  std::unique_ptr<struct _cap_struct, decltype(&cap_free)> caps(
+      caps_text.empty() ? cap_get_proc() : cap_from_text(caps_text.c_str()), cap_free);
+  if (!caps) {
+    return Warn(
+        name,
+        caps_text.empty()
+            ? "cannot read this process's capabilities: " + std::string(std::strerror(errno))
+            : "\"" + caps_text + "\" is not a capability set (libcap text form)",
+        "run on Linux");
   }
-  std::istringstream in(*status);
-  std::string line;
-  uint64_t eff = 0;
-  bool found = false;
-  while (std::getline(in, line)) {
-    if (line.rfind("CapEff:", 0) != 0) continue;
-    std::string hex(absl::StripAsciiWhitespace(line.substr(7)));
-    char* end = nullptr;
-    eff = std::strtoull(hex.c_str(), &end, 16);
-    found = end != nullptr && *end == '\0' && !hex.empty();
-  }
-  if (!found) return Warn(name, "no CapEff line in " + proc_status, "run on Linux");
   std::vector<std::string> missing;
-  if ((eff & (uint64_t{1} << CAP_NET_ADMIN)) == 0) missing.push_back("CAP_NET_ADMIN");
-  if ((eff & (uint64_t{1} << CAP_SYS_ADMIN)) == 0) missing.push_back("CAP_SYS_ADMIN");
+  for (auto [cap, cap_name] :
+       {std::pair{CAP_NET_ADMIN, "CAP_NET_ADMIN"}, std::pair{CAP_SYS_ADMIN, "CAP_SYS_ADMIN"}}) {
+    cap_flag_value_t v = CAP_CLEAR;
+    if (cap_get_flag(caps.get(), cap, CAP_EFFECTIVE, &v) != 0 || v != CAP_SET) {
+      missing.push_back(cap_name);
+    }
+  }
   if (!missing.empty()) {
     return Fail(name, "missing " + absl::StrJoin(missing, ", "),
                 "run as root with NET_ADMIN and SYS_ADMIN, as the knd DaemonSet does (see "
@@ -493,7 +489,7 @@ Check LinkTypesCheck(const std::vector<LinkTypeProbe>& probes, const std::string
 
 std::vector<Check> RunDoctor(const DoctorOptions& opts) {
   std::vector<Check> out;
-  out.push_back(CheckCapabilities(opts.proc_status));
+  out.push_back(CheckCapabilities(opts.capabilities));
   out.push_back(CheckNriSocket(opts.nri_socket));
   for (Check& c : CheckKubeletDirs(opts.kubelet_dir)) out.push_back(std::move(c));
   out.push_back(CheckCdiDir(opts.cdi_dir));

@@ -36,7 +36,9 @@ struct DoctorOptions {
   // Where the DaemonSet's knd-driver installs the netns guard ("" = not checked).
   std::string netns_guard = "/var/lib/knd/bin/knd-netns-guard";
   std::string sysfs_root = "/sys";
-  std::string proc_status = "/proc/self/status";  // capabilities of this process
+  // The capability set to check, in libcap's text form (e.g. "cap_net_admin=ep"); "" checks
+  // this process's own.
+  std::string capabilities;
   bool probe_link_types = true;
 };
 
@@ -56,8 +58,9 @@ Check CheckStateDir(const std::string& dir);
 Check CheckNetnsGuard(const std::string& path);
 // ib_core's netns_mode (exclusive lets RDMA devices follow their netdev into pods).
 Check CheckRdma(const std::string& sysfs_root);
-// CAP_NET_ADMIN and CAP_SYS_ADMIN in the effective set (from a /proc/<pid>/status file).
-Check CheckCapabilities(const std::string& proc_status);
+// CAP_NET_ADMIN and CAP_SYS_ADMIN in the effective set of `caps_text` (libcap's text form), or
+// of this process when it is empty.
+Check CheckCapabilities(const std::string& caps_text);
 
 // Result of creating one link type in a throwaway netns.
 struct LinkTypeProbe {

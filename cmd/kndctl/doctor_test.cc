@@ -68,7 +68,7 @@ class DoctorTest : public ::testing::Test {
     o.state_dir = P("knd");
     o.netns_guard = P("knd/bin/knd-netns-guard");
     o.sysfs_root = P("sys");
-    o.proc_status = P("proc-status");
+    o.capabilities = "cap_net_admin,cap_sys_admin=ep";
     o.probe_link_types = false;
     return o;
   }
@@ -201,15 +201,19 @@ TEST_F(DoctorTest, Rdma) {
 }
 
 TEST_F(DoctorTest, Capabilities) {
-  Write("proc-status", "Name:\tkndctl\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n");
-  EXPECT_EQ(CheckCapabilities(P("proc-status")).level, Level::kOk);
-  // Only CAP_NET_ADMIN (bit 12).
-  Write("proc-status", "CapEff:\t0000000000001000\n");
-  Check c = CheckCapabilities(P("proc-status"));
+  EXPECT_EQ(CheckCapabilities("cap_net_admin,cap_sys_admin=ep").level, Level::kOk);
+  EXPECT_EQ(CheckCapabilities("all=ep").level, Level::kOk);
+  // Permitted but not effective does not count.
+  Check c = CheckCapabilities("cap_net_admin=ep cap_sys_admin=p");
   EXPECT_EQ(c.level, Level::kFail);
   EXPECT_EQ(c.detail, "missing CAP_SYS_ADMIN");
-  Write("proc-status", "CapEff:\t0000000000000000\n");
-  EXPECT_EQ(CheckCapabilities(P("proc-status")).detail, "missing CAP_NET_ADMIN, CAP_SYS_ADMIN");
+  EXPECT_EQ(CheckCapabilities("=").detail, "missing CAP_NET_ADMIN, CAP_SYS_ADMIN");
+  c = CheckCapabilities("cap_no_such_thing=ep");
+  EXPECT_EQ(c.level, Level::kWarn);
+  EXPECT_TRUE(Has(c.detail, "is not a capability set")) << c.detail;
+  // This process's own set is read (whatever it holds).
+  c = CheckCapabilities("");
+  EXPECT_NE(c.level, Level::kWarn) << c.detail;
 }
 
 TEST(LinkTypesCheckTest, Summaries) {
@@ -227,7 +231,6 @@ TEST(LinkTypesCheckTest, Summaries) {
 
 TEST_F(DoctorTest, WholeRunOnAGoodAndABadLayout) {
   DoctorOptions o = Layout();
-  Write("proc-status", "CapEff:\t000001ffffffffff\n");
   Mkdir("kubelet/plugins");
   Mkdir("kubelet/plugins_registry");
   Mkdir("cdi");

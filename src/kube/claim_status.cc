@@ -1,13 +1,13 @@
 #include "kube/claim_status.h"
 
 #include <spdlog/spdlog.h>
-#include <time.h>
 
 #include <algorithm>
 #include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "kube/http_util.h"
 
 namespace knd::kube {
@@ -15,12 +15,9 @@ namespace knd::kube {
 using nlohmann::json;
 
 std::string FormatTime(std::chrono::system_clock::time_point t) {
-  time_t secs = std::chrono::system_clock::to_time_t(t);
-  struct tm tm_utc;
-  gmtime_r(&secs, &tm_utc);
-  char buf[32];
-  size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm_utc);
-  return std::string(buf, n);
+  // RFC 3339 in UTC with whole seconds, as metav1.Time marshals (Go's time.RFC3339 in UTC
+  // ends in "Z"; absl's RFC3339_sec would write "+00:00").
+  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%SZ", absl::FromChrono(t), absl::UTCTimeZone());
 }
 
 json DeviceStatusEntry(const DeviceStatus& s, std::chrono::system_clock::time_point now) {

@@ -127,6 +127,14 @@ class ClaimStatusTest : public ::testing::Test {
   std::vector<std::string> written_;
 };
 
+TEST(FormatTimeTest, Rfc3339InUtcWithWholeSeconds) {
+  using std::chrono::system_clock;
+  // 2026-12-05T15:04:05.900Z: the fraction is dropped (metav1.Time has whole seconds).
+  system_clock::time_point t = system_clock::from_time_t(1796483045) + 900ms;
+  EXPECT_EQ(FormatTime(t), "2026-12-05T15:04:05Z");
+  EXPECT_EQ(FormatTime(system_clock::from_time_t(0)), "1970-01-01T00:00:00Z");
+}
+
 TEST(DeviceStatusEntryTest, HasConditionNetworkDataAndData) {
   auto now = std::chrono::system_clock::from_time_t(1700000000);
   DeviceStatus s = Ours("eth1", true);
