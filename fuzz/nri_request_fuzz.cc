@@ -1,12 +1,12 @@
 // NRI requests as the runtime sends them (protobuf payloads), handled by knd's DriverHandler
 // and PodNetwork over a plan store holding claims for one pod, as the NRI plugin dispatches
-// them (src/nri/plugin.cc). The attacher is a stand-in that never touches the kernel. First
-// byte: which request; the rest: its serialized payload.
+// them (src/nri/plugin.cc). The attacher is attach::NullAttacher: it never touches the kernel.
+// First byte: which request; the rest: its serialized payload.
 #include <cstdint>
 #include <memory>
 #include <string>
 
-#include "attach/attacher.h"
+#include "attach/null_attacher.h"
 #include "config/network_config.h"
 #include "fuzz_util.h"
 #include "nri/api.pb.h"
@@ -19,52 +19,6 @@ namespace api = knd::nri::api;
 namespace state = knd::state;
 
 namespace {
-
-class NoKernel : public knd::attach::Attacher {
- public:
-  absl::StatusOr<state::AttachResult> Attach(
-      const knd::attach::AttachRequest& req,
-      const std::function<absl::Status(const state::HostSnapshot&)>& persist) override {
-    state::HostSnapshot snap;
-    snap.ifname = req.identity.ifname;
-    if (absl::Status st = persist(snap); !st.ok()) return st;
-    state::AttachResult r;
-    r.netns = req.netns_path;
-    r.ifname = req.config.interface.name.value_or(req.identity.ifname);
-    return r;
-  }
-  absl::StatusOr<state::AttachResult> AttachChild(
-      const knd::attach::AttachRequest& req,
-      const std::function<absl::Status()>& persist) override {
-    if (absl::Status st = persist(); !st.ok()) return st;
-    state::AttachResult r;
-    r.netns = req.netns_path;
-    r.ifname = req.config.interface.name.value_or("net1");
-    return r;
-  }
-  absl::Status DetachChild(const std::string&, const std::string&, const state::ChildPlan&,
-                           const std::string&) override {
-    return absl::OkStatus();
-  }
-  absl::Status Detach(const state::DeviceIdentity&, const state::HostSnapshot&, const std::string&,
-                      const std::string&, const std::string&) override {
-    return absl::OkStatus();
-  }
-  absl::StatusOr<bool> IsAttached(const std::string&, const std::string&) override { return false; }
-  absl::StatusOr<bool> OnHost(const state::DeviceIdentity&) override { return true; }
-  absl::StatusOr<std::optional<state::AttachResult>> FindInPod(
-      const std::string&, const state::DeviceIdentity&) override {
-    return std::optional<state::AttachResult>();
-  }
-  absl::StatusOr<state::HostSnapshot> Snapshot(const state::DeviceIdentity& id) override {
-    state::HostSnapshot s;
-    s.ifname = id.ifname;
-    return s;
-  }
-  absl::Status Restore(const state::DeviceIdentity&, const state::HostSnapshot&) override {
-    return absl::OkStatus();
-  }
-};
 
 // Claims prepared for pod uid "pod-1" (the seed corpus uses it): a moved device and a child.
 void AddPlans(state::PlanStore& store) {
@@ -96,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   dir->Reset();
   state::PlanStore store(dir->path());
   AddPlans(store);
-  NoKernel attacher;
+  knd::attach::NullAttacher attacher;
   knri::PodNetwork pods(store, attacher);
   knri::DriverHandler handler(pods, (which & 0x80) ? knri::SandboxFailurePolicy::kDefer
                                                    : knri::SandboxFailurePolicy::kAuto);

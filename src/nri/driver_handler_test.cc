@@ -6,6 +6,7 @@
 #include <future>
 #include <thread>
 
+#include "attach/null_attacher.h"
 #include "common/status.h"
 #include "config/network_config.h"
 #include "netns/netns.h"
@@ -36,7 +37,7 @@ TEST(SandboxFailurePolicyTest, Parse) {
 }
 
 // An attacher whose attach fails until told otherwise.
-class FlakyAttacher : public attach::Attacher {
+class FlakyAttacher : public attach::NullAttacher {
  public:
   absl::StatusOr<state::AttachResult> Attach(
       const attach::AttachRequest& req,
@@ -46,10 +47,7 @@ class FlakyAttacher : public attach::Attacher {
     RETURN_IF_ERROR(persist(snap));
     if (failing) return absl::UnavailableError(req.where + ": CNI plugin timed out");
     attached = true;
-    state::AttachResult r;
-    r.netns = req.netns_path;
-    r.ifname = "net1";
-    return r;
+    return Result(req, "net1");
   }
   absl::Status Detach(const state::DeviceIdentity&, const state::HostSnapshot&, const std::string&,
                       const std::string&, const std::string&) override {
@@ -61,10 +59,7 @@ class FlakyAttacher : public attach::Attacher {
     RETURN_IF_ERROR(persist());
     if (failing) return absl::UnavailableError(req.where + ": parent is down");
     attached = true;
-    state::AttachResult r;
-    r.netns = req.netns_path;
-    r.ifname = "net1";
-    return r;
+    return Result(req, "net1");
   }
   absl::Status DetachChild(const std::string&, const std::string&, const state::ChildPlan&,
                            const std::string&) override {
@@ -75,18 +70,6 @@ class FlakyAttacher : public attach::Attacher {
     return attached.load();
   }
   absl::StatusOr<bool> OnHost(const state::DeviceIdentity&) override { return !attached; }
-  absl::StatusOr<std::optional<state::AttachResult>> FindInPod(
-      const std::string&, const state::DeviceIdentity&) override {
-    return std::optional<state::AttachResult>();
-  }
-  absl::StatusOr<state::HostSnapshot> Snapshot(const state::DeviceIdentity& id) override {
-    state::HostSnapshot s;
-    s.ifname = id.ifname;
-    return s;
-  }
-  absl::Status Restore(const state::DeviceIdentity&, const state::HostSnapshot&) override {
-    return absl::OkStatus();
-  }
   std::atomic<bool> failing{true}, attached{false};
 };
 
