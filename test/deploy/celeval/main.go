@@ -20,7 +20,10 @@
 // The environment follows the API server's: request, object, oldObject, params, namespaceObject
 // and variables (the policy's variables, each one in order, seeing the earlier ones) as dyn;
 // optional types, the strings (v2) and sets extensions, homogeneous aggregate literals,
-// cross-type numeric comparisons, UTC as default time zone. Variables evaluate to errors
+// cross-type numeric comparisons, UTC as default time zone. Not here: the Kubernetes-specific
+// libraries (quantity, IP/CIDR, URLs, regex helpers, authorizer) and the API server's typing of
+// object by OpenAPI schema; an expression that uses those fails to compile (exit 2), so it is
+// noticed rather than misjudged. Variables evaluate to errors
 // without failing the request unless an expression uses them, as the API server's lazy
 // evaluation does. A compile error exits 2 naming the expression.
 package main
