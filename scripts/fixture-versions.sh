@@ -13,4 +13,10 @@ KND_FIXTURES=(
   # they run on bookworm's libraries.
   "kernel-6.12=bookworm-backports:linux-image-6.12.95+deb12-amd64-unsigned=6.12.95-1~bpo12+1"
   "qemu-10.0=bookworm-backports:qemu-system-x86=1:10.0.2+ds-2+deb13u1~bpo12+1,qemu-system-data=1:10.0.2+ds-2+deb13u1~bpo12+1,seabios=1.16.3-2~bpo12+1"
+  # The admission-policy tests (test/deploy, ctest deploy_manifests) evaluate the policies' CEL
+  # with Google's cel-go, the implementation Kubernetes uses: its Go sources and those of its
+  # imports (GOPATH layout under usr/share/gocode) from Debian 13, built in GOPATH mode by
+  # test/deploy/celeval.sh with the Go 1.23 toolchain of bookworm-backports.
+  "go-1.23=bookworm-backports:golang-1.23-go=1.23.5-1~bpo12+1,golang-1.23-src=1.23.5-1~bpo12+1"
+  "cel-go=trixie:golang-github-google-cel-go-dev=0.18.2+ds-5+deb13u1,golang-github-antlr-antlr4-dev=4.11.1+ds-2,golang-golang-x-exp-dev=0.0~git20231006.7918f67-2,golang-google-genproto-dev=0.0~git20210726.e7812ac-4,golang-github-golang-protobuf-1-5-dev=1.5.4-1,golang-google-protobuf-dev=1.36.5-1,golang-golang-x-text-dev=0.22.0-1,golang-github-stoewer-go-strcase-dev=1.2.0-4"
 )

@@ -9,18 +9,25 @@ be checked without one, against the code rather than against copies of it:
     and directories the driver uses with those flags;
   - the ClusterRole grants exactly the (resource, verb) pairs the code calls: the set is
     derived by scanning src/ and cmd/ for kube::Client calls and the API paths they use;
-  - DeviceClass CEL and example constraints use only attributes the inventory publishes;
+  - the admission policies' CEL, evaluated with cel-go (the API server's CEL, built from
+    Debian's sources by test/deploy/celeval.sh) on requests knd makes and requests it must not
+    make: own node allowed, other nodes, other drivers, other pod fields denied;
+  - DeviceClass CEL and example constraints use only attributes the inventory publishes, and
+    the DeviceClass selectors (evaluated with cel-go) select the devices they are meant to;
   - every YAML example parses, and NetworkConfig examples are valid;
   - the Containerfile's runtime packages exist in Debian 12 and provide every shared library
     the built binaries load.
-Checks that need a tool this machine lacks (kubectl, apt lists, built binaries) skip visibly.
+Checks that need a tool this machine lacks (kubectl, apt lists, built binaries, the cel-go
+fixtures when Debian's archive cannot be reached) skip visibly.
 
 Run: python3 test/deploy/test_deploy.py -v   (ctest: deploy_manifests, label unit)
 """
 
 import base64
+import copy
 import functools
 import glob
+import json
 import os
 import re
 import shutil
@@ -358,6 +365,23 @@ def published_attributes():
     std = re.findall(r"\bstr\(\"([\w.-]+/\w+)\"", text)
     assert own and std, "no attributes found in src/inventory/slices.cc: the scan rotted"
     return {f"{DRIVER}/{a}" for a in own} | set(std)
+
+
+def published_device(driver, **values):
+    """A device as the DRA CEL sees it, with every attribute the inventory publishes: a value
+    of the attribute's type, or values[name]."""
+    text = read("src/inventory/slices.cc")
+    sample = {"str": "x", "int": 1, "bool": False}
+    attrs = {DRIVER: {}}
+    for kind, name in re.findall(r"\bown_(str|int|bool)\(\"(\w+)\"", text):
+        attrs[DRIVER][name] = values.get(name, sample[kind])
+    for full in re.findall(r"\bstr\(\"([\w.-]+/\w+)\"", text):
+        domain, name = full.rsplit("/", 1)
+        attrs.setdefault(domain, {})[name] = "x"
+    if driver != DRIVER:
+        attrs[driver] = attrs.pop(DRIVER)
+    return {"driver": driver, "attributes": attrs, "capacity": {},
+            "allowMultipleAllocations": False}
 
 
 def cel_attribute_refs(expr):
@@ -774,42 +798,309 @@ class RbacTest(unittest.TestCase):
                                  "resourceNames: [the driver name]")
 
 
+# ---------------------------------------------------------------------------------------
+# CEL: the admission policies and DeviceClass selectors are evaluated with cel-go (the CEL of
+# the API server), built by test/deploy/celeval.sh from Debian's sources.
+
+@functools.lru_cache(maxsize=None)
+def celeval_build():
+    """(path of the celeval binary, None), or (None, why) when its fixtures cannot be fetched.
+    A build error fails the tests instead: that is our bug, not the machine's."""
+    out_dir = os.path.join(BIN or os.path.join(SRC, "build"), "celeval")
+    r = subprocess.run([os.path.join(SRC, "test", "deploy", "celeval.sh"), out_dir],
+                       capture_output=True, text=True, timeout=900)
+    if r.returncode == 3:
+        return None, "cel-go/go-1.23 fixtures unavailable: " + r.stderr.strip()[-500:]
+    if r.returncode != 0:
+        raise AssertionError(f"test/deploy/celeval.sh failed ({r.returncode}):\n{r.stderr}")
+    return r.stdout.strip().splitlines()[-1], None
+
+
+def celeval_or_skip(test):
+    path, why = celeval_build()
+    if path is None:
+        note_skip(test, why)
+    return path
+
+
+def celeval(test, doc):
+    """Runs the evaluator on one input document (see test/deploy/celeval/main.go)."""
+    r = subprocess.run([celeval_or_skip(test)], input=json.dumps(doc), capture_output=True,
+                       text=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError(f"celeval failed ({r.returncode}): {r.stderr}")
+    return json.loads(r.stdout)
+
+
+def knd_user(objs):
+    ds = one(objs, "DaemonSet", "knd-driver")
+    return (f"system:serviceaccount:{ds['metadata']['namespace']}:"
+            f"{ds['spec']['template']['spec']['serviceAccountName']}")
+
+
+NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
+NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
+
+
 class AdmissionPolicyTest(unittest.TestCase):
-    def test_slices_limited_to_own_node(self):
-        objs = objects_or_skip(self, "base")
-        ds = one(objs, "DaemonSet", "knd-driver")
-        sa = ds["spec"]["template"]["spec"]["serviceAccountName"]
-        pol = one(objs, "ValidatingAdmissionPolicy")
-        spec = pol["spec"]
-        self.assertEqual(spec["failurePolicy"], "Fail")
-        rules = spec["matchConstraints"]["resourceRules"]
-        self.assertTrue(any("resource.k8s.io" in r["apiGroups"] and
-                            "resourceslices" in r["resources"] and
-                            {"CREATE", "UPDATE", "DELETE"} <= set(r["operations"])
-                            for r in rules))
-        user = f"system:serviceaccount:{ds['metadata']['namespace']}:{sa}"
-        self.assertTrue(any(f'"{user}"' in c["expression"] or f"'{user}'" in c["expression"]
-                            for c in spec["matchConditions"]),
-                        f"the policy does not match the DaemonSet's user {user}")
-        variables = {v["name"]: v["expression"] for v in spec["variables"]}
-        text = " ".join(variables.values()) + " " + " ".join(
-            v["expression"] for v in spec["validations"])
-        self.assertIn("request.userInfo.extra[?'authentication.kubernetes.io/node-name']", text)
-        self.assertIn("oldObject", text, "DELETE has no object; the node must come from "
-                      "oldObject")
-        self.assertIn("spec.?nodeName", text)
-        self.assertIn(f"'{DRIVER}'", text, "the policy should pin the driver name too")
-        for v in spec["validations"]:
-            self.assertTrue(v.get("message") or v.get("messageExpression"))
-            for name in re.findall(r"variables\.(\w+)", v["expression"]):
-                self.assertIn(name, variables)
-            # Cheap well-formedness: balanced quotes and brackets.
-            e = v["expression"]
-            self.assertEqual(e.count("'") % 2, 0, e)
-            self.assertEqual(e.count("(") - e.count(")"), 0, e)
-        binding = one(objs, "ValidatingAdmissionPolicyBinding")
-        self.assertEqual(binding["spec"]["policyName"], pol["metadata"]["name"])
+    """Requests as the API server would hand them to the policies, and what the policies
+    answer, evaluated with cel-go."""
+
+    def setUp(self):
+        self.objs = objects_or_skip(self, "base")
+        celeval_or_skip(self)
+        self.user = knd_user(self.objs)
+
+    def policy(self, name):
+        pol = one(self.objs, "ValidatingAdmissionPolicy", name)
+        self.assertEqual(pol["spec"]["failurePolicy"], "Fail")
+        binding = one(self.objs, "ValidatingAdmissionPolicyBinding", name)
+        self.assertEqual(binding["spec"]["policyName"], name)
         self.assertEqual(binding["spec"]["validationActions"], ["Deny"])
+        self.assertNotIn("paramRef", binding["spec"])
+        return pol["spec"]
+
+    def admit(self, policy, op, resource, obj=None, old=None, node="node-a", user=None,
+              sub=""):
+        group, version, res = resource
+        extra = {NODE_NAME_EXTRA: [node]} if node else {}
+        request = {"operation": op,
+                   "resource": {"group": group, "version": version, "resource": res},
+                   "subResource": sub,
+                   "userInfo": {"username": user or self.user, "extra": extra}}
+        return celeval(self, {"policy": self.policy(policy), "request": request,
+                              "object": obj, "oldObject": old})
+
+    def assertAllowed(self, r):
+        self.assertEqual(r, {"applies": True, "allowed": True, "message": ""})
+
+    def assertDenied(self, r, message):
+        self.assertTrue(r["applies"], r)
+        self.assertFalse(r["allowed"], r)
+        self.assertIn(message, r["message"])
+
+    def assertNotMatched(self, r):
+        self.assertEqual(r, {"applies": False, "allowed": True, "message": ""})
+
+    # ResourceSlices --------------------------------------------------------------------
+
+    SLICES = ("resource.k8s.io", "v1", "resourceslices")
+
+    @staticmethod
+    def slice(node="node-a", driver=DRIVER):
+        return {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
+                "metadata": {"name": f"{node}-knd-x"},
+                "spec": {"driver": driver, "nodeName": node,
+                         "pool": {"name": node, "generation": 1, "resourceSliceCount": 1},
+                         "devices": [{"name": "eth1"}]}}
+
+    def slices(self, op, obj=None, old=None, **kw):
+        return self.admit("knd-resourceslices", op, self.SLICES, obj, old, **kw)
+
+    def test_slices_own_node_allowed(self):
+        self.assertAllowed(self.slices("CREATE", self.slice()))
+        self.assertAllowed(self.slices("UPDATE", self.slice(), self.slice()))
+        self.assertAllowed(self.slices("DELETE", None, self.slice()))
+        for v in ("v1beta1", "v1beta2"):
+            self.assertTrue(self.admit("knd-resourceslices", "CREATE",
+                                       ("resource.k8s.io", v, "resourceslices"),
+                                       self.slice())["applies"])
+
+    def test_slices_other_node_denied(self):
+        want = ('knd on node node-a may only write ResourceSlices with spec.nodeName node-a, '
+                'not "node-b"')
+        self.assertDenied(self.slices("CREATE", self.slice("node-b")), want)
+        self.assertDenied(self.slices("UPDATE", self.slice("node-b"), self.slice("node-b")),
+                          want)
+        # DELETE has no object: the node must come from oldObject.
+        self.assertDenied(self.slices("DELETE", None, self.slice("node-b")), want)
+
+    def test_slices_token_without_node_denied(self):
+        self.assertDenied(self.slices("CREATE", self.slice(), node=None),
+                          "no node is associated with this knd service-account token")
+        self.assertDenied(self.slices("DELETE", None, self.slice(), node=""),
+                          "no node is associated")
+
+    def test_slices_other_driver_denied(self):
+        self.assertDenied(self.slices("CREATE", self.slice(driver="gpu.example.com")),
+                          f'knd may only write ResourceSlices of driver {DRIVER}, not '
+                          '"gpu.example.com"')
+        self.assertDenied(self.slices("DELETE", None, self.slice(driver="gpu.example.com")),
+                          "not \"gpu.example.com\"")
+
+    def test_slices_policy_matches_only_knd(self):
+        self.assertNotMatched(self.slices("CREATE", self.slice("node-b"),
+                                          user="system:serviceaccount:kube-system:other"))
+        self.assertNotMatched(self.slices("CREATE", self.slice("node-b"),
+                                          user="system:node:node-b"))
+        self.assertNotMatched(self.admit("knd-resourceslices", "UPDATE",
+                                         ("resource.k8s.io", "v1", "resourceclaims"),
+                                         {"spec": {}}, {"spec": {}}, sub="status"))
+
+    # Pods ------------------------------------------------------------------------------
+
+    PODS = ("", "v1", "pods")
+
+    @staticmethod
+    def pod(node="node-a", status='[{"name": "cbr0", "default": true}]'):
+        md = {"name": "web-0", "namespace": "apps", "uid": "9b1f", "resourceVersion": "41",
+              "labels": {"app": "web"},
+              "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"},
+              "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                   "name": "web", "uid": "77aa", "controller": True}],
+              "managedFields": [{"manager": "kube-controller-manager",
+                                 "operation": "Update"}]}
+        if status is not None:
+            md["annotations"][NETWORK_STATUS] = status
+        spec = {"containers": [{"name": "web", "image": "nginx:1.27",
+                                "resources": {"limits": {"cpu": "1"}}}],
+                "resourceClaims": [{"name": "nic", "resourceClaimName": "web-0-nic"}],
+                "terminationGracePeriodSeconds": 30}
+        if node is not None:
+            spec["nodeName"] = node
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": md, "spec": spec,
+                "status": {"phase": "Running"}}
+
+    def patched(self, old, status):
+        """old as knd's merge patch of the network-status annotation leaves it (None:
+        removed), with the bookkeeping the API server does on every write."""
+        new = copy.deepcopy(old)
+        ann = new["metadata"]["annotations"]
+        if status is None:
+            ann.pop(NETWORK_STATUS, None)
+        else:
+            ann[NETWORK_STATUS] = status
+        new["metadata"]["managedFields"].append({"manager": "knd-driver",
+                                                 "operation": "Update"})
+        return new
+
+    def pods(self, op, obj=None, old=None, **kw):
+        return self.admit("knd-pods", op, self.PODS, obj, old, **kw)
+
+    KND_STATUS = ('[{"name": "cbr0", "default": true}, '
+                  '{"name": "knd.k8s.cni.cncf.io/web-0-nic", "interface": "net1"}]')
+
+    def test_pods_network_status_on_own_node_allowed(self):
+        old = self.pod()
+        self.assertAllowed(self.pods("UPDATE", self.patched(old, self.KND_STATUS), old))
+        # First entry (no annotation yet), and knd's last entry gone (annotation removed:
+        # knd's merge patch sets it to null then).
+        bare = self.pod(status=None)
+        self.assertAllowed(self.pods("UPDATE", self.patched(bare, self.KND_STATUS), bare))
+        self.assertAllowed(self.pods("UPDATE", self.patched(old, None), old))
+        # A pod without labels or annotations at all.
+        plain = self.pod(status=None)
+        del plain["metadata"]["labels"], plain["metadata"]["annotations"]
+        new = self.patched({**plain, "metadata": {**plain["metadata"], "annotations": {}}},
+                           self.KND_STATUS)
+        self.assertAllowed(self.pods("UPDATE", new, plain))
+        self.assertAllowed(self.pods("UPDATE", plain, new))
+
+    def test_pods_other_node_denied(self):
+        old = self.pod("node-b")
+        self.assertDenied(self.pods("UPDATE", self.patched(old, self.KND_STATUS), old),
+                          'knd on node node-a may only write pods of node node-a, not pod '
+                          'apps/web-0 (spec.nodeName "node-b")')
+        unscheduled = self.pod(None)
+        self.assertDenied(self.pods("UPDATE", self.patched(unscheduled, self.KND_STATUS),
+                                    unscheduled), '(spec.nodeName "")')
+
+    def test_pods_token_without_node_denied(self):
+        old = self.pod()
+        self.assertDenied(self.pods("UPDATE", self.patched(old, self.KND_STATUS), old,
+                                    node=None),
+                          "no node is associated with this knd service-account token")
+
+    def test_pods_label_change_denied(self):
+        old = self.pod()
+        for labels in ({"app": "evil"}, {"app": "web", "extra": "1"}, {}):
+            new = self.patched(old, self.KND_STATUS)
+            new["metadata"]["labels"] = labels
+            self.assertDenied(self.pods("UPDATE", new, old),
+                              "knd may only change the annotation "
+                              f"{NETWORK_STATUS} of pod apps/web-0, not metadata.labels")
+        new = self.patched(old, old["metadata"]["annotations"][NETWORK_STATUS])
+        del new["metadata"]["labels"]
+        self.assertDenied(self.pods("UPDATE", new, old), "not metadata.labels")
+
+    def test_pods_other_metadata_denied(self):
+        old = self.pod()
+        new = self.patched(old, self.KND_STATUS)
+        new["metadata"]["finalizers"] = ["example.com/keep"]
+        new["metadata"]["ownerReferences"] = []
+        r = self.pods("UPDATE", new, old)
+        self.assertDenied(r, "of pod apps/web-0, not metadata.")
+        # Both named, in the order of a map's keys (i.e. any).
+        self.assertIn("metadata.finalizers", r["message"])
+        self.assertIn("metadata.ownerReferences", r["message"])
+
+    def test_pods_other_annotation_denied(self):
+        old = self.pod()
+        want = (f"knd may only change the annotation {NETWORK_STATUS} of pod apps/web-0, not "
+                "the annotation ")
+        changed = self.patched(old, self.KND_STATUS)
+        changed["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] = "now"
+        self.assertDenied(self.pods("UPDATE", changed, old),
+                          want + "kubectl.kubernetes.io/restartedAt")
+        added = self.patched(old, self.KND_STATUS)
+        added["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"] = "evil"
+        self.assertDenied(self.pods("UPDATE", added, old), want + "k8s.v1.cni.cncf.io/networks")
+        removed = self.patched(old, self.KND_STATUS)
+        del removed["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+        self.assertDenied(self.pods("UPDATE", removed, old),
+                          want + "kubectl.kubernetes.io/restartedAt")
+
+    def test_pods_spec_change_denied(self):
+        old = self.pod()
+        new = self.patched(old, self.KND_STATUS)
+        new["spec"]["containers"][0]["image"] = "evil:latest"
+        self.assertDenied(self.pods("UPDATE", new, old),
+                          "knd may not change the spec of pod apps/web-0")
+        moved = self.patched(old, self.KND_STATUS)
+        moved["spec"]["tolerations"] = [{"operator": "Exists"}]
+        self.assertDenied(self.pods("UPDATE", moved, old), "spec of pod apps/web-0")
+
+    def test_pods_policy_matches_only_knd_pod_updates(self):
+        old = self.pod("node-b")
+        new = self.patched(old, self.KND_STATUS)
+        new["metadata"]["labels"] = {}
+        for user in ("system:serviceaccount:kube-system:multus", "system:node:node-b",
+                     "system:serviceaccount:other-ns:knd"):
+            self.assertNotMatched(self.pods("UPDATE", new, old, user=user))
+        # Not matched because RBAC gives knd none of these: checked here against the role.
+        self.assertNotMatched(self.pods("CREATE", new))
+        self.assertNotMatched(self.pods("DELETE", None, old))
+        self.assertNotMatched(self.pods("UPDATE", new, old, sub="status"))
+        role = one(self.objs, "ClusterRole", "knd-driver")
+        for rule in role["rules"]:
+            if "" not in rule["apiGroups"]:
+                continue
+            for res in rule["resources"]:
+                self.assertFalse(res.startswith("pods/"), f"knd-driver grants {res}: the "
+                                 "knd-pods policy does not match pod subresources")
+                if res == "pods":
+                    self.assertEqual(set(rule["verbs"]) & {"create", "delete",
+                                                           "deletecollection", "*"}, set(),
+                                     "knd-pods matches only UPDATE of pods")
+
+    # The evaluator itself --------------------------------------------------------------
+
+    def test_evaluator_catches_broken_expressions(self):
+        bad = {"policy": {"matchConstraints": {"resourceRules": [
+            {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
+             "resources": ["pods"]}]},
+            "validations": [{"expression": "object.spec == oldObject.spec &&"}]},
+            "request": {"operation": "UPDATE",
+                        "resource": {"group": "", "version": "v1", "resource": "pods"}},
+            "object": {}, "oldObject": {}}
+        r = subprocess.run([celeval_or_skip(self)], input=json.dumps(bad),
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("object.spec == oldObject.spec &&", r.stderr)
+        bad["policy"]["validations"] = [{"expression": "variables.missing == 1"}]
+        res = celeval(self, bad)
+        self.assertFalse(res["allowed"])
+        self.assertIn("resulted in error", res["message"])
 
 
 class DeviceClassTest(unittest.TestCase):
@@ -829,6 +1120,26 @@ class DeviceClassTest(unittest.TestCase):
                                   "src/inventory/slices.cc does not publish")
         self.assertIn(f"{DRIVER}/rdma", cel_attribute_refs(
             classes["knd-rdma"]["spec"]["selectors"][0]["cel"]["expression"]))
+
+    def test_selectors_select_published_devices(self):
+        """The selectors, evaluated with cel-go on a device as the inventory publishes it
+        (every attribute of src/inventory/slices.cc, with its type)."""
+        objs = objects_or_skip(self, "base")
+        celeval_or_skip(self)
+        classes = {o["metadata"]["name"]: o for o in objs if o["kind"] == "DeviceClass"}
+
+        def selects(name, device):
+            return all(celeval(self, {"expression": sel["cel"]["expression"],
+                                      "vars": {"device": device}})["value"] is True
+                       for sel in classes[name]["spec"]["selectors"])
+
+        want = {  # (driver, rdma) -> classes that select it
+            (DRIVER, False): {"knd-nic"}, (DRIVER, True): {"knd-nic", "knd-rdma"},
+            ("gpu.example.com", True): set()}
+        for (driver, rdma), names in want.items():
+            device = published_device(driver, rdma=rdma)
+            self.assertEqual({n for n in classes if selects(n, device)}, names,
+                             f"device of driver {driver}, rdma={rdma}")
 
     def test_scanner_sees_attributes(self):
         self.assertEqual(cel_attribute_refs(
