@@ -38,12 +38,6 @@ absl::Status Bad(std::string_view where, std::string_view field, std::string_vie
                                                  std::string(field), ": ", std::string(why)));
 }
 
-std::string StrOr(const json& j, const char* key, const std::string& dflt = "") {
-  if (!j.is_object()) return dflt;
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : dflt;
-}
-
 bool Supported(const std::string& v) {
   const auto& all = SupportedVersions();
   return std::find(all.begin(), all.end(), v) != all.end();
@@ -166,6 +160,10 @@ absl::StatusOr<json> NormalizeConfList(const json& config, std::string_view wher
       if (!e.is_string()) return Bad(where, "cniVersions", "expected a list of strings");
     }
   }
+  // libcni refuses a list whose disableCheck is not a boolean.
+  if (auto dc = list.find("disableCheck"); dc != list.end() && !dc->is_boolean()) {
+    return Bad(where, "disableCheck", absl::StrCat("expected a boolean, got ", TypeName(*dc)));
+  }
   const json& plugins = list["plugins"];
   if (!plugins.is_array()) {
     return Bad(where, "plugins", absl::StrCat("expected a list, got ", TypeName(plugins)));
@@ -211,7 +209,7 @@ absl::StatusOr<json> ParseConfList(std::string_view text, std::string_view where
 
 absl::StatusOr<std::string> PickVersion(const json& conflist,
                                         const std::vector<std::vector<std::string>>& pv) {
-  const std::string name = StrOr(conflist, "name");
+  const std::string name = JsonString(conflist, "name");
   if (auto it = conflist.find("cniVersions");
       it != conflist.end() && it->is_array() && !it->empty()) {
     std::vector<std::string> listed;
@@ -227,7 +225,7 @@ absl::StatusOr<std::string> PickVersion(const json& conflist,
         absl::StrCat("network ", Q(name), ": none of cniVersions [", absl::StrJoin(listed, ", "),
                      "] is supported by knd and all of its plugins"));
   }
-  const std::string given = StrOr(conflist, "cniVersion");
+  const std::string given = JsonString(conflist, "cniVersion");
   if (!given.empty()) return given;
   for (const auto& v : SupportedVersions()) {
     if (AllPluginsSupport(pv, v)) return v;
@@ -239,7 +237,7 @@ absl::StatusOr<std::string> PickVersion(const json& conflist,
 json PluginStdin(const json& conflist, size_t index, const std::string& cni_version,
                  const json& capability_args, const json& prev_result) {
   json in = conflist["plugins"][index];
-  in["name"] = conflist.value("name", "");
+  in["name"] = JsonString(conflist, "name");
   in["cniVersion"] = cni_version;
   json rc = json::object();
   if (auto it = in.find("runtimeConfig"); it != in.end() && it->is_object()) rc = *it;
@@ -275,7 +273,7 @@ json HandDevice(const json& conflist, const DeviceHandoff& dev) {
   if (!out.contains("plugins") || !out["plugins"].is_array()) return out;
   for (json& p : out["plugins"]) {
     if (!p.is_object()) continue;
-    const bool host_device = StrOr(p, "type") == "host-device";
+    const bool host_device = JsonString(p, "type") == "host-device";
     if (!dev.device_id.empty()) p["deviceID"] = dev.device_id;
     if (host_device) {
       // host-device takes exactly the selector knd gives it; a stale one would pick another NIC.
@@ -309,17 +307,17 @@ absl::StatusOr<ParsedResult> ParseResult(const json& result, const std::string& 
   if (auto it = result.find("interfaces"); it != result.end() && it->is_array()) {
     for (size_t i = 0; i < it->size(); ++i) {
       const json& itf = (*it)[i];
-      if (StrOr(itf, "name") == ifname && !StrOr(itf, "sandbox").empty()) {
+      if (JsonString(itf, "name") == ifname && !JsonString(itf, "sandbox").empty()) {
         mine = i;
-        out.mac = StrOr(itf, "mac");
+        out.mac = JsonString(itf, "mac");
         break;
       }
     }
     if (!mine) {  // plugins that leave `sandbox` empty still name the interface
       for (size_t i = 0; i < it->size(); ++i) {
-        if (StrOr((*it)[i], "name") == ifname) {
+        if (JsonString((*it)[i], "name") == ifname) {
           mine = i;
-          out.mac = StrOr((*it)[i], "mac");
+          out.mac = JsonString((*it)[i], "mac");
           break;
         }
       }
@@ -329,7 +327,7 @@ absl::StatusOr<ParsedResult> ParseResult(const json& result, const std::string& 
     if (!it->is_array()) return absl::InvalidArgumentError("CNI result: ips: expected a list");
     for (size_t i = 0; i < it->size(); ++i) {
       const json& ip = (*it)[i];
-      std::string addr = StrOr(ip, "address");
+      std::string addr = JsonString(ip, "address");
       if (addr.empty()) {
         return absl::InvalidArgumentError(absl::StrCat("CNI result: ips[", i, "].address missing"));
       }
@@ -339,22 +337,22 @@ absl::StatusOr<ParsedResult> ParseResult(const json& result, const std::string& 
         continue;  // another interface's address (e.g. the host side of a veth)
       }
       out.ips.push_back(std::move(addr));
-      out.gateways.push_back(StrOr(ip, "gateway"));
+      out.gateways.push_back(JsonString(ip, "gateway"));
     }
   }
   if (auto it = result.find("routes"); it != result.end() && it->is_array()) {
     for (const json& r : *it) {
-      std::string dst = StrOr(r, "dst");
+      std::string dst = JsonString(r, "dst");
       if (dst.empty()) continue;
-      out.routes.push_back({std::move(dst), StrOr(r, "gw")});
+      out.routes.push_back({std::move(dst), JsonString(r, "gw")});
     }
   }
   return out;
 }
 
 std::string FormatError(const json& error) {
-  std::string msg = StrOr(error, "msg");
-  std::string details = StrOr(error, "details");
+  std::string msg = JsonString(error, "msg");
+  std::string details = JsonString(error, "details");
   std::string code;
   if (auto c = error.find("code"); c != error.end() && c->is_number_integer()) {
     code = absl::StrCat("code ", c->get<int64_t>());

@@ -48,6 +48,8 @@ TEST(ConfList, RefusesBadInputNamingTheField) {
       {R"({"name": "n", "plugins": [{"type": "a", "ipam": {"type": "../x"}}]})",
        "plugins[0].ipam.type"},
       {R"({"name": "n", "cniVersion": 1, "plugins": [{"type": "a"}]})", "cniVersion"},
+      {R"({"name": "n", "disableCheck": "yes", "plugins": [{"type": "a"}]})",
+       "disableCheck: expected a boolean, got a string"},
       {R"({"name": "n", "plugins": [{"type": "a", "capabilities": []}]})",
        "plugins[0].capabilities"},
   };

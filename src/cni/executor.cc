@@ -290,7 +290,7 @@ absl::StatusOr<json> Executor::Invoke(const std::string& command, const json& pl
                                       const json& stdin_json, bool want_result) {
   const std::string type = TypeOf(plugin);
   const std::string what = absl::StrCat("CNI plugin ", Q(type), " ", command, " (network ",
-                                        Q(stdin_json.value("name", "")), ", container ",
+                                        Q(JsonString(stdin_json, "name")), ", container ",
                                         rt.container_id, ", ifname ", rt.ifname, ")");
   absl::StatusOr<std::string> path = FindPlugin(type);
   if (!path.ok()) return Annotate(path.status(), what);
@@ -395,7 +395,7 @@ absl::StatusOr<json> Executor::CachedResult(const std::string& network_name,
                                                       DumpJson(entry["kind"]), " (this knd reads ",
                                                       Q(kCacheKind), ")"));
   }
-  if (!entry.is_object() || entry.value("kind", "") != kCacheKind || !entry.contains("result") ||
+  if (!entry.is_object() || JsonString(entry, "kind") != kCacheKind || !entry.contains("result") ||
       !entry["result"].is_object()) {
     return absl::DataLossError(absl::StrCat("CNI cache ", path, " is not a valid cache entry"));
   }
@@ -458,7 +458,7 @@ absl::Status Executor::Del(const json& conflist, const RuntimeConf& rt) {
 absl::Status Executor::Check(const json& conflist, const RuntimeConf& rt) {
   ASSIGN_OR_RETURN(json list, NormalizeConfList(conflist, "CNI network config"));
   RETURN_IF_ERROR(CheckRuntime(rt, /*need_netns=*/true));
-  if (list.value("disableCheck", false)) return absl::OkStatus();
+  if (JsonBool(list, "disableCheck", false)) return absl::OkStatus();
   const std::string name = list["name"].get<std::string>();
   ASSIGN_OR_RETURN(json cached, CachedResult(name, rt));
   ASSIGN_OR_RETURN(std::string version, Version(list));
@@ -477,7 +477,7 @@ absl::StatusOr<json> Executor::IpamAdd(const json& ipam, const std::string& netw
                                        const RuntimeConf& rt) {
   RETURN_IF_ERROR(CheckRuntime(rt, /*need_netns=*/false));
   if (auto cached = CachedResult(network_name, rt); cached.ok()) return cached;
-  json plugin = {{"type", ipam.is_object() ? ipam.value("type", "") : ""}};
+  json plugin = {{"type", JsonString(ipam, "type")}};
   ASSIGN_OR_RETURN(std::vector<std::string> pv, Versions(TypeOf(plugin)));
   json list = {{"name", network_name}, {"plugins", json::array({plugin})}};
   ASSIGN_OR_RETURN(std::string version, PickVersion(list, {pv}));
@@ -507,7 +507,7 @@ absl::StatusOr<json> Executor::IpamAdd(const json& ipam, const std::string& netw
 absl::Status Executor::IpamDel(const json& ipam, const std::string& network_name,
                                const RuntimeConf& rt) {
   RETURN_IF_ERROR(CheckRuntime(rt, /*need_netns=*/false));
-  json plugin = {{"type", ipam.is_object() ? ipam.value("type", "") : ""}};
+  json plugin = {{"type", JsonString(ipam, "type")}};
   ASSIGN_OR_RETURN(std::vector<std::string> pv, Versions(TypeOf(plugin)));
   json list = {{"name", network_name}, {"plugins", json::array({plugin})}};
   ASSIGN_OR_RETURN(std::string version, PickVersion(list, {pv}));

@@ -36,6 +36,19 @@ TEST(TextTest, DumpJsonDoesNotThrowOnKernelBytes) {
   EXPECT_EQ(nlohmann::json::parse(out)["ifname"], "net\xEF\xBF\xBD\xEF\xBF\xBD");
 }
 
+TEST(TextTest, JsonFieldsOfTheWrongTypeGiveTheDefault) {
+  const nlohmann::json j = nlohmann::json::parse(R"({"s": "x", "n": 5, "b": true, "o": {}})");
+  EXPECT_EQ(JsonString(j, "s"), "x");
+  EXPECT_EQ(JsonString(j, "n"), "");  // j.value("n", "") throws type_error here
+  EXPECT_EQ(JsonString(j, "missing", "d"), "d");
+  EXPECT_EQ(JsonString(nlohmann::json::array({1}), "s", "d"), "d");
+  EXPECT_EQ(JsonString(nlohmann::json(), "s"), "");
+  EXPECT_TRUE(JsonBool(j, "b", false));
+  EXPECT_FALSE(JsonBool(j, "s", false));
+  EXPECT_TRUE(JsonBool(j, "o", true));
+  EXPECT_FALSE(JsonBool(nlohmann::json("b"), "b", false));
+}
+
 TEST(Fnv1a64Test, ReferenceValues) {
   EXPECT_EQ(Fnv1a64(""), 0xcbf29ce484222325ULL);
   EXPECT_EQ(Fnv1a64("a"), 0xaf63dc4c8601ec8cULL);

@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "common/net_addr.h"
 #include "common/status.h"
+#include "common/text.h"
 
 namespace knd::config {
 namespace {
@@ -577,7 +578,7 @@ std::string Listed(const std::set<std::string>& s) {
 // An IPAM object from a claim: of an allowed type, without host paths.
 absl::Status CheckClaimIpam(const json& ipam, const std::string& field,
                             const ClaimCniPolicy& policy, std::string_view where) {
-  const std::string type = ipam.is_object() ? ipam.value("type", "") : "";
+  const std::string type = JsonString(ipam, "type");
   if (policy.ipam.count(type) == 0) {
     return Bad(where, field + ".type",
                absl::StrCat("\"", type,
@@ -614,7 +615,7 @@ absl::Status CheckPrivileges(const NetworkConfig& cfg, Source source, const Cont
       for (size_t i = 0; i < plugins->size(); ++i) {
         const json& p = (*plugins)[i];
         const std::string field = absl::StrCat("cni.config.plugins[", i, "]");
-        const std::string type = p.is_object() ? p.value("type", "") : "";
+        const std::string type = JsonString(p, "type");
         if (ctx.claim_cni->plugins.count(type) == 0) {
           return Bad(where, field + ".type",
                      absl::StrCat("\"", type,

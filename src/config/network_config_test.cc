@@ -249,6 +249,7 @@ const DecodeCase kDecodeCases[] = {
     {"ipam_no_type", C(R"({"ipam": {"subnet": "10.0.0.0/24"}})"),
      "ipam.type: required field is missing"},
     {"ipam_type_path", C(R"({"ipam": {"type": "../../bin/sh"}})"), "ipam.type: \"../../bin/sh\""},
+    {"ipam_type_number", C(R"({"ipam": {"type": 5}})"), "ipam.type: expected a string"},
     {"cni_both", C(R"({"cni": {"networkAttachment": {"name": "a"},
         "config": {"plugins": [{"type": "macvlan"}]}}})"),
      "cni: give exactly one of networkAttachment or config"},

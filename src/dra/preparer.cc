@@ -29,11 +29,6 @@ const json* Field(const json& j, const char* key) {
   return it == j.end() ? nullptr : &*it;
 }
 
-std::string Str(const json& j, const char* key) {
-  const json* f = Field(j, key);
-  return f != nullptr && f->is_string() ? f->get<std::string>() : std::string();
-}
-
 const json& Arr(const json& j, const char* key) {
   static const json kEmpty = json::array();
   const json* f = Field(j, key);
@@ -195,7 +190,7 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
   const json& obj = *got;
 
   const json* meta = Field(obj, "metadata");
-  const std::string api_uid = meta ? Str(*meta, "uid") : std::string();
+  const std::string api_uid = meta ? JsonString(*meta, "uid") : std::string();
   if (api_uid != claim.uid) {
     return absl::FailedPreconditionError(
         absl::StrCat(where, ": UID mismatch: kubelet asked for ", claim.uid, ", API has ",
@@ -216,15 +211,16 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
   const json& reserved = Arr(*status, "reservedFor");
   for (size_t i = 0; i < reserved.size(); ++i) {
     const json& r = reserved[i];
-    const std::string resource = Str(r, "resource");
-    const std::string group = Str(r, "apiGroup");
+    const std::string resource = JsonString(r, "resource");
+    const std::string group = JsonString(r, "apiGroup");
     if (resource != "pods" || !group.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": status.reservedFor[", i, "] is ", group.empty() ? "" : group + "/",
-                       resource.empty() ? "(no resource)" : resource, " ", Quote(Str(r, "name")),
-                       ": knd only serves claims reserved for pods"));
+                       resource.empty() ? "(no resource)" : resource, " ",
+                       Quote(JsonString(r, "name")), ": knd only serves claims reserved for pods"));
     }
-    plan.pods.push_back(state::PodRef{Str(r, "uid"), claim.namespace_, Str(r, "name")});
+    plan.pods.push_back(
+        state::PodRef{JsonString(r, "uid"), claim.namespace_, JsonString(r, "name")});
   }
   if (plan.pods.empty()) {
     return absl::FailedPreconditionError(
@@ -305,9 +301,9 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
   for (size_t i = 0; i < configs.size(); ++i) {
     const json& c = configs[i];
     const json* opaque = Field(c, "opaque");
-    if (opaque == nullptr || Str(*opaque, "driver") != opts_.driver_name) continue;
+    if (opaque == nullptr || JsonString(*opaque, "driver") != opts_.driver_name) continue;
     const std::string field = absl::StrCat("status.allocation.devices.config[", i, "]");
-    const std::string source = Str(c, "source");
+    const std::string source = JsonString(c, "source");
     RawEntry e;
     if (source == "FromClass") {
       e.entry.source = config::Source::kClass;
@@ -334,13 +330,13 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
   std::map<std::string, json> nads;  // "<ns>/<name>" -> conflist: one GET per NAD and claim
   for (size_t i = 0; i < results.size(); ++i) {
     const json& r = results[i];
-    if (Str(r, "driver") != opts_.driver_name) continue;  // another driver's device
+    if (JsonString(r, "driver") != opts_.driver_name) continue;  // another driver's device
     const std::string field = absl::StrCat("status.allocation.devices.results[", i, "]");
-    const std::string request = Str(r, "request");
+    const std::string request = JsonString(r, "request");
     const std::string base = BaseRequestName(request);
     const std::string req_where = absl::StrCat(where, " request ", Quote(base));
-    const std::string pool = Str(r, "pool");
-    const std::string device = Str(r, "device");
+    const std::string pool = JsonString(r, "pool");
+    const std::string device = JsonString(r, "device");
     if (request.empty() || device.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": ", field, " lacks request or device"));
@@ -463,7 +459,7 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
       d.rdma_device = dev->rdma_device;
       d.rdma_char_devices = std::move(rdma->char_devices);
     }
-    d.share_id = Str(r, "shareID");
+    d.share_id = JsonString(r, "shareID");
     d.child = std::move(child);
     d.config = config::ToJson(cfg);
     d.state = state::DeviceState::kPrepared;
@@ -711,7 +707,7 @@ absl::StatusOr<json> Preparer::ReadNad(const std::string& ns, const std::string&
   }
   if (!nad.ok()) return Annotate(nad.status(), what);
   const json* spec = Field(*nad, "spec");
-  const std::string text = spec ? Str(*spec, "config") : std::string();
+  const std::string text = spec ? JsonString(*spec, "config") : std::string();
   if (text.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         what,

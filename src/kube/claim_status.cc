@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/text.h"
 #include "kube/http_util.h"
 
 namespace knd::kube {
@@ -75,8 +76,8 @@ void KeepTransitionTimes(const json& old, json* e) {
   for (json& c : (*e)["conditions"]) {
     if (!c.is_object()) continue;
     for (const json& o : old["conditions"]) {
-      if (o.is_object() && o.value("type", "") == c.value("type", "") &&
-          o.value("status", "") == c.value("status", "") && o.contains("lastTransitionTime")) {
+      if (o.is_object() && JsonString(o, "type") == JsonString(c, "type") &&
+          JsonString(o, "status") == JsonString(c, "status") && o.contains("lastTransitionTime")) {
         c["lastTransitionTime"] = o["lastTransitionTime"];
       }
     }
@@ -100,7 +101,7 @@ void ClaimStatusWriter::Set(const std::string& ns, const std::string& name, cons
                             std::vector<json> devices) {
   json ours = json::array();
   for (json& d : devices) {
-    if (d.is_object() && d.value("driver", "") == opts_.driver_name) ours.push_back(std::move(d));
+    if (JsonString(d, "driver") == opts_.driver_name) ours.push_back(std::move(d));
   }
   Upsert(ns, name, uid, std::move(ours), false);
 }

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/text.h"
 
 namespace knd::kube::internal {
 namespace {
@@ -39,9 +40,7 @@ absl::Status StatusWithCode(long code, const std::string& reason, const std::str
   return absl::UnknownError(msg);
 }
 
-bool IsApiStatus(const nlohmann::json& j) {
-  return j.is_object() && j.value("kind", "") == "Status";
-}
+bool IsApiStatus(const nlohmann::json& j) { return JsonString(j, "kind") == "Status"; }
 
 }  // namespace
 

@@ -17,6 +17,12 @@ TEST(StatusFromHttp, MapsCodesAndUsesApiMessage) {
   EXPECT_THAT(std::string(st.message()), HasSubstr("resourceslices \"x\" not found"));
   EXPECT_THAT(std::string(st.message()), HasSubstr("GET /x"));
 
+  // Found by kube_api_fuzz: a body whose "kind" is not a string (a proxy's own JSON) is not a
+  // Status; it used to throw from nlohmann's value() and terminate the driver.
+  st = StatusFromHttp(409, R"({"kind": 409, "reason": "Conflict"})", "PATCH /p");
+  EXPECT_TRUE(absl::IsAborted(st)) << st;
+  EXPECT_THAT(std::string(st.message()), HasSubstr(R"({"kind": 409)"));
+
   EXPECT_TRUE(StatusFromHttp(200, "{}", "w").ok());
   EXPECT_TRUE(StatusFromHttp(201, "{}", "w").ok());
   EXPECT_TRUE(

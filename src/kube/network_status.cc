@@ -133,7 +133,7 @@ absl::Status NetworkStatusWriter::Write(const PodRef& pod, const std::string& ke
     absl::StatusOr<json> got = client_.Get(path);
     if (!got.ok()) return got.status();
     const json& md = (*got)["metadata"];
-    std::string uid = md.is_object() ? md.value("uid", "") : "";
+    std::string uid = JsonString(md, "uid");
     if (uid != pod.uid) {
       return absl::FailedPreconditionError(
           absl::StrCat(what, ": metadata.uid is \"", uid, "\": a different pod"));
@@ -153,7 +153,7 @@ absl::Status NetworkStatusWriter::Write(const PodRef& pod, const std::string& ke
     json value = merged->empty() ? json(nullptr) : json(*merged);
     json patch = {{"metadata",
                    {{"uid", pod.uid},
-                    {"resourceVersion", md.value("resourceVersion", "")},
+                    {"resourceVersion", JsonString(md, "resourceVersion")},
                     {"annotations", {{kNetworkStatusAnnotation, value}}}}}};
     absl::StatusOr<json> r = client_.MergePatch(path, patch);
     if (r.ok()) {

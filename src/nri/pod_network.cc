@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "config/network_config.h"
 #include "netns/netns.h"
 
@@ -18,8 +19,7 @@ using state::DeviceState;
 namespace {
 
 bool AttachedByMultusConfig(const state::DevicePlan& d) {
-  return d.config.is_object() &&
-         d.config.value("attachedBy", std::string()) == std::string(config::kAttachedByMultus);
+  return JsonString(d.config, "attachedBy") == config::kAttachedByMultus;
 }
 
 std::string PodName(const state::ClaimPlan& plan, const std::string& uid) {
