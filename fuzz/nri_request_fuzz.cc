@@ -20,7 +20,7 @@ namespace state = knd::state;
 
 namespace {
 
-// Claims prepared for pod uid "pod-1" (the seed corpus uses it): a moved device and a child.
+// A claim prepared for pod uid "pod-1" (the seed corpus uses it): one device to move.
 void AddPlans(state::PlanStore& store) {
   state::ClaimPlan p;
   p.claim_uid = "claim-1";
