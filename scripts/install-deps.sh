@@ -10,7 +10,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libabsl-dev
   libnl-3-dev libnl-route-3-dev libcurl4-openssl-dev libssl-dev
   nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
-  libcpp-httplib-dev
+  libcpp-httplib-dev prometheus-cpp-dev
   libcap-dev libelf-dev  # kndctl doctor: capabilities, the netns guard's ELF headers
   # tests
   libgtest-dev libgmock-dev googletest

@@ -1,64 +1,48 @@
 #include "common/metrics.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstdio>
+
+#include "common/text.h"
+#include "prometheus/client_metric.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/text_serializer.h"
 
 namespace knd::metrics {
-namespace {
 
-std::string FormatValue(double v) {
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  if (std::isnan(v)) return "NaN";
-  if (v == std::floor(v) && std::fabs(v) < 1e15) {
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%.0f", v);
-    return buf;
+template <typename T>
+prometheus::Labels FamilyOf<T>::Map(const Labels& values) const {
+  prometheus::Labels out;
+  for (size_t i = 0; i < names_.size(); ++i) {
+    out.emplace(names_[i], i < values.size() ? ValidUtf8(values[i]) : std::string());
   }
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.9g", v);
-  return buf;
-}
-
-std::string LabelSet(const std::vector<std::string>& names, const Labels& values,
-                     const std::string& extra_name = "", const std::string& extra_value = "") {
-  std::string out;
-  for (size_t i = 0; i < names.size() && i < values.size(); ++i) {
-    out += out.empty() ? "{" : ",";
-    out += names[i] + "=\"" + EscapeLabelValue(values[i]) + "\"";
-  }
-  if (!extra_name.empty()) {
-    out += out.empty() ? "{" : ",";
-    out += extra_name + "=\"" + extra_value + "\"";
-  }
-  if (!out.empty()) out += "}";
   return out;
 }
 
-// Pads or cuts `labels` to the family's arity, so a caller's mistake cannot corrupt output.
-Labels Fit(const Labels& labels, size_t n) {
-  Labels out = labels;
-  out.resize(n);
-  return out;
+template class FamilyOf<prometheus::Counter>;
+template class FamilyOf<prometheus::Gauge>;
+template class FamilyOf<prometheus::Histogram>;
+
+void CounterFamily::Inc(const Labels& labels, double by) { family_.Add(Map(labels)).Increment(by); }
+
+double CounterFamily::Value(const Labels& labels) const {
+  prometheus::Labels m = Map(labels);
+  return family_.Has(m) ? family_.Add(m).Value() : 0;
 }
 
-}  // namespace
+void GaugeFamily::Set(const Labels& labels, double v) { family_.Add(Map(labels)).Set(v); }
 
-std::string EscapeLabelValue(const std::string& v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
+double GaugeFamily::Value(const Labels& labels) const {
+  prometheus::Labels m = Map(labels);
+  return family_.Has(m) ? family_.Add(m).Value() : 0;
+}
+
+void HistogramFamily::Observe(const Labels& labels, double v) {
+  family_.Add(Map(labels), bounds_).Observe(v);
+}
+
+uint64_t HistogramFamily::Count(const Labels& labels) const {
+  prometheus::Labels m = Map(labels);
+  return family_.Has(m) ? family_.Add(m, bounds_).Collect().histogram.sample_count : 0;
 }
 
 std::vector<double> LatencyBuckets() {
@@ -66,148 +50,108 @@ std::vector<double> LatencyBuckets() {
           0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 }
 
-void CounterFamily::Inc(const Labels& labels, double by) {
-  std::lock_guard<std::mutex> l(mu_);
-  values_[Fit(labels, names_.size())] += by;
-}
+// A family computed at scrape time: one value, or one sample per label set.
+struct Registry::Func {
+  std::string help;
+  prometheus::MetricType type = prometheus::MetricType::Gauge;
+  std::vector<std::string> label_names;
+  std::function<double()> value;
+  std::function<Samples()> samples;
+};
 
-double CounterFamily::Value(const Labels& labels) const {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = values_.find(Fit(labels, names_.size()));
-  return it == values_.end() ? 0 : it->second;
-}
-
-void GaugeFamily::Set(const Labels& labels, double v) {
-  std::lock_guard<std::mutex> l(mu_);
-  values_[Fit(labels, names_.size())] = v;
-}
-
-double GaugeFamily::Value(const Labels& labels) const {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = values_.find(Fit(labels, names_.size()));
-  return it == values_.end() ? 0 : it->second;
-}
-
-void HistogramFamily::Observe(const Labels& labels, double v) {
-  std::lock_guard<std::mutex> l(mu_);
-  Series& s = series_[Fit(labels, names_.size())];
-  if (s.buckets.empty()) s.buckets.assign(bounds_.size(), 0);
-  auto it = std::lower_bound(bounds_.begin(), bounds_.end(), v);
-  if (it != bounds_.end()) ++s.buckets[static_cast<size_t>(it - bounds_.begin())];
-  ++s.count;
-  s.sum += v;
-}
-
-uint64_t HistogramFamily::Count(const Labels& labels) const {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = series_.find(Fit(labels, names_.size()));
-  return it == series_.end() ? 0 : it->second.count;
-}
+Registry::Registry() = default;
+Registry::~Registry() = default;
 
 CounterFamily& Registry::Counter(const std::string& name, const std::string& help,
                                  std::vector<std::string> label_names) {
   std::lock_guard<std::mutex> l(mu_);
-  Family& f = families_[name];
-  if (!f.counter) {
-    f.help = help;
-    f.type = "counter";
-    f.counter.reset(new CounterFamily(std::move(label_names)));
+  std::unique_ptr<CounterFamily>& f = counters_[name];
+  if (!f) {
+    f = std::make_unique<CounterFamily>(
+        prometheus::BuildCounter().Name(name).Help(help).Register(registry_),
+        std::move(label_names));
   }
-  return *f.counter;
+  return *f;
 }
 
 GaugeFamily& Registry::Gauge(const std::string& name, const std::string& help,
                              std::vector<std::string> label_names) {
   std::lock_guard<std::mutex> l(mu_);
-  Family& f = families_[name];
-  if (!f.gauge) {
-    f.help = help;
-    f.type = "gauge";
-    f.gauge.reset(new GaugeFamily(std::move(label_names)));
+  std::unique_ptr<GaugeFamily>& f = gauges_[name];
+  if (!f) {
+    f = std::make_unique<GaugeFamily>(
+        prometheus::BuildGauge().Name(name).Help(help).Register(registry_), std::move(label_names));
   }
-  return *f.gauge;
+  return *f;
 }
 
 HistogramFamily& Registry::Histogram(const std::string& name, const std::string& help,
                                      std::vector<std::string> label_names,
                                      std::vector<double> bounds) {
   std::lock_guard<std::mutex> l(mu_);
-  Family& f = families_[name];
-  if (!f.histogram) {
-    f.help = help;
-    f.type = "histogram";
+  std::unique_ptr<HistogramFamily>& f = histograms_[name];
+  if (!f) {
     std::sort(bounds.begin(), bounds.end());
-    f.histogram.reset(new HistogramFamily(std::move(label_names), std::move(bounds)));
+    f = std::make_unique<HistogramFamily>(
+        prometheus::BuildHistogram().Name(name).Help(help).Register(registry_),
+        std::move(label_names), std::move(bounds));
   }
-  return *f.histogram;
+  return *f;
+}
+
+void Registry::AddFunc(const std::string& name, Func f) {
+  std::lock_guard<std::mutex> l(mu_);
+  funcs_[name] = std::move(f);
 }
 
 void Registry::GaugeFunc(const std::string& name, const std::string& help,
                          std::function<double()> fn) {
-  std::lock_guard<std::mutex> l(mu_);
-  Family& f = families_[name];
-  f.help = help;
-  f.type = "gauge";
-  f.func = std::move(fn);
-}
-
-void Registry::SamplesFunc(const std::string& name, const std::string& help, const char* type,
-                           std::vector<std::string> label_names, std::function<Samples()> fn) {
-  std::lock_guard<std::mutex> l(mu_);
-  Family& f = families_[name];
-  f.help = help;
-  f.type = type;
-  f.func_labels = std::move(label_names);
-  f.samples = std::move(fn);
+  AddFunc(name, {help, prometheus::MetricType::Gauge, {}, std::move(fn), {}});
 }
 
 void Registry::CounterFunc(const std::string& name, const std::string& help,
                            std::vector<std::string> label_names, std::function<Samples()> fn) {
-  SamplesFunc(name, help, "counter", std::move(label_names), std::move(fn));
+  AddFunc(name, {help, prometheus::MetricType::Counter, std::move(label_names), {}, std::move(fn)});
 }
 
 void Registry::GaugeFunc(const std::string& name, const std::string& help,
                          std::vector<std::string> label_names, std::function<Samples()> fn) {
-  SamplesFunc(name, help, "gauge", std::move(label_names), std::move(fn));
+  AddFunc(name, {help, prometheus::MetricType::Gauge, std::move(label_names), {}, std::move(fn)});
 }
 
 std::string Registry::Render() const {
-  std::lock_guard<std::mutex> l(mu_);
-  std::string out;
-  for (const auto& [name, f] : families_) {
-    out += "# HELP " + name + " " + f.help + "\n# TYPE " + name + " " + f.type + "\n";
-    if (f.func) {
-      out += name + " " + FormatValue(f.func()) + "\n";
-    } else if (f.samples) {
-      for (const auto& [labels, v] : f.samples()) {
-        out += name + LabelSet(f.func_labels, labels) + " " + FormatValue(v) + "\n";
-      }
-    } else if (f.counter || f.gauge) {
-      const auto& names = f.counter ? f.counter->names_ : f.gauge->names_;
-      std::mutex& mu = f.counter ? f.counter->mu_ : f.gauge->mu_;
-      std::lock_guard<std::mutex> fl(mu);
-      const auto& values = f.counter ? f.counter->values_ : f.gauge->values_;
-      for (const auto& [labels, v] : values) {
-        out += name + LabelSet(names, labels) + " " + FormatValue(v) + "\n";
-      }
-    } else if (f.histogram) {
-      const HistogramFamily& h = *f.histogram;
-      std::lock_guard<std::mutex> fl(h.mu_);
-      for (const auto& [labels, s] : h.series_) {
-        uint64_t cum = 0;
-        for (size_t i = 0; i < h.bounds_.size(); ++i) {
-          cum += s.buckets[i];
-          out += name + "_bucket" + LabelSet(h.names_, labels, "le", FormatValue(h.bounds_[i])) +
-                 " " + std::to_string(cum) + "\n";
+  std::vector<prometheus::MetricFamily> families = registry_.Collect();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [name, f] : funcs_) {
+      prometheus::MetricFamily mf;
+      mf.name = name;
+      mf.help = f.help;
+      mf.type = f.type;
+      auto add = [&](const std::vector<prometheus::ClientMetric::Label>& labels, double v) {
+        prometheus::ClientMetric m;
+        m.label = labels;
+        (f.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value) = v;
+        mf.metric.push_back(std::move(m));
+      };
+      if (f.value) {
+        add({}, f.value());
+      } else {
+        for (const auto& [values, v] : f.samples()) {
+          std::vector<prometheus::ClientMetric::Label> labels;
+          for (size_t i = 0; i < f.label_names.size(); ++i) {
+            labels.push_back(
+                {f.label_names[i], i < values.size() ? ValidUtf8(values[i]) : std::string()});
+          }
+          add(labels, v);
         }
-        out += name + "_bucket" + LabelSet(h.names_, labels, "le", "+Inf") + " " +
-               std::to_string(s.count) + "\n";
-        out += name + "_sum" + LabelSet(h.names_, labels) + " " + FormatValue(s.sum) + "\n";
-        out += name + "_count" + LabelSet(h.names_, labels) + " " + std::to_string(s.count) + "\n";
       }
+      families.push_back(std::move(mf));
     }
   }
-  return out;
+  std::sort(families.begin(), families.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 Registry& Default() {

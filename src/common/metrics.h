@@ -1,69 +1,72 @@
-// A small Prometheus metrics registry: counters, gauges and histograms with labels, rendered
-// in the text exposition format (version 0.0.4). Debian 12 has no C++ Prometheus client, so
-// this is the minimum knd needs; it is thread-safe and allocation-free on the hot path once a
-// label combination exists.
+// knd's Prometheus metrics: counters, gauges and histograms with labels, and families computed
+// at scrape time, rendered in the text exposition format (version 0.0.4). A thin layer over
+// prometheus-cpp (Debian's prometheus-cpp-dev, core library only): its registry, families and
+// text serializer do the work; this header keeps knd's call sites short (label values in the
+// order of the family's label names) and adds what the library lacks, scrape-time families.
+// Thread-safe.
 //
 //   static auto& prepares = metrics::Default().Histogram(
 //       "knd_dra_prepare_duration_seconds", "Time to prepare one claim.", {"api", "outcome"});
 //   prepares.Observe({"v1", "success"}, seconds);
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
 
 namespace knd::metrics {
 
 using Labels = std::vector<std::string>;  // values, in the order of the family's label names
 
-class CounterFamily {
+// One family of the registry. Label values are fitted to the family's names (missing ones are
+// empty, extra ones dropped) and made valid UTF-8, so a caller's mistake or a kernel's bytes
+// cannot corrupt the exposition.
+template <typename T>
+class FamilyOf {
  public:
-  void Inc(const Labels& labels, double by = 1);
-  double Value(const Labels& labels) const;
+  FamilyOf(prometheus::Family<T>& family, std::vector<std::string> names)
+      : family_(family), names_(std::move(names)) {}
 
- private:
-  friend class Registry;
-  CounterFamily(std::vector<std::string> names) : names_(std::move(names)) {}
-  std::vector<std::string> names_;
-  mutable std::mutex mu_;
-  std::map<Labels, double> values_;
+ protected:
+  prometheus::Labels Map(const Labels& values) const;
+  prometheus::Family<T>& family_;
+  const std::vector<std::string> names_;
 };
 
-class GaugeFamily {
+class CounterFamily : public FamilyOf<prometheus::Counter> {
  public:
+  using FamilyOf::FamilyOf;
+  void Inc(const Labels& labels, double by = 1);
+  double Value(const Labels& labels) const;  // 0 for a label set never incremented
+};
+
+class GaugeFamily : public FamilyOf<prometheus::Gauge> {
+ public:
+  using FamilyOf::FamilyOf;
   void Set(const Labels& labels, double v);
   double Value(const Labels& labels) const;
-
- private:
-  friend class Registry;
-  GaugeFamily(std::vector<std::string> names) : names_(std::move(names)) {}
-  std::vector<std::string> names_;
-  mutable std::mutex mu_;
-  std::map<Labels, double> values_;
 };
 
-class HistogramFamily {
+class HistogramFamily : public FamilyOf<prometheus::Histogram> {
  public:
+  HistogramFamily(prometheus::Family<prometheus::Histogram>& family, std::vector<std::string> names,
+                  std::vector<double> bounds)
+      : FamilyOf(family, std::move(names)), bounds_(std::move(bounds)) {}
   void Observe(const Labels& labels, double v);
   uint64_t Count(const Labels& labels) const;
 
  private:
-  friend class Registry;
-  struct Series {
-    std::vector<uint64_t> buckets;  // cumulative counts are computed at render time
-    uint64_t count = 0;
-    double sum = 0;
-  };
-  HistogramFamily(std::vector<std::string> names, std::vector<double> bounds)
-      : names_(std::move(names)), bounds_(std::move(bounds)) {}
-  std::vector<std::string> names_;
-  std::vector<double> bounds_;
-  mutable std::mutex mu_;
-  std::map<Labels, Series> series_;
+  const prometheus::Histogram::BucketBoundaries bounds_;
 };
 
 // Latency buckets (seconds) for operations from ~100 µs (a netlink exchange) to 10 s.
@@ -71,6 +74,9 @@ std::vector<double> LatencyBuckets();
 
 class Registry {
  public:
+  Registry();
+  ~Registry();
+
   // Families are created on first use and live as long as the registry; asking again for the
   // same name returns the same family (the help text and labels of the first call win).
   CounterFamily& Counter(const std::string& name, const std::string& help,
@@ -95,26 +101,18 @@ class Registry {
   std::string Render() const;
 
  private:
-  void SamplesFunc(const std::string& name, const std::string& help, const char* type,
-                   std::vector<std::string> label_names, std::function<Samples()> fn);
-  struct Family {
-    std::string help;
-    std::string type;
-    std::unique_ptr<CounterFamily> counter;
-    std::unique_ptr<GaugeFamily> gauge;
-    std::unique_ptr<HistogramFamily> histogram;
-    std::function<double()> func;
-    std::vector<std::string> func_labels;
-    std::function<Samples()> samples;
-  };
+  struct Func;
+  void AddFunc(const std::string& name, Func f);
+
+  prometheus::Registry registry_;
   mutable std::mutex mu_;
-  std::map<std::string, Family> families_;
+  std::map<std::string, std::unique_ptr<CounterFamily>> counters_;
+  std::map<std::string, std::unique_ptr<GaugeFamily>> gauges_;
+  std::map<std::string, std::unique_ptr<HistogramFamily>> histograms_;
+  std::map<std::string, Func> funcs_;
 };
 
 // The process-wide registry the driver exposes on /metrics.
 Registry& Default();
-
-// Escapes a label value for the exposition format (backslash, quote, newline).
-std::string EscapeLabelValue(const std::string& v);
 
 }  // namespace knd::metrics

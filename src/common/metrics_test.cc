@@ -51,6 +51,11 @@ TEST(MetricsTest, LabelValuesAreEscapedAndArityIsForced) {
   std::string out = r.Render();
   EXPECT_NE(out.find("knd_errors_total{reason=\"a\\\"b\\\\c\\nd\"} 1\n"), std::string::npos) << out;
   EXPECT_NE(out.find("knd_errors_total{reason=\"x\"} 1\n"), std::string::npos) << out;
+  // A kernel name is bytes: the exposition stays UTF-8 (U+FFFD for the bad byte).
+  c.Inc({"eth\xff"});
+  out = r.Render();
+  EXPECT_NE(out.find("knd_errors_total{reason=\"eth\xef\xbf\xbd\"} 1\n"), std::string::npos) << out;
+  EXPECT_EQ(c.Value({"eth\xff"}), 1);
 }
 
 TEST(MetricsTest, SameNameReturnsSameFamilyAndGaugeFuncIsReadAtScrape) {

@@ -256,10 +256,12 @@ class LifecycleTest(unittest.TestCase):
         device (the first keeps its NIC), and succeeds once the first has stopped."""
         n = self.node
         pod_a, claim = self.start("pod-a", "shared")
+        pods_known = metric(self.metrics(), "knd_pod_cache_pods") or 0
         pod_b = self.second_pod_of("shared")
         res = n.prepare(NS, "pod-b")["claims"][claim["metadata"]["uid"]]
         self.assertTrue(res.get("cached"), "the kubelet does not prepare the claim again")
-        time.sleep(0.5)  # the driver's pod watch sees pod-b
+        wait_for(lambda: (metric(self.metrics(), "knd_pod_cache_pods") or 0) > pods_known,
+                 timeout=10, what="the driver's pod watch sees pod-b")
         code, body = n.run_pod(pod_b, ok=(200, 500))
         self.assertEqual(code, 500, body)
         self.assertIn("claim team-a/shared device eth1 is in pod team-a/pod-a", body["error"])
