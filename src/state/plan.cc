@@ -1,5 +1,7 @@
 #include "state/plan.h"
 
+#include <utility>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
@@ -16,6 +18,32 @@ std::optional<DeviceState> ParseState(const std::string& s) {
   return std::nullopt;
 }
 
+// An integer field into `out`: missing -> `def`; an integer that fits out's type -> it; a
+// float, a string or an integer out of range throws (reported by ClaimPlanFromJson).
+// nlohmann's own value()/get<int>() casts a float to the integer type, which is undefined
+// behaviour when it does not fit (found by state_files_fuzz: 1.8e37 as preparedAtUnix).
+template <typename T, typename D>
+void SetInt(const json& j, const char* key, T& out, D def) {
+  auto it = j.find(key);
+  if (it == j.end()) {
+    out = static_cast<T>(def);
+    return;
+  }
+  if (it->is_number_unsigned()) {
+    if (uint64_t v = it->get<uint64_t>(); std::in_range<T>(v)) {
+      out = static_cast<T>(v);
+      return;
+    }
+  } else if (it->is_number_integer()) {
+    if (int64_t v = it->get<int64_t>(); std::in_range<T>(v)) {
+      out = static_cast<T>(v);
+      return;
+    }
+  }
+  throw std::invalid_argument(
+      absl::StrCat(key, ": expected an integer of its range, got ", it->dump()));
+}
+
 json RouteToJson(const IpRoute& r) {
   return {{"destination", r.destination},
           {"gateway", r.gateway},
@@ -28,9 +56,9 @@ IpRoute RouteFromJson(const json& j) {
   IpRoute r;
   r.destination = j.at("destination").get<std::string>();
   r.gateway = j.value("gateway", std::string());
-  r.table = j.value("table", 254u);
-  r.metric = j.value("metric", 0u);
-  r.scope = j.value("scope", 0);
+  SetInt(j, "table", r.table, 254);
+  SetInt(j, "metric", r.metric, 0);
+  SetInt(j, "scope", r.scope, 0);
   return r;
 }
 
@@ -45,7 +73,7 @@ DevicePlan DeviceFromJson(const json& j) {
     d.identity.pci_address = it->value("pciAddress", std::string());
     d.identity.perm_mac = it->value("permMac", std::string());
     d.identity.mac = it->value("mac", std::string());
-    d.identity.ifindex = it->value("ifindex", 0);
+    SetInt(*it, "ifindex", d.identity.ifindex, 0);
     d.identity.ifname = it->value("ifname", std::string());
   }
   d.config = j.value("config", json());
@@ -60,7 +88,7 @@ DevicePlan DeviceFromJson(const json& j) {
     ChildPlan c;
     c.type = it->at("type").get<std::string>();
     c.mode = it->value("mode", std::string());
-    c.vlan_id = it->value("vlanId", 0u);
+    SetInt(*it, "vlanId", c.vlan_id, 0);
     c.mac = it->value("mac", std::string());
     d.child = std::move(c);
   }
@@ -71,9 +99,9 @@ DevicePlan DeviceFromJson(const json& j) {
   if (auto it = j.find("host"); it != j.end() && !it->is_null()) {
     HostSnapshot h;
     h.ifname = it->value("ifname", std::string());
-    h.mtu = it->value("mtu", 0u);
-    h.gso_max_size = it->value("gsoMaxSize", 0u);
-    h.gro_max_size = it->value("groMaxSize", 0u);
+    SetInt(*it, "mtu", h.mtu, 0);
+    SetInt(*it, "gsoMaxSize", h.gso_max_size, 0);
+    SetInt(*it, "groMaxSize", h.gro_max_size, 0);
     h.mac = it->value("mac", std::string());
     h.up = it->value("up", false);
     h.addresses = it->value("addresses", std::vector<std::string>());
@@ -86,15 +114,19 @@ DevicePlan DeviceFromJson(const json& j) {
     if (auto v = it->find("vf"); v != it->end() && v->is_object()) {
       VfSnapshot vf;
       vf.pf_pci = v->value("pfPciAddress", std::string());
-      vf.index = v->value("index", 0);
+      SetInt(*v, "index", vf.index, 0);
       vf.mac = v->value("mac", std::string());
-      vf.vlan = v->value("vlan", 0u);
-      vf.qos = v->value("qos", 0u);
+      SetInt(*v, "vlan", vf.vlan, 0);
+      SetInt(*v, "qos", vf.qos, 0);
       if (v->contains("spoofCheck")) vf.spoof_check = v->at("spoofCheck").get<bool>();
       if (v->contains("trust")) vf.trust = v->at("trust").get<bool>();
-      if (v->contains("linkState")) vf.link_state = v->at("linkState").get<uint32_t>();
-      vf.min_tx_rate = v->value("minTxRate", 0u);
-      vf.max_tx_rate = v->value("maxTxRate", 0u);
+      if (v->contains("linkState")) {
+        uint32_t link_state = 0;
+        SetInt(*v, "linkState", link_state, 0);
+        vf.link_state = link_state;
+      }
+      SetInt(*v, "minTxRate", vf.min_tx_rate, 0);
+      SetInt(*v, "maxTxRate", vf.max_tx_rate, 0);
       h.vf = std::move(vf);
     }
     d.host = std::move(h);
@@ -238,7 +270,7 @@ absl::StatusOr<ClaimPlan> ClaimPlanFromJson(const json& j) {
     for (const auto& jd : j.value("devices", json::array()))
       p.devices.push_back(DeviceFromJson(jd));
     p.cdi_device_ids = j.value("cdiDeviceIds", std::vector<std::string>());
-    p.prepared_at_unix = j.value("preparedAtUnix", int64_t{0});
+    SetInt(j, "preparedAtUnix", p.prepared_at_unix, 0);
     return p;
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("plan: ", e.what()));

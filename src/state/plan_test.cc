@@ -168,6 +168,24 @@ TEST(PlanJsonTest, RefusesWrongVersionAndBrokenContent) {
   j.erase("claimUid");
   EXPECT_FALSE(ClaimPlanFromJson(j).ok());
 
+  // Found by state_files_fuzz: a float where an integer belongs was cast (undefined behaviour
+  // out of range); a float, and an integer out of the field's range, are refused by name.
+  j = ToJson(FullPlan());
+  j["preparedAtUnix"] = 1.8e37;
+  st = ClaimPlanFromJson(j);
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(std::string(st.status().message()), HasSubstr("preparedAtUnix: expected an integer"));
+  j = ToJson(FullPlan());
+  j["devices"][0]["host"]["mtu"] = 1500.5;
+  EXPECT_THAT(std::string(ClaimPlanFromJson(j).status().message()), HasSubstr("mtu: "));
+  j = ToJson(FullPlan());
+  j["devices"][0]["host"]["mtu"] = int64_t{1} << 40;  // mtu is 32 bits
+  EXPECT_THAT(std::string(ClaimPlanFromJson(j).status().message()), HasSubstr("mtu: "));
+  j = ToJson(FullPlan());
+  j["devices"][0]["identity"]["ifindex"] = -3;  // a signed field keeps a negative value
+  ASSERT_TRUE(ClaimPlanFromJson(j).ok());
+  EXPECT_EQ(ClaimPlanFromJson(j)->devices[0].identity.ifindex, -3);
+
   EXPECT_FALSE(ClaimPlanFromJson(json::array()).ok());
 }
 
