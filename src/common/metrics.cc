@@ -123,9 +123,10 @@ std::string Registry::Render() const {
   std::vector<prometheus::MetricFamily> families = registry_.Collect();
   {
     std::lock_guard<std::mutex> l(mu_);
-    for (const auto& [name, f] : funcs_) {
+    for (const auto& entry : funcs_) {
+      const Func& f = entry.second;  // not a structured binding: clang 14 cannot capture one
       prometheus::MetricFamily mf;
-      mf.name = name;
+      mf.name = entry.first;
       mf.help = f.help;
       mf.type = f.type;
       auto add = [&](const std::vector<prometheus::ClientMetric::Label>& labels, double v) {
