@@ -52,6 +52,7 @@ NETCONF_API = "knd.k8s.cni.cncf.io/v1alpha1"
 CLUSTER_SCOPED = {
     "Namespace", "ClusterRole", "ClusterRoleBinding", "DeviceClass",
     "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+    "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding",
     "SecurityContextConstraints", "MachineConfig",
 }
 
@@ -572,6 +573,7 @@ class RenderTest(unittest.TestCase):
         kinds = {o["kind"] for o in objs}
         for want in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
                      "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+                     "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding",
                      "DaemonSet", "ConfigMap", "DeviceClass"):
             self.assertIn(want, kinds)
 
@@ -583,6 +585,32 @@ class RenderTest(unittest.TestCase):
         self.assertLessEqual(base, got, "the overlay lost objects of the base")
         self.assertIn("SecurityContextConstraints", {k for k, _ in got})
         self.assertIn("MachineConfig", {k for k, _ in got})
+
+    def test_before_136_leaves_out_exactly_the_mutating_policies(self):
+        def keys(objs):
+            return {(o["kind"], o["metadata"]["name"]) for o in objs}
+        mutating = {("MutatingAdmissionPolicy", n) for n in ("knd-pod-claim-templates",
+                                                            "knd-pod-claims")}
+        mutating |= {("MutatingAdmissionPolicyBinding", n) for _, n in mutating}
+        base = objects_or_skip(self, "base")
+        self.assertLessEqual(mutating, keys(base))
+        pre = objects_or_skip(self, "overlays/pre-1.36")
+        self.check_objects(pre)
+        self.assertEqual(keys(pre), keys(base) - mutating)
+        # The component on top of the OpenShift overlay, as docs/deploy.md shows it.
+        with tempfile.TemporaryDirectory() as d:
+            rel = os.path.relpath(os.path.join(SRC, "deploy"), d)
+            doc = next(yaml.safe_load(t) for _, t in yaml_blocks(read("docs/deploy.md"))
+                       if "components/before-1.36" in t)
+            for k in ("resources", "components"):  # "knd/" is the checkout
+                doc[k] = [re.sub(r"^knd/deploy", rel, e) for e in doc[k]]
+            with open(os.path.join(d, "kustomization.yaml"), "w") as f:
+                yaml.safe_dump(doc, f)
+            out = subprocess.run(["kubectl", "kustomize", d], capture_output=True, text=True,
+                                 timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        got = keys(d for d in yaml.safe_load_all(out.stdout) if d)
+        self.assertEqual(got, keys(objects_or_skip(self, "overlays/openshift")) - mutating)
 
 
 class KustomizationTest(unittest.TestCase):
@@ -1101,6 +1129,250 @@ class AdmissionPolicyTest(unittest.TestCase):
         res = celeval(self, bad)
         self.assertFalse(res["allowed"])
         self.assertIn("resulted in error", res["message"])
+
+ALL_CONTAINERS_LABEL = "knd.k8s.cni.cncf.io/all-containers"
+
+
+def claim_template(name, classes, ns="apps", labels=None, first_available=False):
+    """A ResourceClaimTemplate with one request per DeviceClass of `classes` (or one
+    firstAvailable request with a subrequest per class)."""
+    if first_available:
+        reqs = [{"name": "nic", "firstAvailable": [
+            {"name": f"s{i}", "deviceClassName": c} for i, c in enumerate(classes)]}]
+    else:
+        reqs = [{"name": f"r{i}", "exactly": {"deviceClassName": c}}
+                for i, c in enumerate(classes)]
+    meta = {"name": name, "namespace": ns}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+            "metadata": meta, "spec": {"spec": {"devices": {"requests": reqs}}}}
+
+
+def claim_of(template, name=None):
+    """The ResourceClaim a template would make (same name unless `name`)."""
+    c = copy.deepcopy(template)
+    c["kind"] = "ResourceClaim"
+    c["spec"] = c["spec"]["spec"]
+    if name:
+        c["metadata"]["name"] = name
+    return c
+
+
+def claims_by_container(pod):
+    """{container name: [claim entries]} over init containers and containers."""
+    spec = pod["spec"]
+    return {c["name"]: c.get("resources", {}).get("claims", [])
+            for c in spec.get("initContainers", []) + spec["containers"]}
+
+
+class PodClaimsPolicyTest(unittest.TestCase):
+    """deploy/base/pod-claims-policy.yaml: every container and init container of a new pod
+    lists the pod's knd claims (so the kubelet gives each one knd's CDI devices and with them
+    the netns guard). Evaluated with cel-go on pods as the API server would admit them, with
+    the namespace's ResourceClaimTemplates and ResourceClaims as the binding's params."""
+
+    PODS = ("", "v1", "pods")
+
+    def setUp(self):
+        self.objs = objects_or_skip(self, "base")
+        celeval_or_skip(self)
+
+    def policy(self, name):
+        pol = one(self.objs, "MutatingAdmissionPolicy", name)
+        binding = one(self.objs, "MutatingAdmissionPolicyBinding", name)
+        self.assertEqual(pol["apiVersion"], "admissionregistration.k8s.io/v1")
+        self.assertEqual(pol["spec"]["failurePolicy"], "Fail")
+        self.assertEqual(binding["spec"]["policyName"], name)
+        return pol["spec"], binding["spec"]
+
+    def admit(self, pod, params, op="CREATE", ns="apps"):
+        """The pod after both policies, as the API server runs them in turn."""
+        for name in ("knd-pod-claim-templates", "knd-pod-claims"):
+            spec, binding = self.policy(name)
+            r = celeval(self, {
+                "mutatingPolicy": spec, "binding": binding, "params": params,
+                "request": {"operation": op, "namespace": ns,
+                            "resource": {"group": "", "version": "v1", "resource": "pods"}},
+                "object": pod})
+            self.assertTrue(r["allowed"], r["message"])
+            pod = r["object"]
+        return pod
+
+    @staticmethod
+    def pod(claims, containers=("app",), init=(), existing=None, ns="apps"):
+        """A pod with pod-level `claims` ({name: ("template"|"claim", object name)})."""
+        existing = existing or {}
+
+        def ctr(n):
+            c = {"name": n, "image": "registry.example.com/app:1"}
+            if n in existing:
+                c["resources"] = {"claims": existing[n]}
+            return c
+        spec = {"resourceClaims": [
+            {"name": n, ("resourceClaimTemplateName" if kind == "template"
+                         else "resourceClaimName"): obj}
+            for n, (kind, obj) in claims.items()],
+            "containers": [ctr(n) for n in containers]}
+        if init:
+            spec["initContainers"] = [ctr(n) for n in init]
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-0", "namespace": ns}, "spec": spec}
+
+    def test_pod_level_claim_reaches_every_container(self):
+        pod = self.pod({"net": ("template", "nic")}, containers=("app", "sidecar"),
+                       init=("setup",))
+        out = self.admit(pod, [claim_template("nic", ["knd-nic"])])
+        self.assertEqual(claims_by_container(out), {
+            "setup": [{"name": "net"}], "app": [{"name": "net"}], "sidecar": [{"name": "net"}]})
+        # Nothing else of the pod changed.
+        for c in out["spec"]["initContainers"] + out["spec"]["containers"]:
+            del c["resources"]
+        self.assertEqual(out, pod)
+
+    def test_several_claims_and_request_entries_kept(self):
+        pod = self.pod({"net": ("template", "nic"), "rdma": ("template", "rdma")},
+                       containers=("app", "worker"),
+                       existing={"app": [{"name": "rdma", "request": "r0"}]})
+        out = self.admit(pod, [claim_template("nic", ["knd-nic"]),
+                               claim_template("rdma", ["knd-rdma"])])
+        got = claims_by_container(out)
+        self.assertEqual(got["app"], [{"name": "rdma", "request": "r0"}, {"name": "net"}])
+        self.assertEqual(sorted(e["name"] for e in got["worker"]), ["net", "rdma"])
+
+    def test_first_available_subrequests(self):
+        pod = self.pod({"net": ("template", "nic")})
+        out = self.admit(pod, [claim_template("nic", ["knd-rdma", "knd-nic"],
+                                              first_available=True)])
+        self.assertEqual(claims_by_container(out)["app"], [{"name": "net"}])
+
+    def test_other_drivers_and_mixed_claims_untouched(self):
+        pod = self.pod({"gpu": ("template", "gpu"), "both": ("template", "gpu-and-nic"),
+                        "alt": ("template", "gpu-or-nic")})
+        params = [claim_template("gpu", ["gpu.nvidia.com"]),
+                  claim_template("gpu-and-nic", ["gpu.nvidia.com", "knd-nic"]),
+                  claim_template("gpu-or-nic", ["gpu.nvidia.com", "knd-nic"],
+                                 first_available=True)]
+        self.assertEqual(self.admit(pod, params), pod)
+
+    def test_label_overrides_the_classes(self):
+        pod = self.pod({"mine": ("template", "custom"), "off": ("template", "nic")})
+        params = [claim_template("custom", ["sriov-vf"], labels={ALL_CONTAINERS_LABEL: "true"}),
+                  claim_template("nic", ["knd-nic"], labels={ALL_CONTAINERS_LABEL: "false"})]
+        self.assertEqual(claims_by_container(self.admit(pod, params))["app"],
+                         [{"name": "mine"}])
+
+    def test_named_resource_claim(self):
+        pod = self.pod({"net": ("claim", "shared-nic")}, init=("setup",))
+        claim = claim_of(claim_template("x", ["knd-nic"]), name="shared-nic")
+        out = self.admit(pod, [claim, claim_template("shared-nic", ["gpu.nvidia.com"])])
+        self.assertEqual(claims_by_container(out),
+                         {"setup": [{"name": "net"}], "app": [{"name": "net"}]})
+
+    def test_params_of_other_namespaces_ignored(self):
+        pod = self.pod({"net": ("template", "nic")})
+        self.assertEqual(self.admit(pod, [claim_template("nic", ["knd-nic"], ns="other")]), pod)
+        self.assertEqual(self.admit(pod, []), pod)  # no templates at all: allowed as it is
+
+    def test_reinvocation_changes_nothing(self):
+        pod = self.pod({"net": ("template", "nic")}, containers=("app", "proxy"))
+        params = [claim_template("nic", ["knd-nic"])]
+        once = self.admit(pod, params)
+        self.assertEqual(self.admit(once, params), once)
+        # A container a later webhook adds gets the claim when the policy runs again.
+        once["spec"]["containers"].append({"name": "injected", "image": "x"})
+        self.assertEqual(claims_by_container(self.admit(once, params))["injected"],
+                         [{"name": "net"}])
+
+    def test_pods_without_claims_and_updates_not_matched(self):
+        params = [claim_template("nic", ["knd-nic"])]
+        plain = self.pod({})
+        del plain["spec"]["resourceClaims"]
+        self.assertEqual(self.admit(plain, params), plain)
+        pod = self.pod({"net": ("template", "nic")})
+        self.assertEqual(self.admit(pod, params, op="UPDATE"), pod)
+
+    def test_examples_reach_every_container(self):
+        docs = [d for _, d in example_documents()]
+        params = [d for d in docs if d.get("kind") in ("ResourceClaimTemplate", "ResourceClaim")]
+        knd_params = {(p["kind"], p["metadata"]["name"]) for p in params
+                      if all(r.get("exactly", {}).get("deviceClassName", "").startswith("knd-")
+                             for r in (p["spec"]["spec"] if p["kind"] == "ResourceClaimTemplate"
+                                       else p["spec"])["devices"]["requests"])}
+        checked = 0
+        for d in docs:
+            ns = d.get("metadata", {}).get("namespace", "default")
+            if d.get("kind") == "Pod":
+                pod = dict(d, metadata=dict(d["metadata"], namespace=ns))
+            elif d.get("kind") in ("Deployment", "DaemonSet", "StatefulSet", "Job"):
+                pod = {"apiVersion": "v1", "kind": "Pod", "spec": d["spec"]["template"]["spec"],
+                       "metadata": {"name": d["metadata"]["name"] + "-0", "namespace": ns}}
+            else:
+                continue
+            if not pod["spec"].get("resourceClaims"):
+                continue
+            ps = [dict(p, metadata=dict(p["metadata"], namespace=ns)) for p in params]
+            out = self.admit(pod, ps, ns=ns)
+            got = claims_by_container(out)
+            if not any(k in knd_params for k in self.claim_keys(pod)):
+                self.assertEqual(out, pod, f"example {d['metadata']['name']} has no knd-only "
+                                 "claim: the policies must leave it alone")
+            for c in pod["spec"]["resourceClaims"]:
+                key = (("ResourceClaimTemplate", c["resourceClaimTemplateName"])
+                       if "resourceClaimTemplateName" in c
+                       else ("ResourceClaim", c["resourceClaimName"]))
+                if key in knd_params:
+                    checked += 1
+                    for ctr, entries in got.items():
+                        self.assertIn(c["name"], [e["name"] for e in entries],
+                                      f"example pod {d['metadata']['name']}, container {ctr}")
+        self.assertGreater(checked, 0, "no example pod with a knd claim")
+
+    @staticmethod
+    def claim_keys(pod):
+        return [("ResourceClaimTemplate", c["resourceClaimTemplateName"])
+                if "resourceClaimTemplateName" in c else ("ResourceClaim", c["resourceClaimName"])
+                for c in pod["spec"]["resourceClaims"]]
+
+    def test_docs_example_is_what_the_api_server_stores(self):
+        text = read("docs/deploy.md")
+        section = text[text.index("## Every container references the network claims"):]
+        stored = yaml.safe_load(yaml_blocks(section)[0][1])
+        claim = next(d for w, d in example_documents()
+                     if d.get("kind") == "ResourceClaim" and d["metadata"]["name"] == "data-nic"
+                     and w.startswith("docs/deploy.md"))
+        sent = copy.deepcopy(stored)
+        for c in sent["spec"]["initContainers"] + sent["spec"]["containers"]:
+            del c["resources"]
+        self.assertEqual(self.admit(sent, [claim], ns=stored["metadata"]["namespace"]), stored)
+
+    def test_evaluator_refuses_what_the_api_server_would(self):
+        spec, binding = self.policy("knd-pod-claim-templates")
+        pod = self.pod({"net": ("template", "nic")})
+        doc = {"mutatingPolicy": copy.deepcopy(spec), "binding": binding,
+               "params": [claim_template("nic", ["knd-nic"])],
+               "request": {"operation": "CREATE", "namespace": "apps",
+                           "resource": {"group": "", "version": "v1", "resource": "pods"}},
+               "object": pod}
+        # An apply configuration that is not an Object does not compile.
+        doc["mutatingPolicy"]["mutations"][0]["applyConfiguration"]["expression"] = "{'a': 1}"
+        r = subprocess.run([celeval_or_skip(self)], input=json.dumps(doc),
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("must be an Object", r.stderr)
+        # Changing an atomic list is an error, and failurePolicy Fail denies the pod.
+        doc["mutatingPolicy"]["mutations"][0]["applyConfiguration"]["expression"] = (
+            "Object{spec: Object.spec{containers: [Object.spec.containers{name: 'app', "
+            "args: ['x']}]}}")
+        r = celeval(self, doc)
+        self.assertFalse(r["allowed"])
+        self.assertIn("spec.containers.args: atomic list", r["message"])
+        # A variable that fails to evaluate denies the pod too.
+        doc["mutatingPolicy"]["variables"][0]["expression"] = "object.spec.nothing.map(c, c)"
+        doc["mutatingPolicy"]["mutations"] = spec["mutations"]
+        r = celeval(self, doc)
+        self.assertFalse(r["allowed"])
+        self.assertIn("resulted in error", r["message"])
 
 
 class DeviceClassTest(unittest.TestCase):

@@ -50,7 +50,8 @@ class DocsTest(unittest.TestCase):
         mentioned = {}
         for path in documents():
             text = open(path).read()
-            for m in re.finditer(re.escape(DOMAIN) + r"/([A-Za-z][A-Za-z0-9]*)", text):
+            # Attribute names are C identifiers; a key with a "-" is a label (all-containers).
+            for m in re.finditer(re.escape(DOMAIN) + r"/([A-Za-z][A-Za-z0-9]*)(?![\w-])", text):
                 mentioned.setdefault(m.group(1), path)
             for m in re.finditer(r'\["' + re.escape(DOMAIN) + r'"\]\.([A-Za-z][A-Za-z0-9]*)', text):
                 mentioned.setdefault(m.group(1), path)

@@ -15,6 +15,15 @@
 // API server says by default; for an expression that fails to evaluate, the error (the policies
 // are failurePolicy: Fail, so that denies the request too).
 //
+//	{"mutatingPolicy": <MutatingAdmissionPolicy spec>, "binding": <its binding's spec>,
+//	 "params": [<objects of the paramKind>], "request": {..., "namespace"}, "object": ...}
+//	  -> {"applies": bool, "allowed": bool, "message": string, "object": <the mutated object>}
+//
+// The policy runs once per param the binding selects (mutate.go), each run seeing the object as
+// the previous one left it; its ApplyConfiguration mutations are merged as server-side apply
+// merges them, for the Pod lists whose keys mutate.go knows (any other list is atomic and
+// refused). "Object" and "Object.<path>" are declared as types with dyn fields.
+//
 //	{"expression": "...", "vars": {"device": ...}}  ->  {"value": <result as JSON>}
 //
 // The environment follows the API server's: request, object, oldObject, params, namespaceObject
@@ -63,13 +72,47 @@ type resourceRule struct {
 	Resources   []string `json:"resources"`
 }
 
+type mutation struct {
+	PatchType          string `json:"patchType"`
+	ApplyConfiguration *struct {
+		Expression string `json:"expression"`
+	} `json:"applyConfiguration"`
+}
+
+// policySpec is the spec of a ValidatingAdmissionPolicy or of a MutatingAdmissionPolicy.
 type policySpec struct {
+	ParamKind *struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+	} `json:"paramKind"`
 	MatchConstraints *struct {
 		ResourceRules []resourceRule `json:"resourceRules"`
 	} `json:"matchConstraints"`
-	MatchConditions []namedExpr  `json:"matchConditions"`
-	Variables       []namedExpr  `json:"variables"`
-	Validations     []validation `json:"validations"`
+	MatchConditions    []namedExpr  `json:"matchConditions"`
+	Variables          []namedExpr  `json:"variables"`
+	Validations        []validation `json:"validations"`
+	Mutations          []mutation   `json:"mutations"`
+	FailurePolicy      string       `json:"failurePolicy"`
+	ReinvocationPolicy string       `json:"reinvocationPolicy"`
+}
+
+type labelSelector struct {
+	MatchLabels      map[string]string `json:"matchLabels"`
+	MatchExpressions []struct {
+		Key      string   `json:"key"`
+		Operator string   `json:"operator"`
+		Values   []string `json:"values"`
+	} `json:"matchExpressions"`
+}
+
+type bindingSpec struct {
+	PolicyName string `json:"policyName"`
+	ParamRef   *struct {
+		Name                    string         `json:"name"`
+		Namespace               string         `json:"namespace"`
+		Selector                *labelSelector `json:"selector"`
+		ParameterNotFoundAction string         `json:"parameterNotFoundAction"`
+	} `json:"paramRef"`
 }
 
 type request struct {
@@ -80,15 +123,19 @@ type request struct {
 		Resource string `json:"resource"`
 	} `json:"resource"`
 	SubResource string `json:"subResource"`
+	Namespace   string `json:"namespace"`
 }
 
 type input struct {
-	Policy     *policySpec     `json:"policy"`
-	Request    json.RawMessage `json:"request"`
-	Object     json.RawMessage `json:"object"`
-	OldObject  json.RawMessage `json:"oldObject"`
-	Expression string          `json:"expression"`
-	Vars       map[string]any  `json:"vars"`
+	Policy         *policySpec       `json:"policy"`
+	MutatingPolicy *policySpec       `json:"mutatingPolicy"`
+	Binding        *bindingSpec      `json:"binding"`
+	Params         []json.RawMessage `json:"params"`
+	Request        json.RawMessage   `json:"request"`
+	Object         json.RawMessage   `json:"object"`
+	OldObject      json.RawMessage   `json:"oldObject"`
+	Expression     string            `json:"expression"`
+	Vars           map[string]any    `json:"vars"`
 }
 
 func fail(code int, format string, a ...any) {
@@ -131,7 +178,10 @@ func numbers(v any) any {
 	return v
 }
 
-func newEnv(names ...string) *cel.Env {
+func newEnv(names ...string) *cel.Env { return newEnvWith(nil, names...) }
+
+// newEnvWith is newEnv with more options, applied last.
+func newEnvWith(extra []cel.EnvOption, names ...string) *cel.Env {
 	opts := []cel.EnvOption{
 		cel.HomogeneousAggregateLiterals(),
 		cel.EagerlyValidateDeclarations(true),
@@ -144,6 +194,7 @@ func newEnv(names ...string) *cel.Env {
 	for _, n := range names {
 		opts = append(opts, cel.Variable(n, cel.DynType))
 	}
+	opts = append(opts, extra...)
 	env, err := cel.NewEnv(opts...)
 	if err != nil {
 		fail(2, "CEL environment: %v", err)
@@ -315,6 +366,8 @@ func main() {
 	switch {
 	case in.Policy != nil:
 		out = admit(in)
+	case in.MutatingPolicy != nil:
+		out = mutate(in)
 	case in.Expression != "":
 		var names []string
 		act := map[string]any{}
@@ -337,7 +390,7 @@ func main() {
 		}
 		out = map[string]json.RawMessage{"value": j}
 	default:
-		fail(2, "stdin needs policy or expression")
+		fail(2, "stdin needs policy, mutatingPolicy or expression")
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		fail(2, "%v", err)
