@@ -1131,6 +1131,7 @@ class AdmissionPolicyTest(unittest.TestCase):
         self.assertIn("resulted in error", res["message"])
 
 ALL_CONTAINERS_LABEL = "knd.k8s.cni.cncf.io/all-containers"
+REQUIRED_PLUGINS = "required-plugins.noderesource.dev/pod"  # NRI's default validator
 
 
 def claim_template(name, classes, ns="apps", labels=None, first_available=False):
@@ -1225,10 +1226,26 @@ class PodClaimsPolicyTest(unittest.TestCase):
         out = self.admit(pod, [claim_template("nic", ["knd-nic"])])
         self.assertEqual(claims_by_container(out), {
             "setup": [{"name": "net"}], "app": [{"name": "net"}], "sidecar": [{"name": "net"}]})
+        # The runtime's own check, where NRI's default validator is on.
+        self.assertEqual(out["metadata"]["annotations"], {REQUIRED_PLUGINS: '["knd"]'})
         # Nothing else of the pod changed.
         for c in out["spec"]["initContainers"] + out["spec"]["containers"]:
             del c["resources"]
+        del out["metadata"]["annotations"]
         self.assertEqual(out, pod)
+
+    def test_required_plugins_annotation_of_the_pod_kept(self):
+        params = [claim_template("nic", ["knd-nic"])]
+        for key in (REQUIRED_PLUGINS, "required-plugins.noderesource.dev"):
+            pod = self.pod({"net": ("template", "nic")})
+            pod["metadata"]["annotations"] = {key: '["other"]', "team": "a"}
+            out = self.admit(pod, params)
+            self.assertEqual(out["metadata"]["annotations"], {key: '["other"]', "team": "a"})
+            self.assertEqual(claims_by_container(out)["app"], [{"name": "net"}])
+        pod = self.pod({"net": ("template", "nic")})
+        pod["metadata"]["annotations"] = {"team": "a"}
+        self.assertEqual(self.admit(pod, params)["metadata"]["annotations"],
+                         {"team": "a", REQUIRED_PLUGINS: '["knd"]'})
 
     def test_several_claims_and_request_entries_kept(self):
         pod = self.pod({"net": ("template", "nic"), "rdma": ("template", "rdma")},
@@ -1344,6 +1361,7 @@ class PodClaimsPolicyTest(unittest.TestCase):
         sent = copy.deepcopy(stored)
         for c in sent["spec"]["initContainers"] + sent["spec"]["containers"]:
             del c["resources"]
+        del sent["metadata"]["annotations"]
         self.assertEqual(self.admit(sent, [claim], ns=stored["metadata"]["namespace"]), stored)
 
     def test_evaluator_refuses_what_the_api_server_would(self):
