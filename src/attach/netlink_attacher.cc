@@ -172,6 +172,8 @@ absl::StatusOr<state::HostSnapshot> TakeSnapshot(NlSock& sock, const LinkState& 
   snap.mtu = link.mtu;
   snap.gso_max_size = link.gso_max_size;
   snap.gro_max_size = link.gro_max_size;
+  snap.gso_ipv4_max_size = link.gso_ipv4_max_size;
+  snap.gro_ipv4_max_size = link.gro_ipv4_max_size;
   snap.mac = link.mac;
   snap.up = IsUp(link);
   ASSIGN_OR_RETURN(std::vector<netlink::Address> addrs, netlink::ListAddresses(sock, link.ifindex));
@@ -375,6 +377,14 @@ absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::Host
     c.gro_max_size = snap.gro_max_size;
     change = true;
   }
+  if (snap.gso_ipv4_max_size != 0 && cur.gso_ipv4_max_size != snap.gso_ipv4_max_size) {
+    c.gso_ipv4_max_size = snap.gso_ipv4_max_size;
+    change = true;
+  }
+  if (snap.gro_ipv4_max_size != 0 && cur.gro_ipv4_max_size != snap.gro_ipv4_max_size) {
+    c.gro_ipv4_max_size = snap.gro_ipv4_max_size;
+    change = true;
+  }
   if (change) {
     RETURN_IF_ERROR(Annotate(netlink::ChangeLink(sock, cur.ifindex, c),
                              "restore name/MTU/MAC/GSO/GRO of " + cur.name + " as " + snap.ifname));
@@ -573,6 +583,8 @@ class NetlinkAttacher : public Attacher {
     mv.mtu = ic.mtu;
     mv.gso_max_size = ic.gso_max_size;
     mv.gro_max_size = ic.gro_max_size;
+    mv.gso_ipv4_max_size = ic.gso_ipv4_max_size;
+    mv.gro_ipv4_max_size = ic.gro_ipv4_max_size;
     mv.mac = ic.hardware_addr;
     std::string move_step = "move " + dev->name + " into the pod netns as " + target;
     if (absl::Status st = netlink::ChangeLink(host_sock, dev->ifindex, mv); !st.ok()) {
@@ -659,6 +671,8 @@ class NetlinkAttacher : public Attacher {
     c.mtu = ic.mtu;
     c.gso_max_size = ic.gso_max_size;
     c.gro_max_size = ic.gro_max_size;
+    c.gso_ipv4_max_size = ic.gso_ipv4_max_size;
+    c.gro_ipv4_max_size = ic.gro_ipv4_max_size;
     if (ic.hardware_addr) {
       c.mac = ic.hardware_addr;
     } else if (!child.mac.empty()) {

@@ -4,18 +4,28 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
 #include <sched.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "attach/attacher.h"
 #include "common/unique_fd.h"
+#include "netlink/ops.h"
+#include "netlink/socket.h"
 #include "netns/netns.h"
 
 namespace knd::attach {
@@ -532,23 +542,92 @@ json LinkDetails(const std::string& ns, const std::string& dev) {
   return j.is_array() && !j.empty() ? j[0] : json();
 }
 
+// The IPv4 GSO/GRO sizes of `dev` in the netns at `netns_path`, read with a raw rtnetlink
+// socket: Debian 12's iproute2 (6.1) does not show them, and knd's own reader is under test.
+// {0, 0} when the kernel (< 6.3) does not report them.
+std::pair<uint32_t, uint32_t> Ipv4GsoGro(const std::string& netns_path, const std::string& dev) {
+  constexpr int kGso = 63, kGro = 64;  // IFLA_GSO_IPV4_MAX_SIZE, IFLA_GRO_IPV4_MAX_SIZE
+  UniqueFd sock;
+  std::thread([&] {  // a netlink socket belongs to the netns it was made in
+    UniqueFd ns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (ns.valid() && ::setns(ns.get(), CLONE_NEWNET) == 0) {
+      sock.Reset(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+    }
+  })
+      .join();
+  EXPECT_TRUE(sock.valid());
+  struct {
+    nlmsghdr h;
+    ifinfomsg i;
+    char attr[RTA_SPACE(IFNAMSIZ)];
+  } req = {};
+  auto* rta = reinterpret_cast<rtattr*>(req.attr);
+  rta->rta_type = IFLA_IFNAME;
+  rta->rta_len = RTA_LENGTH(dev.size() + 1);
+  std::copy(dev.begin(), dev.end(), static_cast<char*>(RTA_DATA(rta)));
+  req.h.nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg)) + RTA_ALIGN(rta->rta_len);
+  req.h.nlmsg_type = RTM_GETLINK;
+  req.h.nlmsg_flags = NLM_F_REQUEST;
+  EXPECT_EQ(::send(sock.get(), &req, req.h.nlmsg_len, 0), static_cast<ssize_t>(req.h.nlmsg_len));
+  std::vector<char> buf(65536);
+  ssize_t n = ::recv(sock.get(), buf.data(), buf.size(), 0);
+  auto* h = reinterpret_cast<nlmsghdr*>(buf.data());
+  if (n <= 0 || !NLMSG_OK(h, static_cast<uint32_t>(n)) || h->nlmsg_type != RTM_NEWLINK) {
+    ADD_FAILURE() << "RTM_GETLINK " << dev << " in " << netns_path << ": no link";
+    return {0, 0};
+  }
+  std::pair<uint32_t, uint32_t> out{0, 0};
+  int len = static_cast<int>(IFLA_PAYLOAD(h));
+  for (rtattr* a = IFLA_RTA(static_cast<ifinfomsg*>(NLMSG_DATA(h))); RTA_OK(a, len);
+       a = RTA_NEXT(a, len)) {
+    uint32_t v = 0;
+    if (RTA_PAYLOAD(a) == sizeof(v)) std::memcpy(&v, RTA_DATA(a), sizeof(v));
+    if (a->rta_type == kGso) out.first = v;
+    if (a->rta_type == kGro) out.second = v;
+  }
+  return out;
+}
+
 TEST_F(AttachTest, BigTcpSizesApplyInThePodAndTheHostSizesComeBack) {
-  SH("ip link set dev h0 gso_max_size 32768 gro_max_size 16384");
-  AttachRequest req = Request({"2001:db8::10/64"}, {});
+  // Host sizes that only a restore of each one brings back: gso/gro_max_size 65536/32768 set
+  // with iproute2 (which also sets the IPv4 sizes to them: a legacy size does), then the IPv4
+  // ones to 16384/8192 (iproute2 6.1 cannot), as read back with the raw reader.
+  SH("ip link set dev h0 gso_max_size 65536 gro_max_size 32768");
+  {
+    auto sock = netlink::OpenRouteSocket();
+    ASSERT_TRUE(sock.ok()) << sock.status();
+    netlink::LinkChange c;
+    c.gso_ipv4_max_size = 16384;
+    c.gro_ipv4_max_size = 8192;
+    ASSERT_TRUE(netlink::ChangeLink(*sock, static_cast<int>(::if_nametoindex("h0")), c).ok());
+  }
+  const auto host_ipv4 = Ipv4GsoGro(node_->path(), "h0");
+  AttachRequest req = Request({"2001:db8::10/64", "192.0.2.10/24"}, {});
   req.config.interface.gso_max_size = 185000;
   req.config.interface.gro_max_size = 185000;
+  req.config.interface.gso_ipv4_max_size = 131072;
+  req.config.interface.gro_ipv4_max_size = 98304;
   auto res = attacher_->Attach(req, Persist());
   ASSERT_TRUE(res.ok()) << res.status();
   json l = LinkDetails(pod_name_, "net-rdma0");
   EXPECT_EQ(l.value("gso_max_size", 0), 185000) << l.dump();
   EXPECT_EQ(l.value("gro_max_size", 0), 185000) << l.dump();
-  EXPECT_EQ(snap_.gso_max_size, 32768u);
-  EXPECT_EQ(snap_.gro_max_size, 16384u);
+  EXPECT_EQ(snap_.gso_max_size, 65536u);
+  EXPECT_EQ(snap_.gro_max_size, 32768u);
+  if (host_ipv4.first == 0) {
+    std::fprintf(stderr, "SKIPPED part: the kernel has no IPv4 GSO/GRO sizes (Linux < 6.3)\n");
+  } else {
+    EXPECT_EQ(host_ipv4, (std::pair<uint32_t, uint32_t>{16384, 8192}));
+    EXPECT_EQ(Ipv4GsoGro(pod_path_, "net-rdma0"), (std::pair<uint32_t, uint32_t>{131072, 98304}));
+    EXPECT_EQ(snap_.gso_ipv4_max_size, 16384u);
+    EXPECT_EQ(snap_.gro_ipv4_max_size, 8192u);
+  }
   ASSERT_TRUE(attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere).ok());
   ExpectHostRestored();
   json h = LinkDetails("", "h0");
-  EXPECT_EQ(h.value("gso_max_size", 0), 32768) << h.dump();
-  EXPECT_EQ(h.value("gro_max_size", 0), 16384) << h.dump();
+  EXPECT_EQ(h.value("gso_max_size", 0), 65536) << h.dump();
+  EXPECT_EQ(h.value("gro_max_size", 0), 32768) << h.dump();
+  EXPECT_EQ(Ipv4GsoGro(node_->path(), "h0"), host_ipv4);
 }
 
 TEST_F(AttachTest, NeighborOfAFamilyWithoutAddressStillApplies) {
@@ -867,10 +946,16 @@ TEST_F(ChildAttachTest, ChildGetsItsGsoAndGroSizes) {
   AttachRequest req = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:01", {"192.0.2.10/24"}, {});
   req.config.interface.gso_max_size = 32768;
   req.config.interface.gro_max_size = 16384;
+  req.config.interface.gso_ipv4_max_size = 8192;
+  req.config.interface.gro_ipv4_max_size = 4096;
   ASSERT_TRUE(attacher_->AttachChild(req, PersistChild()).ok());
   json l = LinkDetails(pod_name_, "net1");
   EXPECT_EQ(l.value("gso_max_size", 0), 32768) << l.dump();
   EXPECT_EQ(l.value("gro_max_size", 0), 16384) << l.dump();
+  const auto ipv4 = Ipv4GsoGro(pod_path_, "net1");
+  if (ipv4.first != 0) {
+    EXPECT_EQ(ipv4, (std::pair<uint32_t, uint32_t>{8192, 4096}));
+  }
   ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
   ExpectParentUnchanged();
 }

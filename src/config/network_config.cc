@@ -283,7 +283,9 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
   }
   // The kernel's GSO_MAX_SIZE and GRO_MAX_SIZE (8 x 65535).
   for (const auto& [field, v] : {std::pair{"interface.gsoMaxSize", &itf.gso_max_size},
-                                 std::pair{"interface.groMaxSize", &itf.gro_max_size}}) {
+                                 std::pair{"interface.groMaxSize", &itf.gro_max_size},
+                                 std::pair{"interface.gsoIPv4MaxSize", &itf.gso_ipv4_max_size},
+                                 std::pair{"interface.groIPv4MaxSize", &itf.gro_ipv4_max_size}}) {
     if (*v && (**v < 1 || **v > 524280)) {
       return Bad(where, field, absl::StrCat(**v, " is out of range 1..524280"));
     }
@@ -740,9 +742,10 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
   }
   if (auto it = p.find("interface"); it != p.end()) {
     RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "interface", where));
-    RETURN_IF_ERROR(CheckKeys(
-        *it, {"name", "mtu", "gsoMaxSize", "groMaxSize", "hardwareAddr", "addresses", "sysctls"},
-        "interface", where));
+    RETURN_IF_ERROR(CheckKeys(*it,
+                              {"name", "mtu", "gsoMaxSize", "groMaxSize", "gsoIPv4MaxSize",
+                               "groIPv4MaxSize", "hardwareAddr", "addresses", "sysctls"},
+                              "interface", where));
     if (auto f = it->find("name"); f != it->end()) {
       ASSIGN_OR_RETURN(cfg.interface.name, GetString(*f, "interface.name", where));
     }
@@ -754,6 +757,14 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
     }
     if (auto f = it->find("groMaxSize"); f != it->end()) {
       ASSIGN_OR_RETURN(cfg.interface.gro_max_size, GetUint32(*f, "interface.groMaxSize", where));
+    }
+    if (auto f = it->find("gsoIPv4MaxSize"); f != it->end()) {
+      ASSIGN_OR_RETURN(cfg.interface.gso_ipv4_max_size,
+                       GetUint32(*f, "interface.gsoIPv4MaxSize", where));
+    }
+    if (auto f = it->find("groIPv4MaxSize"); f != it->end()) {
+      ASSIGN_OR_RETURN(cfg.interface.gro_ipv4_max_size,
+                       GetUint32(*f, "interface.groIPv4MaxSize", where));
     }
     if (auto f = it->find("hardwareAddr"); f != it->end()) {
       ASSIGN_OR_RETURN(cfg.interface.hardware_addr, GetString(*f, "interface.hardwareAddr", where));
@@ -951,6 +962,12 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
   if (over.interface.mtu) out.interface.mtu = over.interface.mtu;
   if (over.interface.gso_max_size) out.interface.gso_max_size = over.interface.gso_max_size;
   if (over.interface.gro_max_size) out.interface.gro_max_size = over.interface.gro_max_size;
+  if (over.interface.gso_ipv4_max_size) {
+    out.interface.gso_ipv4_max_size = over.interface.gso_ipv4_max_size;
+  }
+  if (over.interface.gro_ipv4_max_size) {
+    out.interface.gro_ipv4_max_size = over.interface.gro_ipv4_max_size;
+  }
   if (over.interface.hardware_addr) out.interface.hardware_addr = over.interface.hardware_addr;
   if (over.interface.addresses) out.interface.addresses = over.interface.addresses;
   if (over.interface.sysctls) {
@@ -999,6 +1016,8 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
                         : ic.mtu                                   ? "interface.mtu"
                         : ic.gso_max_size                          ? "interface.gsoMaxSize"
                         : ic.gro_max_size                          ? "interface.groMaxSize"
+                        : ic.gso_ipv4_max_size                     ? "interface.gsoIPv4MaxSize"
+                        : ic.gro_ipv4_max_size                     ? "interface.groIPv4MaxSize"
                         : ic.hardware_addr                         ? "interface.hardwareAddr"
                         : ic.addresses && !ic.addresses->empty()   ? "interface.addresses"
                         : ic.sysctls && !ic.sysctls->empty()       ? "interface.sysctls"
@@ -1069,10 +1088,13 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
       return Bad(where, "cni",
                  "cannot be combined with interface.mtu (set the MTU in the CNI config)");
     }
-    if (cfg.interface.gso_max_size || cfg.interface.gro_max_size) {
+    if (const char* size = cfg.interface.gso_max_size        ? "gsoMaxSize"
+                           : cfg.interface.gro_max_size      ? "groMaxSize"
+                           : cfg.interface.gso_ipv4_max_size ? "gsoIPv4MaxSize"
+                           : cfg.interface.gro_ipv4_max_size ? "groIPv4MaxSize"
+                                                             : nullptr) {
       return Bad(where, "cni",
-                 absl::StrCat("cannot be combined with interface.",
-                              cfg.interface.gso_max_size ? "gsoMaxSize" : "groMaxSize",
+                 absl::StrCat("cannot be combined with interface.", size,
                               " (knd would not apply it after the plugins ran)"));
     }
     if (cfg.interface.hardware_addr) {
@@ -1147,6 +1169,8 @@ json ToJson(const NetworkConfig& cfg) {
   if (cfg.interface.mtu) itf["mtu"] = *cfg.interface.mtu;
   if (cfg.interface.gso_max_size) itf["gsoMaxSize"] = *cfg.interface.gso_max_size;
   if (cfg.interface.gro_max_size) itf["groMaxSize"] = *cfg.interface.gro_max_size;
+  if (cfg.interface.gso_ipv4_max_size) itf["gsoIPv4MaxSize"] = *cfg.interface.gso_ipv4_max_size;
+  if (cfg.interface.gro_ipv4_max_size) itf["groIPv4MaxSize"] = *cfg.interface.gro_ipv4_max_size;
   if (cfg.interface.hardware_addr) itf["hardwareAddr"] = *cfg.interface.hardware_addr;
   if (cfg.interface.addresses) itf["addresses"] = *cfg.interface.addresses;
   if (cfg.interface.sysctls) {

@@ -60,6 +60,10 @@ struct InterfaceConfig {
   // 1..524280 bytes; above 65536 is BIG TCP.
   std::optional<uint32_t> gso_max_size;
   std::optional<uint32_t> gro_max_size;
+  // The same for IPv4 packets (IPv4 BIG TCP, kernel >= 6.3); gso/groMaxSize above 65536 apply
+  // to IPv6 only.
+  std::optional<uint32_t> gso_ipv4_max_size;
+  std::optional<uint32_t> gro_ipv4_max_size;
   std::optional<std::string> hardware_addr;           // class-only knob (unicast MAC)
   std::optional<std::vector<std::string>> addresses;  // CIDRs, v4 and/or v6
   // Per-interface sysctls in the pod netns, "ipv4.rp_filter" -> 2 (see InterfaceSysctls()).

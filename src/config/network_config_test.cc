@@ -193,6 +193,11 @@ const DecodeCase kDecodeCases[] = {
      "interface.groMaxSize: 524281 is out of range 1..524280"},
     {"gso_string", C(R"({"interface": {"gsoMaxSize": "64k"}})"),
      "interface.gsoMaxSize: expected an integer, got string"},
+    {"gso_gro_ipv4", C(R"({"interface": {"gsoIPv4MaxSize": 185000, "groIPv4MaxSize": 1}})"), ""},
+    {"gso_ipv4_too_big", C(R"({"interface": {"gsoIPv4MaxSize": 600000}})"),
+     "interface.gsoIPv4MaxSize: 600000 is out of range 1..524280"},
+    {"gro_ipv4_negative", C(R"({"interface": {"groIPv4MaxSize": -1}})"),
+     "interface.groIPv4MaxSize: "},
     {"rules", C(R"({"rules": [{"priority": 100, "from": "192.0.2.10", "table": 100},
         {"priority": 101, "to": "2001:db8::/32", "iif": "net1", "oif": "net2", "table": 7},
         {"priority": 102, "fwmark": 4294967295, "table": 4294967295}]})"),
@@ -655,7 +660,8 @@ TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
            {{{"neighbors", {{{"ip", "192.0.2.1"}, {"mac", "02:00:00:00:00:01"}}}}}, "neighbors"},
            {{{"interface", {{"sysctls", {{"ipv4", {{"rp_filter", 2}}}}}}}}, "interface.sysctls"},
            {{{"rules", {{{"priority", 10}, {"table", 100}}}}}, "rules"},
-           {{{"interface", {{"gsoMaxSize", 185000}}}}, "interface.gsoMaxSize"}}) {
+           {{{"interface", {{"gsoMaxSize", 185000}}}}, "interface.gsoMaxSize"},
+           {{{"interface", {{"groIPv4MaxSize", 185000}}}}, "interface.groIPv4MaxSize"}}) {
     // From the class (which may set all of them), with a claim asking for a NAD.
     auto r = Resolve({ClassEntry(cfg), ClaimEntry({{"cni", nad}})}, Ctx());
     ASSERT_FALSE(r.ok()) << field;

@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
+#include "netlink/query.h"
 
 namespace knd::netlink {
 
@@ -161,11 +162,19 @@ std::string RouteWhat(const char* verb, const RouteSpec& r) {
 }
 
 // The largest packet the stack builds for the link (GSO) and the largest it aggregates
-// (GRO); above 64 KiB that is BIG TCP.
-absl::Status PutGsoGro(nl_msg* msg, const std::optional<uint32_t>& gso,
-                       const std::optional<uint32_t>& gro) {
-  if (gso) RETURN_IF_ERROR(PutOk(nla_put_u32(msg, IFLA_GSO_MAX_SIZE, *gso), "IFLA_GSO_MAX_SIZE"));
-  if (gro) RETURN_IF_ERROR(PutOk(nla_put_u32(msg, IFLA_GRO_MAX_SIZE, *gro), "IFLA_GRO_MAX_SIZE"));
+// (GRO); above 64 KiB that is BIG TCP. IPv4 has its own limits since Linux 6.3; the kernel
+// applies the attributes in this order, and a gso/gro size below 64 KiB lowers the IPv4 one
+// with it.
+template <typename T>
+absl::Status PutGsoGro(nl_msg* msg, const T& c) {
+  const std::pair<int, const std::optional<uint32_t>*> attrs[] = {
+      {IFLA_GSO_MAX_SIZE, &c.gso_max_size},
+      {IFLA_GRO_MAX_SIZE, &c.gro_max_size},
+      {kIflaGsoIpv4MaxSize, &c.gso_ipv4_max_size},
+      {kIflaGroIpv4MaxSize, &c.gro_ipv4_max_size}};
+  for (const auto& [type, v] : attrs) {
+    if (*v) RETURN_IF_ERROR(PutOk(nla_put_u32(msg, type, **v), "IFLA_G[SR]O_*MAX_SIZE"));
+  }
   return absl::OkStatus();
 }
 
@@ -256,7 +265,7 @@ absl::Status ChangeLink(NlSock& sock, int ifindex, const LinkChange& change) {
   if (change.mtu.has_value()) {
     RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFLA_MTU, *change.mtu), "IFLA_MTU"));
   }
-  RETURN_IF_ERROR(PutGsoGro(msg.get(), change.gso_max_size, change.gro_max_size));
+  RETURN_IF_ERROR(PutGsoGro(msg.get(), change));
   if (change.mac.has_value()) {
     absl::StatusOr<MacAddr> mac = ParseMac(*change.mac);
     if (!mac.ok()) return Annotate(mac.status(), what);
@@ -312,7 +321,7 @@ absl::Status CreateChildLink(NlSock& sock, const ChildLink& c) {
   }
   RETURN_IF_ERROR(PutOk(nla_put_string(msg.get(), IFLA_IFNAME, c.name.c_str()), "IFLA_IFNAME"));
   if (c.mtu) RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFLA_MTU, *c.mtu), "IFLA_MTU"));
-  RETURN_IF_ERROR(PutGsoGro(msg.get(), c.gso_max_size, c.gro_max_size));
+  RETURN_IF_ERROR(PutGsoGro(msg.get(), c));
   if (c.mac) {
     absl::StatusOr<MacAddr> mac = ParseMac(*c.mac);
     if (!mac.ok()) return Annotate(mac.status(), what);

@@ -57,8 +57,11 @@ struct LinkChange {
   std::optional<uint32_t> mtu;           // IFLA_MTU
   std::optional<uint32_t> gso_max_size;  // IFLA_GSO_MAX_SIZE
   std::optional<uint32_t> gro_max_size;  // IFLA_GRO_MAX_SIZE
-  std::optional<std::string> mac;        // IFLA_ADDRESS
-  std::optional<bool> up;                // IFF_UP via ifi_flags/ifi_change
+  // IFLA_GSO_IPV4_MAX_SIZE / IFLA_GRO_IPV4_MAX_SIZE (kernel >= 6.3; older kernels ignore them)
+  std::optional<uint32_t> gso_ipv4_max_size;
+  std::optional<uint32_t> gro_ipv4_max_size;
+  std::optional<std::string> mac;  // IFLA_ADDRESS
+  std::optional<bool> up;          // IFF_UP via ifi_flags/ifi_change
 };
 
 // Sends one RTM_NEWLINK for `ifindex`. The kernel (6.x do_setlink) applies the namespace move
@@ -84,6 +87,8 @@ struct ChildLink {
   std::optional<uint32_t> mtu;
   std::optional<uint32_t> gso_max_size;
   std::optional<uint32_t> gro_max_size;
+  std::optional<uint32_t> gso_ipv4_max_size;
+  std::optional<uint32_t> gro_ipv4_max_size;
   std::optional<std::string> mac;
 };
 // AlreadyExists when the name is taken in the target namespace; InvalidArgument for a mode or

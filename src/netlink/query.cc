@@ -70,8 +70,9 @@ int OnLink(nl_msg* msg, void* arg) {
   auto* out = static_cast<std::vector<Link>*>(arg);
   nlmsghdr* hdr = nlmsg_hdr(msg);
   if (hdr->nlmsg_type != RTM_NEWLINK) return NL_SKIP;
-  nlattr* tb[IFLA_MAX + 1] = {};
-  if (nlmsg_parse(hdr, sizeof(ifinfomsg), tb, IFLA_MAX, nullptr) < 0) return NL_SKIP;
+  constexpr int kMax = IFLA_MAX > kIflaMaxKnown ? IFLA_MAX : kIflaMaxKnown;
+  nlattr* tb[kMax + 1] = {};
+  if (nlmsg_parse(hdr, sizeof(ifinfomsg), tb, kMax, nullptr) < 0) return NL_SKIP;
   const auto* ifi = static_cast<const ifinfomsg*>(nlmsg_data(hdr));
   Link l;
   l.ifindex = ifi->ifi_index;
@@ -88,6 +89,8 @@ int OnLink(nl_msg* msg, void* arg) {
   if (tb[IFLA_MTU]) l.mtu = AttrU32(tb[IFLA_MTU]);
   if (tb[IFLA_GSO_MAX_SIZE]) l.gso_max_size = AttrU32(tb[IFLA_GSO_MAX_SIZE]);
   if (tb[IFLA_GRO_MAX_SIZE]) l.gro_max_size = AttrU32(tb[IFLA_GRO_MAX_SIZE]);
+  if (tb[kIflaGsoIpv4MaxSize]) l.gso_ipv4_max_size = AttrU32(tb[kIflaGsoIpv4MaxSize]);
+  if (tb[kIflaGroIpv4MaxSize]) l.gro_ipv4_max_size = AttrU32(tb[kIflaGroIpv4MaxSize]);
   if (tb[IFLA_PARENT_DEV_NAME]) l.parent_dev = AttrString(tb[IFLA_PARENT_DEV_NAME]);
   if (tb[IFLA_PARENT_DEV_BUS_NAME]) l.parent_bus = AttrString(tb[IFLA_PARENT_DEV_BUS_NAME]);
   if (tb[IFLA_MASTER]) l.master_ifindex = static_cast<int>(AttrU32(tb[IFLA_MASTER]));

@@ -12,6 +12,12 @@
 
 namespace knd::netlink {
 
+// Link attributes newer than Debian 12's <linux/if_link.h> (6.1): their values in Linux's
+// enum (include/uapi/linux/if_link.h, Linux 6.3).
+inline constexpr int kIflaGsoIpv4MaxSize = 63;  // IFLA_GSO_IPV4_MAX_SIZE
+inline constexpr int kIflaGroIpv4MaxSize = 64;  // IFLA_GRO_IPV4_MAX_SIZE
+inline constexpr int kIflaMaxKnown = kIflaGroIpv4MaxSize;
+
 struct Link {
   int ifindex = 0;
   std::string name;
@@ -20,12 +26,14 @@ struct Link {
   std::string perm_mac;   // IFLA_PERM_ADDRESS; "" when the kernel reports none (virtual links)
   std::string operstate;  // "up", "down", "unknown", "lowerlayerdown", "dormant", ...
   uint32_t mtu = 0;
-  uint32_t gso_max_size = 0;  // IFLA_GSO_MAX_SIZE; 0 = not reported
-  uint32_t gro_max_size = 0;  // IFLA_GRO_MAX_SIZE (kernel >= 5.19); 0 = not reported
-  uint32_t flags = 0;         // IFF_* (IFF_UP, IFF_LOOPBACK, ...)
-  int master_ifindex = 0;     // bridge/bond master; 0 = none
-  int link_ifindex = 0;       // IFLA_LINK (veth peer, vlan/macvlan parent); 0 = none. May name
-                              // an ifindex of another namespace (veth peers).
+  uint32_t gso_max_size = 0;       // IFLA_GSO_MAX_SIZE; 0 = not reported
+  uint32_t gro_max_size = 0;       // IFLA_GRO_MAX_SIZE (kernel >= 5.19); 0 = not reported
+  uint32_t gso_ipv4_max_size = 0;  // IFLA_GSO_IPV4_MAX_SIZE (kernel >= 6.3); 0 = not reported
+  uint32_t gro_ipv4_max_size = 0;  // IFLA_GRO_IPV4_MAX_SIZE (kernel >= 6.3)
+  uint32_t flags = 0;              // IFF_* (IFF_UP, IFF_LOOPBACK, ...)
+  int master_ifindex = 0;          // bridge/bond master; 0 = none
+  int link_ifindex = 0;            // IFLA_LINK (veth peer, vlan/macvlan parent); 0 = none. May name
+                                   // an ifindex of another namespace (veth peers).
   // IFLA_PARENT_DEV_NAME / _BUS_NAME (kernel >= 5.16): the bus device behind a netdev, e.g.
   // "0000:03:00.1" on "pci". Unlike sysfs, netlink answers for the socket's own namespace, so
   // this finds a PCI device inside a pod netns.

@@ -102,6 +102,8 @@ DevicePlan DeviceFromJson(const json& j) {
     SetInt(*it, "mtu", h.mtu, 0);
     SetInt(*it, "gsoMaxSize", h.gso_max_size, 0);
     SetInt(*it, "groMaxSize", h.gro_max_size, 0);
+    SetInt(*it, "gsoIPv4MaxSize", h.gso_ipv4_max_size, 0);
+    SetInt(*it, "groIPv4MaxSize", h.gro_ipv4_max_size, 0);
     h.mac = it->value("mac", std::string());
     h.up = it->value("up", false);
     h.addresses = it->value("addresses", std::vector<std::string>());
@@ -204,6 +206,12 @@ json ToJson(const ClaimPlan& plan) {
       if (!d.host->sysctls.empty()) jd["host"]["sysctls"] = d.host->sysctls;
       if (d.host->gso_max_size != 0) jd["host"]["gsoMaxSize"] = d.host->gso_max_size;
       if (d.host->gro_max_size != 0) jd["host"]["groMaxSize"] = d.host->gro_max_size;
+      if (d.host->gso_ipv4_max_size != 0) {
+        jd["host"]["gsoIPv4MaxSize"] = d.host->gso_ipv4_max_size;
+      }
+      if (d.host->gro_ipv4_max_size != 0) {
+        jd["host"]["groIPv4MaxSize"] = d.host->gro_ipv4_max_size;
+      }
       if (const std::optional<VfSnapshot>& vf = d.host->vf) {
         json jv = {{"pfPciAddress", vf->pf_pci},
                    {"index", vf->index},

@@ -78,6 +78,8 @@ struct HostSnapshot {
   std::map<std::string, std::string> sysctls;
   uint32_t gso_max_size = 0;  // 0 = not known (the kernel did not report it)
   uint32_t gro_max_size = 0;
+  uint32_t gso_ipv4_max_size = 0;  // kernel >= 6.3
+  uint32_t gro_ipv4_max_size = 0;
   std::optional<VfSnapshot> vf;  // only when knd changed the VF's settings on its PF
 };
 

@@ -50,6 +50,8 @@ ClaimPlan FullPlan() {
                         {{"ipv4.rp_filter", "2"}, {"ipv6.accept_dad", "0"}},
                         185000,
                         65536,
+                        131072,
+                        98304,
                         std::nullopt};
   d.host->vf =
       VfSnapshot{"0000:03:00.0", 1, "0c:42:a1:00:00:02", 100, 3, true, std::nullopt, 2u, 0, 1000};
@@ -95,6 +97,8 @@ void ExpectSame(const ClaimPlan& a, const ClaimPlan& b) {
       << "host sysctls are what a return to the host writes back";
   EXPECT_EQ(b.devices[0].host->gso_max_size, 185000u);
   EXPECT_EQ(b.devices[0].host->gro_max_size, 65536u);
+  EXPECT_EQ(b.devices[0].host->gso_ipv4_max_size, 131072u);
+  EXPECT_EQ(b.devices[0].host->gro_ipv4_max_size, 98304u);
   ASSERT_TRUE(b.devices[0].result.has_value());
   EXPECT_EQ(a.devices[0].result->cni_result, b.devices[0].result->cni_result);
   EXPECT_FALSE(b.devices[1].host.has_value());

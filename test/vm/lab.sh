@@ -78,7 +78,8 @@ echo "lab.sh: booting $kver (${pfs} igb PFs) for ctest labels: ${labels[*]}"
 # boot ACCEL...: runs the guest to the end (or the time limit) and sets qrc. QEMU's stderr goes to
 # results/qemu.log and to ours. A KVM that initialises but cannot emulate an instruction (nested
 # virtualisation) stops the guest with "KVM internal error" and leaves QEMU waiting forever: that
-# is watched for, and the guest is booted again under TCG.
+# is watched for, and the guest is booted again under TCG. So is a QEMU that dies on a KVM
+# error of its own (seen: "failed to set MSR 0x10a", then an assertion and SIGABRT).
 boot() {
   rm -rf "${results:?}"/* && : >"$results/qemu.log"
   timeout --foreground $((timeout + 300)) "$qdir/usr/bin/qemu-system-x86_64" \
@@ -105,7 +106,8 @@ accel=${KND_LAB_ACCEL:-$([ -c /dev/kvm ] && echo kvm || echo tcg)}
 set +e
 if [ "$accel" = kvm ]; then
   boot -accel kvm -accel tcg  # QEMU itself falls back to TCG when KVM fails to initialise
-  if [ "$kvm_failed" = 1 ]; then
+  if [ "$kvm_failed" = 1 ] || { [ ! -f "$results/rc" ] && [ "$qrc" -ne 0 ] && [ "$qrc" -ne 124 ] &&
+      grep -qi "kvm" "$results/qemu.log"; }; then
     echo "lab.sh: KVM failed to run the guest; booting again with software emulation (TCG)" >&2
     start=$(date +%s)
     boot -accel tcg
