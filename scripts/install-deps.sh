@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache git
   # libraries
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libabsl-dev
-  libnl-3-dev libnl-route-3-dev libcurl4-openssl-dev libssl-dev
+  libnl-3-dev libnl-route-3-dev libnl-genl-3-dev libcurl4-openssl-dev libssl-dev
   nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libcpp-httplib-dev prometheus-cpp-dev
   libcap-dev libelf-dev  # kndctl doctor: capabilities, the netns guard's ELF headers

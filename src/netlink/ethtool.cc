@@ -1,0 +1,205 @@
+#include "netlink/ethtool.h"
+
+#include <linux/ethtool_netlink.h>
+#include <linux/netlink.h>
+#include <netlink/attr.h>
+#include <netlink/genl/ctrl.h>
+#include <netlink/genl/genl.h>
+#include <netlink/handlers.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+
+#include <optional>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status.h"
+
+namespace knd::netlink {
+
+namespace {
+
+std::string AttrString(const nlattr* a) {
+  const char* data = static_cast<const char*>(nla_data(a));
+  int len = nla_len(a);
+  return std::string(data, strnlen(data, len > 0 ? len : 0));
+}
+
+// The names in a verbose bitset (no ETHTOOL_FLAG_COMPACT_BITSETS) that are set: with
+// ETHTOOL_A_BITSET_NOMASK every listed bit is, otherwise those with ETHTOOL_A_BITSET_BIT_VALUE.
+std::set<std::string> SetBits(nlattr* bitset) {
+  std::set<std::string> out;
+  nlattr* tb[ETHTOOL_A_BITSET_MAX + 1] = {};
+  if (nla_parse_nested(tb, ETHTOOL_A_BITSET_MAX, bitset, nullptr) < 0) return out;
+  const bool nomask = tb[ETHTOOL_A_BITSET_NOMASK] != nullptr;
+  if (tb[ETHTOOL_A_BITSET_BITS] == nullptr) return out;
+  nlattr* bit;
+  int rem;
+  nla_for_each_nested(bit, tb[ETHTOOL_A_BITSET_BITS], rem) {
+    if (nla_type(bit) != ETHTOOL_A_BITSET_BITS_BIT) continue;
+    nlattr* bt[ETHTOOL_A_BITSET_BIT_MAX + 1] = {};
+    if (nla_parse_nested(bt, ETHTOOL_A_BITSET_BIT_MAX, bit, nullptr) < 0) continue;
+    if (bt[ETHTOOL_A_BITSET_BIT_NAME] == nullptr) continue;
+    if (nomask || bt[ETHTOOL_A_BITSET_BIT_VALUE] != nullptr) {
+      out.insert(AttrString(bt[ETHTOOL_A_BITSET_BIT_NAME]));
+    }
+  }
+  return out;
+}
+
+struct FeatureSets {
+  std::set<std::string> hw, wanted, active, nochange;
+  bool seen = false;
+};
+
+int OnFeatures(nl_msg* msg, void* arg) {
+  auto* out = static_cast<FeatureSets*>(arg);
+  nlattr* tb[ETHTOOL_A_FEATURES_MAX + 1] = {};
+  if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, ETHTOOL_A_FEATURES_MAX, nullptr) < 0) return NL_SKIP;
+  if (genlmsg_hdr(nlmsg_hdr(msg))->cmd != ETHTOOL_MSG_FEATURES_GET_REPLY) return NL_SKIP;
+  out->seen = true;
+  if (tb[ETHTOOL_A_FEATURES_HW]) out->hw = SetBits(tb[ETHTOOL_A_FEATURES_HW]);
+  if (tb[ETHTOOL_A_FEATURES_WANTED]) out->wanted = SetBits(tb[ETHTOOL_A_FEATURES_WANTED]);
+  if (tb[ETHTOOL_A_FEATURES_ACTIVE]) out->active = SetBits(tb[ETHTOOL_A_FEATURES_ACTIVE]);
+  if (tb[ETHTOOL_A_FEATURES_NOCHANGE]) out->nochange = SetBits(tb[ETHTOOL_A_FEATURES_NOCHANGE]);
+  return NL_OK;
+}
+
+absl::Status PutStatus(int err, const char* what) {
+  return err < 0 ? NlStatus(err, absl::StrCat("build ethtool request: ", what)) : absl::OkStatus();
+}
+
+// An ETHTOOL_MSG_* request for `ifname`, with header flags `flags`.
+absl::StatusOr<NlMsgPtr> Request(int family, uint8_t cmd, const std::string& ifname,
+                                 uint32_t flags) {
+  NlMsgPtr msg(nlmsg_alloc());
+  if (!msg) return absl::ResourceExhaustedError("nlmsg_alloc failed");
+  if (genlmsg_put(msg.get(), NL_AUTO_PORT, NL_AUTO_SEQ, family, 0, NLM_F_REQUEST, cmd,
+                  ETHTOOL_GENL_VERSION) == nullptr) {
+    return absl::InternalError("genlmsg_put failed");
+  }
+  nlattr* hdr = nla_nest_start(msg.get(), ETHTOOL_A_FEATURES_HEADER);  // 1 in every message
+  if (hdr == nullptr) return absl::InternalError("build ethtool request: header");
+  RETURN_IF_ERROR(
+      PutStatus(nla_put_string(msg.get(), ETHTOOL_A_HEADER_DEV_NAME, ifname.c_str()), "name"));
+  if (flags != 0) {
+    RETURN_IF_ERROR(PutStatus(nla_put_u32(msg.get(), ETHTOOL_A_HEADER_FLAGS, flags), "flags"));
+  }
+  nla_nest_end(msg.get(), hdr);
+  return msg;
+}
+
+}  // namespace
+
+absl::StatusOr<EthtoolSocket> EthtoolSocket::Open() {
+  nl_sock* raw = nl_socket_alloc();
+  if (raw == nullptr) return absl::ResourceExhaustedError("nl_socket_alloc failed");
+  NlSock sock(raw);
+  if (int err = genl_connect(raw); err < 0) {
+    return NlStatus(err, "connect NETLINK_GENERIC socket");
+  }
+  nl_socket_set_msg_buf_size(raw, 64 * 1024);
+  int family = genl_ctrl_resolve(raw, ETHTOOL_GENL_NAME);
+  if (family < 0) {
+    return absl::NotFoundError(
+        absl::StrCat("the kernel has no \"", ETHTOOL_GENL_NAME,
+                     "\" netlink family (ethtool over netlink needs Linux 5.6 or later)"));
+  }
+  return EthtoolSocket(std::move(sock), family);
+}
+
+absl::StatusOr<EthtoolSocket> EthtoolSocket::OpenIn(const netns::Netns& ns) {
+  std::optional<EthtoolSocket> out;
+  absl::Status st = netns::RunIn(ns, [&out]() -> absl::Status {
+    ASSIGN_OR_RETURN(EthtoolSocket s, Open());
+    out.emplace(std::move(s));
+    return absl::OkStatus();
+  });
+  if (!st.ok()) return Annotate(st, absl::StrCat("open ethtool socket in ", ns.path()));
+  return std::move(*out);
+}
+
+absl::StatusOr<std::map<std::string, EthtoolSocket::Feature>> EthtoolSocket::Features(
+    const std::string& ifname) {
+  const std::string what = "ethtool features of " + ifname;
+  ASSIGN_OR_RETURN(NlMsgPtr msg, Request(family_, ETHTOOL_MSG_FEATURES_GET, ifname, 0));
+  nlmsg_hdr(msg.get())->nlmsg_flags |= NLM_F_ACK;
+  if (int err = nl_send_auto(sock_.get(), msg.get()); err < 0) {
+    return NlStatus(err, what + ": send");
+  }
+  FeatureSets sets;
+  nl_cb* orig = nl_socket_get_cb(sock_.get());
+  nl_cb* cb = nl_cb_clone(orig);
+  nl_cb_put(orig);
+  if (cb == nullptr) return absl::ResourceExhaustedError(what + ": nl_cb_clone");
+  nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, OnFeatures, &sets);
+  int err = nl_recvmsgs(sock_.get(), cb);
+  nl_cb_put(cb);
+  if (err < 0) return NlStatus(err, what);
+  if (err = nl_wait_for_ack(sock_.get()); err < 0) return NlStatus(err, what + ": ack");
+  if (!sets.seen) return absl::InternalError(what + ": no reply");
+  std::map<std::string, Feature> out;
+  for (const std::set<std::string>* s : {&sets.hw, &sets.wanted, &sets.active, &sets.nochange}) {
+    for (const std::string& n : *s) out[n];
+  }
+  for (auto& [name, f] : out) {
+    f.wanted = sets.wanted.count(name) > 0;
+    f.active = sets.active.count(name) > 0;
+    f.changeable = sets.hw.count(name) > 0 && sets.nochange.count(name) == 0;
+  }
+  return out;
+}
+
+absl::Status EthtoolSocket::SetFeatures(const std::string& ifname,
+                                        const std::map<std::string, bool>& want) {
+  if (want.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(auto before, Features(ifname));
+  std::vector<std::string> changeable;
+  for (const auto& [name, f] : before) {
+    if (f.changeable) changeable.push_back(name);
+  }
+  for (const auto& [name, on] : want) {
+    auto it = before.find(name);
+    if (it == before.end() || !it->second.changeable) {
+      // Features that are off and fixed are in none of the kernel's sets, like names the
+      // kernel does not know: one answer for both, with what may be changed.
+      return absl::InvalidArgumentError(
+          absl::StrCat("ethtool feature \"", name, "\" cannot be changed on ", ifname,
+                       " (fixed, or not a kernel feature name; changeable: ",
+                       changeable.empty() ? "none" : absl::StrJoin(changeable, ", "), ")"));
+    }
+  }
+  const std::string what = "set ethtool features of " + ifname;
+  ASSIGN_OR_RETURN(NlMsgPtr msg,
+                   Request(family_, ETHTOOL_MSG_FEATURES_SET, ifname, ETHTOOL_FLAG_OMIT_REPLY));
+  nl_msg* m = msg.get();
+  nlattr* wanted = nla_nest_start(m, ETHTOOL_A_FEATURES_WANTED);
+  nlattr* bits = wanted != nullptr ? nla_nest_start(m, ETHTOOL_A_BITSET_BITS) : nullptr;
+  if (bits == nullptr) return absl::InternalError(what + ": build request");
+  for (const auto& [name, on] : want) {  // the listed bits are the mask; VALUE = on
+    nlattr* bit = nla_nest_start(m, ETHTOOL_A_BITSET_BITS_BIT);
+    if (bit == nullptr) return absl::InternalError(what + ": build request");
+    RETURN_IF_ERROR(PutStatus(nla_put_string(m, ETHTOOL_A_BITSET_BIT_NAME, name.c_str()), "bit"));
+    if (on) RETURN_IF_ERROR(PutStatus(nla_put_flag(m, ETHTOOL_A_BITSET_BIT_VALUE), "value"));
+    nla_nest_end(m, bit);
+  }
+  nla_nest_end(m, bits);
+  nla_nest_end(m, wanted);
+  nlmsg_hdr(m)->nlmsg_flags |= NLM_F_ACK;
+  if (int err = nl_send_auto(sock_.get(), m); err < 0) return NlStatus(err, what + ": send");
+  if (int err = nl_wait_for_ack(sock_.get()); err < 0) return NlStatus(err, what);
+  ASSIGN_OR_RETURN(auto after, Features(ifname));
+  for (const auto& [name, on] : want) {
+    if (after[name].active != on) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("ethtool feature \"", name, "\" of ", ifname, " stayed ", on ? "off" : "on",
+                       " (the driver or a feature it depends on keeps it)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace knd::netlink
