@@ -163,8 +163,8 @@ std::string RouteWhat(const char* verb, const RouteSpec& r) {
 
 // The largest packet the stack builds for the link (GSO) and the largest it aggregates
 // (GRO); above 64 KiB that is BIG TCP. IPv4 has its own limits since Linux 6.3; the kernel
-// applies the attributes in this order, and a gso/gro size below 64 KiB lowers the IPv4 one
-// with it.
+// applies the attributes in this order, and a gso/gro size of 64 KiB or less sets the IPv4
+// one to it as well.
 template <typename T>
 absl::Status PutGsoGro(nl_msg* msg, const T& c) {
   const std::pair<int, const std::optional<uint32_t>*> attrs[] = {
