@@ -3,15 +3,17 @@
 // Attach, in the order the kernel makes cheapest (design.md "Budgets"):
 //   1. find the host device by its stable identity (state::DeviceIdentity);
 //   2. snapshot its host settings (name, MTU, MAC, up, addresses, routes, per-interface
-//      sysctls) and hand the snapshot to `persist` BEFORE anything changes, so a crash can
-//      always restore it;
+//      sysctls, the wanted state of the ethtool features the config sets) and hand the snapshot to
+//      `persist` BEFORE anything changes, so a crash can always restore it;
 //   3. one RTM_NEWLINK that carries IFLA_NET_NS_FD + the in-pod name + MTU + MAC;
 //   4. inside the pod netns (through a netlink socket opened there): IPv6 RA off and
-//      addr_gen_mode none for IPv4-only attachments, addresses (IFA_F_NODAD), link up, routes.
+//      addr_gen_mode none for IPv4-only attachments, interface sysctls, ethtool features,
+//      addresses (IFA_F_NODAD), link up, routes.
 // Any failure rolls back: the device goes back to the host under its original name with its
 // original settings, and the error names the step that failed.
 //
-// Detach puts the device back (original name, MTU, MAC, addresses, routes). It works when
+// Detach puts the device back (original name, MTU, MAC, sysctls, ethtool features,
+// addresses, routes). It works when
 // the pod netns is already gone (CRI-O destroys it before StopPodSandbox): the kernel then
 // has moved a physical device back to the host, possibly as "devN", and the device is found
 // by identity. A virtual device destroyed with the netns is reported as NotFound.

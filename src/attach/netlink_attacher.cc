@@ -1,7 +1,7 @@
 // The netlink-backed Attacher (see attacher.h for the contract). Round trips per attach:
 // one link dump + two small dumps for the snapshot on the host, ONE RTM_NEWLINK that moves,
-// renames and sets MTU/MAC, then in the pod: one link get, the IPv6 sysctls (one helper
-// thread), one message per address, one for link up, one per route.
+// renames and sets MTU/MAC, then in the pod: one link get, the IPv6 sysctls and ethtool
+// features (one helper thread), one message per address, one for link up, one per route.
 #include <linux/if.h>
 #include <linux/if_addr.h>
 #include <linux/rtnetlink.h>
@@ -19,6 +19,7 @@
 #include "attach/attacher.h"
 #include "common/net_addr.h"
 #include "common/status.h"
+#include "netlink/ethtool.h"
 #include "netlink/ops.h"
 #include "netlink/query.h"
 #include "netlink/socket.h"
@@ -164,9 +165,22 @@ absl::Status InNetns(const netns::Netns& ns, const std::function<absl::Status()>
   return ThreadIsIn(ns) ? fn() : netns::RunIn(ns, fn);
 }
 
-// `sock` and `host` are the host netns's.
+// interface.ethtool.features of `cfg` for `ifname`, in the calling thread's netns: what the
+// kernel set, or an error naming the field.
+absl::Status ApplyFeaturesHere(const std::string& ifname, const config::NetworkConfig& cfg) {
+  const auto& want = cfg.interface.ethtool_features;
+  if (!want || want->empty()) return absl::OkStatus();
+  absl::StatusOr<netlink::EthtoolSocket> sock = netlink::EthtoolSocket::Open();
+  absl::Status st = sock.ok() ? sock->SetFeatures(ifname, *want).status() : sock.status();
+  return Annotate(st, "interface.ethtool.features");
+}
+
+// `sock` and `host` are the host netns's. With `cfg`, also the host's wanted state of the
+// ethtool features it sets (refused here, before anything changed, when the device cannot
+// change one).
 absl::StatusOr<state::HostSnapshot> TakeSnapshot(NlSock& sock, const LinkState& link,
-                                                 const netns::Netns& host) {
+                                                 const netns::Netns& host,
+                                                 const config::NetworkConfig* cfg = nullptr) {
   state::HostSnapshot snap;
   snap.ifname = link.name;
   snap.mtu = link.mtu;
@@ -200,6 +214,17 @@ absl::StatusOr<state::HostSnapshot> TakeSnapshot(NlSock& sock, const LinkState& 
       absl::StatusOr<std::string> v = netlink::ReadInterfaceConf(link.name, c.family, c.key);
       if (v.ok()) snap.sysctls[absl::StrCat(c.family, ".", c.key)] = *v;
     }
+    if (cfg == nullptr || !cfg->interface.ethtool_features ||
+        cfg->interface.ethtool_features->empty()) {
+      return absl::OkStatus();
+    }
+    absl::StatusOr<netlink::EthtoolSocket> eth = netlink::EthtoolSocket::Open();
+    if (!eth.ok()) return Annotate(eth.status(), "interface.ethtool.features");
+    ASSIGN_OR_RETURN(auto features, eth->Features(link.name));
+    absl::StatusOr<std::map<std::string, bool>> set =
+        netlink::ResolveFeatures(*cfg->interface.ethtool_features, features, link.name);
+    if (!set.ok()) return Annotate(set.status(), "interface.ethtool.features");
+    for (const auto& [name, on] : *set) snap.ethtool_features[name] = features[name].wanted;
     return absl::OkStatus();
   }));
   return snap;
@@ -349,8 +374,8 @@ absl::Status RestoreSysctlsHere(const std::string& ifname,
 }
 
 // Brings `cur` (already in the host netns) back to `snap`: name, MTU, MAC, GSO/GRO sizes,
-// sysctls, addresses, up, routes. Best effort past the first failure, so one bad route does not
-// leave the device without its addresses; returns the first error.
+// sysctls, ethtool features, addresses, up, routes. Best effort past the first failure, so one bad
+// route does not leave the device without its addresses; returns the first error.
 absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::HostSnapshot& snap,
                            const netns::Netns& host) {
   LinkChange c;
@@ -397,6 +422,13 @@ absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::Host
   const std::string name = snap.ifname.empty() ? cur.name : snap.ifname;
   if (!snap.sysctls.empty()) {
     keep(InNetns(host, [&] { return RestoreSysctlsHere(name, snap.sysctls); }));
+  }
+  if (!snap.ethtool_features.empty()) {
+    keep(InNetns(host, [&]() -> absl::Status {
+      absl::StatusOr<netlink::EthtoolSocket> eth = netlink::EthtoolSocket::Open();
+      absl::Status st = eth.ok() ? eth->RestoreWanted(name, snap.ethtool_features) : eth.status();
+      return Annotate(st, "restore ethtool features of " + name);
+    }));
   }
   for (const std::string& a : snap.addresses) {
     keep(netlink::AddAddress(sock, cur.ifindex, a, AddrFlags(a)));
@@ -543,7 +575,7 @@ class NetlinkAttacher : public Attacher {
     if (clash.ok()) return NameTaken(target, req.netns_path);
     if (!absl::IsNotFound(clash.status())) return clash.status();
 
-    absl::StatusOr<state::HostSnapshot> snap = TakeSnapshot(host_sock, *dev, *host_);
+    absl::StatusOr<state::HostSnapshot> snap = TakeSnapshot(host_sock, *dev, *host_, &req.config);
     if (!snap.ok()) return Annotate(snap.status(), "snapshot " + dev->name);
     // sriov: the PF's settings for this VF join the snapshot before anything changes.
     std::optional<LinkState> pf;
@@ -699,6 +731,7 @@ class NetlinkAttacher : public Attacher {
       if (created.ok()) {
         RETURN_IF_ERROR(
             Annotate(netlink::SetInterfaceConfHere(target, conf), "set sysctls of " + target));
+        RETURN_IF_ERROR(ApplyFeaturesHere(target, req.config));
       }
       ASSIGN_OR_RETURN(pod_sock, netlink::OpenRouteSocket());
       return absl::OkStatus();
@@ -772,16 +805,20 @@ class NetlinkAttacher : public Attacher {
     return conf;
   }
 
-  // `ipv6_conf_done`: the caller wrote PodConf(req) already (AttachChild does it on the
-  // thread that opens the pod socket, saving a thread per attach).
+  // `ipv6_conf_done`: the caller wrote PodConf(req) and set the ethtool features already
+  // (AttachChild does it on the thread that opens the pod socket, saving a thread per attach).
   absl::Status ConfigureInPod(const netns::Netns& pod, NlSock& sock, int ifindex,
                               const std::string& ifname, const AttachRequest& req,
                               bool ipv6_conf_done = false) {
     const config::InterfaceConfig& ic = req.config.interface;
     const std::vector<std::string> addrs = ic.addresses.value_or(std::vector<std::string>{});
     if (!ipv6_conf_done) {
-      RETURN_IF_ERROR(Annotate(netlink::SetInterfaceConf(pod, ifname, PodConf(req)),
-                               "set sysctls of " + ifname));
+      // One helper thread in the pod for the sysctls and the ethtool features.
+      RETURN_IF_ERROR(netns::RunIn(pod, [&]() -> absl::Status {
+        RETURN_IF_ERROR(Annotate(netlink::SetInterfaceConfHere(ifname, PodConf(req)),
+                                 "set sysctls of " + ifname));
+        return ApplyFeaturesHere(ifname, req.config);
+      }));
     }
     // One send: the kernel adds the addresses, sets the link up, adds the routes and the
     // permanent neighbours in this order (the routes' gateways need the addresses and the

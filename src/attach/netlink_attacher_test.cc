@@ -19,11 +19,13 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "attach/attacher.h"
 #include "common/unique_fd.h"
+#include "netlink/ethtool_k_testing.h"
 #include "netlink/ops.h"
 #include "netlink/socket.h"
 #include "netns/netns.h"
@@ -132,6 +134,12 @@ std::string Conf(const std::string& ns, const std::string& family, const std::st
                        family + "/conf/" + dev + "/" + key);
   while (!out.empty() && out.back() == '\n') out.pop_back();
   return out;
+}
+
+// "on"/"off" as `ethtool -k DEV` in `ns` ("" = the test thread's netns) shows `feature`.
+std::string Feature(const std::string& ns, const std::string& dev, const std::string& feature) {
+  return netlink::FeatureAsShown(
+      Sh((ns.empty() ? "" : "ip netns exec " + ns + " ") + "ethtool -k " + dev), feature);
 }
 
 // "priority from [to] [iif] [oif] [fwmark] table" of each rule in `ns` of `family` ("-4"/"-6")
@@ -630,6 +638,78 @@ TEST_F(AttachTest, BigTcpSizesApplyInThePodAndTheHostSizesComeBack) {
   EXPECT_EQ(Ipv4GsoGro(node_->path(), "h0"), host_ipv4);
 }
 
+TEST_F(AttachTest, EthtoolFeaturesApplyInThePodAndTheHostStateComesBack) {
+  if (Sh("ethtool --version").find("ethtool version") == std::string::npos) {
+    GTEST_SKIP() << "needs ethtool";
+  }
+  // Host states unlike a new veth's: only a restore of each brings them back.
+  SH("ethtool -K h0 rx-gro-list on tx-nocache-copy on");
+  AttachRequest req = Request({"192.0.2.10/24"}, {});
+  req.config.interface.ethtool_features = std::map<std::string, bool>{
+      {"rx-gro-list", false}, {"tx-nocache-copy", false}, {"tso", false}};
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ(Feature(pod_name_, "net-rdma0", "rx-gro-list"), "off");
+  EXPECT_EQ(Feature(pod_name_, "net-rdma0", "tx-nocache-copy"), "off");
+  // "tso" is ethtool's alias: every TCP segmentation feature.
+  EXPECT_EQ(Feature(pod_name_, "net-rdma0", "tx-tcp-segmentation"), "off");
+  EXPECT_EQ(Feature(pod_name_, "net-rdma0", "tx-tcp6-segmentation"), "off");
+  EXPECT_EQ(Feature(pod_name_, "net-rdma0", "tx-checksum-ip-generic"), "on");
+  // The snapshot holds the host's wanted states of exactly what the claim changes.
+  EXPECT_EQ(snap_.ethtool_features.at("rx-gro-list"), true);
+  EXPECT_EQ(snap_.ethtool_features.at("tx-nocache-copy"), true);
+  EXPECT_EQ(snap_.ethtool_features.at("tx-tcp6-segmentation"), true);
+  EXPECT_EQ(snap_.ethtool_features.count("tx-checksum-ip-generic"), 0u);
+
+  ASSERT_TRUE(attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere).ok());
+  ExpectHostRestored();
+  EXPECT_EQ(Feature("", "h0", "rx-gro-list"), "on");
+  EXPECT_EQ(Feature("", "h0", "tx-nocache-copy"), "on");
+  EXPECT_EQ(Feature("", "h0", "tx-tcp-segmentation"), "on");
+  EXPECT_EQ(Feature("", "h0", "tx-tcp6-segmentation"), "on");
+}
+
+TEST_F(AttachTest, FixedEthtoolFeatureIsRefusedBeforeAnythingChanges) {
+  if (Sh("ethtool --version").find("ethtool version") == std::string::npos) {
+    GTEST_SKIP() << "needs ethtool";
+  }
+  AttachRequest req = Request({"192.0.2.10/24"}, {});
+  // Fixed off on veth; LRO (an alias) has nothing changeable there either.
+  for (const char* name : {"tx-checksum-ipv4", "lro"}) {
+    req.config.interface.ethtool_features = std::map<std::string, bool>{{name, true}};
+    auto res = attacher_->Attach(req, Persist());
+    ASSERT_FALSE(res.ok()) << name;
+    EXPECT_EQ(res.status().code(), absl::StatusCode::kInvalidArgument) << res.status();
+    EXPECT_THAT(std::string(res.status().message()),
+                HasSubstr(std::string("interface.ethtool.features: ethtool feature \"") + name +
+                          "\" cannot be changed on h0"));
+    EXPECT_THAT(std::string(res.status().message()), HasSubstr("changeable: "));
+  }
+  EXPECT_EQ(persist_calls_, 0);
+  ExpectHostRestored();
+  EXPECT_TRUE(Link(pod_name_, "net-rdma0").is_null());
+}
+
+TEST_F(AttachTest, EthtoolFeatureTheKernelKeepsRollsBackTheOthers) {
+  if (Sh("ethtool --version").find("ethtool version") == std::string::npos) {
+    GTEST_SKIP() << "needs ethtool";
+  }
+  // TSO needs checksumming: asking for checksumming off and TSO on leaves TSO off.
+  AttachRequest req = Request({"192.0.2.10/24"}, {});
+  req.config.interface.ethtool_features =
+      std::map<std::string, bool>{{"tx-checksum-ip-generic", false}, {"tx-tcp-segmentation", true}};
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.status().code(), absl::StatusCode::kFailedPrecondition) << res.status();
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("interface.ethtool.features: ethtool feature \"tx-tcp-segmentation\" of "
+                        "net-rdma0 stayed off"));
+  EXPECT_THAT(std::string(res.status().message()), ::testing::Not(HasSubstr("rollback failed")));
+  ExpectHostRestored();
+  EXPECT_EQ(Feature("", "h0", "tx-checksum-ip-generic"), "on");
+  EXPECT_EQ(Feature("", "h0", "tx-tcp-segmentation"), "on");
+}
+
 TEST_F(AttachTest, NeighborOfAFamilyWithoutAddressStillApplies) {
   // An IPv4-only attachment keeps IPv6 on the link (only SLAAC and the link-local are off),
   // so an IPv6 neighbour is accepted; a neighbour the kernel refuses names itself.
@@ -957,6 +1037,32 @@ TEST_F(ChildAttachTest, ChildGetsItsGsoAndGroSizes) {
     EXPECT_EQ(ipv4, (std::pair<uint32_t, uint32_t>{8192, 4096}));
   }
   ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
+  ExpectParentUnchanged();
+}
+
+TEST_F(ChildAttachTest, EthtoolFeatureTheChildCannotTakeDeletesTheChild) {
+  if (Sh("ethtool --version").find("ethtool version") == std::string::npos) {
+    GTEST_SKIP() << "needs ethtool";
+  }
+  // A macvlan's offloads follow its parent's (macvlan_fix_features): GSO stays on whatever
+  // the child asks, and VLAN filtering is fixed. Either way the child is deleted again and
+  // the parent keeps its own features.
+  AttachRequest req = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:01", {"192.0.2.10/24"}, {});
+  for (const auto& [feature, code, what] :
+       std::vector<std::tuple<std::string, absl::StatusCode, std::string>>{
+           {"gso", absl::StatusCode::kFailedPrecondition,
+            "ethtool feature \"tx-generic-segmentation\" of net1 stayed on"},
+           {"rx-vlan-filter", absl::StatusCode::kInvalidArgument,
+            "ethtool feature \"rx-vlan-filter\" cannot be changed on net1"}}) {
+    req.config.interface.ethtool_features = std::map<std::string, bool>{{feature, false}};
+    auto res = attacher_->AttachChild(req, PersistChild());
+    ASSERT_FALSE(res.ok()) << feature;
+    EXPECT_EQ(res.status().code(), code) << res.status();
+    EXPECT_THAT(std::string(res.status().message()),
+                HasSubstr("interface.ethtool.features: " + what));
+    EXPECT_TRUE(Link(pod_name_, "net1").is_null()) << feature;
+  }
+  EXPECT_EQ(Feature("", "h0", "generic-segmentation-offload"), "on");
   ExpectParentUnchanged();
 }
 

@@ -25,6 +25,7 @@ using nlohmann::json;
 constexpr size_t kMaxAddresses = 16;
 constexpr size_t kMaxRoutes = 64;
 constexpr size_t kMaxNeighbors = 64;
+constexpr size_t kMaxEthtoolFeatures = 128;  // the kernel has 64 feature bits, ethtool 24 aliases
 constexpr uint32_t kMainTable = 254;
 
 // Error builder: "<where>: <path>: <problem>".
@@ -90,6 +91,9 @@ absl::Status ExpectType(const json& j, json::value_t want, const std::string& pa
     case json::value_t::number_integer:
       want_name = "an integer";
       ok = j.is_number_integer();
+      break;
+    case json::value_t::boolean:
+      want_name = "a boolean";
       break;
     default:
       want_name = "a value";
@@ -202,6 +206,39 @@ std::optional<std::string> NotUnicastHost(const IpAddr& ip) {
   return std::nullopt;
 }
 
+// An ethtool feature as the kernel names it (netdev_features_strings: "rx-gro",
+// "tx-udp_tnl-segmentation") or one of ethtool's aliases ("tso"): lower-case letters, digits,
+// '-' and '_', shorter than ETH_GSTRING_LEN (32).
+std::optional<std::string> InvalidFeatureName(const std::string& name) {
+  if (name.empty()) return "a feature name must not be empty";
+  if (name.size() > 31) {
+    return absl::StrCat("\"", name, "\" is ", name.size(), " bytes long (at most 31)");
+  }
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+      return absl::StrCat("\"", name,
+                          "\" is not an ethtool feature name (lower-case letters, digits, '-', "
+                          "'_'; the names `ethtool -k` prints)");
+    }
+  }
+  return std::nullopt;
+}
+
+// Offload features that change what the NIC lets in or switches itself, beyond the pod's own
+// traffic: DeviceClass only.
+struct ClassOnlyFeature {
+  const char* name;
+  const char* why;
+};
+constexpr ClassOnlyFeature kClassOnlyFeatures[] = {
+    {"rx-vlan-filter", "the NIC would pass frames of every VLAN on the wire"},
+    {"rx-vlan-stag-filter", "the NIC would pass frames of every service VLAN on the wire"},
+    {"rx-all", "the NIC would pass frames it drops as bad"},
+    {"rx-fcs", "the NIC would pass the frames' checksums up"},
+    {"loopback", "the NIC would loop its frames back"},
+    {"hw-tc-offload", "tc rules would be offloaded to the NIC's switch"},
+};
+
 // A CNI plugin binary name: it becomes a file name under the CNI bin dir.
 std::optional<std::string> InvalidPluginType(const std::string& t) {
   if (t.empty()) return "must not be empty";
@@ -313,6 +350,18 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
       if (value < rule->min || value > rule->max) {
         return Bad(where, path,
                    absl::StrCat(value, " is out of range ", rule->min, "..", rule->max));
+      }
+    }
+  }
+  if (itf.ethtool_features) {
+    if (itf.ethtool_features->size() > kMaxEthtoolFeatures) {
+      return Bad(where, "interface.ethtool.features",
+                 absl::StrCat("too many features (", itf.ethtool_features->size(), ", at most ",
+                              kMaxEthtoolFeatures, ")"));
+    }
+    for (const auto& [name, on] : *itf.ethtool_features) {
+      if (auto why = InvalidFeatureName(name)) {
+        return Bad(where, "interface.ethtool.features", *why);
       }
     }
   }
@@ -651,6 +700,15 @@ absl::Status CheckPrivileges(const NetworkConfig& cfg, Source source, const Cont
       }
     }
   }
+  if (cfg.interface.ethtool_features) {
+    for (const ClassOnlyFeature& f : kClassOnlyFeatures) {
+      if (cfg.interface.ethtool_features->count(f.name) != 0) {
+        return Bad(
+            where, absl::StrCat("interface.ethtool.features.", f.name),
+            absl::StrCat("may only be set in a DeviceClass config, not in a claim (", f.why, ")"));
+      }
+    }
+  }
   if (cfg.child) {
     return Bad(where, "child",
                "may only be set in a DeviceClass config, not in a claim (the child's type, mode "
@@ -744,7 +802,7 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
     RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "interface", where));
     RETURN_IF_ERROR(CheckKeys(*it,
                               {"name", "mtu", "gsoMaxSize", "groMaxSize", "gsoIPv4MaxSize",
-                               "groIPv4MaxSize", "hardwareAddr", "addresses", "sysctls"},
+                               "groIPv4MaxSize", "hardwareAddr", "addresses", "sysctls", "ethtool"},
                               "interface", where));
     if (auto f = it->find("name"); f != it->end()) {
       ASSIGN_OR_RETURN(cfg.interface.name, GetString(*f, "interface.name", where));
@@ -796,6 +854,21 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
         }
       }
       cfg.interface.sysctls = std::move(sysctls);
+    }
+    if (auto f = it->find("ethtool"); f != it->end()) {
+      RETURN_IF_ERROR(ExpectType(*f, json::value_t::object, "interface.ethtool", where));
+      RETURN_IF_ERROR(CheckKeys(*f, {"features"}, "interface.ethtool", where));
+      if (auto fs = f->find("features"); fs != f->end()) {
+        RETURN_IF_ERROR(
+            ExpectType(*fs, json::value_t::object, "interface.ethtool.features", where));
+        std::map<std::string, bool> features;
+        for (const auto& [name, on] : fs->items()) {
+          const std::string path = "interface.ethtool.features." + name;
+          RETURN_IF_ERROR(ExpectType(on, json::value_t::boolean, path, where));
+          features[name] = on.get<bool>();
+        }
+        cfg.interface.ethtool_features = std::move(features);
+      }
     }
   }
   if (auto it = p.find("ipam"); it != p.end()) {
@@ -977,6 +1050,13 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
     for (const auto& [k, v] : *over.interface.sysctls) m[k] = v;
     out.interface.sysctls = std::move(m);
   }
+  if (over.interface.ethtool_features) {
+    // Feature by feature, like sysctls: a class may turn LRO off and its claim GRO.
+    std::map<std::string, bool> m =
+        base.interface.ethtool_features.value_or(std::map<std::string, bool>{});
+    for (const auto& [k, v] : *over.interface.ethtool_features) m[k] = v;
+    out.interface.ethtool_features = std::move(m);
+  }
   if (over.ipam) out.ipam = over.ipam;
   if (over.routes) out.routes = over.routes;
   if (over.rules) out.rules = over.rules;
@@ -1012,23 +1092,24 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
     // Multus and the NAD's plugins configure the interface (its name comes from the pod's
     // networks annotation); knd would apply none of these, so it refuses rather than ignore.
     const InterfaceConfig& ic = cfg.interface;
-    const char* field = ic.name                                    ? "interface.name"
-                        : ic.mtu                                   ? "interface.mtu"
-                        : ic.gso_max_size                          ? "interface.gsoMaxSize"
-                        : ic.gro_max_size                          ? "interface.groMaxSize"
-                        : ic.gso_ipv4_max_size                     ? "interface.gsoIPv4MaxSize"
-                        : ic.gro_ipv4_max_size                     ? "interface.groIPv4MaxSize"
-                        : ic.hardware_addr                         ? "interface.hardwareAddr"
-                        : ic.addresses && !ic.addresses->empty()   ? "interface.addresses"
-                        : ic.sysctls && !ic.sysctls->empty()       ? "interface.sysctls"
-                        : cfg.ipam                                 ? "ipam"
-                        : cfg.routes && !cfg.routes->empty()       ? "routes"
-                        : cfg.neighbors && !cfg.neighbors->empty() ? "neighbors"
-                        : cfg.rules && !cfg.rules->empty()         ? "rules"
-                        : cfg.cni                                  ? "cni"
-                        : cfg.sriov                                ? "sriov"
-                        : cfg.child                                ? "child"
-                                                                   : nullptr;
+    const char* field = ic.name                                  ? "interface.name"
+                        : ic.mtu                                 ? "interface.mtu"
+                        : ic.gso_max_size                        ? "interface.gsoMaxSize"
+                        : ic.gro_max_size                        ? "interface.groMaxSize"
+                        : ic.gso_ipv4_max_size                   ? "interface.gsoIPv4MaxSize"
+                        : ic.gro_ipv4_max_size                   ? "interface.groIPv4MaxSize"
+                        : ic.hardware_addr                       ? "interface.hardwareAddr"
+                        : ic.addresses && !ic.addresses->empty() ? "interface.addresses"
+                        : ic.sysctls && !ic.sysctls->empty()     ? "interface.sysctls"
+                        : ic.ethtool_features && !ic.ethtool_features->empty() ? "interface.ethtool"
+                        : cfg.ipam                                             ? "ipam"
+                        : cfg.routes && !cfg.routes->empty()                   ? "routes"
+                        : cfg.neighbors && !cfg.neighbors->empty()             ? "neighbors"
+                        : cfg.rules && !cfg.rules->empty()                     ? "rules"
+                        : cfg.cni                                              ? "cni"
+                        : cfg.sriov                                            ? "sriov"
+                        : cfg.child                                            ? "child"
+                                                                               : nullptr;
     if (field != nullptr) {
       return Bad(where, "attachedBy",
                  absl::StrCat("\"multus\" cannot be combined with ", field,
@@ -1121,6 +1202,11 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
                  "cannot be combined with interface.sysctls (set them with the tuning "
                  "plugin's sysctl in the CNI config)");
     }
+    if (cfg.interface.ethtool_features && !cfg.interface.ethtool_features->empty()) {
+      return Bad(where, "cni",
+                 "cannot be combined with interface.ethtool (knd would not apply it after the "
+                 "plugins ran)");
+    }
   }
   return absl::OkStatus();
 }
@@ -1180,6 +1266,9 @@ json ToJson(const NetworkConfig& cfg) {
       sc[name.substr(0, dot)][name.substr(dot + 1)] = value;
     }
     itf["sysctls"] = std::move(sc);
+  }
+  if (cfg.interface.ethtool_features) {
+    itf["ethtool"] = {{"features", *cfg.interface.ethtool_features}};
   }
   if (!itf.empty()) j["interface"] = std::move(itf);
   if (cfg.ipam) j["ipam"] = *cfg.ipam;

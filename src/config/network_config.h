@@ -68,6 +68,9 @@ struct InterfaceConfig {
   std::optional<std::vector<std::string>> addresses;  // CIDRs, v4 and/or v6
   // Per-interface sysctls in the pod netns, "ipv4.rp_filter" -> 2 (see InterfaceSysctls()).
   std::optional<std::map<std::string, int64_t>> sysctls;
+  // Offload features over ethtool netlink, by the kernel's name ("rx-gro" -> false; the names
+  // `ethtool -k` prints), set in the pod netns after the move and put back on the host.
+  std::optional<std::map<std::string, bool>> ethtool_features;
   bool operator==(const InterfaceConfig&) const = default;
 };
 

@@ -198,6 +198,21 @@ const DecodeCase kDecodeCases[] = {
      "interface.gsoIPv4MaxSize: 600000 is out of range 1..524280"},
     {"gro_ipv4_negative", C(R"({"interface": {"groIPv4MaxSize": -1}})"),
      "interface.groIPv4MaxSize: "},
+    {"ethtool_features", C(R"({"interface": {"ethtool": {"features": {"rx-gro": false,
+        "tso": true, "tx-udp_tnl-segmentation": false}}}})"),
+     ""},
+    {"ethtool_empty", C(R"({"interface": {"ethtool": {}}})"), ""},
+    {"ethtool_private_flags", C(R"({"interface": {"ethtool": {"privateFlags": {"x": true}}}})"),
+     "interface.ethtool.privateFlags: unknown field"},
+    {"ethtool_not_bool", C(R"({"interface": {"ethtool": {"features": {"rx-gro": "off"}}}})"),
+     "interface.ethtool.features.rx-gro: expected a boolean, got string"},
+    {"ethtool_upper", C(R"({"interface": {"ethtool": {"features": {"RX-GRO": false}}}})"),
+     "interface.ethtool.features: \"RX-GRO\" is not an ethtool feature name"},
+    {"ethtool_long", C(R"({"interface": {"ethtool": {"features":
+        {"tx-a-very-long-feature-name-indeed": false}}}})"),
+     "interface.ethtool.features: \"tx-a-very-long-feature-name-indeed\" is 34 bytes long"},
+    {"ethtool_list", C(R"({"interface": {"ethtool": {"features": ["rx-gro"]}}})"),
+     "interface.ethtool.features: expected an object, got array"},
     {"rules", C(R"({"rules": [{"priority": 100, "from": "192.0.2.10", "table": 100},
         {"priority": 101, "to": "2001:db8::/32", "iif": "net1", "oif": "net2", "table": 7},
         {"priority": 102, "fwmark": 4294967295, "table": 4294967295}]})"),
@@ -372,6 +387,14 @@ INSTANTIATE_TEST_SUITE_P(
                       {{"interface", {{"sysctls", {{"ipv4", {{"proxy_arp", 1}}}}}}}},
                       "interface.sysctls.ipv4.proxy_arp: may only be set in a DeviceClass "
                       "config, not in a claim"},
+        PrivilegeCase{"ethtool_vlan_filter",
+                      {{"interface", {{"ethtool", {{"features", {{"rx-vlan-filter", false}}}}}}}},
+                      "interface.ethtool.features.rx-vlan-filter: may only be set in a "
+                      "DeviceClass config, not in a claim (the NIC would pass frames of every "
+                      "VLAN"},
+        PrivilegeCase{"ethtool_loopback",
+                      {{"interface", {{"ethtool", {{"features", {{"loopback", true}}}}}}}},
+                      "interface.ethtool.features.loopback: may only be set in a DeviceClass"},
         PrivilegeCase{"rules",
                       {{"rules", {{{"priority", 100}, {"from", "192.0.2.10"}, {"table", 100}}}}},
                       "rules: may only be set in a DeviceClass config, not in a claim (policy "
@@ -631,6 +654,20 @@ TEST(ResolveTest, ClaimCniAndIpamAreTheNodesToAllow) {
   }
 }
 
+TEST(ResolveTest, EthtoolFeaturesMergeFeatureByFeatureAndClaimsSetOffloads) {
+  auto got = Resolve(
+      {ClassEntry(
+           {{"interface", {{"ethtool", {{"features", {{"rx-lro", false}, {"rx-gro", true}}}}}}}}),
+       ClaimEntry(
+           {{"interface", {{"ethtool", {{"features", {{"rx-gro", false}, {"tso", false}}}}}}}})},
+      Ctx());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->interface.ethtool_features,
+            (std::map<std::string, bool>{{"rx-gro", false}, {"rx-lro", false}, {"tso", false}}));
+  EXPECT_EQ(ToJson(*got)["interface"]["ethtool"]["features"],
+            (json{{"rx-gro", false}, {"rx-lro", false}, {"tso", false}}));
+}
+
 TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
   // The class gives addresses, the claim asks for a NAD: the merged result has two owners.
   auto got = Resolve({ClassEntry({{"interface", {{"addresses", {"192.0.2.10/24"}}}}}),
@@ -661,7 +698,9 @@ TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
            {{{"interface", {{"sysctls", {{"ipv4", {{"rp_filter", 2}}}}}}}}, "interface.sysctls"},
            {{{"rules", {{{"priority", 10}, {"table", 100}}}}}, "rules"},
            {{{"interface", {{"gsoMaxSize", 185000}}}}, "interface.gsoMaxSize"},
-           {{{"interface", {{"groIPv4MaxSize", 185000}}}}, "interface.groIPv4MaxSize"}}) {
+           {{{"interface", {{"groIPv4MaxSize", 185000}}}}, "interface.groIPv4MaxSize"},
+           {{{"interface", {{"ethtool", {{"features", {{"rx-gro", false}}}}}}}},
+            "interface.ethtool"}}) {
     // From the class (which may set all of them), with a claim asking for a NAD.
     auto r = Resolve({ClassEntry(cfg), ClaimEntry({{"cni", nad}})}, Ctx());
     ASSERT_FALSE(r.ok()) << field;
@@ -685,6 +724,8 @@ TEST(ResolveTest, MultusAttachesSoNothingForTheInterfaceMayBeSet) {
            {{{"routes", {{{"destination", "198.51.100.0/24"}}}}}, "routes"},
            {{{"neighbors", {{{"ip", "192.0.2.1"}, {"mac", "02:00:00:00:00:01"}}}}}, "neighbors"},
            {{{"interface", {{"sysctls", {{"ipv4", {{"rp_filter", 2}}}}}}}}, "interface.sysctls"},
+           {{{"interface", {{"ethtool", {{"features", {{"rx-gro", false}}}}}}}},
+            "interface.ethtool"},
            {{{"cni", {{"networkAttachment", {{"name", "net"}}}}}}, "cni"}}) {
     auto r = Resolve({ClassEntry({{"attachedBy", "multus"}}), ClaimEntry(cfg)}, CniCtx());
     ASSERT_FALSE(r.ok()) << field;

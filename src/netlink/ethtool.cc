@@ -1,5 +1,6 @@
 #include "netlink/ethtool.h"
 
+#include <fnmatch.h>
 #include <linux/ethtool_netlink.h>
 #include <linux/netlink.h>
 #include <netlink/attr.h>
@@ -9,6 +10,7 @@
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
 
+#include <array>
 #include <optional>
 #include <set>
 #include <utility>
@@ -153,25 +155,67 @@ absl::StatusOr<std::map<std::string, EthtoolSocket::Feature>> EthtoolSocket::Fea
   return out;
 }
 
-absl::Status EthtoolSocket::SetFeatures(const std::string& ifname,
-                                        const std::map<std::string, bool>& want) {
-  if (want.empty()) return absl::OkStatus();
-  ASSIGN_OR_RETURN(auto before, Features(ifname));
+const char* FeatureAliasPattern(const std::string& name) {
+  // ethtool's off_flag_def (common.c): short name, long name, kernel feature pattern.
+  static constexpr std::array<std::array<const char*, 3>, 12> kAliases = {{
+      {"rx", "rx-checksumming", "rx-checksum"},
+      {"tx", "tx-checksumming", "tx-checksum-*"},
+      {"sg", "scatter-gather", "tx-scatter-gather*"},
+      {"tso", "tcp-segmentation-offload", "tx-tcp*-segmentation"},
+      {"ufo", "udp-fragmentation-offload", "tx-udp-fragmentation"},
+      {"gso", "generic-segmentation-offload", "tx-generic-segmentation"},
+      {"gro", "generic-receive-offload", "rx-gro"},
+      {"lro", "large-receive-offload", "rx-lro"},
+      {"rxvlan", "rx-vlan-offload", "rx-vlan-hw-parse"},
+      {"txvlan", "tx-vlan-offload", "tx-vlan-hw-insert"},
+      {"ntuple", "ntuple-filters", "rx-ntuple-filter"},
+      {"rxhash", "receive-hashing", "rx-hashing"},
+  }};
+  for (const auto& [short_name, long_name, pattern] : kAliases) {
+    if (name == short_name || name == long_name) return pattern;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::map<std::string, bool>> ResolveFeatures(
+    const std::map<std::string, bool>& want,
+    const std::map<std::string, EthtoolSocket::Feature>& features, const std::string& ifname) {
   std::vector<std::string> changeable;
-  for (const auto& [name, f] : before) {
+  for (const auto& [name, f] : features) {
     if (f.changeable) changeable.push_back(name);
   }
-  for (const auto& [name, on] : want) {
-    auto it = before.find(name);
-    if (it == before.end() || !it->second.changeable) {
-      // Features that are off and fixed are in none of the kernel's sets, like names the
-      // kernel does not know: one answer for both, with what may be changed.
-      return absl::InvalidArgumentError(
-          absl::StrCat("ethtool feature \"", name, "\" cannot be changed on ", ifname,
-                       " (fixed, or not a kernel feature name; changeable: ",
-                       changeable.empty() ? "none" : absl::StrJoin(changeable, ", "), ")"));
+  auto refuse = [&](const std::string& name, const char* why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ethtool feature \"", name, "\" cannot be changed on ", ifname, " (", why,
+        "; changeable: ", changeable.empty() ? "none" : absl::StrJoin(changeable, ", "), ")"));
+  };
+  std::map<std::string, bool> out;
+  for (const auto& [name, on] : want) {  // kernel names first: they win over aliases
+    if (FeatureAliasPattern(name) != nullptr && features.count(name) == 0) continue;
+    auto it = features.find(name);
+    // Features that are off and fixed are in none of the kernel's sets, like names the
+    // kernel does not know: one answer for both, with what may be changed.
+    if (it == features.end() || !it->second.changeable) {
+      return refuse(name, "fixed, or not a kernel feature name");
     }
+    out[name] = on;
   }
+  for (const auto& [name, on] : want) {
+    const char* pattern = FeatureAliasPattern(name);
+    if (pattern == nullptr || features.count(name) != 0) continue;
+    bool matched = false;
+    for (const std::string& c : changeable) {
+      if (fnmatch(pattern, c.c_str(), 0) != 0) continue;
+      matched = true;
+      out.emplace(c, on);  // an explicit kernel name keeps its own value
+    }
+    if (!matched) return refuse(name, absl::StrCat("ethtool's alias for ", pattern).c_str());
+  }
+  return out;
+}
+
+absl::Status EthtoolSocket::SendWanted(const std::string& ifname,
+                                       const std::map<std::string, bool>& want) {
   const std::string what = "set ethtool features of " + ifname;
   ASSIGN_OR_RETURN(NlMsgPtr msg,
                    Request(family_, ETHTOOL_MSG_FEATURES_SET, ifname, ETHTOOL_FLAG_OMIT_REPLY));
@@ -191,15 +235,37 @@ absl::Status EthtoolSocket::SetFeatures(const std::string& ifname,
   nlmsg_hdr(m)->nlmsg_flags |= NLM_F_ACK;
   if (int err = nl_send_auto(sock_.get(), m); err < 0) return NlStatus(err, what + ": send");
   if (int err = nl_wait_for_ack(sock_.get()); err < 0) return NlStatus(err, what);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, bool>> EthtoolSocket::SetFeatures(
+    const std::string& ifname, const std::map<std::string, bool>& want) {
+  if (want.empty()) return std::map<std::string, bool>{};
+  ASSIGN_OR_RETURN(auto before, Features(ifname));
+  ASSIGN_OR_RETURN(auto set, ResolveFeatures(want, before, ifname));
+  RETURN_IF_ERROR(SendWanted(ifname, set));
   ASSIGN_OR_RETURN(auto after, Features(ifname));
-  for (const auto& [name, on] : want) {
+  for (const auto& [name, on] : set) {
     if (after[name].active != on) {
       return absl::FailedPreconditionError(
           absl::StrCat("ethtool feature \"", name, "\" of ", ifname, " stayed ", on ? "off" : "on",
                        " (the driver or a feature it depends on keeps it)"));
     }
   }
-  return absl::OkStatus();
+  return set;
+}
+
+absl::Status EthtoolSocket::RestoreWanted(const std::string& ifname,
+                                          const std::map<std::string, bool>& wanted) {
+  if (wanted.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(auto now, Features(ifname));
+  std::map<std::string, bool> set;
+  for (const auto& [name, on] : wanted) {
+    auto it = now.find(name);
+    if (it != now.end() && it->second.changeable && it->second.wanted != on) set[name] = on;
+  }
+  if (set.empty()) return absl::OkStatus();
+  return SendWanted(ifname, set);
 }
 
 }  // namespace knd::netlink

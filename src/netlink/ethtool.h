@@ -1,7 +1,8 @@
 // Offload features of a link through the kernel's ethtool netlink family (genetlink "ethtool",
 // Linux >= 5.6; ETHTOOL_MSG_FEATURES_GET/SET), on libnl-genl-3. Features are named as the
 // kernel names them (ETH_SS_FEATURES: "rx-gro", "tx-tcp-segmentation", "rx-checksum", ...),
-// i.e. the indented names `ethtool -k DEV` prints, not ethtool's group aliases ("tso").
+// i.e. the indented names `ethtool -k DEV` prints; ethtool's group aliases ("tso") are
+// expanded against the device like `ethtool -K` does.
 #pragma once
 
 #include <map>
@@ -33,18 +34,38 @@ class EthtoolSocket {
   // there is no such link.
   absl::StatusOr<std::map<std::string, Feature>> Features(const std::string& ifname);
 
-  // Sets the wanted state of each named feature in one ETHTOOL_MSG_FEATURES_SET, then reads
-  // them back. A name the device does not offer as changeable (fixed, or no such feature) is
-  // refused before anything is sent (InvalidArgument naming it and listing the changeable
-  // ones); a feature whose active
-  // state does not follow (the driver or a dependency, e.g. TSO without checksumming, keeps
-  // it) is FailedPrecondition naming it. The kernel may change dependent features with them.
-  absl::Status SetFeatures(const std::string& ifname, const std::map<std::string, bool>& want);
+  // Sets the wanted state of each feature in `want` in one ETHTOOL_MSG_FEATURES_SET, then
+  // reads them back. `want` names kernel features or ethtool's aliases (ResolveFeatures). A
+  // name the device does not offer as changeable (fixed, or no such feature) is refused before
+  // anything is sent (InvalidArgument naming it and listing the changeable ones); a feature
+  // whose active state does not follow (the driver or a dependency, e.g. TSO without
+  // checksumming, keeps it) is FailedPrecondition naming it. The kernel may change dependent
+  // features with them. Returns the kernel features it set.
+  absl::StatusOr<std::map<std::string, bool>> SetFeatures(const std::string& ifname,
+                                                          const std::map<std::string, bool>& want);
+
+  // Puts the wanted state of the changeable ones among `wanted` (kernel names) back, without
+  // asking that the active state follow (a restore: the dependencies are back as they were).
+  // Names the device does not have or cannot change are skipped.
+  absl::Status RestoreWanted(const std::string& ifname, const std::map<std::string, bool>& wanted);
 
  private:
+  absl::Status SendWanted(const std::string& ifname, const std::map<std::string, bool>& want);
   EthtoolSocket(NlSock sock, int family) : sock_(std::move(sock)), family_(family) {}
   NlSock sock_;
   int family_ = 0;
 };
+
+// The pattern (fnmatch) of kernel feature names that one of `ethtool -K`'s aliases stands for
+// ("tso" and "tcp-segmentation-offload": "tx-tcp*-segmentation"); nullptr for other names.
+const char* FeatureAliasPattern(const std::string& name);
+
+// The kernel features `want` sets on a device that has `features`: a kernel feature name as
+// is, an alias as every changeable feature its pattern matches; a kernel name wins over an
+// alias that covers it. InvalidArgument naming `ifname`, the name and the changeable features
+// for a name that is fixed, unknown, or an alias that matches nothing changeable.
+absl::StatusOr<std::map<std::string, bool>> ResolveFeatures(
+    const std::map<std::string, bool>& want,
+    const std::map<std::string, EthtoolSocket::Feature>& features, const std::string& ifname);
 
 }  // namespace knd::netlink

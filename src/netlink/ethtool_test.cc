@@ -11,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "netlink/ethtool_k_testing.h"
 #include "netns/netns.h"
 
 namespace knd::netlink {
@@ -45,15 +46,9 @@ class EthtoolTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status();
     sock_.emplace(std::move(*s));
   }
-  // "on" / "off" as `ethtool -k va` prints the feature (without " [fixed]").
+  // "on" / "off" as `ethtool -k va` prints the feature.
   std::string Shown(const std::string& feature) {
-    const std::string text = Out("ip netns exec " + ns_->name() + " ethtool -k va");
-    const std::string key = feature + ": ";
-    size_t at = text.find("\t" + key);
-    if (at == std::string::npos) at = text.find("\n" + key);
-    if (at == std::string::npos) return "absent";
-    at += 1 + key.size();
-    return text.substr(at, text.find_first_of(" \n", at) - at);
+    return FeatureAsShown(Out("ip netns exec " + ns_->name() + " ethtool -k va"), feature);
   }
   std::optional<netns::ScopedNetns> ns_;
   std::optional<EthtoolSocket> sock_;
@@ -92,17 +87,58 @@ TEST_F(EthtoolTest, SetsFeaturesInOneRequest) {
 }
 
 TEST_F(EthtoolTest, RefusesFixedAndUnknownFeaturesWithoutChangingAnything) {
-  absl::Status st = sock_->SetFeatures("va", {{"rx-gro-list", true}, {"tx-checksum-ipv4", true}});
+  absl::Status st =
+      sock_->SetFeatures("va", {{"rx-gro-list", true}, {"tx-checksum-ipv4", true}}).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
   EXPECT_THAT(std::string(st.message()),
               HasSubstr("\"tx-checksum-ipv4\" cannot be changed on va (fixed"));
   EXPECT_THAT(std::string(st.message()), HasSubstr("rx-gro-list"));  // among the changeable
   EXPECT_EQ(Shown("rx-gro-list"), "off");
-  st = sock_->SetFeatures("va", {{"tcp-segmentation-offload", false}});
+  st = sock_->SetFeatures("va", {{"tcp-segmentation", false}}).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
-  EXPECT_THAT(std::string(st.message()),
-              HasSubstr("\"tcp-segmentation-offload\" cannot be changed on va"));
+  EXPECT_THAT(std::string(st.message()), HasSubstr("\"tcp-segmentation\" cannot be changed on va"));
   EXPECT_EQ(Shown("tx-tcp-segmentation"), "on");
+  // An alias whose features are all fixed on veth.
+  st = sock_->SetFeatures("va", {{"ntuple", true}}).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_THAT(
+      std::string(st.message()),
+      HasSubstr("\"ntuple\" cannot be changed on va (ethtool's alias for rx-ntuple-filter"));
+}
+
+TEST_F(EthtoolTest, AliasesSetEveryChangeableFeatureTheyStandFor) {
+  ASSERT_EQ(Shown("tx-tcp6-segmentation"), "on");
+  // As `ethtool -K va tso off`; a kernel name given with it keeps its own value.
+  auto set = sock_->SetFeatures("va", {{"tso", false}, {"tx-tcp6-segmentation", true}});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->at("tx-tcp-segmentation"), false);
+  EXPECT_EQ(set->at("tx-tcp6-segmentation"), true);
+  EXPECT_EQ(Shown("tx-tcp-segmentation"), "off");
+  EXPECT_EQ(Shown("tx-tcp-ecn-segmentation"), "off");
+  EXPECT_EQ(Shown("tx-tcp-mangleid-segmentation"), "off");
+  EXPECT_EQ(Shown("tx-tcp6-segmentation"), "on");
+  EXPECT_EQ(Shown("tx-checksum-ip-generic"), "on");  // not covered by the alias
+  // Long names as `ethtool -k` prints them.
+  set = sock_->SetFeatures("va", {{"tcp-segmentation-offload", true}});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(Shown("tx-tcp-segmentation"), "on");
+  EXPECT_EQ(Shown("tx-tcp-ecn-segmentation"), "on");
+}
+
+TEST_F(EthtoolTest, RestoreWantedPutsBackWhatADependencyTookWithoutFailing) {
+  // Checksumming off takes TSO with it (active), while TSO stays wanted.
+  ASSERT_TRUE(sock_->SetFeatures("va", {{"tx-checksum-ip-generic", false}}).ok());
+  ASSERT_EQ(Shown("tx-tcp-segmentation"), "off");
+  auto f = sock_->Features("va");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_TRUE(f->at("tx-tcp-segmentation").wanted);
+  // What a restore brings back: the wanted states, unknown and fixed names skipped.
+  absl::Status st = sock_->RestoreWanted(
+      "va", {{"tx-checksum-ip-generic", true}, {"tx-checksum-ipv4", true}, {"no-such", true}});
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(Shown("tx-checksum-ip-generic"), "on");
+  EXPECT_EQ(Shown("tx-tcp-segmentation"), "on");
+  EXPECT_EQ(Shown("tx-checksum-ipv4"), "off");
 }
 
 TEST_F(EthtoolTest, NoSuchLinkIsNotFound) {

@@ -113,6 +113,11 @@ DevicePlan DeviceFromJson(const json& j) {
         if (v.is_string()) h.sysctls[k] = v.get<std::string>();
       }
     }
+    if (auto ef = it->find("ethtoolFeatures"); ef != it->end() && ef->is_object()) {
+      for (const auto& [k, v] : ef->items()) {
+        if (v.is_boolean()) h.ethtool_features[k] = v.get<bool>();
+      }
+    }
     if (auto v = it->find("vf"); v != it->end() && v->is_object()) {
       VfSnapshot vf;
       vf.pf_pci = v->value("pfPciAddress", std::string());
@@ -204,6 +209,9 @@ json ToJson(const ClaimPlan& plan) {
                     {"addresses", d.host->addresses},
                     {"routes", routes}};
       if (!d.host->sysctls.empty()) jd["host"]["sysctls"] = d.host->sysctls;
+      if (!d.host->ethtool_features.empty()) {
+        jd["host"]["ethtoolFeatures"] = d.host->ethtool_features;
+      }
       if (d.host->gso_max_size != 0) jd["host"]["gsoMaxSize"] = d.host->gso_max_size;
       if (d.host->gro_max_size != 0) jd["host"]["groMaxSize"] = d.host->gro_max_size;
       if (d.host->gso_ipv4_max_size != 0) {

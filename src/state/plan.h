@@ -80,6 +80,8 @@ struct HostSnapshot {
   uint32_t gro_max_size = 0;
   uint32_t gso_ipv4_max_size = 0;  // kernel >= 6.3
   uint32_t gro_ipv4_max_size = 0;
+  // The host's wanted state of each ethtool feature (kernel name) the NetworkConfig sets.
+  std::map<std::string, bool> ethtool_features;
   std::optional<VfSnapshot> vf;  // only when knd changed the VF's settings on its PF
 };
 
