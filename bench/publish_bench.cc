@@ -90,7 +90,9 @@ Clock::time_point WaitQuiet(knd::kube::SlicePublisher& p, uint64_t since,
       last = now;
       changed = Clock::now();
     }
-    if (now > since && Clock::now() - changed >= quiet) return changed;
+    // Settled: a pass since `since`, none for `quiet`, and nothing waiting or running (a slow
+    // machine may spend longer than `quiet` in the debounce and the last pass).
+    if (now > since && Clock::now() - changed >= quiet && !p.Stats().pending) return changed;
   }
   Die("publisher did not settle");
 }

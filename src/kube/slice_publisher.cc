@@ -184,7 +184,9 @@ void SlicePublisher::Stop() {
 
 PublisherStats SlicePublisher::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  PublisherStats s = stats_;
+  s.pending = (dirty_ && have_desired_) || busy_;
+  return s;
 }
 
 bool SlicePublisher::SleepFor(std::chrono::milliseconds d) {
@@ -317,9 +319,11 @@ void SlicePublisher::ReconcileLoop() {
     cv_.wait_for(lock, opts_.debounce, [this] { return stop_.load(); });
     if (stop_) break;
     dirty_ = false;
+    busy_ = true;
     lock.unlock();
     absl::Status st = ReconcileOnce();
     lock.lock();
+    busy_ = false;
     if (st.ok()) {
       backoff = opts_.backoff_initial;
       continue;

@@ -70,6 +70,9 @@ struct PublisherStats {
   std::chrono::system_clock::time_point last_publish{};  // last pass that wrote something
   size_t published_devices = 0;
   int64_t generation = 0;  // pool generation on the server after the last pass
+  // A change is waiting for a pass, or a pass is running: what was last set is not yet known
+  // to be published.
+  bool pending = false;
 };
 
 class SlicePublisher {
@@ -108,6 +111,7 @@ class SlicePublisher {
   std::atomic<bool> stop_{false};
   bool started_ = false;
   bool dirty_ = false;
+  bool busy_ = false;  // a reconcile pass is running
   bool have_desired_ = false;
   std::vector<nlohmann::json> desired_;
   bool node_looked_up_ = false;
