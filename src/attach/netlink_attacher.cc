@@ -165,19 +165,50 @@ absl::Status InNetns(const netns::Netns& ns, const std::function<absl::Status()>
   return ThreadIsIn(ns) ? fn() : netns::RunIn(ns, fn);
 }
 
-// interface.ethtool.features of `cfg` for `ifname`, in the calling thread's netns: what the
-// kernel set, or an error naming the field.
-absl::Status ApplyFeaturesHere(const std::string& ifname, const config::NetworkConfig& cfg) {
+netlink::ChannelCounts ToCounts(const config::EthtoolChannels& c) {
+  return netlink::ChannelCounts{c.rx, c.tx, c.other, c.combined};
+}
+
+// The snapshot form of the channel counts `have` for the ones `want` sets.
+std::map<std::string, uint32_t> ChannelSnapshot(const config::EthtoolChannels& want,
+                                                const netlink::EthtoolSocket::Channels& have) {
+  std::map<std::string, uint32_t> out;
+  if (want.rx) out["rx"] = have.rx;
+  if (want.tx) out["tx"] = have.tx;
+  if (want.other) out["other"] = have.other;
+  if (want.combined) out["combined"] = have.combined;
+  return out;
+}
+
+netlink::ChannelCounts FromSnapshot(const std::map<std::string, uint32_t>& snap) {
+  netlink::ChannelCounts c;
+  for (const auto& [key, out] :
+       {std::pair{"rx", &c.rx}, std::pair{"tx", &c.tx}, std::pair{"other", &c.other},
+        std::pair{"combined", &c.combined}}) {
+    if (auto it = snap.find(key); it != snap.end()) *out = it->second;
+  }
+  return c;
+}
+
+// interface.ethtool of `cfg` for `ifname`, in the calling thread's netns, or an error naming
+// the field: channels first (a driver may reset its offloads with its queues), then features.
+absl::Status ApplyEthtoolHere(const std::string& ifname, const config::NetworkConfig& cfg) {
   const auto& want = cfg.interface.ethtool_features;
-  if (!want || want->empty()) return absl::OkStatus();
+  const auto& channels = cfg.interface.ethtool_channels;
+  if ((!want || want->empty()) && !channels) return absl::OkStatus();
   absl::StatusOr<netlink::EthtoolSocket> sock = netlink::EthtoolSocket::Open();
-  absl::Status st = sock.ok() ? sock->SetFeatures(ifname, *want).status() : sock.status();
-  return Annotate(st, "interface.ethtool.features");
+  if (!sock.ok()) return Annotate(sock.status(), "interface.ethtool");
+  if (channels) {
+    RETURN_IF_ERROR(
+        Annotate(sock->SetChannels(ifname, ToCounts(*channels)), "interface.ethtool.channels"));
+  }
+  if (!want || want->empty()) return absl::OkStatus();
+  return Annotate(sock->SetFeatures(ifname, *want).status(), "interface.ethtool.features");
 }
 
 // `sock` and `host` are the host netns's. With `cfg`, also the host's wanted state of the
-// ethtool features it sets (refused here, before anything changed, when the device cannot
-// change one).
+// ethtool features and the channel counts it sets (refused here, before anything changed, when
+// the device cannot change a feature or has fewer channels).
 absl::StatusOr<state::HostSnapshot> TakeSnapshot(NlSock& sock, const LinkState& link,
                                                  const netns::Netns& host,
                                                  const config::NetworkConfig* cfg = nullptr) {
@@ -214,12 +245,21 @@ absl::StatusOr<state::HostSnapshot> TakeSnapshot(NlSock& sock, const LinkState& 
       absl::StatusOr<std::string> v = netlink::ReadInterfaceConf(link.name, c.family, c.key);
       if (v.ok()) snap.sysctls[absl::StrCat(c.family, ".", c.key)] = *v;
     }
-    if (cfg == nullptr || !cfg->interface.ethtool_features ||
-        cfg->interface.ethtool_features->empty()) {
+    const bool features_set = cfg != nullptr && cfg->interface.ethtool_features &&
+                              !cfg->interface.ethtool_features->empty();
+    if (cfg == nullptr || (!features_set && !cfg->interface.ethtool_channels)) {
       return absl::OkStatus();
     }
     absl::StatusOr<netlink::EthtoolSocket> eth = netlink::EthtoolSocket::Open();
-    if (!eth.ok()) return Annotate(eth.status(), "interface.ethtool.features");
+    if (!eth.ok()) return Annotate(eth.status(), "interface.ethtool");
+    if (const std::optional<config::EthtoolChannels>& want = cfg->interface.ethtool_channels) {
+      absl::StatusOr<netlink::EthtoolSocket::Channels> have = eth->GetChannels(link.name);
+      absl::Status st =
+          have.ok() ? netlink::CheckChannels(ToCounts(*want), *have, link.name) : have.status();
+      if (!st.ok()) return Annotate(st, "interface.ethtool.channels");
+      snap.ethtool_channels = ChannelSnapshot(*want, *have);
+    }
+    if (!features_set) return absl::OkStatus();
     ASSIGN_OR_RETURN(auto features, eth->Features(link.name));
     absl::StatusOr<std::map<std::string, bool>> set =
         netlink::ResolveFeatures(*cfg->interface.ethtool_features, features, link.name);
@@ -423,11 +463,15 @@ absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::Host
   if (!snap.sysctls.empty()) {
     keep(InNetns(host, [&] { return RestoreSysctlsHere(name, snap.sysctls); }));
   }
-  if (!snap.ethtool_features.empty()) {
+  if (!snap.ethtool_features.empty() || !snap.ethtool_channels.empty()) {
     keep(InNetns(host, [&]() -> absl::Status {
       absl::StatusOr<netlink::EthtoolSocket> eth = netlink::EthtoolSocket::Open();
-      absl::Status st = eth.ok() ? eth->RestoreWanted(name, snap.ethtool_features) : eth.status();
-      return Annotate(st, "restore ethtool features of " + name);
+      if (!eth.ok()) return Annotate(eth.status(), "restore ethtool settings of " + name);
+      absl::Status first = Annotate(eth->SetChannels(name, FromSnapshot(snap.ethtool_channels)),
+                                    "restore ethtool channels of " + name);
+      absl::Status st = Annotate(eth->RestoreWanted(name, snap.ethtool_features),
+                                 "restore ethtool features of " + name);
+      return first.ok() ? st : first;
     }));
   }
   for (const std::string& a : snap.addresses) {
@@ -731,7 +775,7 @@ class NetlinkAttacher : public Attacher {
       if (created.ok()) {
         RETURN_IF_ERROR(
             Annotate(netlink::SetInterfaceConfHere(target, conf), "set sysctls of " + target));
-        RETURN_IF_ERROR(ApplyFeaturesHere(target, req.config));
+        RETURN_IF_ERROR(ApplyEthtoolHere(target, req.config));
       }
       ASSIGN_OR_RETURN(pod_sock, netlink::OpenRouteSocket());
       return absl::OkStatus();
@@ -817,7 +861,7 @@ class NetlinkAttacher : public Attacher {
       RETURN_IF_ERROR(netns::RunIn(pod, [&]() -> absl::Status {
         RETURN_IF_ERROR(Annotate(netlink::SetInterfaceConfHere(ifname, PodConf(req)),
                                  "set sysctls of " + ifname));
-        return ApplyFeaturesHere(ifname, req.config);
+        return ApplyEthtoolHere(ifname, req.config);
       }));
     }
     // One send: the kernel adds the addresses, sets the link up, adds the routes and the

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -710,6 +711,55 @@ TEST_F(AttachTest, EthtoolFeatureTheKernelKeepsRollsBackTheOthers) {
   EXPECT_EQ(Feature("", "h0", "tx-tcp-segmentation"), "on");
 }
 
+// The current rx and tx channel counts of `dev` in `ns` as `ethtool -l` prints them.
+std::pair<int, int> RxTx(const std::string& ns, const std::string& dev, bool max = false) {
+  const std::string text =
+      Sh((ns.empty() ? "" : "ip netns exec " + ns + " ") + "ethtool -l " + dev);
+  size_t at = text.find(max ? "Pre-set maximums:" : "Current hardware settings:");
+  if (at == std::string::npos) return {-1, -1};
+  auto count = [&](const std::string& key) {
+    size_t k = text.find(key, at);
+    return k == std::string::npos ? -1 : std::atoi(text.c_str() + k + key.size());
+  };
+  return {count("RX:"), count("TX:")};
+}
+
+TEST_F(AttachTest, EthtoolChannelsApplyInThePodAndTheHostCountsComeBack) {
+  if (Sh("ethtool --version").find("ethtool version") == std::string::npos) {
+    GTEST_SKIP() << "needs ethtool";
+  }
+  if (RxTx("", "h0", /*max=*/true).first < 2) GTEST_SKIP() << "one CPU: veth has one queue";
+  SH("ethtool -L h0 tx 2");  // a host count unlike the default, that only a restore brings back
+  AttachRequest req = Request({"192.0.2.10/24"}, {});
+  req.config.interface.ethtool_channels = config::EthtoolChannels{2, 1, std::nullopt, std::nullopt};
+  req.config.interface.ethtool_features = std::map<std::string, bool>{{"rx-gro-list", true}};
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ(RxTx(pod_name_, "net-rdma0"), (std::pair<int, int>{2, 1}));
+  EXPECT_EQ(Feature(pod_name_, "net-rdma0", "rx-gro-list"), "on");
+  EXPECT_EQ(snap_.ethtool_channels, (std::map<std::string, uint32_t>{{"rx", 1}, {"tx", 2}}));
+  ASSERT_TRUE(attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere).ok());
+  ExpectHostRestored();
+  EXPECT_EQ(RxTx("", "h0"), (std::pair<int, int>{1, 2}));
+  EXPECT_EQ(Feature("", "h0", "rx-gro-list"), "off");
+}
+
+TEST_F(AttachTest, MoreChannelsThanTheDeviceHasAreRefusedBeforeAnythingChanges) {
+  if (Sh("ethtool --version").find("ethtool version") == std::string::npos) {
+    GTEST_SKIP() << "needs ethtool";
+  }
+  AttachRequest req = Request({"192.0.2.10/24"}, {});
+  req.config.interface.ethtool_channels =
+      config::EthtoolChannels{std::nullopt, std::nullopt, std::nullopt, 4};
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.status().code(), absl::StatusCode::kInvalidArgument) << res.status();
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("interface.ethtool.channels: combined 4: h0 has no combined channels"));
+  EXPECT_EQ(persist_calls_, 0);
+  ExpectHostRestored();
+}
+
 TEST_F(AttachTest, NeighborOfAFamilyWithoutAddressStillApplies) {
   // An IPv4-only attachment keeps IPv6 on the link (only SLAAC and the link-local are off),
   // so an IPv6 neighbour is accepted; a neighbour the kernel refuses names itself.
@@ -1063,6 +1113,21 @@ TEST_F(ChildAttachTest, EthtoolFeatureTheChildCannotTakeDeletesTheChild) {
     EXPECT_TRUE(Link(pod_name_, "net1").is_null()) << feature;
   }
   EXPECT_EQ(Feature("", "h0", "generic-segmentation-offload"), "on");
+  ExpectParentUnchanged();
+}
+
+TEST_F(ChildAttachTest, ChannelsOnAChildWithoutThemDeleteTheChild) {
+  if (Sh("ethtool --version").find("ethtool version") == std::string::npos) {
+    GTEST_SKIP() << "needs ethtool";
+  }
+  AttachRequest req = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:01", {"192.0.2.10/24"}, {});
+  req.config.interface.ethtool_channels =
+      config::EthtoolChannels{2, std::nullopt, std::nullopt, {}};
+  auto res = attacher_->AttachChild(req, PersistChild());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("interface.ethtool.channels: net1 has no channels to set"));
+  EXPECT_TRUE(Link(pod_name_, "net1").is_null());
   ExpectParentUnchanged();
 }
 

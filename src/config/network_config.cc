@@ -25,7 +25,8 @@ using nlohmann::json;
 constexpr size_t kMaxAddresses = 16;
 constexpr size_t kMaxRoutes = 64;
 constexpr size_t kMaxNeighbors = 64;
-constexpr size_t kMaxEthtoolFeatures = 128;  // the kernel has 64 feature bits, ethtool 24 aliases
+constexpr size_t kMaxEthtoolFeatures = 128;
+constexpr uint32_t kMaxChannels = 4096;  // the kernel has 64 feature bits, ethtool 24 aliases
 constexpr uint32_t kMainTable = 254;
 
 // Error builder: "<where>: <path>: <problem>".
@@ -362,6 +363,20 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
     for (const auto& [name, on] : *itf.ethtool_features) {
       if (auto why = InvalidFeatureName(name)) {
         return Bad(where, "interface.ethtool.features", *why);
+      }
+    }
+  }
+  if (const std::optional<EthtoolChannels>& ch = itf.ethtool_channels) {
+    if (*ch == EthtoolChannels{}) {
+      return Bad(where, "interface.ethtool.channels",
+                 "give at least one of rx, tx, other, combined");
+    }
+    for (const auto& [key, v] :
+         {std::pair{"rx", &ch->rx}, std::pair{"tx", &ch->tx}, std::pair{"other", &ch->other},
+          std::pair{"combined", &ch->combined}}) {
+      if (*v && **v > kMaxChannels) {
+        return Bad(where, absl::StrCat("interface.ethtool.channels.", key),
+                   absl::StrCat(**v, " is out of range 0..", kMaxChannels));
       }
     }
   }
@@ -857,7 +872,21 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
     }
     if (auto f = it->find("ethtool"); f != it->end()) {
       RETURN_IF_ERROR(ExpectType(*f, json::value_t::object, "interface.ethtool", where));
-      RETURN_IF_ERROR(CheckKeys(*f, {"features"}, "interface.ethtool", where));
+      RETURN_IF_ERROR(CheckKeys(*f, {"features", "channels"}, "interface.ethtool", where));
+      if (auto ch = f->find("channels"); ch != f->end()) {
+        const std::string path = "interface.ethtool.channels";
+        RETURN_IF_ERROR(ExpectType(*ch, json::value_t::object, path, where));
+        RETURN_IF_ERROR(CheckKeys(*ch, {"rx", "tx", "other", "combined"}, path, where));
+        EthtoolChannels c;
+        for (const auto& [key, out] :
+             {std::pair{"rx", &c.rx}, std::pair{"tx", &c.tx}, std::pair{"other", &c.other},
+              std::pair{"combined", &c.combined}}) {
+          if (auto v = ch->find(key); v != ch->end()) {
+            ASSIGN_OR_RETURN(*out, GetUint32(*v, absl::StrCat(path, ".", key), where));
+          }
+        }
+        cfg.interface.ethtool_channels = c;
+      }
       if (auto fs = f->find("features"); fs != f->end()) {
         RETURN_IF_ERROR(
             ExpectType(*fs, json::value_t::object, "interface.ethtool.features", where));
@@ -1057,6 +1086,15 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
     for (const auto& [k, v] : *over.interface.ethtool_features) m[k] = v;
     out.interface.ethtool_features = std::move(m);
   }
+  if (over.interface.ethtool_channels) {
+    EthtoolChannels c = out.interface.ethtool_channels.value_or(EthtoolChannels{});
+    const EthtoolChannels& o = *over.interface.ethtool_channels;
+    if (o.rx) c.rx = o.rx;
+    if (o.tx) c.tx = o.tx;
+    if (o.other) c.other = o.other;
+    if (o.combined) c.combined = o.combined;
+    out.interface.ethtool_channels = c;
+  }
   if (over.ipam) out.ipam = over.ipam;
   if (over.routes) out.routes = over.routes;
   if (over.rules) out.rules = over.rules;
@@ -1092,24 +1130,26 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
     // Multus and the NAD's plugins configure the interface (its name comes from the pod's
     // networks annotation); knd would apply none of these, so it refuses rather than ignore.
     const InterfaceConfig& ic = cfg.interface;
-    const char* field = ic.name                                  ? "interface.name"
-                        : ic.mtu                                 ? "interface.mtu"
-                        : ic.gso_max_size                        ? "interface.gsoMaxSize"
-                        : ic.gro_max_size                        ? "interface.groMaxSize"
-                        : ic.gso_ipv4_max_size                   ? "interface.gsoIPv4MaxSize"
-                        : ic.gro_ipv4_max_size                   ? "interface.groIPv4MaxSize"
-                        : ic.hardware_addr                       ? "interface.hardwareAddr"
-                        : ic.addresses && !ic.addresses->empty() ? "interface.addresses"
-                        : ic.sysctls && !ic.sysctls->empty()     ? "interface.sysctls"
-                        : ic.ethtool_features && !ic.ethtool_features->empty() ? "interface.ethtool"
-                        : cfg.ipam                                             ? "ipam"
-                        : cfg.routes && !cfg.routes->empty()                   ? "routes"
-                        : cfg.neighbors && !cfg.neighbors->empty()             ? "neighbors"
-                        : cfg.rules && !cfg.rules->empty()                     ? "rules"
-                        : cfg.cni                                              ? "cni"
-                        : cfg.sriov                                            ? "sriov"
-                        : cfg.child                                            ? "child"
-                                                                               : nullptr;
+    const char* field =
+        ic.name                                  ? "interface.name"
+        : ic.mtu                                 ? "interface.mtu"
+        : ic.gso_max_size                        ? "interface.gsoMaxSize"
+        : ic.gro_max_size                        ? "interface.groMaxSize"
+        : ic.gso_ipv4_max_size                   ? "interface.gsoIPv4MaxSize"
+        : ic.gro_ipv4_max_size                   ? "interface.groIPv4MaxSize"
+        : ic.hardware_addr                       ? "interface.hardwareAddr"
+        : ic.addresses && !ic.addresses->empty() ? "interface.addresses"
+        : ic.sysctls && !ic.sysctls->empty()     ? "interface.sysctls"
+        : (ic.ethtool_features && !ic.ethtool_features->empty()) || ic.ethtool_channels
+            ? "interface.ethtool"
+        : cfg.ipam                                 ? "ipam"
+        : cfg.routes && !cfg.routes->empty()       ? "routes"
+        : cfg.neighbors && !cfg.neighbors->empty() ? "neighbors"
+        : cfg.rules && !cfg.rules->empty()         ? "rules"
+        : cfg.cni                                  ? "cni"
+        : cfg.sriov                                ? "sriov"
+        : cfg.child                                ? "child"
+                                                   : nullptr;
     if (field != nullptr) {
       return Bad(where, "attachedBy",
                  absl::StrCat("\"multus\" cannot be combined with ", field,
@@ -1202,7 +1242,8 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
                  "cannot be combined with interface.sysctls (set them with the tuning "
                  "plugin's sysctl in the CNI config)");
     }
-    if (cfg.interface.ethtool_features && !cfg.interface.ethtool_features->empty()) {
+    if ((cfg.interface.ethtool_features && !cfg.interface.ethtool_features->empty()) ||
+        cfg.interface.ethtool_channels) {
       return Bad(where, "cni",
                  "cannot be combined with interface.ethtool (knd would not apply it after the "
                  "plugins ran)");
@@ -1267,8 +1308,14 @@ json ToJson(const NetworkConfig& cfg) {
     }
     itf["sysctls"] = std::move(sc);
   }
-  if (cfg.interface.ethtool_features) {
-    itf["ethtool"] = {{"features", *cfg.interface.ethtool_features}};
+  if (cfg.interface.ethtool_features) itf["ethtool"]["features"] = *cfg.interface.ethtool_features;
+  if (const std::optional<EthtoolChannels>& ch = cfg.interface.ethtool_channels) {
+    json jc = json::object();
+    if (ch->rx) jc["rx"] = *ch->rx;
+    if (ch->tx) jc["tx"] = *ch->tx;
+    if (ch->other) jc["other"] = *ch->other;
+    if (ch->combined) jc["combined"] = *ch->combined;
+    itf["ethtool"]["channels"] = std::move(jc);
   }
   if (!itf.empty()) j["interface"] = std::move(itf);
   if (cfg.ipam) j["ipam"] = *cfg.ipam;

@@ -53,6 +53,12 @@ struct Rule {
   bool operator==(const Rule&) const = default;
 };
 
+// Channel (queue) counts of the pod interface (`ethtool -L`); unset ones stay as they are.
+struct EthtoolChannels {
+  std::optional<uint32_t> rx, tx, other, combined;
+  bool operator==(const EthtoolChannels&) const = default;
+};
+
 struct InterfaceConfig {
   std::optional<std::string> name;  // in-pod name; default: host ifName
   std::optional<uint32_t> mtu;      // 68..65535
@@ -71,6 +77,7 @@ struct InterfaceConfig {
   // Offload features over ethtool netlink, by the kernel's name ("rx-gro" -> false; the names
   // `ethtool -k` prints), set in the pod netns after the move and put back on the host.
   std::optional<std::map<std::string, bool>> ethtool_features;
+  std::optional<EthtoolChannels> ethtool_channels;
   bool operator==(const InterfaceConfig&) const = default;
 };
 

@@ -202,6 +202,17 @@ const DecodeCase kDecodeCases[] = {
         "tso": true, "tx-udp_tnl-segmentation": false}}}})"),
      ""},
     {"ethtool_empty", C(R"({"interface": {"ethtool": {}}})"), ""},
+    {"ethtool_channels", C(R"({"interface": {"ethtool": {"channels": {"rx": 0, "tx": 2,
+        "other": 1, "combined": 4096}, "features": {"rx-gro": true}}}})"),
+     ""},
+    {"ethtool_channels_empty", C(R"({"interface": {"ethtool": {"channels": {}}}})"),
+     "interface.ethtool.channels: give at least one of rx, tx, other, combined"},
+    {"ethtool_channels_big", C(R"({"interface": {"ethtool": {"channels": {"combined": 4097}}}})"),
+     "interface.ethtool.channels.combined: 4097 is out of range 0..4096"},
+    {"ethtool_channels_unknown", C(R"({"interface": {"ethtool": {"channels": {"queues": 2}}}})"),
+     "interface.ethtool.channels.queues: unknown field"},
+    {"ethtool_channels_negative", C(R"({"interface": {"ethtool": {"channels": {"rx": -1}}}})"),
+     "interface.ethtool.channels.rx: "},
     {"ethtool_private_flags", C(R"({"interface": {"ethtool": {"privateFlags": {"x": true}}}})"),
      "interface.ethtool.privateFlags: unknown field"},
     {"ethtool_not_bool", C(R"({"interface": {"ethtool": {"features": {"rx-gro": "off"}}}})"),
@@ -666,6 +677,18 @@ TEST(ResolveTest, EthtoolFeaturesMergeFeatureByFeatureAndClaimsSetOffloads) {
             (std::map<std::string, bool>{{"rx-gro", false}, {"rx-lro", false}, {"tso", false}}));
   EXPECT_EQ(ToJson(*got)["interface"]["ethtool"]["features"],
             (json{{"rx-gro", false}, {"rx-lro", false}, {"tso", false}}));
+  // Channels merge count by count.
+  got = Resolve({ClassEntry({{"interface", {{"ethtool", {{"channels", {{"combined", 8}}}}}}}}),
+                 ClaimEntry({{"interface", {{"ethtool", {{"channels", {{"rx", 2}}}}}}}})},
+                Ctx());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->interface.ethtool_channels, (EthtoolChannels{2, std::nullopt, std::nullopt, 8}));
+  auto cni = Resolve({ClassEntry({{"interface", {{"ethtool", {{"channels", {{"rx", 2}}}}}}}}),
+                      ClaimEntry({{"cni", {{"networkAttachment", {{"name", "net"}}}}}})},
+                     Ctx());
+  ASSERT_FALSE(cni.ok());
+  EXPECT_THAT(std::string(cni.status().message()),
+              HasSubstr("cni: cannot be combined with interface.ethtool"));
 }
 
 TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {

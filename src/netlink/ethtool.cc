@@ -13,6 +13,7 @@
 #include <array>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -124,24 +125,30 @@ absl::StatusOr<EthtoolSocket> EthtoolSocket::OpenIn(const netns::Netns& ns) {
   return std::move(*out);
 }
 
-absl::StatusOr<std::map<std::string, EthtoolSocket::Feature>> EthtoolSocket::Features(
-    const std::string& ifname) {
-  const std::string what = "ethtool features of " + ifname;
-  ASSIGN_OR_RETURN(NlMsgPtr msg, Request(family_, ETHTOOL_MSG_FEATURES_GET, ifname, 0));
+absl::Status EthtoolSocket::Get(uint8_t cmd, const std::string& ifname, const std::string& what,
+                                int (*parse)(nl_msg*, void*), void* arg) {
+  ASSIGN_OR_RETURN(NlMsgPtr msg, Request(family_, cmd, ifname, 0));
   nlmsg_hdr(msg.get())->nlmsg_flags |= NLM_F_ACK;
   if (int err = nl_send_auto(sock_.get(), msg.get()); err < 0) {
     return NlStatus(err, what + ": send");
   }
-  FeatureSets sets;
   nl_cb* orig = nl_socket_get_cb(sock_.get());
   nl_cb* cb = nl_cb_clone(orig);
   nl_cb_put(orig);
   if (cb == nullptr) return absl::ResourceExhaustedError(what + ": nl_cb_clone");
-  nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, OnFeatures, &sets);
+  nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, parse, arg);
   int err = nl_recvmsgs(sock_.get(), cb);
   nl_cb_put(cb);
   if (err < 0) return NlStatus(err, what);
   if (err = nl_wait_for_ack(sock_.get()); err < 0) return NlStatus(err, what + ": ack");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, EthtoolSocket::Feature>> EthtoolSocket::Features(
+    const std::string& ifname) {
+  const std::string what = "ethtool features of " + ifname;
+  FeatureSets sets;
+  RETURN_IF_ERROR(Get(ETHTOOL_MSG_FEATURES_GET, ifname, what, OnFeatures, &sets));
   if (!sets.seen) return absl::InternalError(what + ": no reply");
   std::map<std::string, Feature> out;
   for (const std::set<std::string>* s : {&sets.hw, &sets.wanted, &sets.active, &sets.nochange}) {
@@ -253,6 +260,87 @@ absl::StatusOr<std::map<std::string, bool>> EthtoolSocket::SetFeatures(
     }
   }
   return set;
+}
+
+namespace {
+
+struct ChannelsReply {
+  EthtoolSocket::Channels c;
+  bool seen = false;
+};
+
+int OnChannels(nl_msg* msg, void* arg) {
+  auto* out = static_cast<ChannelsReply*>(arg);
+  nlattr* tb[ETHTOOL_A_CHANNELS_MAX + 1] = {};
+  if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, ETHTOOL_A_CHANNELS_MAX, nullptr) < 0) return NL_SKIP;
+  if (genlmsg_hdr(nlmsg_hdr(msg))->cmd != ETHTOOL_MSG_CHANNELS_GET_REPLY) return NL_SKIP;
+  out->seen = true;
+  for (const auto& [attr, field] : std::initializer_list<std::pair<int, uint32_t*>>{
+           {ETHTOOL_A_CHANNELS_RX_MAX, &out->c.rx_max},
+           {ETHTOOL_A_CHANNELS_TX_MAX, &out->c.tx_max},
+           {ETHTOOL_A_CHANNELS_OTHER_MAX, &out->c.other_max},
+           {ETHTOOL_A_CHANNELS_COMBINED_MAX, &out->c.combined_max},
+           {ETHTOOL_A_CHANNELS_RX_COUNT, &out->c.rx},
+           {ETHTOOL_A_CHANNELS_TX_COUNT, &out->c.tx},
+           {ETHTOOL_A_CHANNELS_OTHER_COUNT, &out->c.other},
+           {ETHTOOL_A_CHANNELS_COMBINED_COUNT, &out->c.combined}}) {
+    if (tb[attr] != nullptr) *field = nla_get_u32(tb[attr]);
+  }
+  return NL_OK;
+}
+
+}  // namespace
+
+absl::Status CheckChannels(const ChannelCounts& want, const EthtoolSocket::Channels& have,
+                           const std::string& ifname) {
+  for (const auto& [name, count, max] :
+       std::initializer_list<std::tuple<const char*, std::optional<uint32_t>, uint32_t>>{
+           {"rx", want.rx, have.rx_max},
+           {"tx", want.tx, have.tx_max},
+           {"other", want.other, have.other_max},
+           {"combined", want.combined, have.combined_max}}) {
+    if (!count || *count <= max) continue;
+    if (max == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " ", *count, ": ", ifname, " has no ", name, " channels"));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " ", *count, " is above the ", max, " ", name, " channels of ", ifname));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EthtoolSocket::Channels> EthtoolSocket::GetChannels(const std::string& ifname) {
+  const std::string what = "ethtool channels of " + ifname;
+  ChannelsReply reply;
+  absl::Status st = Get(ETHTOOL_MSG_CHANNELS_GET, ifname, what, OnChannels, &reply);
+  if (absl::IsUnimplemented(st)) {
+    return absl::UnimplementedError(
+        absl::StrCat(ifname, " has no channels to set (its driver does not offer ethtool -L)"));
+  }
+  RETURN_IF_ERROR(st);
+  if (!reply.seen) return absl::InternalError(what + ": no reply");
+  return reply.c;
+}
+
+absl::Status EthtoolSocket::SetChannels(const std::string& ifname, const ChannelCounts& want) {
+  if (want == ChannelCounts{}) return absl::OkStatus();
+  ASSIGN_OR_RETURN(Channels have, GetChannels(ifname));
+  RETURN_IF_ERROR(CheckChannels(want, have, ifname));
+  const std::string what = "set ethtool channels of " + ifname;
+  ASSIGN_OR_RETURN(NlMsgPtr msg, Request(family_, ETHTOOL_MSG_CHANNELS_SET, ifname, 0));
+  nl_msg* m = msg.get();
+  for (const auto& [attr, count] : std::initializer_list<std::pair<int, std::optional<uint32_t>>>{
+           {ETHTOOL_A_CHANNELS_RX_COUNT, want.rx},
+           {ETHTOOL_A_CHANNELS_TX_COUNT, want.tx},
+           {ETHTOOL_A_CHANNELS_OTHER_COUNT, want.other},
+           {ETHTOOL_A_CHANNELS_COMBINED_COUNT, want.combined}}) {
+    if (count) RETURN_IF_ERROR(PutStatus(nla_put_u32(m, attr, *count), "count"));
+  }
+  nlmsg_hdr(m)->nlmsg_flags |= NLM_F_ACK;
+  if (int err = nl_send_auto(sock_.get(), m); err < 0) return NlStatus(err, what + ": send");
+  if (int err = nl_wait_for_ack(sock_.get()); err < 0) return NlStatus(err, what);
+  return absl::OkStatus();
 }
 
 absl::Status EthtoolSocket::RestoreWanted(const std::string& ifname,

@@ -5,7 +5,9 @@
 // expanded against the device like `ethtool -K` does.
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -13,7 +15,15 @@
 #include "netlink/socket.h"
 #include "netns/netns.h"
 
+struct nl_msg;
+
 namespace knd::netlink {
+
+// Channel counts to set (`ethtool -L DEV rx N tx N other N combined N`); unset ones stay.
+struct ChannelCounts {
+  std::optional<uint32_t> rx, tx, other, combined;
+  bool operator==(const ChannelCounts&) const = default;
+};
 
 // A NETLINK_GENERIC socket with the ethtool family resolved, in the namespace it was opened in.
 class EthtoolSocket {
@@ -49,7 +59,20 @@ class EthtoolSocket {
   // Names the device does not have or cannot change are skipped.
   absl::Status RestoreWanted(const std::string& ifname, const std::map<std::string, bool>& wanted);
 
+  // Channel (queue) counts, as `ethtool -l` shows them: the device's maximums and what is set.
+  struct Channels {
+    uint32_t rx_max = 0, tx_max = 0, other_max = 0, combined_max = 0;
+    uint32_t rx = 0, tx = 0, other = 0, combined = 0;
+  };
+  // Unimplemented, naming the device, when its driver has no channels.
+  absl::StatusOr<Channels> GetChannels(const std::string& ifname);
+  // Sets the given counts (unset ones stay) in one ETHTOOL_MSG_CHANNELS_SET, after
+  // CheckChannels against the device (nothing is sent when that fails).
+  absl::Status SetChannels(const std::string& ifname, const ChannelCounts& want);
+
  private:
+  absl::Status Get(uint8_t cmd, const std::string& ifname, const std::string& what,
+                   int (*parse)(nl_msg*, void*), void* arg);
   absl::Status SendWanted(const std::string& ifname, const std::map<std::string, bool>& want);
   EthtoolSocket(NlSock sock, int family) : sock_(std::move(sock)), family_(family) {}
   NlSock sock_;
@@ -67,5 +90,10 @@ const char* FeatureAliasPattern(const std::string& name);
 absl::StatusOr<std::map<std::string, bool>> ResolveFeatures(
     const std::map<std::string, bool>& want,
     const std::map<std::string, EthtoolSocket::Feature>& features, const std::string& ifname);
+
+// `want` against a device with `have`: InvalidArgument naming `ifname`, the count and the
+// device's maximum for a count above it (a maximum of 0: the device has no such channels).
+absl::Status CheckChannels(const ChannelCounts& want, const EthtoolSocket::Channels& have,
+                           const std::string& ifname);
 
 }  // namespace knd::netlink

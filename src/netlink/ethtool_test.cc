@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "netlink/ethtool_k_testing.h"
@@ -139,6 +140,31 @@ TEST_F(EthtoolTest, RestoreWantedPutsBackWhatADependencyTookWithoutFailing) {
   EXPECT_EQ(Shown("tx-checksum-ip-generic"), "on");
   EXPECT_EQ(Shown("tx-tcp-segmentation"), "on");
   EXPECT_EQ(Shown("tx-checksum-ipv4"), "off");
+}
+
+TEST_F(EthtoolTest, ChannelsAsEthtoolShowsThemAndSetInOneRequest) {
+  auto c = sock_->GetChannels("va");
+  ASSERT_TRUE(c.ok()) << c.status();
+  // veth: rx and tx queues up to the CPUs, no other or combined ones.
+  const std::string shown = Out("ip netns exec " + ns_->name() + " ethtool -l va");
+  EXPECT_THAT(shown, HasSubstr("RX:\t\t" + std::to_string(c->rx_max) + "\n"));
+  EXPECT_EQ(c->rx, 1u);
+  EXPECT_EQ(c->tx, 1u);
+  EXPECT_EQ(c->combined_max, 0u);
+  // Above the maximum, or a kind the device has none of: refused before anything is sent.
+  absl::Status st = sock_->SetChannels("va", {c->rx_max + 1, std::nullopt, std::nullopt, {}});
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_THAT(std::string(st.message()),
+              HasSubstr(absl::StrCat("rx ", c->rx_max + 1, " is above the ", c->rx_max,
+                                     " rx channels of va")));
+  st = sock_->SetChannels("va", {std::nullopt, std::nullopt, std::nullopt, 2});
+  EXPECT_THAT(std::string(st.message()), HasSubstr("combined 2: va has no combined channels"));
+  if (c->rx_max < 2) GTEST_SKIP() << "one CPU: veth has a single queue";
+  ASSERT_TRUE(sock_->SetChannels("va", {2, 2, std::nullopt, std::nullopt}).ok());
+  c = sock_->GetChannels("va");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rx, 2u);
+  EXPECT_EQ(c->tx, 2u);
 }
 
 TEST_F(EthtoolTest, NoSuchLinkIsNotFound) {

@@ -118,6 +118,11 @@ DevicePlan DeviceFromJson(const json& j) {
         if (v.is_boolean()) h.ethtool_features[k] = v.get<bool>();
       }
     }
+    if (auto ec = it->find("ethtoolChannels"); ec != it->end() && ec->is_object()) {
+      for (const auto& [k, v] : ec->items()) {
+        if (v.is_number_unsigned()) h.ethtool_channels[k] = v.get<uint32_t>();
+      }
+    }
     if (auto v = it->find("vf"); v != it->end() && v->is_object()) {
       VfSnapshot vf;
       vf.pf_pci = v->value("pfPciAddress", std::string());
@@ -211,6 +216,9 @@ json ToJson(const ClaimPlan& plan) {
       if (!d.host->sysctls.empty()) jd["host"]["sysctls"] = d.host->sysctls;
       if (!d.host->ethtool_features.empty()) {
         jd["host"]["ethtoolFeatures"] = d.host->ethtool_features;
+      }
+      if (!d.host->ethtool_channels.empty()) {
+        jd["host"]["ethtoolChannels"] = d.host->ethtool_channels;
       }
       if (d.host->gso_max_size != 0) jd["host"]["gsoMaxSize"] = d.host->gso_max_size;
       if (d.host->gro_max_size != 0) jd["host"]["groMaxSize"] = d.host->gro_max_size;

@@ -82,6 +82,8 @@ struct HostSnapshot {
   uint32_t gro_ipv4_max_size = 0;
   // The host's wanted state of each ethtool feature (kernel name) the NetworkConfig sets.
   std::map<std::string, bool> ethtool_features;
+  // The host's channel counts ("rx", "tx", "other", "combined") the NetworkConfig sets.
+  std::map<std::string, uint32_t> ethtool_channels;
   std::optional<VfSnapshot> vf;  // only when knd changed the VF's settings on its PF
 };
 

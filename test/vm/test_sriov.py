@@ -1,7 +1,8 @@
 """The hardware lab (issue 15): SR-IOV on a real kernel and real sysfs, with QEMU's emulated
 82576 (igb PF, igbvf VFs). Inventory of PFs and VFs, VFs made and removed while knd runs, a VF
 attached to a pod and given back, a VF whose pod netns died first (the kernel returns it under
-its in-pod name), and Multus's host-device taking the VF by PCI address."""
+its in-pod name) and given back with the host's offloads (interface.ethtool on igbvf), and
+Multus's host-device taking the VF by PCI address."""
 
 import json
 import os
@@ -27,6 +28,16 @@ CONFIG = knd_config(interface={"name": "net-a", "mtu": 1400,
 def parentdev(ifname, ns=None):
     """The PCI address the kernel gives as a link's parent device (ip -d)."""
     return link_details(ifname, ns=ns).get("parentdev")
+
+
+def offloads(ifname, ns=None):
+    """What `ethtool -k` prints for each feature: "on" or "off" (without "[fixed]")."""
+    out = {}
+    for line in sh("ethtool", "-k", ifname, ns=ns).splitlines()[1:]:
+        name, _, value = line.strip().partition(": ")
+        if value:
+            out[name] = value.split()[0]
+    return out
 
 
 class SriovTest(unittest.TestCase):
@@ -139,6 +150,31 @@ class SriovTest(unittest.TestCase):
         wait_for(lambda: link(vf_if), timeout=15, what="the VF back under its host name")
         self.assertEqual(self.host_state(vf_if), before)
         self.assertIsNone(link("net-a"), "no stray net-a left on the host")
+
+    @unittest.skipUnless(os.access("/usr/sbin/ethtool", os.X_OK), "needs Debian's ethtool")
+    def test_vf_offloads_from_the_claim_in_the_pod_and_back_on_the_host_after_its_netns_died(self):
+        """interface.ethtool.features on a real driver (igbvf): TSO (ethtool's alias, both TCP
+        segmentation features), receive checksumming and GRO off in the pod. The VF keeps its
+        features across netns, so when its netns dies first (CRI-O's order) it comes back with
+        the pod's offloads, and knd puts the host's back."""
+        self.start(1)
+        vf_pci, vf_if = self.vfs[0]
+        self.published(lambda d: device_name(vf_pci) in d)
+        names = ("tcp-segmentation-offload", "rx-checksumming", "generic-receive-offload")
+        before = offloads(vf_if)
+        self.assertEqual([before[n] for n in names], ["on"] * 3, before)
+        config = knd_config(interface={"name": "net-a", "addresses": ["192.0.2.10/24"],
+                                       "ethtool": {"features": {"tso": False, "rx": False,
+                                                                "gro": False}}})
+        pod, _ = self.start_pod("pod-e", config)
+        code, body = self.node.run_pod(pod)
+        self.assertEqual(code, 200, body)
+        in_pod = offloads("net-a", ns=self.node.pod_ns(pod))
+        self.assertEqual([in_pod[n] for n in names], ["off"] * 3, in_pod)
+        self.assertEqual(in_pod["scatter-gather"], before["scatter-gather"], "not asked for")
+        self.node.stop_pod(pod, order="crio")
+        wait_for(lambda: link(vf_if), timeout=15, what="the VF back under its host name")
+        self.assertEqual(offloads(vf_if), before, "the host's offloads put back")
 
     def vfinfo(self, index=0):
         """The PF's view of VF `index` (ip -j link show <pf>): MAC, VLAN, qos, spoofchk, trust."""
