@@ -7,6 +7,7 @@
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cctype>
 #include <filesystem>
 #include <functional>
@@ -165,50 +166,45 @@ absl::Status InNetns(const netns::Netns& ns, const std::function<absl::Status()>
   return ThreadIsIn(ns) ? fn() : netns::RunIn(ns, fn);
 }
 
-netlink::ChannelCounts ToCounts(const config::EthtoolChannels& c) {
-  return netlink::ChannelCounts{c.rx, c.tx, c.other, c.combined};
+// The channel counts and ring sizes a NetworkConfig sets, with where each goes.
+struct QueueSetting {
+  netlink::QueueKind kind;
+  const char* field;
+  const std::optional<std::map<std::string, uint32_t>>* want;
+};
+std::array<QueueSetting, 2> QueueSettings(const config::NetworkConfig& cfg) {
+  return {QueueSetting{netlink::QueueKind::kChannels, "interface.ethtool.channels",
+                       &cfg.interface.ethtool_channels},
+          QueueSetting{netlink::QueueKind::kRings, "interface.ethtool.rings",
+                       &cfg.interface.ethtool_rings}};
 }
 
-// The snapshot form of the channel counts `have` for the ones `want` sets.
-std::map<std::string, uint32_t> ChannelSnapshot(const config::EthtoolChannels& want,
-                                                const netlink::EthtoolSocket::Channels& have) {
-  std::map<std::string, uint32_t> out;
-  if (want.rx) out["rx"] = have.rx;
-  if (want.tx) out["tx"] = have.tx;
-  if (want.other) out["other"] = have.other;
-  if (want.combined) out["combined"] = have.combined;
-  return out;
-}
-
-netlink::ChannelCounts FromSnapshot(const std::map<std::string, uint32_t>& snap) {
-  netlink::ChannelCounts c;
-  for (const auto& [key, out] :
-       {std::pair{"rx", &c.rx}, std::pair{"tx", &c.tx}, std::pair{"other", &c.other},
-        std::pair{"combined", &c.combined}}) {
-    if (auto it = snap.find(key); it != snap.end()) *out = it->second;
-  }
-  return c;
+// The snapshot's record of `kind`.
+std::map<std::string, uint32_t>& SnapshotOf(state::HostSnapshot& snap, netlink::QueueKind kind) {
+  return kind == netlink::QueueKind::kChannels ? snap.ethtool_channels : snap.ethtool_rings;
 }
 
 // interface.ethtool of `cfg` for `ifname`, in the calling thread's netns, or an error naming
-// the field: channels first (a driver may reset its offloads with its queues), then features.
+// the field: channels and rings first (a driver may reset its offloads with its queues), then
+// features.
 absl::Status ApplyEthtoolHere(const std::string& ifname, const config::NetworkConfig& cfg) {
   const auto& want = cfg.interface.ethtool_features;
-  const auto& channels = cfg.interface.ethtool_channels;
-  if ((!want || want->empty()) && !channels) return absl::OkStatus();
+  const bool features = want && !want->empty();
+  const auto queues = QueueSettings(cfg);
+  if (!features && !*queues[0].want && !*queues[1].want) return absl::OkStatus();
   absl::StatusOr<netlink::EthtoolSocket> sock = netlink::EthtoolSocket::Open();
   if (!sock.ok()) return Annotate(sock.status(), "interface.ethtool");
-  if (channels) {
-    RETURN_IF_ERROR(
-        Annotate(sock->SetChannels(ifname, ToCounts(*channels)), "interface.ethtool.channels"));
+  for (const QueueSetting& q : queues) {
+    if (!*q.want) continue;
+    RETURN_IF_ERROR(Annotate(sock->SetCounts(q.kind, ifname, **q.want), q.field));
   }
-  if (!want || want->empty()) return absl::OkStatus();
+  if (!features) return absl::OkStatus();
   return Annotate(sock->SetFeatures(ifname, *want).status(), "interface.ethtool.features");
 }
 
 // `sock` and `host` are the host netns's. With `cfg`, also the host's wanted state of the
-// ethtool features and the channel counts it sets (refused here, before anything changed, when
-// the device cannot change a feature or has fewer channels).
+// ethtool features, channel counts and ring sizes it sets (refused here, before anything
+// changed, when the device cannot change a feature or has fewer channels or ring entries).
 absl::StatusOr<state::HostSnapshot> TakeSnapshot(NlSock& sock, const LinkState& link,
                                                  const netns::Netns& host,
                                                  const config::NetworkConfig* cfg = nullptr) {
@@ -245,19 +241,20 @@ absl::StatusOr<state::HostSnapshot> TakeSnapshot(NlSock& sock, const LinkState& 
       absl::StatusOr<std::string> v = netlink::ReadInterfaceConf(link.name, c.family, c.key);
       if (v.ok()) snap.sysctls[absl::StrCat(c.family, ".", c.key)] = *v;
     }
-    const bool features_set = cfg != nullptr && cfg->interface.ethtool_features &&
-                              !cfg->interface.ethtool_features->empty();
-    if (cfg == nullptr || (!features_set && !cfg->interface.ethtool_channels)) {
-      return absl::OkStatus();
-    }
+    if (cfg == nullptr) return absl::OkStatus();
+    const bool features_set =
+        cfg->interface.ethtool_features && !cfg->interface.ethtool_features->empty();
+    const auto queues = QueueSettings(*cfg);
+    if (!features_set && !*queues[0].want && !*queues[1].want) return absl::OkStatus();
     absl::StatusOr<netlink::EthtoolSocket> eth = netlink::EthtoolSocket::Open();
     if (!eth.ok()) return Annotate(eth.status(), "interface.ethtool");
-    if (const std::optional<config::EthtoolChannels>& want = cfg->interface.ethtool_channels) {
-      absl::StatusOr<netlink::EthtoolSocket::Channels> have = eth->GetChannels(link.name);
+    for (const QueueSetting& q : queues) {
+      if (!*q.want) continue;
+      absl::StatusOr<netlink::EthtoolSocket::Counts> have = eth->GetCounts(q.kind, link.name);
       absl::Status st =
-          have.ok() ? netlink::CheckChannels(ToCounts(*want), *have, link.name) : have.status();
-      if (!st.ok()) return Annotate(st, "interface.ethtool.channels");
-      snap.ethtool_channels = ChannelSnapshot(*want, *have);
+          have.ok() ? netlink::CheckCounts(q.kind, **q.want, *have, link.name) : have.status();
+      if (!st.ok()) return Annotate(st, q.field);
+      for (const auto& [key, v] : **q.want) SnapshotOf(snap, q.kind)[key] = have->now[key];
     }
     if (!features_set) return absl::OkStatus();
     ASSIGN_OR_RETURN(auto features, eth->Features(link.name));
@@ -463,12 +460,18 @@ absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::Host
   if (!snap.sysctls.empty()) {
     keep(InNetns(host, [&] { return RestoreSysctlsHere(name, snap.sysctls); }));
   }
-  if (!snap.ethtool_features.empty() || !snap.ethtool_channels.empty()) {
+  if (!snap.ethtool_features.empty() || !snap.ethtool_channels.empty() ||
+      !snap.ethtool_rings.empty()) {
     keep(InNetns(host, [&]() -> absl::Status {
       absl::StatusOr<netlink::EthtoolSocket> eth = netlink::EthtoolSocket::Open();
       if (!eth.ok()) return Annotate(eth.status(), "restore ethtool settings of " + name);
-      absl::Status first = Annotate(eth->SetChannels(name, FromSnapshot(snap.ethtool_channels)),
-                                    "restore ethtool channels of " + name);
+      absl::Status first =
+          Annotate(eth->SetCounts(netlink::QueueKind::kChannels, name, snap.ethtool_channels),
+                   "restore ethtool channels of " + name);
+      if (absl::Status r = eth->SetCounts(netlink::QueueKind::kRings, name, snap.ethtool_rings);
+          first.ok()) {
+        first = Annotate(r, "restore ethtool rings of " + name);
+      }
       absl::Status st = Annotate(eth->RestoreWanted(name, snap.ethtool_features),
                                  "restore ethtool features of " + name);
       return first.ok() ? st : first;

@@ -731,7 +731,7 @@ TEST_F(AttachTest, EthtoolChannelsApplyInThePodAndTheHostCountsComeBack) {
   if (RxTx("", "h0", /*max=*/true).first < 2) GTEST_SKIP() << "one CPU: veth has one queue";
   SH("ethtool -L h0 tx 2");  // a host count unlike the default, that only a restore brings back
   AttachRequest req = Request({"192.0.2.10/24"}, {});
-  req.config.interface.ethtool_channels = config::EthtoolChannels{2, 1, std::nullopt, std::nullopt};
+  req.config.interface.ethtool_channels = std::map<std::string, uint32_t>{{"rx", 2}, {"tx", 1}};
   req.config.interface.ethtool_features = std::map<std::string, bool>{{"rx-gro-list", true}};
   auto res = attacher_->Attach(req, Persist());
   ASSERT_TRUE(res.ok()) << res.status();
@@ -749,13 +749,19 @@ TEST_F(AttachTest, MoreChannelsThanTheDeviceHasAreRefusedBeforeAnythingChanges) 
     GTEST_SKIP() << "needs ethtool";
   }
   AttachRequest req = Request({"192.0.2.10/24"}, {});
-  req.config.interface.ethtool_channels =
-      config::EthtoolChannels{std::nullopt, std::nullopt, std::nullopt, 4};
+  req.config.interface.ethtool_channels = std::map<std::string, uint32_t>{{"combined", 4}};
   auto res = attacher_->Attach(req, Persist());
   ASSERT_FALSE(res.ok());
   EXPECT_EQ(res.status().code(), absl::StatusCode::kInvalidArgument) << res.status();
   EXPECT_THAT(std::string(res.status().message()),
               HasSubstr("interface.ethtool.channels: combined 4: h0 has no combined channels"));
+  // Rings: veth has none.
+  req.config.interface.ethtool_channels.reset();
+  req.config.interface.ethtool_rings = std::map<std::string, uint32_t>{{"rx", 512}};
+  res = attacher_->Attach(req, Persist());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("interface.ethtool.rings: h0 has no ring entries to set"));
   EXPECT_EQ(persist_calls_, 0);
   ExpectHostRestored();
 }
@@ -1121,8 +1127,7 @@ TEST_F(ChildAttachTest, ChannelsOnAChildWithoutThemDeleteTheChild) {
     GTEST_SKIP() << "needs ethtool";
   }
   AttachRequest req = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:01", {"192.0.2.10/24"}, {});
-  req.config.interface.ethtool_channels =
-      config::EthtoolChannels{2, std::nullopt, std::nullopt, {}};
+  req.config.interface.ethtool_channels = std::map<std::string, uint32_t>{{"rx", 2}};
   auto res = attacher_->AttachChild(req, PersistChild());
   ASSERT_FALSE(res.ok());
   EXPECT_THAT(std::string(res.status().message()),

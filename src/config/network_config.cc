@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cstring>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -26,7 +27,8 @@ constexpr size_t kMaxAddresses = 16;
 constexpr size_t kMaxRoutes = 64;
 constexpr size_t kMaxNeighbors = 64;
 constexpr size_t kMaxEthtoolFeatures = 128;
-constexpr uint32_t kMaxChannels = 4096;  // the kernel has 64 feature bits, ethtool 24 aliases
+constexpr uint32_t kMaxChannels = 4096;
+constexpr uint32_t kMaxRingEntries = 1 << 20;  // the kernel has 64 feature bits, ethtool 24 aliases
 constexpr uint32_t kMainTable = 254;
 
 // Error builder: "<where>: <path>: <problem>".
@@ -366,17 +368,21 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
       }
     }
   }
-  if (const std::optional<EthtoolChannels>& ch = itf.ethtool_channels) {
-    if (*ch == EthtoolChannels{}) {
-      return Bad(where, "interface.ethtool.channels",
-                 "give at least one of rx, tx, other, combined");
+  for (const auto& [field, counts, max] :
+       {std::tuple{"interface.ethtool.channels", &itf.ethtool_channels, kMaxChannels},
+        std::tuple{"interface.ethtool.rings", &itf.ethtool_rings, kMaxRingEntries}}) {
+    if (!*counts) continue;
+    if ((*counts)->empty()) {
+      return Bad(
+          where, field,
+          absl::StrCat("give at least one of ", field == std::string("interface.ethtool.channels")
+                                                    ? "rx, tx, other, combined"
+                                                    : "rx, rxMini, rxJumbo, tx"));
     }
-    for (const auto& [key, v] :
-         {std::pair{"rx", &ch->rx}, std::pair{"tx", &ch->tx}, std::pair{"other", &ch->other},
-          std::pair{"combined", &ch->combined}}) {
-      if (*v && **v > kMaxChannels) {
-        return Bad(where, absl::StrCat("interface.ethtool.channels.", key),
-                   absl::StrCat(**v, " is out of range 0..", kMaxChannels));
+    for (const auto& [key, v] : **counts) {
+      if (v > max) {
+        return Bad(where, absl::StrCat(field, ".", key),
+                   absl::StrCat(v, " is out of range 0..", max));
       }
     }
   }
@@ -872,20 +878,25 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
     }
     if (auto f = it->find("ethtool"); f != it->end()) {
       RETURN_IF_ERROR(ExpectType(*f, json::value_t::object, "interface.ethtool", where));
-      RETURN_IF_ERROR(CheckKeys(*f, {"features", "channels"}, "interface.ethtool", where));
-      if (auto ch = f->find("channels"); ch != f->end()) {
-        const std::string path = "interface.ethtool.channels";
+      RETURN_IF_ERROR(CheckKeys(*f, {"features", "channels", "rings"}, "interface.ethtool", where));
+      // Named lists: a braced list in the range-for would die before the loop body runs.
+      static constexpr std::initializer_list<const char*> kChannelKeys = {"rx", "tx", "other",
+                                                                          "combined"};
+      static constexpr std::initializer_list<const char*> kRingKeys = {"rx", "rxMini", "rxJumbo",
+                                                                       "tx"};
+      for (const auto& [key, keys, out] :
+           {std::tuple{"channels", kChannelKeys, &cfg.interface.ethtool_channels},
+            std::tuple{"rings", kRingKeys, &cfg.interface.ethtool_rings}}) {
+        auto ch = f->find(key);
+        if (ch == f->end()) continue;
+        const std::string path = absl::StrCat("interface.ethtool.", key);
         RETURN_IF_ERROR(ExpectType(*ch, json::value_t::object, path, where));
-        RETURN_IF_ERROR(CheckKeys(*ch, {"rx", "tx", "other", "combined"}, path, where));
-        EthtoolChannels c;
-        for (const auto& [key, out] :
-             {std::pair{"rx", &c.rx}, std::pair{"tx", &c.tx}, std::pair{"other", &c.other},
-              std::pair{"combined", &c.combined}}) {
-          if (auto v = ch->find(key); v != ch->end()) {
-            ASSIGN_OR_RETURN(*out, GetUint32(*v, absl::StrCat(path, ".", key), where));
-          }
+        RETURN_IF_ERROR(CheckKeys(*ch, keys, path, where));
+        std::map<std::string, uint32_t> counts;
+        for (const auto& [k, v] : ch->items()) {
+          ASSIGN_OR_RETURN(counts[k], GetUint32(v, absl::StrCat(path, ".", k), where));
         }
-        cfg.interface.ethtool_channels = c;
+        *out = std::move(counts);
       }
       if (auto fs = f->find("features"); fs != f->end()) {
         RETURN_IF_ERROR(
@@ -1086,14 +1097,12 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
     for (const auto& [k, v] : *over.interface.ethtool_features) m[k] = v;
     out.interface.ethtool_features = std::move(m);
   }
-  if (over.interface.ethtool_channels) {
-    EthtoolChannels c = out.interface.ethtool_channels.value_or(EthtoolChannels{});
-    const EthtoolChannels& o = *over.interface.ethtool_channels;
-    if (o.rx) c.rx = o.rx;
-    if (o.tx) c.tx = o.tx;
-    if (o.other) c.other = o.other;
-    if (o.combined) c.combined = o.combined;
-    out.interface.ethtool_channels = c;
+  for (auto [o, b] : {std::pair{&over.interface.ethtool_channels, &out.interface.ethtool_channels},
+                      std::pair{&over.interface.ethtool_rings, &out.interface.ethtool_rings}}) {
+    if (!*o) continue;
+    std::map<std::string, uint32_t> m = b->value_or(std::map<std::string, uint32_t>{});
+    for (const auto& [k, v] : **o) m[k] = v;  // count by count
+    *b = std::move(m);
   }
   if (over.ipam) out.ipam = over.ipam;
   if (over.routes) out.routes = over.routes;
@@ -1130,26 +1139,26 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
     // Multus and the NAD's plugins configure the interface (its name comes from the pod's
     // networks annotation); knd would apply none of these, so it refuses rather than ignore.
     const InterfaceConfig& ic = cfg.interface;
-    const char* field =
-        ic.name                                  ? "interface.name"
-        : ic.mtu                                 ? "interface.mtu"
-        : ic.gso_max_size                        ? "interface.gsoMaxSize"
-        : ic.gro_max_size                        ? "interface.groMaxSize"
-        : ic.gso_ipv4_max_size                   ? "interface.gsoIPv4MaxSize"
-        : ic.gro_ipv4_max_size                   ? "interface.groIPv4MaxSize"
-        : ic.hardware_addr                       ? "interface.hardwareAddr"
-        : ic.addresses && !ic.addresses->empty() ? "interface.addresses"
-        : ic.sysctls && !ic.sysctls->empty()     ? "interface.sysctls"
-        : (ic.ethtool_features && !ic.ethtool_features->empty()) || ic.ethtool_channels
-            ? "interface.ethtool"
-        : cfg.ipam                                 ? "ipam"
-        : cfg.routes && !cfg.routes->empty()       ? "routes"
-        : cfg.neighbors && !cfg.neighbors->empty() ? "neighbors"
-        : cfg.rules && !cfg.rules->empty()         ? "rules"
-        : cfg.cni                                  ? "cni"
-        : cfg.sriov                                ? "sriov"
-        : cfg.child                                ? "child"
-                                                   : nullptr;
+    const char* field = ic.name                                  ? "interface.name"
+                        : ic.mtu                                 ? "interface.mtu"
+                        : ic.gso_max_size                        ? "interface.gsoMaxSize"
+                        : ic.gro_max_size                        ? "interface.groMaxSize"
+                        : ic.gso_ipv4_max_size                   ? "interface.gsoIPv4MaxSize"
+                        : ic.gro_ipv4_max_size                   ? "interface.groIPv4MaxSize"
+                        : ic.hardware_addr                       ? "interface.hardwareAddr"
+                        : ic.addresses && !ic.addresses->empty() ? "interface.addresses"
+                        : ic.sysctls && !ic.sysctls->empty()     ? "interface.sysctls"
+                        : (ic.ethtool_features && !ic.ethtool_features->empty()) ||
+                                ic.ethtool_channels || ic.ethtool_rings
+                            ? "interface.ethtool"
+                        : cfg.ipam                                 ? "ipam"
+                        : cfg.routes && !cfg.routes->empty()       ? "routes"
+                        : cfg.neighbors && !cfg.neighbors->empty() ? "neighbors"
+                        : cfg.rules && !cfg.rules->empty()         ? "rules"
+                        : cfg.cni                                  ? "cni"
+                        : cfg.sriov                                ? "sriov"
+                        : cfg.child                                ? "child"
+                                                                   : nullptr;
     if (field != nullptr) {
       return Bad(where, "attachedBy",
                  absl::StrCat("\"multus\" cannot be combined with ", field,
@@ -1243,7 +1252,7 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
                  "plugin's sysctl in the CNI config)");
     }
     if ((cfg.interface.ethtool_features && !cfg.interface.ethtool_features->empty()) ||
-        cfg.interface.ethtool_channels) {
+        cfg.interface.ethtool_channels || cfg.interface.ethtool_rings) {
       return Bad(where, "cni",
                  "cannot be combined with interface.ethtool (knd would not apply it after the "
                  "plugins ran)");
@@ -1309,14 +1318,8 @@ json ToJson(const NetworkConfig& cfg) {
     itf["sysctls"] = std::move(sc);
   }
   if (cfg.interface.ethtool_features) itf["ethtool"]["features"] = *cfg.interface.ethtool_features;
-  if (const std::optional<EthtoolChannels>& ch = cfg.interface.ethtool_channels) {
-    json jc = json::object();
-    if (ch->rx) jc["rx"] = *ch->rx;
-    if (ch->tx) jc["tx"] = *ch->tx;
-    if (ch->other) jc["other"] = *ch->other;
-    if (ch->combined) jc["combined"] = *ch->combined;
-    itf["ethtool"]["channels"] = std::move(jc);
-  }
+  if (cfg.interface.ethtool_channels) itf["ethtool"]["channels"] = *cfg.interface.ethtool_channels;
+  if (cfg.interface.ethtool_rings) itf["ethtool"]["rings"] = *cfg.interface.ethtool_rings;
   if (!itf.empty()) j["interface"] = std::move(itf);
   if (cfg.ipam) j["ipam"] = *cfg.ipam;
   if (cfg.routes) {

@@ -53,12 +53,6 @@ struct Rule {
   bool operator==(const Rule&) const = default;
 };
 
-// Channel (queue) counts of the pod interface (`ethtool -L`); unset ones stay as they are.
-struct EthtoolChannels {
-  std::optional<uint32_t> rx, tx, other, combined;
-  bool operator==(const EthtoolChannels&) const = default;
-};
-
 struct InterfaceConfig {
   std::optional<std::string> name;  // in-pod name; default: host ifName
   std::optional<uint32_t> mtu;      // 68..65535
@@ -77,7 +71,10 @@ struct InterfaceConfig {
   // Offload features over ethtool netlink, by the kernel's name ("rx-gro" -> false; the names
   // `ethtool -k` prints), set in the pod netns after the move and put back on the host.
   std::optional<std::map<std::string, bool>> ethtool_features;
-  std::optional<EthtoolChannels> ethtool_channels;
+  // Queue counts (`ethtool -L`: "rx", "tx", "other", "combined") and ring sizes (`ethtool -G`:
+  // "rx", "rxMini", "rxJumbo", "tx"); the kinds not given stay as they are.
+  std::optional<std::map<std::string, uint32_t>> ethtool_channels;
+  std::optional<std::map<std::string, uint32_t>> ethtool_rings;
   bool operator==(const InterfaceConfig&) const = default;
 };
 

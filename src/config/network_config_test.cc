@@ -213,6 +213,15 @@ const DecodeCase kDecodeCases[] = {
      "interface.ethtool.channels.queues: unknown field"},
     {"ethtool_channels_negative", C(R"({"interface": {"ethtool": {"channels": {"rx": -1}}}})"),
      "interface.ethtool.channels.rx: "},
+    {"ethtool_rings", C(R"({"interface": {"ethtool": {"rings": {"rx": 4096, "rxMini": 0,
+        "rxJumbo": 1048576, "tx": 512}}}})"),
+     ""},
+    {"ethtool_rings_empty", C(R"({"interface": {"ethtool": {"rings": {}}}})"),
+     "interface.ethtool.rings: give at least one of rx, rxMini, rxJumbo, tx"},
+    {"ethtool_rings_big", C(R"({"interface": {"ethtool": {"rings": {"tx": 1048577}}}})"),
+     "interface.ethtool.rings.tx: 1048577 is out of range 0..1048576"},
+    {"ethtool_rings_unknown", C(R"({"interface": {"ethtool": {"rings": {"rx_mini": 8}}}})"),
+     "interface.ethtool.rings.rx_mini: unknown field"},
     {"ethtool_private_flags", C(R"({"interface": {"ethtool": {"privateFlags": {"x": true}}}})"),
      "interface.ethtool.privateFlags: unknown field"},
     {"ethtool_not_bool", C(R"({"interface": {"ethtool": {"features": {"rx-gro": "off"}}}})"),
@@ -682,7 +691,8 @@ TEST(ResolveTest, EthtoolFeaturesMergeFeatureByFeatureAndClaimsSetOffloads) {
                  ClaimEntry({{"interface", {{"ethtool", {{"channels", {{"rx", 2}}}}}}}})},
                 Ctx());
   ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_EQ(got->interface.ethtool_channels, (EthtoolChannels{2, std::nullopt, std::nullopt, 8}));
+  EXPECT_EQ(got->interface.ethtool_channels,
+            (std::map<std::string, uint32_t>{{"combined", 8}, {"rx", 2}}));
   auto cni = Resolve({ClassEntry({{"interface", {{"ethtool", {{"channels", {{"rx", 2}}}}}}}}),
                       ClaimEntry({{"cni", {{"networkAttachment", {{"name", "net"}}}}}})},
                      Ctx());

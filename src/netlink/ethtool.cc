@@ -11,9 +11,9 @@
 #include <netlink/netlink.h>
 
 #include <array>
+#include <iterator>
 #include <optional>
 #include <set>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -264,78 +264,127 @@ absl::StatusOr<std::map<std::string, bool>> EthtoolSocket::SetFeatures(
 
 namespace {
 
-struct ChannelsReply {
-  EthtoolSocket::Channels c;
+// One count of a queue setting: its name in NetworkConfig and the plan, its maximum's and its
+// value's attribute.
+struct CountAttr {
+  const char* key;
+  int max_attr;
+  int value_attr;
+};
+
+constexpr CountAttr kChannelAttrs[] = {
+    {"rx", ETHTOOL_A_CHANNELS_RX_MAX, ETHTOOL_A_CHANNELS_RX_COUNT},
+    {"tx", ETHTOOL_A_CHANNELS_TX_MAX, ETHTOOL_A_CHANNELS_TX_COUNT},
+    {"other", ETHTOOL_A_CHANNELS_OTHER_MAX, ETHTOOL_A_CHANNELS_OTHER_COUNT},
+    {"combined", ETHTOOL_A_CHANNELS_COMBINED_MAX, ETHTOOL_A_CHANNELS_COMBINED_COUNT},
+};
+constexpr CountAttr kRingAttrs[] = {
+    {"rx", ETHTOOL_A_RINGS_RX_MAX, ETHTOOL_A_RINGS_RX},
+    {"rxMini", ETHTOOL_A_RINGS_RX_MINI_MAX, ETHTOOL_A_RINGS_RX_MINI},
+    {"rxJumbo", ETHTOOL_A_RINGS_RX_JUMBO_MAX, ETHTOOL_A_RINGS_RX_JUMBO},
+    {"tx", ETHTOOL_A_RINGS_TX_MAX, ETHTOOL_A_RINGS_TX},
+};
+
+struct KindInfo {
+  const CountAttr* attrs;
+  size_t n;
+  uint8_t get, set, reply;
+  int attr_max;
+  const char* what;  // "channels", "ring entries"
+  const char* tool;  // the ethtool option that sets them
+};
+
+KindInfo Info(QueueKind kind) {
+  if (kind == QueueKind::kChannels) {
+    return {kChannelAttrs,
+            std::size(kChannelAttrs),
+            ETHTOOL_MSG_CHANNELS_GET,
+            ETHTOOL_MSG_CHANNELS_SET,
+            ETHTOOL_MSG_CHANNELS_GET_REPLY,
+            ETHTOOL_A_CHANNELS_MAX,
+            "channels",
+            "-L"};
+  }
+  return {kRingAttrs,
+          std::size(kRingAttrs),
+          ETHTOOL_MSG_RINGS_GET,
+          ETHTOOL_MSG_RINGS_SET,
+          ETHTOOL_MSG_RINGS_GET_REPLY,
+          ETHTOOL_A_RINGS_MAX,
+          "ring entries",
+          "-G"};
+}
+
+struct CountsReply {
+  KindInfo info;
+  EthtoolSocket::Counts c;
   bool seen = false;
 };
 
-int OnChannels(nl_msg* msg, void* arg) {
-  auto* out = static_cast<ChannelsReply*>(arg);
-  nlattr* tb[ETHTOOL_A_CHANNELS_MAX + 1] = {};
-  if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, ETHTOOL_A_CHANNELS_MAX, nullptr) < 0) return NL_SKIP;
-  if (genlmsg_hdr(nlmsg_hdr(msg))->cmd != ETHTOOL_MSG_CHANNELS_GET_REPLY) return NL_SKIP;
+int OnCounts(nl_msg* msg, void* arg) {
+  auto* out = static_cast<CountsReply*>(arg);
+  std::vector<nlattr*> tb(static_cast<size_t>(out->info.attr_max) + 1, nullptr);
+  if (genlmsg_parse(nlmsg_hdr(msg), 0, tb.data(), out->info.attr_max, nullptr) < 0) {
+    return NL_SKIP;
+  }
+  if (genlmsg_hdr(nlmsg_hdr(msg))->cmd != out->info.reply) return NL_SKIP;
   out->seen = true;
-  for (const auto& [attr, field] : std::initializer_list<std::pair<int, uint32_t*>>{
-           {ETHTOOL_A_CHANNELS_RX_MAX, &out->c.rx_max},
-           {ETHTOOL_A_CHANNELS_TX_MAX, &out->c.tx_max},
-           {ETHTOOL_A_CHANNELS_OTHER_MAX, &out->c.other_max},
-           {ETHTOOL_A_CHANNELS_COMBINED_MAX, &out->c.combined_max},
-           {ETHTOOL_A_CHANNELS_RX_COUNT, &out->c.rx},
-           {ETHTOOL_A_CHANNELS_TX_COUNT, &out->c.tx},
-           {ETHTOOL_A_CHANNELS_OTHER_COUNT, &out->c.other},
-           {ETHTOOL_A_CHANNELS_COMBINED_COUNT, &out->c.combined}}) {
-    if (tb[attr] != nullptr) *field = nla_get_u32(tb[attr]);
+  for (size_t i = 0; i < out->info.n; ++i) {
+    const CountAttr& a = out->info.attrs[i];
+    if (tb[a.max_attr] != nullptr) out->c.max[a.key] = nla_get_u32(tb[a.max_attr]);
+    if (tb[a.value_attr] != nullptr) out->c.now[a.key] = nla_get_u32(tb[a.value_attr]);
   }
   return NL_OK;
 }
 
 }  // namespace
 
-absl::Status CheckChannels(const ChannelCounts& want, const EthtoolSocket::Channels& have,
-                           const std::string& ifname) {
-  for (const auto& [name, count, max] :
-       std::initializer_list<std::tuple<const char*, std::optional<uint32_t>, uint32_t>>{
-           {"rx", want.rx, have.rx_max},
-           {"tx", want.tx, have.tx_max},
-           {"other", want.other, have.other_max},
-           {"combined", want.combined, have.combined_max}}) {
-    if (!count || *count <= max) continue;
+absl::Status CheckCounts(QueueKind kind, const std::map<std::string, uint32_t>& want,
+                         const EthtoolSocket::Counts& have, const std::string& ifname) {
+  const KindInfo info = Info(kind);
+  for (const auto& [key, value] : want) {
+    auto it = have.max.find(key);
+    const uint32_t max = it == have.max.end() ? 0 : it->second;
     if (max == 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(name, " ", *count, ": ", ifname, " has no ", name, " channels"));
+          absl::StrCat(key, " ", value, ": ", ifname, " has no ", key, " ", info.what));
     }
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " ", *count, " is above the ", max, " ", name, " channels of ", ifname));
+    if (value > max) {
+      return absl::InvalidArgumentError(absl::StrCat(key, " ", value, " is above the ", max, " ",
+                                                     key, " ", info.what, " of ", ifname));
+    }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<EthtoolSocket::Channels> EthtoolSocket::GetChannels(const std::string& ifname) {
-  const std::string what = "ethtool channels of " + ifname;
-  ChannelsReply reply;
-  absl::Status st = Get(ETHTOOL_MSG_CHANNELS_GET, ifname, what, OnChannels, &reply);
+absl::StatusOr<EthtoolSocket::Counts> EthtoolSocket::GetCounts(QueueKind kind,
+                                                               const std::string& ifname) {
+  CountsReply reply{Info(kind), {}, false};
+  const std::string what = absl::StrCat("ethtool ", reply.info.what, " of ", ifname);
+  absl::Status st = Get(reply.info.get, ifname, what, OnCounts, &reply);
   if (absl::IsUnimplemented(st)) {
-    return absl::UnimplementedError(
-        absl::StrCat(ifname, " has no channels to set (its driver does not offer ethtool -L)"));
+    return absl::UnimplementedError(absl::StrCat(ifname, " has no ", reply.info.what,
+                                                 " to set (its driver does not offer ethtool ",
+                                                 reply.info.tool, ")"));
   }
   RETURN_IF_ERROR(st);
   if (!reply.seen) return absl::InternalError(what + ": no reply");
   return reply.c;
 }
 
-absl::Status EthtoolSocket::SetChannels(const std::string& ifname, const ChannelCounts& want) {
-  if (want == ChannelCounts{}) return absl::OkStatus();
-  ASSIGN_OR_RETURN(Channels have, GetChannels(ifname));
-  RETURN_IF_ERROR(CheckChannels(want, have, ifname));
-  const std::string what = "set ethtool channels of " + ifname;
-  ASSIGN_OR_RETURN(NlMsgPtr msg, Request(family_, ETHTOOL_MSG_CHANNELS_SET, ifname, 0));
+absl::Status EthtoolSocket::SetCounts(QueueKind kind, const std::string& ifname,
+                                      const std::map<std::string, uint32_t>& want) {
+  if (want.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(Counts have, GetCounts(kind, ifname));
+  RETURN_IF_ERROR(CheckCounts(kind, want, have, ifname));
+  const KindInfo info = Info(kind);
+  const std::string what = absl::StrCat("set ethtool ", info.what, " of ", ifname);
+  ASSIGN_OR_RETURN(NlMsgPtr msg, Request(family_, info.set, ifname, 0));
   nl_msg* m = msg.get();
-  for (const auto& [attr, count] : std::initializer_list<std::pair<int, std::optional<uint32_t>>>{
-           {ETHTOOL_A_CHANNELS_RX_COUNT, want.rx},
-           {ETHTOOL_A_CHANNELS_TX_COUNT, want.tx},
-           {ETHTOOL_A_CHANNELS_OTHER_COUNT, want.other},
-           {ETHTOOL_A_CHANNELS_COMBINED_COUNT, want.combined}}) {
-    if (count) RETURN_IF_ERROR(PutStatus(nla_put_u32(m, attr, *count), "count"));
+  for (size_t i = 0; i < info.n; ++i) {
+    auto it = want.find(info.attrs[i].key);
+    if (it == want.end()) continue;
+    RETURN_IF_ERROR(PutStatus(nla_put_u32(m, info.attrs[i].value_attr, it->second), "count"));
   }
   nlmsg_hdr(m)->nlmsg_flags |= NLM_F_ACK;
   if (int err = nl_send_auto(sock_.get(), m); err < 0) return NlStatus(err, what + ": send");

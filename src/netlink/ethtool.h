@@ -19,11 +19,10 @@ struct nl_msg;
 
 namespace knd::netlink {
 
-// Channel counts to set (`ethtool -L DEV rx N tx N other N combined N`); unset ones stay.
-struct ChannelCounts {
-  std::optional<uint32_t> rx, tx, other, combined;
-  bool operator==(const ChannelCounts&) const = default;
-};
+// Queue settings that are counts per kind, with a maximum each: channels (`ethtool -l/-L`:
+// "rx", "tx", "other", "combined") and ring sizes (`ethtool -g/-G`: "rx", "rxMini", "rxJumbo",
+// "tx").
+enum class QueueKind { kChannels, kRings };
 
 // A NETLINK_GENERIC socket with the ethtool family resolved, in the namespace it was opened in.
 class EthtoolSocket {
@@ -59,16 +58,18 @@ class EthtoolSocket {
   // Names the device does not have or cannot change are skipped.
   absl::Status RestoreWanted(const std::string& ifname, const std::map<std::string, bool>& wanted);
 
-  // Channel (queue) counts, as `ethtool -l` shows them: the device's maximums and what is set.
-  struct Channels {
-    uint32_t rx_max = 0, tx_max = 0, other_max = 0, combined_max = 0;
-    uint32_t rx = 0, tx = 0, other = 0, combined = 0;
+  // What a device has of `kind`: the maximum and the current value of each of its keys (a
+  // key the kernel does not report is absent; a maximum of 0: the device has none of those).
+  struct Counts {
+    std::map<std::string, uint32_t> max, now;
   };
-  // Unimplemented, naming the device, when its driver has no channels.
-  absl::StatusOr<Channels> GetChannels(const std::string& ifname);
-  // Sets the given counts (unset ones stay) in one ETHTOOL_MSG_CHANNELS_SET, after
-  // CheckChannels against the device (nothing is sent when that fails).
-  absl::Status SetChannels(const std::string& ifname, const ChannelCounts& want);
+  // Unimplemented, naming the device, when its driver has no such settings.
+  absl::StatusOr<Counts> GetCounts(QueueKind kind, const std::string& ifname);
+  // Sets the counts in `want` (the others stay) in one ETHTOOL_MSG_CHANNELS_SET or
+  // ETHTOOL_MSG_RINGS_SET, after CheckCounts against the device (nothing is sent when that
+  // fails).
+  absl::Status SetCounts(QueueKind kind, const std::string& ifname,
+                         const std::map<std::string, uint32_t>& want);
 
  private:
   absl::Status Get(uint8_t cmd, const std::string& ifname, const std::string& what,
@@ -91,9 +92,9 @@ absl::StatusOr<std::map<std::string, bool>> ResolveFeatures(
     const std::map<std::string, bool>& want,
     const std::map<std::string, EthtoolSocket::Feature>& features, const std::string& ifname);
 
-// `want` against a device with `have`: InvalidArgument naming `ifname`, the count and the
-// device's maximum for a count above it (a maximum of 0: the device has no such channels).
-absl::Status CheckChannels(const ChannelCounts& want, const EthtoolSocket::Channels& have,
-                           const std::string& ifname);
+// `want` against a device with `have`: InvalidArgument naming `ifname`, the key and the
+// device's maximum for a value above it, or for a key the device does not have.
+absl::Status CheckCounts(QueueKind kind, const std::map<std::string, uint32_t>& want,
+                         const EthtoolSocket::Counts& have, const std::string& ifname);
 
 }  // namespace knd::netlink

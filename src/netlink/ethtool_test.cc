@@ -143,28 +143,33 @@ TEST_F(EthtoolTest, RestoreWantedPutsBackWhatADependencyTookWithoutFailing) {
 }
 
 TEST_F(EthtoolTest, ChannelsAsEthtoolShowsThemAndSetInOneRequest) {
-  auto c = sock_->GetChannels("va");
+  auto c = sock_->GetCounts(QueueKind::kChannels, "va");
   ASSERT_TRUE(c.ok()) << c.status();
   // veth: rx and tx queues up to the CPUs, no other or combined ones.
+  const uint32_t rx_max = c->max["rx"];
   const std::string shown = Out("ip netns exec " + ns_->name() + " ethtool -l va");
-  EXPECT_THAT(shown, HasSubstr("RX:\t\t" + std::to_string(c->rx_max) + "\n"));
-  EXPECT_EQ(c->rx, 1u);
-  EXPECT_EQ(c->tx, 1u);
-  EXPECT_EQ(c->combined_max, 0u);
+  EXPECT_THAT(shown, HasSubstr("RX:\t\t" + std::to_string(rx_max) + "\n"));
+  EXPECT_EQ(c->now["rx"], 1u);
+  EXPECT_EQ(c->now["tx"], 1u);
+  EXPECT_EQ(c->max["combined"], 0u);
   // Above the maximum, or a kind the device has none of: refused before anything is sent.
-  absl::Status st = sock_->SetChannels("va", {c->rx_max + 1, std::nullopt, std::nullopt, {}});
+  absl::Status st = sock_->SetCounts(QueueKind::kChannels, "va", {{"rx", rx_max + 1}});
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
-  EXPECT_THAT(std::string(st.message()),
-              HasSubstr(absl::StrCat("rx ", c->rx_max + 1, " is above the ", c->rx_max,
-                                     " rx channels of va")));
-  st = sock_->SetChannels("va", {std::nullopt, std::nullopt, std::nullopt, 2});
+  EXPECT_THAT(std::string(st.message()), HasSubstr(absl::StrCat("rx ", rx_max + 1, " is above the ",
+                                                                rx_max, " rx channels of va")));
+  st = sock_->SetCounts(QueueKind::kChannels, "va", {{"combined", 2}});
   EXPECT_THAT(std::string(st.message()), HasSubstr("combined 2: va has no combined channels"));
-  if (c->rx_max < 2) GTEST_SKIP() << "one CPU: veth has a single queue";
-  ASSERT_TRUE(sock_->SetChannels("va", {2, 2, std::nullopt, std::nullopt}).ok());
-  c = sock_->GetChannels("va");
+  // veth has no rings at all.
+  auto rings = sock_->GetCounts(QueueKind::kRings, "va");
+  EXPECT_EQ(rings.status().code(), absl::StatusCode::kUnimplemented) << rings.status();
+  EXPECT_THAT(std::string(rings.status().message()),
+              HasSubstr("va has no ring entries to set (its driver does not offer ethtool -G)"));
+  if (rx_max < 2) GTEST_SKIP() << "one CPU: veth has a single queue";
+  ASSERT_TRUE(sock_->SetCounts(QueueKind::kChannels, "va", {{"rx", 2}, {"tx", 2}}).ok());
+  c = sock_->GetCounts(QueueKind::kChannels, "va");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->rx, 2u);
-  EXPECT_EQ(c->tx, 2u);
+  EXPECT_EQ(c->now["rx"], 2u);
+  EXPECT_EQ(c->now["tx"], 2u);
 }
 
 TEST_F(EthtoolTest, NoSuchLinkIsNotFound) {

@@ -1,5 +1,6 @@
 #include "state/plan.h"
 
+#include <cstdint>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -118,9 +119,14 @@ DevicePlan DeviceFromJson(const json& j) {
         if (v.is_boolean()) h.ethtool_features[k] = v.get<bool>();
       }
     }
-    if (auto ec = it->find("ethtoolChannels"); ec != it->end() && ec->is_object()) {
+    for (const auto& [key, out] : {std::pair{"ethtoolChannels", &h.ethtool_channels},
+                                   std::pair{"ethtoolRings", &h.ethtool_rings}}) {
+      auto ec = it->find(key);
+      if (ec == it->end() || !ec->is_object()) continue;
       for (const auto& [k, v] : ec->items()) {
-        if (v.is_number_unsigned()) h.ethtool_channels[k] = v.get<uint32_t>();
+        if (v.is_number_unsigned() && v.get<uint64_t>() <= UINT32_MAX) {
+          (*out)[k] = v.get<uint32_t>();
+        }
       }
     }
     if (auto v = it->find("vf"); v != it->end() && v->is_object()) {
@@ -220,6 +226,7 @@ json ToJson(const ClaimPlan& plan) {
       if (!d.host->ethtool_channels.empty()) {
         jd["host"]["ethtoolChannels"] = d.host->ethtool_channels;
       }
+      if (!d.host->ethtool_rings.empty()) jd["host"]["ethtoolRings"] = d.host->ethtool_rings;
       if (d.host->gso_max_size != 0) jd["host"]["gsoMaxSize"] = d.host->gso_max_size;
       if (d.host->gro_max_size != 0) jd["host"]["groMaxSize"] = d.host->gro_max_size;
       if (d.host->gso_ipv4_max_size != 0) {
