@@ -89,6 +89,56 @@ def addresses(ifname, ns=None):
     return out
 
 
+def host_state(ifname, ns=None):
+    """MTU, MAC and addresses of a link: what a device must come back to the host with."""
+    lk = link(ifname, ns=ns)
+    if lk is None:
+        return None
+    return {"mtu": lk["mtu"], "mac": lk["address"], "addrs": sorted(addresses(ifname, ns=ns))}
+
+
+def _expects_link_local(ifname):
+    conf = f"/proc/sys/net/ipv6/conf/{ifname}"
+    try:
+        with open(f"{conf}/disable_ipv6") as f:
+            if f.read().strip() != "0":
+                return False
+        with open(f"{conf}/addr_gen_mode") as f:
+            if f.read().strip() == "1":  # none
+                return False
+    except OSError:
+        return False
+    lk = link(ifname)
+    return bool(lk) and lk.get("operstate") == "UP"
+
+
+def settled_host_state(ifname, state=host_state, timeout=5.0):
+    """state(ifname) once the kernel has given an up link its IPv6 link-local address. The kernel
+    adds it from its link watcher, up to a second after the carrier comes, so a state taken right
+    after `ip link set up` may or may not have it."""
+    if _expects_link_local(ifname):
+        wait_for(lambda: any(a.startswith("fe80:") for a in addresses(ifname)), timeout=timeout,
+                 what=f"the kernel's IPv6 link-local on {ifname}")
+    return state(ifname)
+
+
+def assert_comes_back(test, ifname, before, state=host_state, timeout=10.0, msg=None):
+    """Asserts that state(ifname) becomes `before` (a settled_host_state) within `timeout`. The
+    kernel, not knd, gives a device back its IPv6 link-local, up to a second after knd has
+    restored and raised it; every other field is knd's and compared as it is then."""
+    deadline = time.monotonic() + timeout
+    got = None
+    while True:
+        try:
+            got = state(ifname)
+        except Exception as e:  # noqa: BLE001 - the link may not be back yet
+            got = e
+        if got == before or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    test.assertEqual(got, before, msg)
+
+
 def routes(ifname, ns=None, family="-4"):
     cmd = ["ip", "-j", family] + (["-n", ns] if ns else []) + ["route", "show", "dev", ifname]
     return json.loads(subprocess.run(cmd, capture_output=True, text=True).stdout or "[]")

@@ -8,7 +8,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import Node, addresses, link, routes, sh, wait_for  # noqa: E402
+from harness import Node, addresses, assert_comes_back, link, routes, settled_host_state, sh, wait_for  # noqa: E402
 
 CONFIG = {"apiVersion": "knd.k8s.cni.cncf.io/v1alpha1", "kind": "NetworkConfig",
           "interface": {"name": "net-a", "mtu": 1400,
@@ -16,11 +16,6 @@ CONFIG = {"apiVersion": "knd.k8s.cni.cncf.io/v1alpha1", "kind": "NetworkConfig",
           "routes": [{"destination": "198.51.100.0/24", "gateway": "192.0.2.1"},
                      {"destination": "203.0.113.0/24"}]}
 NODE_CONFIG = 'include:\n  - ifName: "eth*"\n'
-
-
-def host_state(ifname):
-    lk = link(ifname)
-    return {"mtu": lk["mtu"], "mac": lk["address"], "addrs": sorted(addresses(ifname))}
 
 
 @harness.privileged
@@ -32,7 +27,7 @@ class AttachTest(unittest.TestCase):
         n = self.node
         n.veth("eth1", mtu=1500)
         sh("ip", "addr", "add", "10.99.0.2/24", "dev", "eth1")
-        self.before = host_state("eth1")
+        self.before = settled_host_state("eth1")
         n.start_driver(config=NODE_CONFIG)
         wait_for(lambda: "eth1" in n.published_devices(), what="eth1 published")
 
@@ -59,7 +54,7 @@ class AttachTest(unittest.TestCase):
     def assert_restored(self):
         lk = wait_for(lambda: link("eth1"), timeout=10, what="eth1 back on the host")
         self.assertIsNotNone(lk)
-        self.assertEqual(host_state("eth1"), self.before)
+        assert_comes_back(self, "eth1", self.before)
 
     def test_attach_detach_containerd_order(self):
         pod, claim = self.start_pod()

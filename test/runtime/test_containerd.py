@@ -14,18 +14,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from containerd_node import VERSION, ContainerdNode  # noqa: E402
 
 import harness  # noqa: E402
-from harness import HttpError, addresses, knd_config, link, metric, routes, sh, wait_for  # noqa: E402
+from harness import (HttpError, addresses, assert_comes_back, knd_config, link, metric, routes,
+                     settled_host_state, sh, wait_for)  # noqa: E402
 
 CNI_BIN = "/usr/lib/cni"
 NODE_CONFIG = 'include:\n  - ifName: "eth*"\n'
 NS = "team-a"
 CONFIG = knd_config(interface={"name": "net-a", "mtu": 1400, "addresses": ["192.0.2.10/24"]},
                     routes=[{"destination": "198.51.100.0/24", "gateway": "192.0.2.1"}])
-
-
-def host_state(ifname):
-    lk = link(ifname)
-    return {"mtu": lk["mtu"], "mac": lk["address"], "addrs": sorted(addresses(ifname))}
 
 
 @harness.privileged
@@ -38,7 +34,7 @@ class ContainerdTest(unittest.TestCase):
         for name in ("eth1", "eth2"):
             n.veth(name)
         sh("ip", "addr", "add", "10.99.0.2/24", "dev", "eth1")
-        self.before = {name: host_state(name) for name in ("eth1", "eth2")}
+        self.before = {name: settled_host_state(name) for name in ("eth1", "eth2")}
         self.own_bin = harness.slow_host_device(n.tmp, CNI_BIN)  # beside Debian's plugins
         self.start_driver()
         wait_for(lambda: {"eth1", "eth2"} <= set(n.published_devices()), what="veths published")
@@ -71,7 +67,7 @@ class ContainerdTest(unittest.TestCase):
 
     def assert_restored(self, name="eth1"):
         wait_for(lambda: link(name), timeout=10, what=f"{name} back on the host")
-        self.assertEqual(host_state(name), self.before[name])
+        assert_comes_back(self, name, self.before[name])
 
     def teardown_pod(self, pod, claim, device="eth1"):
         n = self.node

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from containerd_node import ContainerdNode  # noqa: E402
 
 import harness  # noqa: E402
-from harness import addresses, knd_config, link, routes, sh, wait_for  # noqa: E402
+from harness import addresses, assert_comes_back, knd_config, link, routes, settled_host_state, sh, wait_for  # noqa: E402
 
 CNI_BIN = "/usr/lib/cni"
 NODE_CONFIG = 'include:\n  - ifName: "eth*"\n'
@@ -32,11 +32,6 @@ CLAIM = "claim-pod-a"
 CONFIG = knd_config(interface={"name": "net-a", "mtu": 1400, "addresses": ["192.0.2.10/24"]},
                     routes=[{"destination": "198.51.100.0/24", "gateway": "192.0.2.1"}])
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "v1")
-
-
-def host_state(ifname):
-    lk = link(ifname)
-    return {"mtu": lk["mtu"], "mac": lk["address"], "addrs": sorted(addresses(ifname))}
 
 
 def fill(value, subs):
@@ -74,7 +69,7 @@ class UpgradeTest(unittest.TestCase):
         n = self.node
         n.veth("eth1")
         sh("ip", "addr", "add", "10.99.0.2/24", "dev", "eth1")
-        self.before = host_state("eth1")
+        self.before = settled_host_state("eth1")
         lk = link("eth1")
         self.ifindex, self.mac = lk["ifindex"], lk["address"]
         self.start_driver()
@@ -158,7 +153,7 @@ class UpgradeTest(unittest.TestCase):
         n = self.node
         n.stop_pod(self.pod)
         wait_for(lambda: link("eth1"), timeout=10, what="eth1 back on the host")
-        self.assertEqual(host_state("eth1"), self.before, "eth1 restored exactly")
+        assert_comes_back(self, "eth1", self.before, msg="eth1 restored exactly")
         n.remove_pod(self.pod)
         un = n.unprepare(NS, POD)["claims"][self.claim_uid]
         self.assertEqual(un.get("error", ""), "")

@@ -12,7 +12,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 import lab  # noqa: E402
 from lab import attr, device_name, link_details, pci_of, set_vfs, sriov_pfs  # noqa: E402
-from harness import DRIVER, Node, addresses, ip_json, knd_config, link, sh, wait_for  # noqa: E402
+from harness import (DRIVER, Node, addresses, assert_comes_back, ip_json, knd_config, link,
+                     settled_host_state, sh, wait_for)  # noqa: E402
 
 D = "knd.k8s.cni.cncf.io/"
 # The VFs carry the resourceName that Multus's NADs (k8s.v1.cni.cncf.io/resourceName) ask for.
@@ -28,6 +29,18 @@ CONFIG = knd_config(interface={"name": "net-a", "mtu": 1400,
 def parentdev(ifname, ns=None):
     """The PCI address the kernel gives as a link's parent device (ip -d)."""
     return link_details(ifname, ns=ns).get("parentdev")
+
+
+def rings(ifname, ns=None):
+    """The current RX and TX ring sizes as `ethtool -g` prints them."""
+    text = sh("ethtool", "-g", ifname, ns=ns)
+    now = text[text.index("Current hardware settings:"):]
+    got = {}
+    for line in now.splitlines()[1:]:
+        key, _, value = line.partition(":")
+        if key in ("RX", "TX"):
+            got[key] = int(value.split()[0])
+    return got
 
 
 def offloads(ifname, ns=None):
@@ -123,14 +136,15 @@ class SriovTest(unittest.TestCase):
         self.published(lambda d: device_name(vf_pci) in d)
         sh("ip", "link", "set", vf_if, "mtu", "1500")
         sh("ip", "addr", "add", "10.99.0.2/24", "dev", vf_if)
-        before = self.host_state(vf_if)
+        before = settled_host_state(vf_if, self.host_state)
         pod, claim = self.start_pod("pod-a", CONFIG)
         code, body = self.node.run_pod(pod)
         self.assertEqual(code, 200, body)
         self.assert_in_pod(pod)
         self.node.stop_pod(pod, order="containerd")
         wait_for(lambda: link(vf_if), timeout=15, what="the VF back on the host")
-        self.assertEqual(self.host_state(vf_if), before, "name, MTU, MAC and addresses restored")
+        assert_comes_back(self, vf_if, before, self.host_state,
+                          msg="name, MTU, MAC and addresses restored")
         self.node.remove_pod(pod)
         un = self.node.unprepare(NS, "pod-a")["claims"][claim["metadata"]["uid"]]
         self.assertEqual(un.get("error", ""), "")
@@ -142,39 +156,44 @@ class SriovTest(unittest.TestCase):
         self.start(1)
         vf_pci, vf_if = self.vfs[0]
         self.published(lambda d: device_name(vf_pci) in d)
-        before = self.host_state(vf_if)
+        before = settled_host_state(vf_if, self.host_state)
         pod, _ = self.start_pod("pod-b", CONFIG)
         self.assertEqual(self.node.run_pod(pod)[0], 200)
         self.assert_in_pod(pod)
         self.node.stop_pod(pod, order="crio")
         wait_for(lambda: link(vf_if), timeout=15, what="the VF back under its host name")
-        self.assertEqual(self.host_state(vf_if), before)
+        assert_comes_back(self, vf_if, before, self.host_state)
         self.assertIsNone(link("net-a"), "no stray net-a left on the host")
 
     @unittest.skipUnless(os.access("/usr/sbin/ethtool", os.X_OK), "needs Debian's ethtool")
-    def test_vf_offloads_from_the_claim_in_the_pod_and_back_on_the_host_after_its_netns_died(self):
-        """interface.ethtool.features on a real driver (igbvf): TSO (ethtool's alias, both TCP
-        segmentation features), receive checksumming and GRO off in the pod. The VF keeps its
-        features across netns, so when its netns dies first (CRI-O's order) it comes back with
-        the pod's offloads, and knd puts the host's back."""
+    def test_vf_offloads_and_rings_from_the_claim_in_the_pod_and_back_after_its_netns_died(self):
+        """interface.ethtool on a real driver (igbvf): TSO (ethtool's alias, both TCP
+        segmentation features), receive checksumming and GRO off, and other ring sizes, in the
+        pod. The VF keeps them across netns, so when its netns dies first (CRI-O's order) it
+        comes back with the pod's, and knd puts the host's back."""
         self.start(1)
         vf_pci, vf_if = self.vfs[0]
         self.published(lambda d: device_name(vf_pci) in d)
         names = ("tcp-segmentation-offload", "rx-checksumming", "generic-receive-offload")
         before = offloads(vf_if)
         self.assertEqual([before[n] for n in names], ["on"] * 3, before)
-        config = knd_config(interface={"name": "net-a", "addresses": ["192.0.2.10/24"],
-                                       "ethtool": {"features": {"tso": False, "rx": False,
-                                                                "gro": False}}})
+        host_rings = rings(vf_if)
+        pod_rings = {"RX": host_rings["RX"] * 2, "TX": host_rings["TX"] // 2}
+        config = knd_config(interface={
+            "name": "net-a", "addresses": ["192.0.2.10/24"],
+            "ethtool": {"features": {"tso": False, "rx": False, "gro": False},
+                        "rings": {"rx": pod_rings["RX"], "tx": pod_rings["TX"]}}})
         pod, _ = self.start_pod("pod-e", config)
         code, body = self.node.run_pod(pod)
         self.assertEqual(code, 200, body)
         in_pod = offloads("net-a", ns=self.node.pod_ns(pod))
         self.assertEqual([in_pod[n] for n in names], ["off"] * 3, in_pod)
         self.assertEqual(in_pod["scatter-gather"], before["scatter-gather"], "not asked for")
+        self.assertEqual(rings("net-a", ns=self.node.pod_ns(pod)), pod_rings)
         self.node.stop_pod(pod, order="crio")
         wait_for(lambda: link(vf_if), timeout=15, what="the VF back under its host name")
         self.assertEqual(offloads(vf_if), before, "the host's offloads put back")
+        self.assertEqual(rings(vf_if), host_rings, "the host's ring sizes put back")
 
     def vfinfo(self, index=0):
         """The PF's view of VF `index` (ip -j link show <pf>): MAC, VLAN, qos, spoofchk, trust."""
