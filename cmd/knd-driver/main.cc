@@ -567,6 +567,10 @@ int main(int argc, char** argv) {
   prep_opts.on_host = [&attacher](const knd::state::DeviceIdentity& id) {
     return attacher->OnHost(id);
   };
+  prep_opts.check_device = [&attacher](const knd::state::DeviceIdentity& id,
+                                       const knd::config::NetworkConfig& cfg) {
+    return attacher->CheckDevice(id, cfg);
+  };
   prep_opts.release = [&pod_network](const knd::state::ClaimPlan& holder, size_t index) {
     return pod_network.ReleaseDevice(holder, index);
   };

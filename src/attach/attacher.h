@@ -80,6 +80,15 @@ class Attacher {
   // link dump.)
   virtual absl::StatusOr<bool> OnHost(const state::DeviceIdentity& identity) = 0;
 
+  // Can the device, on the host now, take what `cfg` asks of the device itself: every
+  // interface.ethtool feature one it can change, no channel count or ring size above its
+  // maxima? Prepare's check, so that a claim the device cannot serve is refused before the
+  // pod's sandbox is made. An error names the field (InvalidArgument; Unimplemented for what
+  // the driver does not offer at all); NotFound when the device is not on the host. Changes
+  // nothing.
+  virtual absl::Status CheckDevice(const state::DeviceIdentity& identity,
+                                   const config::NetworkConfig& cfg) = 0;
+
   // The device inside `netns_path`, found by identity (PCI parent device, permanent MAC, MAC
   // as last seen on the host), under whatever name another component (the pod's CNI) gave
   // it: its in-pod name, MAC and global addresses. nullopt when it is not there (or the netns

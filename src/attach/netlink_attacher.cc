@@ -184,22 +184,57 @@ std::map<std::string, uint32_t>& SnapshotOf(state::HostSnapshot& snap, netlink::
   return kind == netlink::QueueKind::kChannels ? snap.ethtool_channels : snap.ethtool_rings;
 }
 
+// Whether `cfg` sets anything through ethtool.
+bool SetsEthtool(const config::NetworkConfig& cfg) {
+  const auto& f = cfg.interface.ethtool_features;
+  return (f && !f->empty()) || cfg.interface.ethtool_channels || cfg.interface.ethtool_rings;
+}
+
 // interface.ethtool of `cfg` for `ifname`, in the calling thread's netns, or an error naming
 // the field: channels and rings first (a driver may reset its offloads with its queues), then
 // features.
 absl::Status ApplyEthtoolHere(const std::string& ifname, const config::NetworkConfig& cfg) {
-  const auto& want = cfg.interface.ethtool_features;
-  const bool features = want && !want->empty();
-  const auto queues = QueueSettings(cfg);
-  if (!features && !*queues[0].want && !*queues[1].want) return absl::OkStatus();
+  if (!SetsEthtool(cfg)) return absl::OkStatus();
   absl::StatusOr<netlink::EthtoolSocket> sock = netlink::EthtoolSocket::Open();
   if (!sock.ok()) return Annotate(sock.status(), "interface.ethtool");
-  for (const QueueSetting& q : queues) {
+  for (const QueueSetting& q : QueueSettings(cfg)) {
     if (!*q.want) continue;
     RETURN_IF_ERROR(Annotate(sock->SetCounts(q.kind, ifname, **q.want), q.field));
   }
-  if (!features) return absl::OkStatus();
+  const auto& want = cfg.interface.ethtool_features;
+  if (!want || want->empty()) return absl::OkStatus();
   return Annotate(sock->SetFeatures(ifname, *want).status(), "interface.ethtool.features");
+}
+
+// Can `ifname`, in the calling thread's netns, take the interface.ethtool settings of `cfg`:
+// every feature one it can change, no channel count or ring size above its maximum? Else an
+// error naming the field, with nothing changed. With `snap`, also records what the device has
+// now of each setting, to be put back at detach.
+absl::Status CheckEthtoolHere(const std::string& ifname, const config::NetworkConfig& cfg,
+                              state::HostSnapshot* snap) {
+  if (!SetsEthtool(cfg)) return absl::OkStatus();
+  absl::StatusOr<netlink::EthtoolSocket> eth = netlink::EthtoolSocket::Open();
+  if (!eth.ok()) return Annotate(eth.status(), "interface.ethtool");
+  for (const QueueSetting& q : QueueSettings(cfg)) {
+    if (!*q.want) continue;
+    absl::StatusOr<netlink::EthtoolSocket::Counts> have = eth->GetCounts(q.kind, ifname);
+    absl::Status st =
+        have.ok() ? netlink::CheckCounts(q.kind, **q.want, *have, ifname) : have.status();
+    if (!st.ok()) return Annotate(st, q.field);
+    if (snap == nullptr) continue;
+    for (const auto& [key, v] : **q.want) SnapshotOf(*snap, q.kind)[key] = have->now[key];
+  }
+  const auto& want = cfg.interface.ethtool_features;
+  if (!want || want->empty()) return absl::OkStatus();
+  absl::StatusOr<std::map<std::string, netlink::EthtoolSocket::Feature>> features =
+      eth->Features(ifname);
+  if (!features.ok()) return Annotate(features.status(), "interface.ethtool.features");
+  absl::StatusOr<std::map<std::string, bool>> set =
+      netlink::ResolveFeatures(*want, *features, ifname);
+  if (!set.ok()) return Annotate(set.status(), "interface.ethtool.features");
+  if (snap == nullptr) return absl::OkStatus();
+  for (const auto& [name, on] : *set) snap->ethtool_features[name] = (*features)[name].wanted;
+  return absl::OkStatus();
 }
 
 // `sock` and `host` are the host netns's. With `cfg`, also the host's wanted state of the
@@ -241,28 +276,7 @@ absl::StatusOr<state::HostSnapshot> TakeSnapshot(NlSock& sock, const LinkState& 
       absl::StatusOr<std::string> v = netlink::ReadInterfaceConf(link.name, c.family, c.key);
       if (v.ok()) snap.sysctls[absl::StrCat(c.family, ".", c.key)] = *v;
     }
-    if (cfg == nullptr) return absl::OkStatus();
-    const bool features_set =
-        cfg->interface.ethtool_features && !cfg->interface.ethtool_features->empty();
-    const auto queues = QueueSettings(*cfg);
-    if (!features_set && !*queues[0].want && !*queues[1].want) return absl::OkStatus();
-    absl::StatusOr<netlink::EthtoolSocket> eth = netlink::EthtoolSocket::Open();
-    if (!eth.ok()) return Annotate(eth.status(), "interface.ethtool");
-    for (const QueueSetting& q : queues) {
-      if (!*q.want) continue;
-      absl::StatusOr<netlink::EthtoolSocket::Counts> have = eth->GetCounts(q.kind, link.name);
-      absl::Status st =
-          have.ok() ? netlink::CheckCounts(q.kind, **q.want, *have, link.name) : have.status();
-      if (!st.ok()) return Annotate(st, q.field);
-      for (const auto& [key, v] : **q.want) SnapshotOf(snap, q.kind)[key] = have->now[key];
-    }
-    if (!features_set) return absl::OkStatus();
-    ASSIGN_OR_RETURN(auto features, eth->Features(link.name));
-    absl::StatusOr<std::map<std::string, bool>> set =
-        netlink::ResolveFeatures(*cfg->interface.ethtool_features, features, link.name);
-    if (!set.ok()) return Annotate(set.status(), "interface.ethtool.features");
-    for (const auto& [name, on] : *set) snap.ethtool_features[name] = features[name].wanted;
-    return absl::OkStatus();
+    return cfg == nullptr ? absl::OkStatus() : CheckEthtoolHere(link.name, *cfg, &snap);
   }));
   return snap;
 }
@@ -526,6 +540,16 @@ class NetlinkAttacher : public Attacher {
     ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
     return FindByIdentity(links, identity, nullptr).has_value();
+  }
+
+  absl::Status CheckDevice(const state::DeviceIdentity& identity,
+                           const config::NetworkConfig& cfg) override {
+    if (!SetsEthtool(cfg)) return absl::OkStatus();
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
+    std::optional<LinkState> dev = FindByIdentity(links, identity, nullptr);
+    if (!dev) return absl::NotFoundError("the device is not on the host");
+    return InNetns(*host_, [&] { return CheckEthtoolHere(dev->name, cfg, nullptr); });
   }
 
   absl::StatusOr<std::optional<state::AttachResult>> FindInPod(

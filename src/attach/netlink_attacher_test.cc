@@ -766,6 +766,49 @@ TEST_F(AttachTest, MoreChannelsThanTheDeviceHasAreRefusedBeforeAnythingChanges) 
   ExpectHostRestored();
 }
 
+TEST_F(AttachTest, CheckDeviceAnswersPreparesQuestionAndChangesNothing) {
+  if (Sh("ethtool --version").find("ethtool version") == std::string::npos) {
+    GTEST_SKIP() << "needs ethtool";
+  }
+  config::NetworkConfig cfg;
+  EXPECT_TRUE(attacher_->CheckDevice(id_, cfg).ok()) << "nothing for ethtool: nothing to check";
+  cfg.interface.ethtool_features = std::map<std::string, bool>{{"tso", false}};
+  EXPECT_TRUE(attacher_->CheckDevice(id_, cfg).ok());
+  EXPECT_EQ(Feature("", "h0", "tx-tcp-segmentation"), "on") << "a check sets nothing";
+
+  struct Bad {
+    std::function<void(config::NetworkConfig&)> set;
+    std::string error;
+    absl::StatusCode code = absl::StatusCode::kInvalidArgument;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {[](auto& c) {
+              c.interface.ethtool_features = std::map<std::string, bool>{{"lro", true}};
+            },
+            "interface.ethtool.features: ethtool feature \"lro\" cannot be changed on h0"},
+           {[](auto& c) {
+              c.interface.ethtool_channels = std::map<std::string, uint32_t>{{"combined", 4}};
+            },
+            "interface.ethtool.channels: combined 4: h0 has no combined channels"},
+           {[](auto& c) {
+              c.interface.ethtool_rings = std::map<std::string, uint32_t>{{"rx", 512}};
+            },
+            "interface.ethtool.rings: h0 has no ring entries to set",
+            absl::StatusCode::kUnimplemented}}) {
+    config::NetworkConfig c = cfg;
+    bad.set(c);
+    absl::Status st = attacher_->CheckDevice(id_, c);
+    EXPECT_EQ(st.code(), bad.code) << st;
+    EXPECT_THAT(std::string(st.message()), HasSubstr(bad.error));
+  }
+  ExpectHostRestored();
+  EXPECT_EQ(Feature("", "h0", "tx-tcp-segmentation"), "on");
+
+  // In a pod, the device is not on the host to be asked.
+  ASSERT_TRUE(attacher_->Attach(Request({"192.0.2.10/24"}, {}), Persist()).ok());
+  EXPECT_TRUE(absl::IsNotFound(attacher_->CheckDevice(id_, cfg)));
+}
+
 TEST_F(AttachTest, NeighborOfAFamilyWithoutAddressStillApplies) {
   // An IPv4-only attachment keeps IPv6 on the link (only SLAAC and the link-local are off),
   // so an IPv6 neighbour is accepted; a neighbour the kernel refuses names itself.

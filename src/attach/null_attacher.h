@@ -39,6 +39,9 @@ class NullAttacher : public Attacher {
   }
   absl::StatusOr<bool> IsAttached(const std::string&, const std::string&) override { return false; }
   absl::StatusOr<bool> OnHost(const state::DeviceIdentity&) override { return true; }
+  absl::Status CheckDevice(const state::DeviceIdentity&, const config::NetworkConfig&) override {
+    return absl::OkStatus();
+  }
   absl::StatusOr<std::optional<state::AttachResult>> FindInPod(
       const std::string&, const state::DeviceIdentity&) override {
     return std::optional<state::AttachResult>();

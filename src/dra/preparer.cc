@@ -160,6 +160,11 @@ absl::StatusOr<std::vector<PreparedDevice>> Preparer::PrepareClaim(const ClaimRe
                                        : kube::event_reason::kDeviceNotFound;
       return st;
     }
+    if (absl::Status st = CheckDevice(plan, d); !st.ok()) {
+      reason = absl::IsNotFound(st) ? kube::event_reason::kDeviceNotFound
+                                    : kube::event_reason::kInvalidConfig;
+      return st;
+    }
   }
   if (absl::Status st = AllocateIpam(plan); !st.ok()) {
     reason = kube::event_reason::kIPAMFailed;
@@ -564,6 +569,21 @@ bool Preparer::HolderPodDone(const state::ClaimPlan& holder, size_t index,
   if (!p.ok()) return false;
   kube::PodFacts f = kube::PodFactsOf(*p);
   return f.uid != uid || f.Terminal();
+}
+
+absl::Status Preparer::CheckDevice(const state::ClaimPlan& plan, const state::DevicePlan& d) {
+  // CNI plugins and Multus configure what they attach; a child does not exist yet.
+  if (!opts_.check_device || d.child || !d.attached_by.empty() || d.config.contains("cni")) {
+    return absl::OkStatus();
+  }
+  const std::string where =
+      absl::StrCat("claim ", plan.claim_namespace, "/", plan.claim_name, " request ",
+                   Quote(d.request), " device ", Quote(d.device));
+  absl::StatusOr<config::NetworkConfig> cfg = config::Decode(d.config, where);
+  if (!cfg.ok()) return cfg.status();
+  absl::Status st = opts_.check_device(d.identity, *cfg);
+  if (st.ok()) return st;
+  return absl::Status(st.code(), absl::StrCat(where, " (", d.identity.ifname, "): ", st.message()));
 }
 
 absl::Status Preparer::AwaitDevice(const state::ClaimPlan& plan, const state::DevicePlan& d,

@@ -29,6 +29,9 @@
 //    `device_wait` is over. Then, or for a device that is gone from the node, Prepare fails
 //    with an error naming claim, device and reason; the kubelet retries Prepare without
 //    creating any sandbox.
+//    A device on the host is then asked whether it can take what its config asks of the
+//    device itself (`check_device`: ethtool features it cannot change, more channels or ring
+//    entries than it has): a claim it cannot serve is refused here, not at RunPodSandbox.
 //  - A claim serves one pod: reserved for more than one running pod, it is refused (sharing a
 //    NIC needs virtual children, not the same netdev in two pods). Reserved pods that are gone
 //    or have finished do not count.
@@ -93,6 +96,10 @@ class Preparer {
       std::function<void(const ClaimRef&, const std::string& reason, const absl::Status&)>;
   // Is the device on the host now (a live lookup by identity)?
   using OnHostFn = std::function<absl::StatusOr<bool>(const state::DeviceIdentity&)>;
+  // Can the device, on the host now, take what its config asks of the device itself
+  // (attach::Attacher::CheckDevice)?
+  using CheckDeviceFn =
+      std::function<absl::Status(const state::DeviceIdentity&, const config::NetworkConfig&)>;
   // Takes device `index` of `holder` (a plan of another claim, device in a pod that is gone)
   // back to the host: the NRI side's detach, under that pod's lock. NotFound = the device
   // did not survive its pod (a virtual device).
@@ -120,6 +127,10 @@ class Preparer {
     // The gate (see the contract above). Without `on_host` Prepare does not check where a
     // device is (tests of other parts).
     OnHostFn on_host = nullptr;
+    // Called for a device knd moves into the pod once it is on the host: an error refuses the
+    // claim (InvalidConfig) before anything is allocated or written. A child of a shared
+    // parent is checked when it is made, in the pod. Unset: not checked.
+    CheckDeviceFn check_device = nullptr;
     ReleaseFn release = nullptr;
     LostFn lost = nullptr;
     // When set, a device with an RDMA device gets its character devices in the claim's CDI
@@ -180,6 +191,9 @@ class Preparer {
   // The gate for one device of `plan` (contract above).
   absl::Status AwaitDevice(const state::ClaimPlan& plan, const state::DevicePlan& d,
                            Clock::time_point deadline);
+  // opts_.check_device for `d` when knd moves it, the error prefixed with claim, request and
+  // device.
+  absl::Status CheckDevice(const state::ClaimPlan& plan, const state::DevicePlan& d);
   // Is the pod that holds device `index` of `holder` gone from the API, or finished? Reads
   // the pod from the API at most once per `*next_read` interval when the pod watch has not
   // got it under that UID.

@@ -863,6 +863,19 @@ INSTANTIATE_TEST_SUITE_P(
                       "interface.mtu 9000 is above the MTU 1500 of the shared parent \"eth1\""}),
     [](const auto& info) { return info.param.label; });
 
+TEST_F(PreparerSharedTest, AChildIsNotCheckedInPrepareItDoesNotExistYet) {
+  int checks = 0;
+  opts_.check_device = [&](const state::DeviceIdentity&, const config::NetworkConfig&) {
+    ++checks;
+    return absl::FailedPreconditionError("not this one");
+  };
+  Rebuild();
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ(checks, 0);
+}
+
 TEST_F(PreparerSharedTest, ChildOnADeviceThatIsNotSharedIsRefused) {
   devices_["eth1"].shared.reset();
   Rebuild();
@@ -1196,6 +1209,36 @@ TEST_F(PreparerGateTest, DeviceStillInARunningPodFailsRetriablyAndChangesNothing
   EXPECT_THAT(failures_, ElementsAre("claim-a:DeviceBusy"));
   EXPECT_TRUE(released_.empty());
   ExpectNothingWritten();
+}
+
+TEST_F(PreparerGateTest, DeviceThatCannotTakeItsEthtoolSettingsIsRefusedAndNothingWritten) {
+  std::vector<std::string> checked;  // "<ifname> rings.rx=<n>"
+  absl::Status answer = absl::FailedPreconditionError(
+      "interface.ethtool.rings: rx 8192 is above the 4096 rx ring entries of eth1");
+  opts_.check_device = [&](const state::DeviceIdentity& id, const config::NetworkConfig& cfg) {
+    const auto& rings = cfg.interface.ethtool_rings;
+    checked.push_back(absl::StrCat(id.ifname, " rings.rx=", rings ? rings->at("rx") : 0));
+    return answer;
+  };
+  Rebuild();
+  home_.insert("eth1");
+  SetClaimConfig(NetCfg({{"interface", {{"ethtool", {{"rings", {{"rx", 8192}}}}}}}}));
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_FALSE(res.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(res.status())) << res.status();
+  EXPECT_EQ(res.status().message(),
+            "claim team-a/claim-a request \"nic\" device \"eth1\" (eth1): interface.ethtool.rings: "
+            "rx 8192 is above the 4096 rx ring entries of eth1");
+  EXPECT_THAT(checked, ElementsAre("eth1 rings.rx=8192")) << "the device's own config, decoded";
+  EXPECT_THAT(failures_, ElementsAre("claim-a:InvalidConfig"));
+  ExpectNothingWritten();
+
+  answer = absl::OkStatus();  // a device that can
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  EXPECT_EQ(checked.size(), 2u);
+  EXPECT_TRUE(preparer_->Prepare(Ref()).ok());
+  EXPECT_EQ(checked.size(), 2u) << "a repeated Prepare answers from the plan";
 }
 
 TEST_F(PreparerGateTest, LostDeviceFailsAtOnceNamingWhy) {

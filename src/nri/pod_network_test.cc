@@ -91,6 +91,9 @@ class FakeAttacher : public attach::Attacher {
     return where.count(id.ifname) == 0 && moved_by_cni.count(id.ifname) == 0 &&
            destroyed.count(id.ifname) == 0;
   }
+  absl::Status CheckDevice(const state::DeviceIdentity&, const config::NetworkConfig&) override {
+    return absl::OkStatus();  // Prepare's check; the NRI side never calls it
+  }
   absl::StatusOr<std::optional<state::AttachResult>> FindInPod(
       const std::string& netns, const state::DeviceIdentity& id) override {
     auto it = moved_by_cni.find(id.ifname);

@@ -139,6 +139,11 @@ class PrepareTest(unittest.TestCase):
              "namespace"),
             ("mac-from-claim", netcfg(interface={"hardwareAddr": "02:00:00:00:00:01"}),
              "hardwareAddr"),
+            # Valid, but not for this device: asked of the device itself, before any sandbox.
+            ("lro-on-veth", netcfg(interface={"ethtool": {"features": {"lro": True}}}),
+             'interface.ethtool.features: ethtool feature "lro" cannot be changed on eth1'),
+            ("rings-on-veth", netcfg(interface={"ethtool": {"rings": {"rx": 512}}}),
+             "interface.ethtool.rings: eth1 has no ring entries to set"),
         ]
         with Node(with_runtime=False) as node:
             node.veth("eth1", mtu=1500)

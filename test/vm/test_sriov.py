@@ -183,6 +183,14 @@ class SriovTest(unittest.TestCase):
             "name": "net-a", "addresses": ["192.0.2.10/24"],
             "ethtool": {"features": {"tso": False, "rx": False, "gro": False},
                         "rings": {"rx": pod_rings["RX"], "tx": pod_rings["TX"]}}})
+        # More ring entries than igbvf has (4096): refused in Prepare, before any sandbox.
+        too_big = knd_config(interface={"ethtool": {"rings": {"rx": 8192}}})
+        _, claim = self.node.make_pod_with_claim(NS, "pod-big", "claim-pod-big",
+                                                 device_name(vf_pci), too_big)
+        err = self.node.prepare(NS, "pod-big")["claims"][claim["metadata"]["uid"]].get("error")
+        self.assertIn(f"({vf_if}): interface.ethtool.rings: rx 8192 is above the 4096 rx ring "
+                      f"entries of {vf_if}", err or "")
+        self.assertEqual(rings(vf_if), host_rings, "a refused claim changes nothing")
         pod, _ = self.start_pod("pod-e", config)
         code, body = self.node.run_pod(pod)
         self.assertEqual(code, 200, body)
