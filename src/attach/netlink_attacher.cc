@@ -1,7 +1,8 @@
 // The netlink-backed Attacher (see attacher.h for the contract). Round trips per attach:
 // one link dump + two small dumps for the snapshot on the host, ONE RTM_NEWLINK that moves,
 // renames and sets MTU/MAC, then in the pod: one link get, the IPv6 sysctls and ethtool
-// features (one helper thread), one message per address, one for link up, one per route.
+// features (one helper thread), one message per address, one for link up, one per route
+// (and with interface.vrf, one link get for the VRF, one message to make it, one to join it).
 #include <linux/if.h>
 #include <linux/if_addr.h>
 #include <linux/rtnetlink.h>
@@ -882,7 +883,6 @@ class NetlinkAttacher : public Attacher {
                               const std::string& ifname, const AttachRequest& req,
                               bool ipv6_conf_done = false) {
     const config::InterfaceConfig& ic = req.config.interface;
-    const std::vector<std::string> addrs = ic.addresses.value_or(std::vector<std::string>{});
     if (!ipv6_conf_done) {
       // One helper thread in the pod for the sysctls and the ethtool features.
       RETURN_IF_ERROR(netns::RunIn(pod, [&]() -> absl::Status {
@@ -891,11 +891,78 @@ class NetlinkAttacher : public Attacher {
         return ApplyEthtoolHere(ifname, req.config);
       }));
     }
-    // One send: the kernel adds the addresses, sets the link up, adds the routes and the
-    // permanent neighbours in this order (the routes' gateways need the addresses and the
-    // link up). Neighbour entries need no restore: the kernel drops a device's entries when
-    // it leaves the netns, and a child dies with its entries.
+    // interface.vrf: the VRF, made here if the pod has none, takes the link first (while it is
+    // down: a VRF cycles a link that is up), so its addresses' connected routes go to the
+    // VRF's table.
+    const std::optional<config::VrfConfig>& vrf = ic.vrf;
+    bool vrf_made = false;
+    int vrf_ifindex = 0;
+    if (vrf) {
+      ASSIGN_OR_RETURN(vrf_ifindex, EnsureVrf(sock, *vrf, &vrf_made));
+    }
+    absl::Status st = SendPodBatch(sock, ifindex, req, vrf_ifindex);
+    if (st.ok() || !vrf_made) return st;
+    // The VRF this attach made goes with it, unless another interface of the pod joined it.
+    absl::Status undo = DeleteVrfUnlessShared(sock, vrf_ifindex, ifindex);
+    return undo.ok() ? st
+                     : absl::Status(st.code(), absl::StrCat(st.message(), "; delete vrf ",
+                                                            vrf->name, ": ", undo.message()));
+  }
+
+  // interface.vrf: the ifindex of the pod's VRF `vrf.name`, made (up) when the pod has no link
+  // of that name (`*made`). A link of that name that is not a VRF, or a VRF of another table,
+  // is an error naming the field.
+  static absl::StatusOr<int> EnsureVrf(NlSock& sock, const config::VrfConfig& vrf, bool* made) {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      absl::StatusOr<LinkState> l = netlink::GetLinkByName(sock, vrf.name);
+      if (l.ok()) {
+        if (l->kind != "vrf") {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "interface.vrf: ", vrf.name, " in the pod netns is ",
+              l->kind.empty() ? std::string("a device") : "a " + l->kind + " link", ", not a VRF"));
+        }
+        if (l->vrf_table != vrf.table) {
+          return absl::FailedPreconditionError(absl::StrCat("interface.vrf: the pod's VRF ",
+                                                            vrf.name, " has table ", l->vrf_table,
+                                                            ", not ", vrf.table));
+        }
+        if (!IsUp(*l)) {
+          RETURN_IF_ERROR(Annotate(netlink::SetLinkUp(sock, l->ifindex, true), "interface.vrf"));
+        }
+        return l->ifindex;
+      }
+      if (!absl::IsNotFound(l.status())) return Annotate(l.status(), "interface.vrf");
+      absl::Status st = netlink::CreateVrf(sock, vrf.name, vrf.table);
+      if (st.ok()) {
+        *made = true;
+      } else if (!absl::IsAlreadyExists(st)) {  // made meanwhile by the pod's other attach
+        return Annotate(st, "interface.vrf");
+      }
+    }
+    return absl::UnavailableError("interface.vrf: " + vrf.name +
+                                  " keeps appearing and disappearing in the pod netns");
+  }
+
+  // Deletes the VRF `vrf_ifindex` unless a link other than `ours` is in it.
+  static absl::Status DeleteVrfUnlessShared(NlSock& sock, int vrf_ifindex, int ours) {
+    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(sock));
+    for (const LinkState& l : links) {
+      if (l.master_ifindex == vrf_ifindex && l.ifindex != ours) return absl::OkStatus();
+    }
+    absl::Status st = netlink::DeleteLink(sock, vrf_ifindex);
+    return absl::IsNotFound(st) ? absl::OkStatus() : st;
+  }
+
+  // The pod side's one send: the kernel puts the link in its VRF, adds the addresses, sets the
+  // link up, adds the routes and the permanent neighbours in this order (the routes' gateways
+  // need the addresses and the link up). Neighbour entries need no restore: the kernel drops a
+  // device's entries when it leaves the netns, and a child dies with its entries.
+  static absl::Status SendPodBatch(NlSock& sock, int ifindex, const AttachRequest& req,
+                                   int vrf_ifindex) {
+    const config::InterfaceConfig& ic = req.config.interface;
+    const std::vector<std::string> addrs = ic.addresses.value_or(std::vector<std::string>{});
     netlink::Batch batch;
+    if (vrf_ifindex > 0) RETURN_IF_ERROR(batch.SetMaster(ifindex, vrf_ifindex));
     const bool dad = WantsDad(req.config);
     for (const std::string& a : addrs) {
       RETURN_IF_ERROR(batch.AddAddress(ifindex, a, AddrFlags(a, dad)));
@@ -905,7 +972,8 @@ class NetlinkAttacher : public Attacher {
       netlink::RouteSpec s;
       s.destination = r.destination;
       s.gateway = r.gateway.value_or("");
-      s.table = r.table.value_or(RT_TABLE_MAIN);
+      // A VRF's interface routes through the VRF's table (Validate refuses any other).
+      s.table = r.table.value_or(ic.vrf ? ic.vrf->table : RT_TABLE_MAIN);
       s.metric = r.metric.value_or(0);
       RETURN_IF_ERROR(batch.AddRoute(ifindex, s));
     }

@@ -1260,13 +1260,16 @@ TEST_F(ChildAttachTest, MacvlanOnAMacvlanParentIsIdempotent) {
   EXPECT_EQ(again->mac, "02:aa:00:00:00:05");
 }
 
-// ipvlan and 802.1Q are not in every kernel (not in this host's: the VM lab's 6.12 has both).
+// ipvlan, 802.1Q and VRF are not in every kernel (not in this host's: the VM lab's 6.12 has both).
 bool KernelHas(const std::string& kind) {
   int rc = 0;
   Sh("ip link add knd-probe0 type veth peer name knd-probe1", &rc);
   if (rc != 0) return false;
-  std::string args = kind == "vlan" ? "type vlan id 7" : "type ipvlan mode l2";
-  Sh("ip link add knd-probe2 link knd-probe0 " + args, &rc);
+  std::string args = kind == "vlan"  ? "link knd-probe0 type vlan id 7"
+                     : kind == "vrf" ? "type vrf table 7"
+                                     : "link knd-probe0 type ipvlan mode l2";
+  Sh("ip link add knd-probe2 " + args, &rc);
+  Sh("ip link del knd-probe2");
   Sh("ip link del knd-probe0");
   return rc == 0;
 }
@@ -1298,6 +1301,141 @@ TEST_F(ChildAttachTest, VlanChildCarriesItsId) {
   EXPECT_EQ(d["linkinfo"]["info_data"].value("id", 0), 42) << d.dump();
   ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1.42", *req.child, kWhere).ok());
   EXPECT_TRUE(Link(pod_name_, "net1.42").is_null());
+  ExpectParentUnchanged();
+}
+
+// ---- interface.vrf ------------------------------------------------------------------------
+
+constexpr char kNoVrf[] = "this kernel has no VRF (the VM lab's has)";
+
+config::VrfConfig Vrf(const std::string& name, uint32_t table) {
+  config::VrfConfig v;
+  v.name = name;
+  v.table = table;
+  return v;
+}
+
+// "master" of `dev` in `ns` as `ip -d link` shows it ("" = none).
+std::string MasterOf(const std::string& ns, const std::string& dev) {
+  return LinkDetails(ns, dev).value("master", "");
+}
+
+TEST_F(AttachTest, VrfTakesTheInterfaceAndItsRoutesAndTheDeviceComesBackWithout) {
+  if (!KernelHas("vrf")) GTEST_SKIP() << kNoVrf;
+  AttachRequest req =
+      Request({"192.0.2.10/24", "2001:db8::10/64"},
+              {MakeRoute("0.0.0.0/0", "192.0.2.1"), MakeRoute("2001:db8:1::/48", "2001:db8::1")});
+  req.config.interface.vrf = Vrf("red", 100);
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  json vrf = LinkDetails(pod_name_, "red");
+  EXPECT_EQ(vrf["linkinfo"].value("info_kind", ""), "vrf") << vrf.dump();
+  EXPECT_EQ(vrf["linkinfo"]["info_data"].value("table", 0), 100) << vrf.dump();
+  EXPECT_TRUE(IsUp(Link(pod_name_, "red")));
+  EXPECT_EQ(MasterOf(pod_name_, "net-rdma0"), "red");
+  // The addresses survived joining the VRF (it joined before they were added) and their
+  // connected routes, like the configured ones, are in the VRF's table, none in main.
+  json l = Link(pod_name_, "net-rdma0");
+  EXPECT_THAT(Addrs(l, "inet"), UnorderedElementsAre("192.0.2.10/24"));
+  EXPECT_THAT(Addrs(l, "inet6"), UnorderedElementsAre("2001:db8::10/64"));
+  EXPECT_THAT(Routes(pod_name_, "-4", "net-rdma0", "100"),
+              UnorderedElementsAre("default via 192.0.2.1"));
+  EXPECT_THAT(Routes(pod_name_, "-6", "net-rdma0", "100"),
+              UnorderedElementsAre("2001:db8:1::/48 via 2001:db8::1"));
+  EXPECT_TRUE(Routes(pod_name_, "-4", "net-rdma0", "main").empty());
+  EXPECT_TRUE(IpJson("-n " + pod_name_ + " -4 route show table main dev net-rdma0").empty());
+  // What the pod sends in the VRF leaves through the interface's gateway; outside it, nothing
+  // routes there (the pod's main table has no default route).
+  json via = IpJson("-n " + pod_name_ + " route get vrf red 203.0.113.5");
+  ASSERT_TRUE(via.is_array() && via.size() == 1) << via.dump();
+  EXPECT_EQ(via[0].value("gateway", ""), "192.0.2.1");
+  EXPECT_EQ(via[0].value("dev", ""), "net-rdma0");
+  EXPECT_TRUE(IpJson("-n " + pod_name_ + " route get 203.0.113.5").is_null());
+
+  ASSERT_TRUE(attacher_->Attach(req, Persist()).ok());  // a repeated hook changes nothing
+  EXPECT_EQ(MasterOf(pod_name_, "net-rdma0"), "red");
+  ASSERT_TRUE(attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere).ok());
+  ExpectHostRestored();
+  EXPECT_EQ(MasterOf("", "h0"), "") << "the device came back in no VRF";
+  // The VRF belongs to the pod's namespace, like rules: it stays (empty) until the pod goes.
+  EXPECT_FALSE(Link(pod_name_, "red").is_null());
+}
+
+TEST_F(AttachTest, VrfThePodHasIsJoinedAndKeptWhenTheAttachFails) {
+  if (!KernelHas("vrf")) GTEST_SKIP() << kNoVrf;
+  SH("ip -n " + pod_name_ + " link add red type vrf table 100");  // down: knd brings it up
+  AttachRequest req = Request({"192.0.2.10/24"}, {MakeRoute("198.51.100.0/24", "192.0.2.1")});
+  req.config.interface.vrf = Vrf("red", 100);
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ(MasterOf(pod_name_, "net-rdma0"), "red");
+  EXPECT_TRUE(IsUp(Link(pod_name_, "red")));
+  ASSERT_TRUE(attacher_->Detach(id_, snap_, pod_path_, "net-rdma0", kWhere).ok());
+  ExpectHostRestored();
+
+  // A failing attach leaves a VRF it did not make.
+  req.config.routes = std::vector<config::Route>{MakeRoute("198.51.100.0/24", "203.0.113.1")};
+  res = attacher_->Attach(req, Persist());
+  ASSERT_FALSE(res.ok());
+  EXPECT_FALSE(Link(pod_name_, "red").is_null());
+  ExpectHostRestored();
+}
+
+TEST_F(AttachTest, FailedAttachDeletesTheVrfItMade) {
+  if (!KernelHas("vrf")) GTEST_SKIP() << kNoVrf;
+  AttachRequest req = Request({"192.0.2.10/24"}, {MakeRoute("198.51.100.0/24", "203.0.113.1")});
+  req.config.interface.vrf = Vrf("red", 100);
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_FALSE(res.ok());
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("add route 198.51.100.0/24 via 203.0.113.1"));
+  EXPECT_TRUE(Link(pod_name_, "red").is_null()) << "the VRF knd made is gone";
+  ExpectHostRestored();
+}
+
+TEST_F(AttachTest, VrfNameOfAnotherLinkOrTableIsRefusedAndTheDeviceGoesBack) {
+  if (!KernelHas("vrf")) GTEST_SKIP() << kNoVrf;
+  SH("ip -n " + pod_name_ + " link add blue type vrf table 200");
+  SH("ip -n " + pod_name_ + " link add green type veth peer name green-p");
+  AttachRequest req = Request({"192.0.2.10/24"}, {});
+  for (const auto& [vrf, want] : std::vector<std::pair<config::VrfConfig, std::string>>{
+           {Vrf("blue", 100), "interface.vrf: the pod's VRF blue has table 200, not 100"},
+           {Vrf("green", 100),
+            "interface.vrf: green in the pod netns is a veth link, not a VRF"}}) {
+    req.config.interface.vrf = vrf;
+    // A veth has no PCI address or permanent MAC, and a round trip through a netns whose
+    // ifindex it found taken gives it a new one: find it by the one it has now.
+    req.identity.ifindex = Link("", "h0").value("ifindex", 0);
+    auto res = attacher_->Attach(req, Persist());
+    ASSERT_FALSE(res.ok()) << vrf.name;
+    EXPECT_EQ(res.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(res.status().message()), HasSubstr(want));
+    ExpectHostRestored();
+    EXPECT_EQ(MasterOf(pod_name_, "green-p"), "");
+  }
+}
+
+TEST_F(ChildAttachTest, ChildJoinsItsVrfAndAKernelWithoutVrfSaysSo) {
+  AttachRequest req = ChildRequest("macvlan", "bridge", "02:aa:00:00:00:09", {"192.0.2.10/24"},
+                                   {MakeRoute("198.51.100.0/24", "192.0.2.1")});
+  req.config.interface.vrf = Vrf("red", 100);
+  auto res = attacher_->AttachChild(req, PersistChild());
+  if (!KernelHas("vrf")) {
+    // This host's kernel: the attach fails with what is missing, and the child is gone.
+    ASSERT_FALSE(res.ok());
+    EXPECT_THAT(std::string(res.status().message()),
+                HasSubstr("interface.vrf: create vrf red table 100: "));
+    EXPECT_THAT(std::string(res.status().message()), HasSubstr("(does the kernel have VRF?)"));
+    EXPECT_TRUE(Link(pod_name_, "net1").is_null());
+    ExpectParentUnchanged();
+    return;
+  }
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ(MasterOf(pod_name_, "net1"), "red");
+  EXPECT_THAT(Routes(pod_name_, "-4", "net1", "100"),
+              UnorderedElementsAre("198.51.100.0/24 via 192.0.2.1"));
+  ASSERT_TRUE(attacher_->DetachChild(pod_path_, "net1", *req.child, kWhere).ok());
+  EXPECT_TRUE(Link(pod_name_, "net1").is_null());
   ExpectParentUnchanged();
 }
 

@@ -406,6 +406,20 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
       }
     }
   }
+  if (itf.vrf) {
+    if (auto why = InvalidIfName(itf.vrf->name)) return Bad(where, "interface.vrf.name", *why);
+    const uint32_t t = itf.vrf->table;
+    if (t == 0 || t == 253 || t == 254 || t == 255) {
+      return Bad(where, "interface.vrf.table",
+                 absl::StrCat(t == 0 ? std::string("required field is missing or 0")
+                                     : absl::StrCat(t, " is the kernel's ",
+                                                    t == 253   ? "default"
+                                                    : t == 254 ? "main"
+                                                               : "local",
+                                                    " table"),
+                              " (use 1..4294967295, not 253, 254 or 255)"));
+    }
+  }
   if (cfg.child) RETURN_IF_ERROR(ValidateChild(*cfg.child, where));
   if (cfg.sriov) {
     const SriovConfig& s = *cfg.sriov;
@@ -711,6 +725,11 @@ absl::Status CheckPrivileges(const NetworkConfig& cfg, Source source, const Cont
     return Bad(where, "interface.hardwareAddr",
                "may only be set in a DeviceClass config, not in a claim");
   }
+  if (cfg.interface.vrf) {
+    return Bad(where, "interface.vrf",
+               "may only be set in a DeviceClass config, not in a claim (a VRF is policy "
+               "routing, the admin's like rules and tables other than main)");
+  }
   if (cfg.interface.sysctls) {
     for (const InterfaceSysctl& r : InterfaceSysctls()) {
       const std::string name = absl::StrCat(r.family, ".", r.key);
@@ -821,10 +840,11 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
   }
   if (auto it = p.find("interface"); it != p.end()) {
     RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "interface", where));
-    RETURN_IF_ERROR(CheckKeys(*it,
-                              {"name", "mtu", "gsoMaxSize", "groMaxSize", "gsoIPv4MaxSize",
-                               "groIPv4MaxSize", "hardwareAddr", "addresses", "sysctls", "ethtool"},
-                              "interface", where));
+    RETURN_IF_ERROR(
+        CheckKeys(*it,
+                  {"name", "mtu", "gsoMaxSize", "groMaxSize", "gsoIPv4MaxSize", "groIPv4MaxSize",
+                   "hardwareAddr", "addresses", "sysctls", "ethtool", "vrf"},
+                  "interface", where));
     if (auto f = it->find("name"); f != it->end()) {
       ASSIGN_OR_RETURN(cfg.interface.name, GetString(*f, "interface.name", where));
     }
@@ -909,6 +929,18 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
         }
         cfg.interface.ethtool_features = std::move(features);
       }
+    }
+    if (auto f = it->find("vrf"); f != it->end()) {
+      RETURN_IF_ERROR(ExpectType(*f, json::value_t::object, "interface.vrf", where));
+      RETURN_IF_ERROR(CheckKeys(*f, {"name", "table"}, "interface.vrf", where));
+      VrfConfig vrf;
+      auto name = f->find("name");
+      if (name == f->end()) return Bad(where, "interface.vrf.name", "required field is missing");
+      ASSIGN_OR_RETURN(vrf.name, GetString(*name, "interface.vrf.name", where));
+      auto table = f->find("table");
+      if (table == f->end()) return Bad(where, "interface.vrf.table", "required field is missing");
+      ASSIGN_OR_RETURN(vrf.table, GetUint32(*table, "interface.vrf.table", where));
+      cfg.interface.vrf = std::move(vrf);
     }
   }
   if (auto it = p.find("ipam"); it != p.end()) {
@@ -1104,6 +1136,7 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
     for (const auto& [k, v] : **o) m[k] = v;  // count by count
     *b = std::move(m);
   }
+  if (over.interface.vrf) out.interface.vrf = over.interface.vrf;
   if (over.ipam) out.ipam = over.ipam;
   if (over.routes) out.routes = over.routes;
   if (over.rules) out.rules = over.rules;
@@ -1151,6 +1184,7 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
                         : (ic.ethtool_features && !ic.ethtool_features->empty()) ||
                                 ic.ethtool_channels || ic.ethtool_rings
                             ? "interface.ethtool"
+                        : ic.vrf                                   ? "interface.vrf"
                         : cfg.ipam                                 ? "ipam"
                         : cfg.routes && !cfg.routes->empty()       ? "routes"
                         : cfg.neighbors && !cfg.neighbors->empty() ? "neighbors"
@@ -1257,6 +1291,26 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
                  "cannot be combined with interface.ethtool (knd would not apply it after the "
                  "plugins ran)");
     }
+    if (cfg.interface.vrf) {
+      return Bad(where, "cni",
+                 "cannot be combined with interface.vrf (put the CNI vrf plugin in the chain)");
+    }
+  }
+  if (const std::optional<VrfConfig>& vrf = cfg.interface.vrf) {
+    if (cfg.interface.name == vrf->name) {
+      return Bad(where, "interface.vrf.name",
+                 absl::StrCat("\"", vrf->name, "\" is also interface.name"));
+    }
+    const std::vector<Route> none;
+    const std::vector<Route>& routes = cfg.routes ? *cfg.routes : none;
+    for (size_t i = 0; i < routes.size(); ++i) {
+      if (routes[i].table && *routes[i].table != vrf->table) {
+        return Bad(where, absl::StrCat("routes[", i, "].table"),
+                   absl::StrCat(*routes[i].table, " is not the table ", vrf->table,
+                                " of interface.vrf (the routes of a VRF's interface are in its "
+                                "table; leave table out)"));
+      }
+    }
   }
   return absl::OkStatus();
 }
@@ -1320,6 +1374,9 @@ json ToJson(const NetworkConfig& cfg) {
   if (cfg.interface.ethtool_features) itf["ethtool"]["features"] = *cfg.interface.ethtool_features;
   if (cfg.interface.ethtool_channels) itf["ethtool"]["channels"] = *cfg.interface.ethtool_channels;
   if (cfg.interface.ethtool_rings) itf["ethtool"]["rings"] = *cfg.interface.ethtool_rings;
+  if (cfg.interface.vrf) {
+    itf["vrf"] = {{"name", cfg.interface.vrf->name}, {"table", cfg.interface.vrf->table}};
+  }
   if (!itf.empty()) j["interface"] = std::move(itf);
   if (cfg.ipam) j["ipam"] = *cfg.ipam;
   if (cfg.routes) {

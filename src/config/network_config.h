@@ -53,6 +53,15 @@ struct Rule {
   bool operator==(const Rule&) const = default;
 };
 
+// interface.vrf: the pod interface joins the VRF `name` in the pod netns, an L3 master device
+// whose routes are in `table` (knd makes it, up, when the pod has no link of that name; two
+// interfaces of one pod may share it). DeviceClass only, like rules and other tables.
+struct VrfConfig {
+  std::string name;
+  uint32_t table = 0;  // required: 1..4294967295 but not 253, 254, 255 (default, main, local)
+  bool operator==(const VrfConfig&) const = default;
+};
+
 struct InterfaceConfig {
   std::optional<std::string> name;  // in-pod name; default: host ifName
   std::optional<uint32_t> mtu;      // 68..65535
@@ -75,6 +84,7 @@ struct InterfaceConfig {
   // "rx", "rxMini", "rxJumbo", "tx"); the kinds not given stay as they are.
   std::optional<std::map<std::string, uint32_t>> ethtool_channels;
   std::optional<std::map<std::string, uint32_t>> ethtool_rings;
+  std::optional<VrfConfig> vrf;
   bool operator==(const InterfaceConfig&) const = default;
 };
 

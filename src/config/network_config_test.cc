@@ -343,6 +343,26 @@ const DecodeCase kDecodeCases[] = {
     {"child_id_not_vlan", C(R"({"child": {"vlanId": 4}})"), "child.vlanId: only for type vlan"},
     {"child_unknown", C(R"({"child": {"kind": "macvlan"}})"), "child.kind: unknown field"},
     {"child_not_object", C(R"({"child": "macvlan"})"), "child: expected"},
+    {"vrf", C(R"({"interface": {"name": "net1", "vrf": {"name": "red", "table": 100}}})"), ""},
+    {"vrf_big_table", C(R"({"interface": {"vrf": {"name": "red", "table": 4294967295}}})"), ""},
+    {"vrf_no_name", C(R"({"interface": {"vrf": {"table": 100}}})"),
+     "interface.vrf.name: required field is missing"},
+    {"vrf_no_table", C(R"({"interface": {"vrf": {"name": "red"}}})"),
+     "interface.vrf.table: required field is missing"},
+    {"vrf_main_table", C(R"({"interface": {"vrf": {"name": "red", "table": 254}}})"),
+     "interface.vrf.table: 254 is the kernel's main table (use 1..4294967295, not 253, 254 or "
+     "255)"},
+    {"vrf_local_table", C(R"({"interface": {"vrf": {"name": "red", "table": 255}}})"),
+     "interface.vrf.table: 255 is the kernel's local table"},
+    {"vrf_zero_table", C(R"({"interface": {"vrf": {"name": "red", "table": 0}}})"),
+     "interface.vrf.table: required field is missing or 0"},
+    {"vrf_long_name", C(R"({"interface": {"vrf": {"name": "vrf-of-the-storage", "table": 9}}})"),
+     "interface.vrf.name: \"vrf-of-the-storage\" is 18 bytes long (at most 15)"},
+    {"vrf_table_string", C(R"({"interface": {"vrf": {"name": "red", "table": "100"}}})"),
+     "interface.vrf.table: expected"},
+    {"vrf_unknown", C(R"({"interface": {"vrf": {"name": "red", "table": 1, "mode": "strict"}}})"),
+     "interface.vrf.mode: unknown field"},
+    {"vrf_not_object", C(R"({"interface": {"vrf": "red"}})"), "interface.vrf: expected"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, DecodeTest, ::testing::ValuesIn(kDecodeCases),
@@ -419,6 +439,9 @@ INSTANTIATE_TEST_SUITE_P(
                       {{"rules", {{{"priority", 100}, {"from", "192.0.2.10"}, {"table", 100}}}}},
                       "rules: may only be set in a DeviceClass config, not in a claim (policy "
                       "routing is the admin's"},
+        PrivilegeCase{"vrf",
+                      {{"interface", {{"vrf", {{"name", "red"}, {"table", 100}}}}}},
+                      "interface.vrf: may only be set in a DeviceClass config, not in a claim"},
         PrivilegeCase{"table",
                       {{"routes", {{{"destination", "0.0.0.0/0"}, {"table", 100}}}}},
                       "routes[0].table: table 100 may only be set in a DeviceClass config"},
@@ -733,13 +756,49 @@ TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
            {{{"interface", {{"gsoMaxSize", 185000}}}}, "interface.gsoMaxSize"},
            {{{"interface", {{"groIPv4MaxSize", 185000}}}}, "interface.groIPv4MaxSize"},
            {{{"interface", {{"ethtool", {{"features", {{"rx-gro", false}}}}}}}},
-            "interface.ethtool"}}) {
+            "interface.ethtool"},
+           {{{"interface", {{"vrf", {{"name", "red"}, {"table", 100}}}}}}, "interface.vrf"}}) {
     // From the class (which may set all of them), with a claim asking for a NAD.
     auto r = Resolve({ClassEntry(cfg), ClaimEntry({{"cni", nad}})}, Ctx());
     ASSERT_FALSE(r.ok()) << field;
     EXPECT_THAT(std::string(r.status().message()),
                 HasSubstr("cni: cannot be combined with " + field));
   }
+}
+
+TEST(ResolveTest, VrfRoutesAreInItsTableAndItsNameIsNotTheInterfaces) {
+  const json vrf = {{"vrf", {{"name", "red"}, {"table", 100}}}};
+  // The claim adds routes without a table (they go to the VRF's) or with the VRF's table.
+  auto ok = Resolve({ClassEntry({{"interface", vrf}}),
+                     ClaimEntry({{"routes", {{{"destination", "198.51.100.0/24"}}}}})},
+                    Ctx());
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_TRUE(ok->interface.vrf.has_value());
+  EXPECT_EQ(ok->interface.vrf->table, 100u);
+  auto same = Resolve(
+      {ClassEntry({{"interface", vrf}, {"routes", {{{"destination", "::/0"}, {"table", 100}}}}})},
+      Ctx());
+  EXPECT_TRUE(same.ok()) << same.status();
+  auto other =
+      Resolve({ClassEntry({{"interface", vrf}}),
+               ClaimEntry({{"routes", {{{"destination", "198.51.100.0/24"}, {"table", 254}}}}})},
+              Ctx());
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(std::string(other.status().message()),
+            "claim team-a/rdma request \"nic\": routes[0].table: 254 is not the table 100 of "
+            "interface.vrf (the routes of a VRF's interface are in its table; leave table out)");
+  json named = vrf;
+  named["name"] = "red";
+  auto clash = Resolve({ClassEntry({{"interface", named}})}, Ctx());
+  ASSERT_FALSE(clash.ok());
+  EXPECT_THAT(std::string(clash.status().message()),
+              HasSubstr("interface.vrf.name: \"red\" is also interface.name"));
+  // A claim's class may replace another class's VRF as a whole.
+  auto later = Resolve({ClassEntry({{"interface", vrf}}),
+                        ClassEntry({{"interface", {{"vrf", {{"name", "blue"}, {"table", 7}}}}}})},
+                       Ctx());
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ(later->interface.vrf, (VrfConfig{"blue", 7}));
 }
 
 TEST(ResolveTest, MultusAttachesSoNothingForTheInterfaceMayBeSet) {
@@ -774,6 +833,12 @@ TEST(ResolveTest, MultusAttachesSoNothingForTheInterfaceMayBeSet) {
   ASSERT_FALSE(rules.ok());
   EXPECT_THAT(std::string(rules.status().message()),
               HasSubstr("attachedBy: \"multus\" cannot be combined with rules"));
+  auto vrf = Resolve({ClassEntry({{"attachedBy", "multus"},
+                                  {"interface", {{"vrf", {{"name", "red"}, {"table", 100}}}}}})},
+                     Ctx());
+  ASSERT_FALSE(vrf.ok());
+  EXPECT_THAT(std::string(vrf.status().message()),
+              HasSubstr("attachedBy: \"multus\" cannot be combined with interface.vrf"));
   // The claim can take a class's device back for knd explicitly.
   auto knd = Resolve({ClassEntry({{"attachedBy", "multus"}}),
                       ClaimEntry({{"attachedBy", "knd"}, {"interface", {{"name", "net1"}}}})},

@@ -349,6 +349,34 @@ absl::Status CreateChildLink(NlSock& sock, const ChildLink& c) {
   return Transact(sock, msg.get(), what);
 }
 
+absl::Status CreateVrf(NlSock& sock, const std::string& name, uint32_t table) {
+  const std::string what = absl::StrCat("create vrf ", name, " table ", table);
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    return absl::InvalidArgumentError(what + ": bad interface name");
+  }
+  ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL));
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_flags = IFF_UP;  // `ip link add NAME up type vrf`: no second message to bring it up
+  ifi.ifi_change = IFF_UP;
+  RETURN_IF_ERROR(AppendHeader(msg.get(), ifi));
+  RETURN_IF_ERROR(PutOk(nla_put_string(msg.get(), IFLA_IFNAME, name.c_str()), "IFLA_IFNAME"));
+  nlattr* info = nla_nest_start(msg.get(), IFLA_LINKINFO);
+  if (info == nullptr) return absl::ResourceExhaustedError(what + ": message too large");
+  RETURN_IF_ERROR(PutOk(nla_put_string(msg.get(), IFLA_INFO_KIND, "vrf"), "IFLA_INFO_KIND"));
+  nlattr* data = nla_nest_start(msg.get(), IFLA_INFO_DATA);
+  if (data == nullptr) return absl::ResourceExhaustedError(what + ": message too large");
+  RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFLA_VRF_TABLE, table), "IFLA_VRF_TABLE"));
+  nla_nest_end(msg.get(), data);
+  nla_nest_end(msg.get(), info);
+  absl::Status st = Transact(sock, msg.get(), what);
+  if (st.code() == absl::StatusCode::kUnimplemented) {
+    // EOPNOTSUPP: rtnetlink knows no link kind "vrf" (and could not load the module).
+    return absl::Status(st.code(), absl::StrCat(st.message(), " (does the kernel have VRF?)"));
+  }
+  return st;
+}
+
 absl::Status DeleteLink(NlSock& sock, int ifindex) {
   const std::string what = "delete link #" + std::to_string(ifindex);
   ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_DELLINK, 0));
@@ -466,6 +494,19 @@ absl::Status Batch::AddAddress(int ifindex, const std::string& cidr, uint32_t fl
 absl::Status Batch::SetLinkUp(int ifindex, bool up) {
   ASSIGN_OR_RETURN(NlMsgPtr msg, LinkUpMsg(ifindex, up));
   reqs_.push_back({std::move(msg), up ? "set link up" : "set link down", false});
+  return absl::OkStatus();
+}
+
+absl::Status Batch::SetMaster(int ifindex, int master_ifindex) {
+  ASSIGN_OR_RETURN(NlMsgPtr msg, NewMsg(RTM_NEWLINK, 0));
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = ifindex;
+  RETURN_IF_ERROR(AppendHeader(msg.get(), ifi));
+  RETURN_IF_ERROR(PutOk(nla_put_u32(msg.get(), IFLA_MASTER, static_cast<uint32_t>(master_ifindex)),
+                        "IFLA_MASTER"));
+  reqs_.push_back({std::move(msg),
+                   absl::StrCat("set master of link #", ifindex, " to #", master_ifindex), false});
   return absl::OkStatus();
 }
 

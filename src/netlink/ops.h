@@ -94,6 +94,10 @@ struct ChildLink {
 // AlreadyExists when the name is taken in the target namespace; InvalidArgument for a mode or
 // kind knd does not know; the kernel's errno otherwise (EOPNOTSUPP: no such link type).
 absl::Status CreateChildLink(NlSock& sock, const ChildLink& child);
+// A VRF (an L3 master device) `name` whose routes are in `table`, created up in the socket's
+// namespace by one RTM_NEWLINK (NLM_F_CREATE|NLM_F_EXCL). AlreadyExists when the name is taken;
+// Unimplemented when the kernel has no VRF (CONFIG_NET_VRF).
+absl::Status CreateVrf(NlSock& sock, const std::string& name, uint32_t table);
 // RTM_DELLINK; NotFound when there is no such link.
 absl::Status DeleteLink(NlSock& sock, int ifindex);
 
@@ -127,6 +131,9 @@ class Batch {
  public:
   absl::Status AddAddress(int ifindex, const std::string& cidr, uint32_t flags = 0);
   absl::Status SetLinkUp(int ifindex, bool up);
+  // Enslaves `ifindex` to `master_ifindex` (IFLA_MASTER: a bridge, bond or VRF). A VRF takes
+  // a link that is up down and up again (dropping its IPv6 addresses): enslave it first.
+  absl::Status SetMaster(int ifindex, int master_ifindex);
   absl::Status AddRoute(int oif, const RouteSpec& route);
   // A permanent neighbour entry (ARP for IPv4, NDP for IPv6) on `ifindex`: `ip` is reached
   // at `mac` without resolution. An entry for `ip` that exists is replaced.

@@ -105,6 +105,12 @@ int OnLink(nl_msg* msg, void* arg) {
     if (nla_parse_nested(info, IFLA_INFO_MAX, tb[IFLA_LINKINFO], nullptr) == 0 &&
         info[IFLA_INFO_KIND]) {
       l.kind = AttrString(info[IFLA_INFO_KIND]);
+      nlattr* data[IFLA_VRF_MAX + 1] = {};
+      if (l.kind == "vrf" && info[IFLA_INFO_DATA] &&
+          nla_parse_nested(data, IFLA_VRF_MAX, info[IFLA_INFO_DATA], nullptr) == 0 &&
+          data[IFLA_VRF_TABLE]) {
+        l.vrf_table = AttrU32(data[IFLA_VRF_TABLE]);
+      }
     }
   }
   out->push_back(std::move(l));

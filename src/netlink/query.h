@@ -31,7 +31,8 @@ struct Link {
   uint32_t gso_ipv4_max_size = 0;  // IFLA_GSO_IPV4_MAX_SIZE (kernel >= 6.3); 0 = not reported
   uint32_t gro_ipv4_max_size = 0;  // IFLA_GRO_IPV4_MAX_SIZE (kernel >= 6.3)
   uint32_t flags = 0;              // IFF_* (IFF_UP, IFF_LOOPBACK, ...)
-  int master_ifindex = 0;          // bridge/bond master; 0 = none
+  int master_ifindex = 0;          // bridge/bond/VRF master; 0 = none
+  uint32_t vrf_table = 0;          // kind "vrf": its routing table (IFLA_VRF_TABLE)
   int link_ifindex = 0;            // IFLA_LINK (veth peer, vlan/macvlan parent); 0 = none. May name
                                    // an ifindex of another namespace (veth peers).
   // IFLA_PARENT_DEV_NAME / _BUS_NAME (kernel >= 5.16): the bus device behind a netdev, e.g.

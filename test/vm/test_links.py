@@ -1,14 +1,16 @@
 """The hardware lab (issue 15): knd's uplink rules on the link kinds this host's kernel lacks
 (bonding, 802.1q, and bridges over them), and VLAN and ipvlan children as claim devices, in a
 node netns on the lab's kernel; and (issue 16) the VLAN and ipvlan children of a shared parent
-carrying a pod's traffic to a neighbour on the wire."""
+carrying a pod's traffic to a neighbour on the wire; and (issue 18) a pod interface in a VRF
+(interface.vrf), which this host's kernel lacks too."""
 
 import os
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-import lab  # noqa: E402
+import lab  # noqa: E402  (puts test/e2e on the path)
+import harness  # noqa: E402
 from harness import Node, addresses, knd_config, link, sh, wait_for  # noqa: E402
 
 NODE_CONFIG = 'include:\n  - ifName: "*"\n'
@@ -135,6 +137,45 @@ class LinksTest(unittest.TestCase):
         info = self.shared_child({"type": "ipvlan", "mode": "l2"}, "net1",
                                  lambda: sh("ip", "addr", "add", "192.0.2.1/24", "dev", "wire0p"))
         self.assertEqual(info["info_data"]["mode"], "l2")
+
+    def test_pod_interface_in_its_vrf_reaches_the_wire_only_through_the_vrf(self):
+        """A DeviceClass puts its NICs in VRF red (table 100) of the pod: the pod reaches the
+        neighbour from a socket bound to the VRF and not from one that is not, and the NIC
+        comes back to the node in no VRF."""
+        n = self.node
+        n.veth("wire0")
+        sh("ip", "addr", "add", "192.0.2.1/24", "dev", "wire0p")
+        sh("ip", "addr", "add", "198.51.100.1/32", "dev", "wire0p")
+        before = harness.settled_host_state("wire0")
+        n.start_driver(config=NODE_CONFIG)
+        wait_for(lambda: "wire0" in n.published_devices(), what="wire0 published")
+        cfg = knd_config(interface={"name": "net-a", "addresses": ["192.0.2.10/24"]},
+                         routes=[{"destination": "198.51.100.0/24", "gateway": "192.0.2.1"}])
+        pod, claim = n.make_pod_with_claim(
+            NS, "pod-v", "claim-v", "wire0", cfg, class_name="knd-vrf",
+            class_config=knd_config(interface={"vrf": {"name": "red", "table": 100}}))
+        res = n.prepare(NS, "pod-v")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(res.get("error", ""), "")
+        self.assertEqual(n.run_pod(pod)[0], 200)
+        ns = n.pod_ns(pod)
+        self.assertEqual(lab.link_details("net-a", ns=ns).get("master"), "red")
+        self.assertEqual(link_info("red", ns=ns)["info_data"]["table"], 100)
+        routes = harness.ip_json("route", "show", "table", "100", "dev", "net-a", ns=ns)
+        self.assertIn("198.51.100.0/24", [r["dst"] for r in routes], routes)
+        self.assertEqual(harness.ip_json("-4", "route", "show", "table", "main", ns=ns), [])
+        out = sh("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "3", "-I", "red",
+                 "198.51.100.1", check=False)
+        self.assertIn(" 0% packet loss", out, "no reply through the VRF")
+        out = sh("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", "198.51.100.1",
+                 check=False)
+        self.assertNotIn(" 0% packet loss", out, "the main table reached the VRF's network")
+        n.stop_pod(pod)
+        harness.assert_comes_back(self, "wire0", before)
+        self.assertNotIn("master", lab.link_details("wire0"))
+        n.remove_pod(pod)
+        un = n.unprepare(NS, "pod-v")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(un.get("error", ""), "")
+
 
 if __name__ == "__main__":
     lab.main(need_sriov=False)
