@@ -185,37 +185,50 @@ std::map<std::string, uint32_t>& SnapshotOf(state::HostSnapshot& snap, netlink::
   return kind == netlink::QueueKind::kChannels ? snap.ethtool_channels : snap.ethtool_rings;
 }
 
-// Whether `cfg` sets anything through ethtool.
-bool SetsEthtool(const config::NetworkConfig& cfg) {
-  const auto& f = cfg.interface.ethtool_features;
-  return (f && !f->empty()) || cfg.interface.ethtool_channels || cfg.interface.ethtool_rings;
-}
-
 // interface.ethtool of `cfg` for `ifname`, in the calling thread's netns, or an error naming
-// the field: channels and rings first (a driver may reset its offloads with its queues), then
-// features.
+// the field: the driver's private flags first (a driver may reset the device for one, e.g.
+// igb's legacy-rx), then channels and rings (a driver may reset its offloads with its queues),
+// then features.
 absl::Status ApplyEthtoolHere(const std::string& ifname, const config::NetworkConfig& cfg) {
-  if (!SetsEthtool(cfg)) return absl::OkStatus();
+  const config::InterfaceConfig& ic = cfg.interface;
+  if (!config::SetsEthtool(ic)) return absl::OkStatus();
   absl::StatusOr<netlink::EthtoolSocket> sock = netlink::EthtoolSocket::Open();
   if (!sock.ok()) return Annotate(sock.status(), "interface.ethtool");
+  if (ic.ethtool_private_flags) {
+    RETURN_IF_ERROR(Annotate(sock->SetPrivateFlags(ifname, *ic.ethtool_private_flags),
+                             "interface.ethtool.privateFlags"));
+  }
   for (const QueueSetting& q : QueueSettings(cfg)) {
     if (!*q.want) continue;
     RETURN_IF_ERROR(Annotate(sock->SetCounts(q.kind, ifname, **q.want), q.field));
   }
-  const auto& want = cfg.interface.ethtool_features;
+  const auto& want = ic.ethtool_features;
   if (!want || want->empty()) return absl::OkStatus();
   return Annotate(sock->SetFeatures(ifname, *want).status(), "interface.ethtool.features");
 }
 
 // Can `ifname`, in the calling thread's netns, take the interface.ethtool settings of `cfg`:
-// every feature one it can change, no channel count or ring size above its maximum? Else an
-// error naming the field, with nothing changed. With `snap`, also records what the device has
-// now of each setting, to be put back at detach.
+// every private flag one its driver has, every feature one it can change, no channel count or
+// ring size above its maximum? Else an error naming the field, with nothing changed. With
+// `snap`, also records what the device has now of each setting, to be put back at detach.
 absl::Status CheckEthtoolHere(const std::string& ifname, const config::NetworkConfig& cfg,
                               state::HostSnapshot* snap) {
-  if (!SetsEthtool(cfg)) return absl::OkStatus();
+  const config::InterfaceConfig& ic = cfg.interface;
+  if (!config::SetsEthtool(ic)) return absl::OkStatus();
   absl::StatusOr<netlink::EthtoolSocket> eth = netlink::EthtoolSocket::Open();
   if (!eth.ok()) return Annotate(eth.status(), "interface.ethtool");
+  if (ic.ethtool_private_flags && !ic.ethtool_private_flags->empty()) {
+    absl::StatusOr<std::map<std::string, bool>> have = eth->PrivateFlags(ifname);
+    absl::Status st = have.ok()
+                          ? netlink::CheckPrivateFlags(*ic.ethtool_private_flags, *have, ifname)
+                          : have.status();
+    if (!st.ok()) return Annotate(st, "interface.ethtool.privateFlags");
+    if (snap != nullptr) {
+      for (const auto& [name, on] : *ic.ethtool_private_flags) {
+        snap->ethtool_private_flags[name] = (*have)[name];
+      }
+    }
+  }
   for (const QueueSetting& q : QueueSettings(cfg)) {
     if (!*q.want) continue;
     absl::StatusOr<netlink::EthtoolSocket::Counts> have = eth->GetCounts(q.kind, ifname);
@@ -225,7 +238,7 @@ absl::Status CheckEthtoolHere(const std::string& ifname, const config::NetworkCo
     if (snap == nullptr) continue;
     for (const auto& [key, v] : **q.want) SnapshotOf(*snap, q.kind)[key] = have->now[key];
   }
-  const auto& want = cfg.interface.ethtool_features;
+  const auto& want = ic.ethtool_features;
   if (!want || want->empty()) return absl::OkStatus();
   absl::StatusOr<std::map<std::string, netlink::EthtoolSocket::Feature>> features =
       eth->Features(ifname);
@@ -476,13 +489,18 @@ absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::Host
     keep(InNetns(host, [&] { return RestoreSysctlsHere(name, snap.sysctls); }));
   }
   if (!snap.ethtool_features.empty() || !snap.ethtool_channels.empty() ||
-      !snap.ethtool_rings.empty()) {
+      !snap.ethtool_rings.empty() || !snap.ethtool_private_flags.empty()) {
     keep(InNetns(host, [&]() -> absl::Status {
       absl::StatusOr<netlink::EthtoolSocket> eth = netlink::EthtoolSocket::Open();
       if (!eth.ok()) return Annotate(eth.status(), "restore ethtool settings of " + name);
-      absl::Status first =
-          Annotate(eth->SetCounts(netlink::QueueKind::kChannels, name, snap.ethtool_channels),
-                   "restore ethtool channels of " + name);
+      // In the order of the attach: private flags, queues, features.
+      absl::Status first = eth->RestorePrivateFlags(name, snap.ethtool_private_flags);
+      if (absl::Status r =
+              Annotate(eth->SetCounts(netlink::QueueKind::kChannels, name, snap.ethtool_channels),
+                       "restore ethtool channels of " + name);
+          first.ok()) {
+        first = r;
+      }
       if (absl::Status r = eth->SetCounts(netlink::QueueKind::kRings, name, snap.ethtool_rings);
           first.ok()) {
         first = Annotate(r, "restore ethtool rings of " + name);
@@ -545,7 +563,7 @@ class NetlinkAttacher : public Attacher {
 
   absl::Status CheckDevice(const state::DeviceIdentity& identity,
                            const config::NetworkConfig& cfg) override {
-    if (!SetsEthtool(cfg)) return absl::OkStatus();
+    if (!config::SetsEthtool(cfg.interface)) return absl::OkStatus();
     ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
     std::optional<LinkState> dev = FindByIdentity(links, identity, nullptr);

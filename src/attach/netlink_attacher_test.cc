@@ -670,7 +670,7 @@ TEST_F(AttachTest, EthtoolFeaturesApplyInThePodAndTheHostStateComesBack) {
   EXPECT_EQ(Feature("", "h0", "tx-tcp6-segmentation"), "on");
 }
 
-TEST_F(AttachTest, FixedEthtoolFeatureIsRefusedBeforeAnythingChanges) {
+TEST_F(AttachTest, FixedEthtoolFeatureOrPrivateFlagIsRefusedBeforeAnythingChanges) {
   if (Sh("ethtool --version").find("ethtool version") == std::string::npos) {
     GTEST_SKIP() << "needs ethtool";
   }
@@ -686,6 +686,14 @@ TEST_F(AttachTest, FixedEthtoolFeatureIsRefusedBeforeAnythingChanges) {
                           "\" cannot be changed on h0"));
     EXPECT_THAT(std::string(res.status().message()), HasSubstr("changeable: "));
   }
+  // veth's driver defines no private flags.
+  req.config.interface.ethtool_features.reset();
+  req.config.interface.ethtool_private_flags = std::map<std::string, bool>{{"legacy-rx", true}};
+  auto res = attacher_->Attach(req, Persist());
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.status().code(), absl::StatusCode::kInvalidArgument) << res.status();
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("interface.ethtool.privateFlags: h0 has no private flags"));
   EXPECT_EQ(persist_calls_, 0);
   ExpectHostRestored();
   EXPECT_TRUE(Link(pod_name_, "net-rdma0").is_null());
@@ -794,7 +802,11 @@ TEST_F(AttachTest, CheckDeviceAnswersPreparesQuestionAndChangesNothing) {
               c.interface.ethtool_rings = std::map<std::string, uint32_t>{{"rx", 512}};
             },
             "interface.ethtool.rings: h0 has no ring entries to set",
-            absl::StatusCode::kUnimplemented}}) {
+            absl::StatusCode::kUnimplemented},
+           {[](auto& c) {
+              c.interface.ethtool_private_flags = std::map<std::string, bool>{{"legacy-rx", true}};
+            },
+            "interface.ethtool.privateFlags: h0 has no private flags (its driver defines none)"}}) {
     config::NetworkConfig c = cfg;
     bad.set(c);
     absl::Status st = attacher_->CheckDevice(id_, c);

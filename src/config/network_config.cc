@@ -27,6 +27,7 @@ constexpr size_t kMaxAddresses = 16;
 constexpr size_t kMaxRoutes = 64;
 constexpr size_t kMaxNeighbors = 64;
 constexpr size_t kMaxEthtoolFeatures = 128;
+constexpr size_t kMaxPrivateFlags = 32;  // a driver's private flags are one u32
 constexpr uint32_t kMaxChannels = 4096;
 constexpr uint32_t kMaxRingEntries = 1 << 20;  // the kernel has 64 feature bits, ethtool 24 aliases
 constexpr uint32_t kMainTable = 254;
@@ -227,6 +228,23 @@ std::optional<std::string> InvalidFeatureName(const std::string& name) {
   return std::nullopt;
 }
 
+// A driver's private flag as `ethtool --show-priv-flags` prints it ("legacy-rx", "MFP",
+// "rx_cqe_compress"): letters, digits, '-', '_' and '.', shorter than ETH_GSTRING_LEN (32).
+std::optional<std::string> InvalidPrivateFlagName(const std::string& name) {
+  if (name.empty()) return "a flag name must not be empty";
+  if (name.size() > 31) {
+    return absl::StrCat("\"", name, "\" is ", name.size(), " bytes long (at most 31)");
+  }
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      return absl::StrCat("\"", name,
+                          "\" is not a private flag name (letters, digits, '-', '_', '.'; the "
+                          "names `ethtool --show-priv-flags` prints)");
+    }
+  }
+  return std::nullopt;
+}
+
 // Offload features that change what the NIC lets in or switches itself, beyond the pod's own
 // traffic: DeviceClass only.
 struct ClassOnlyFeature {
@@ -356,16 +374,26 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
       }
     }
   }
-  if (itf.ethtool_features) {
-    if (itf.ethtool_features->size() > kMaxEthtoolFeatures) {
-      return Bad(where, "interface.ethtool.features",
-                 absl::StrCat("too many features (", itf.ethtool_features->size(), ", at most ",
-                              kMaxEthtoolFeatures, ")"));
+  struct NamedBits {
+    const char* field;
+    const std::optional<std::map<std::string, bool>>* bits;
+    size_t max;
+    const char* what;  // in "too many features (N, at most M)"
+    std::optional<std::string> (*invalid)(const std::string&);
+  };
+  for (const NamedBits& nb :
+       {NamedBits{"interface.ethtool.features", &itf.ethtool_features, kMaxEthtoolFeatures,
+                  "features", InvalidFeatureName},
+        NamedBits{"interface.ethtool.privateFlags", &itf.ethtool_private_flags, kMaxPrivateFlags,
+                  "flags", InvalidPrivateFlagName}}) {
+    if (!*nb.bits) continue;
+    if ((*nb.bits)->size() > nb.max) {
+      return Bad(
+          where, nb.field,
+          absl::StrCat("too many ", nb.what, " (", (*nb.bits)->size(), ", at most ", nb.max, ")"));
     }
-    for (const auto& [name, on] : *itf.ethtool_features) {
-      if (auto why = InvalidFeatureName(name)) {
-        return Bad(where, "interface.ethtool.features", *why);
-      }
+    for (const auto& [name, on] : **nb.bits) {
+      if (auto why = nb.invalid(name)) return Bad(where, nb.field, *why);
     }
   }
   for (const auto& [field, counts, max] :
@@ -725,6 +753,11 @@ absl::Status CheckPrivileges(const NetworkConfig& cfg, Source source, const Cont
     return Bad(where, "interface.hardwareAddr",
                "may only be set in a DeviceClass config, not in a claim");
   }
+  if (cfg.interface.ethtool_private_flags && !cfg.interface.ethtool_private_flags->empty()) {
+    return Bad(where, "interface.ethtool.privateFlags",
+               "may only be set in a DeviceClass config, not in a claim (a driver's private "
+               "flags are its own knobs, and some act on the whole port, e.g. its LLDP or FEC)");
+  }
   if (cfg.interface.vrf) {
     return Bad(where, "interface.vrf",
                "may only be set in a DeviceClass config, not in a claim (a VRF is policy "
@@ -898,7 +931,8 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
     }
     if (auto f = it->find("ethtool"); f != it->end()) {
       RETURN_IF_ERROR(ExpectType(*f, json::value_t::object, "interface.ethtool", where));
-      RETURN_IF_ERROR(CheckKeys(*f, {"features", "channels", "rings"}, "interface.ethtool", where));
+      RETURN_IF_ERROR(CheckKeys(*f, {"features", "channels", "rings", "privateFlags"},
+                                "interface.ethtool", where));
       // Named lists: a braced list in the range-for would die before the loop body runs.
       static constexpr std::initializer_list<const char*> kChannelKeys = {"rx", "tx", "other",
                                                                           "combined"};
@@ -918,16 +952,21 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
         }
         *out = std::move(counts);
       }
-      if (auto fs = f->find("features"); fs != f->end()) {
-        RETURN_IF_ERROR(
-            ExpectType(*fs, json::value_t::object, "interface.ethtool.features", where));
-        std::map<std::string, bool> features;
+      // Name -> on/off maps: offload features and the driver's private flags.
+      for (const auto& [key, out] :
+           {std::pair{"features", &cfg.interface.ethtool_features},
+            std::pair{"privateFlags", &cfg.interface.ethtool_private_flags}}) {
+        auto fs = f->find(key);
+        if (fs == f->end()) continue;
+        const std::string path = absl::StrCat("interface.ethtool.", key);
+        RETURN_IF_ERROR(ExpectType(*fs, json::value_t::object, path, where));
+        std::map<std::string, bool> bits;
         for (const auto& [name, on] : fs->items()) {
-          const std::string path = "interface.ethtool.features." + name;
-          RETURN_IF_ERROR(ExpectType(on, json::value_t::boolean, path, where));
-          features[name] = on.get<bool>();
+          const std::string bit = path + "." + name;
+          RETURN_IF_ERROR(ExpectType(on, json::value_t::boolean, bit, where));
+          bits[name] = on.get<bool>();
         }
-        cfg.interface.ethtool_features = std::move(features);
+        *out = std::move(bits);
       }
     }
     if (auto f = it->find("vrf"); f != it->end()) {
@@ -1129,6 +1168,12 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
     for (const auto& [k, v] : *over.interface.ethtool_features) m[k] = v;
     out.interface.ethtool_features = std::move(m);
   }
+  if (over.interface.ethtool_private_flags) {
+    std::map<std::string, bool> m =
+        base.interface.ethtool_private_flags.value_or(std::map<std::string, bool>{});
+    for (const auto& [k, v] : *over.interface.ethtool_private_flags) m[k] = v;  // flag by flag
+    out.interface.ethtool_private_flags = std::move(m);
+  }
   for (auto [o, b] : {std::pair{&over.interface.ethtool_channels, &out.interface.ethtool_channels},
                       std::pair{&over.interface.ethtool_rings, &out.interface.ethtool_rings}}) {
     if (!*o) continue;
@@ -1172,18 +1217,16 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
     // Multus and the NAD's plugins configure the interface (its name comes from the pod's
     // networks annotation); knd would apply none of these, so it refuses rather than ignore.
     const InterfaceConfig& ic = cfg.interface;
-    const char* field = ic.name                                  ? "interface.name"
-                        : ic.mtu                                 ? "interface.mtu"
-                        : ic.gso_max_size                        ? "interface.gsoMaxSize"
-                        : ic.gro_max_size                        ? "interface.groMaxSize"
-                        : ic.gso_ipv4_max_size                   ? "interface.gsoIPv4MaxSize"
-                        : ic.gro_ipv4_max_size                   ? "interface.groIPv4MaxSize"
-                        : ic.hardware_addr                       ? "interface.hardwareAddr"
-                        : ic.addresses && !ic.addresses->empty() ? "interface.addresses"
-                        : ic.sysctls && !ic.sysctls->empty()     ? "interface.sysctls"
-                        : (ic.ethtool_features && !ic.ethtool_features->empty()) ||
-                                ic.ethtool_channels || ic.ethtool_rings
-                            ? "interface.ethtool"
+    const char* field = ic.name                                    ? "interface.name"
+                        : ic.mtu                                   ? "interface.mtu"
+                        : ic.gso_max_size                          ? "interface.gsoMaxSize"
+                        : ic.gro_max_size                          ? "interface.groMaxSize"
+                        : ic.gso_ipv4_max_size                     ? "interface.gsoIPv4MaxSize"
+                        : ic.gro_ipv4_max_size                     ? "interface.groIPv4MaxSize"
+                        : ic.hardware_addr                         ? "interface.hardwareAddr"
+                        : ic.addresses && !ic.addresses->empty()   ? "interface.addresses"
+                        : ic.sysctls && !ic.sysctls->empty()       ? "interface.sysctls"
+                        : SetsEthtool(ic)                          ? "interface.ethtool"
                         : ic.vrf                                   ? "interface.vrf"
                         : cfg.ipam                                 ? "ipam"
                         : cfg.routes && !cfg.routes->empty()       ? "routes"
@@ -1285,8 +1328,7 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
                  "cannot be combined with interface.sysctls (set them with the tuning "
                  "plugin's sysctl in the CNI config)");
     }
-    if ((cfg.interface.ethtool_features && !cfg.interface.ethtool_features->empty()) ||
-        cfg.interface.ethtool_channels || cfg.interface.ethtool_rings) {
+    if (SetsEthtool(cfg.interface)) {
       return Bad(where, "cni",
                  "cannot be combined with interface.ethtool (knd would not apply it after the "
                  "plugins ran)");
@@ -1374,6 +1416,9 @@ json ToJson(const NetworkConfig& cfg) {
   if (cfg.interface.ethtool_features) itf["ethtool"]["features"] = *cfg.interface.ethtool_features;
   if (cfg.interface.ethtool_channels) itf["ethtool"]["channels"] = *cfg.interface.ethtool_channels;
   if (cfg.interface.ethtool_rings) itf["ethtool"]["rings"] = *cfg.interface.ethtool_rings;
+  if (cfg.interface.ethtool_private_flags) {
+    itf["ethtool"]["privateFlags"] = *cfg.interface.ethtool_private_flags;
+  }
   if (cfg.interface.vrf) {
     itf["vrf"] = {{"name", cfg.interface.vrf->name}, {"table", cfg.interface.vrf->table}};
   }

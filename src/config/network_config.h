@@ -84,9 +84,18 @@ struct InterfaceConfig {
   // "rx", "rxMini", "rxJumbo", "tx"); the kinds not given stay as they are.
   std::optional<std::map<std::string, uint32_t>> ethtool_channels;
   std::optional<std::map<std::string, uint32_t>> ethtool_rings;
+  // The driver's private flags (`ethtool --set-priv-flags`: "legacy-rx" -> true), by the names
+  // `ethtool --show-priv-flags` prints; DeviceClass only.
+  std::optional<std::map<std::string, bool>> ethtool_private_flags;
   std::optional<VrfConfig> vrf;
   bool operator==(const InterfaceConfig&) const = default;
 };
+
+// Whether `ic` sets anything through ethtool (interface.ethtool).
+inline bool SetsEthtool(const InterfaceConfig& ic) {
+  return (ic.ethtool_features && !ic.ethtool_features->empty()) || ic.ethtool_channels ||
+         ic.ethtool_rings || (ic.ethtool_private_flags && !ic.ethtool_private_flags->empty());
+}
 
 // A per-interface sysctl, /proc/sys/net/<family>/conf/<ifname>/<key>, that a NetworkConfig
 // may set (interface.sysctls) and that knd brings back when a device returns to the host

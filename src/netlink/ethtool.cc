@@ -31,10 +31,11 @@ std::string AttrString(const nlattr* a) {
   return std::string(data, strnlen(data, len > 0 ? len : 0));
 }
 
-// The names in a verbose bitset (no ETHTOOL_FLAG_COMPACT_BITSETS) that are set: with
-// ETHTOOL_A_BITSET_NOMASK every listed bit is, otherwise those with ETHTOOL_A_BITSET_BIT_VALUE.
-std::set<std::string> SetBits(nlattr* bitset) {
-  std::set<std::string> out;
+// Every bit a verbose bitset (no ETHTOOL_FLAG_COMPACT_BITSETS) lists, by name, and whether it
+// is set: with ETHTOOL_A_BITSET_NOMASK every listed bit is, otherwise those with
+// ETHTOOL_A_BITSET_BIT_VALUE.
+std::map<std::string, bool> ListedBits(nlattr* bitset) {
+  std::map<std::string, bool> out;
   nlattr* tb[ETHTOOL_A_BITSET_MAX + 1] = {};
   if (nla_parse_nested(tb, ETHTOOL_A_BITSET_MAX, bitset, nullptr) < 0) return out;
   const bool nomask = tb[ETHTOOL_A_BITSET_NOMASK] != nullptr;
@@ -46,9 +47,17 @@ std::set<std::string> SetBits(nlattr* bitset) {
     nlattr* bt[ETHTOOL_A_BITSET_BIT_MAX + 1] = {};
     if (nla_parse_nested(bt, ETHTOOL_A_BITSET_BIT_MAX, bit, nullptr) < 0) continue;
     if (bt[ETHTOOL_A_BITSET_BIT_NAME] == nullptr) continue;
-    if (nomask || bt[ETHTOOL_A_BITSET_BIT_VALUE] != nullptr) {
-      out.insert(AttrString(bt[ETHTOOL_A_BITSET_BIT_NAME]));
-    }
+    out[AttrString(bt[ETHTOOL_A_BITSET_BIT_NAME])] =
+        nomask || bt[ETHTOOL_A_BITSET_BIT_VALUE] != nullptr;
+  }
+  return out;
+}
+
+// The names of the bits a verbose bitset has set.
+std::set<std::string> SetBits(nlattr* bitset) {
+  std::set<std::string> out;
+  for (const auto& [name, on] : ListedBits(bitset)) {
+    if (on) out.insert(name);
   }
   return out;
 }
@@ -223,14 +232,19 @@ absl::StatusOr<std::map<std::string, bool>> ResolveFeatures(
 
 absl::Status EthtoolSocket::SendWanted(const std::string& ifname,
                                        const std::map<std::string, bool>& want) {
-  const std::string what = "set ethtool features of " + ifname;
-  ASSIGN_OR_RETURN(NlMsgPtr msg,
-                   Request(family_, ETHTOOL_MSG_FEATURES_SET, ifname, ETHTOOL_FLAG_OMIT_REPLY));
+  return SendBits(ETHTOOL_MSG_FEATURES_SET, ETHTOOL_A_FEATURES_WANTED, ifname, want,
+                  "set ethtool features of " + ifname);
+}
+
+absl::Status EthtoolSocket::SendBits(uint8_t cmd, int attr, const std::string& ifname,
+                                     const std::map<std::string, bool>& bits_on,
+                                     const std::string& what) {
+  ASSIGN_OR_RETURN(NlMsgPtr msg, Request(family_, cmd, ifname, ETHTOOL_FLAG_OMIT_REPLY));
   nl_msg* m = msg.get();
-  nlattr* wanted = nla_nest_start(m, ETHTOOL_A_FEATURES_WANTED);
-  nlattr* bits = wanted != nullptr ? nla_nest_start(m, ETHTOOL_A_BITSET_BITS) : nullptr;
+  nlattr* set = nla_nest_start(m, attr);
+  nlattr* bits = set != nullptr ? nla_nest_start(m, ETHTOOL_A_BITSET_BITS) : nullptr;
   if (bits == nullptr) return absl::InternalError(what + ": build request");
-  for (const auto& [name, on] : want) {  // the listed bits are the mask; VALUE = on
+  for (const auto& [name, on] : bits_on) {  // the listed bits are the mask; VALUE = on
     nlattr* bit = nla_nest_start(m, ETHTOOL_A_BITSET_BITS_BIT);
     if (bit == nullptr) return absl::InternalError(what + ": build request");
     RETURN_IF_ERROR(PutStatus(nla_put_string(m, ETHTOOL_A_BITSET_BIT_NAME, name.c_str()), "bit"));
@@ -238,7 +252,7 @@ absl::Status EthtoolSocket::SendWanted(const std::string& ifname,
     nla_nest_end(m, bit);
   }
   nla_nest_end(m, bits);
-  nla_nest_end(m, wanted);
+  nla_nest_end(m, set);
   nlmsg_hdr(m)->nlmsg_flags |= NLM_F_ACK;
   if (int err = nl_send_auto(sock_.get(), m); err < 0) return NlStatus(err, what + ": send");
   if (int err = nl_wait_for_ack(sock_.get()); err < 0) return NlStatus(err, what);
@@ -403,6 +417,85 @@ absl::Status EthtoolSocket::RestoreWanted(const std::string& ifname,
   }
   if (set.empty()) return absl::OkStatus();
   return SendWanted(ifname, set);
+}
+
+namespace {
+
+int OnPrivateFlags(nl_msg* msg, void* arg) {
+  auto* out = static_cast<std::optional<std::map<std::string, bool>>*>(arg);
+  nlattr* tb[ETHTOOL_A_PRIVFLAGS_MAX + 1] = {};
+  if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, ETHTOOL_A_PRIVFLAGS_MAX, nullptr) < 0) return NL_SKIP;
+  if (genlmsg_hdr(nlmsg_hdr(msg))->cmd != ETHTOOL_MSG_PRIVFLAGS_GET_REPLY) return NL_SKIP;
+  out->emplace();
+  if (tb[ETHTOOL_A_PRIVFLAGS_FLAGS]) **out = ListedBits(tb[ETHTOOL_A_PRIVFLAGS_FLAGS]);
+  return NL_OK;
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, bool>> EthtoolSocket::PrivateFlags(const std::string& ifname) {
+  const std::string what = "ethtool private flags of " + ifname;
+  std::optional<std::map<std::string, bool>> flags;
+  absl::Status st = Get(ETHTOOL_MSG_PRIVFLAGS_GET, ifname, what, OnPrivateFlags, &flags);
+  // EOPNOTSUPP: the driver has no get_priv_flags (veth, most virtual links), i.e. none.
+  if (absl::IsUnimplemented(st)) return std::map<std::string, bool>{};
+  RETURN_IF_ERROR(st);
+  if (!flags) return absl::InternalError(what + ": no reply");
+  return *flags;
+}
+
+absl::Status CheckPrivateFlags(const std::map<std::string, bool>& want,
+                               const std::map<std::string, bool>& have, const std::string& ifname) {
+  for (const auto& [name, on] : want) {
+    if (have.count(name) != 0) continue;
+    if (have.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(ifname, " has no private flags (its driver defines none)"));
+    }
+    std::vector<std::string> names;
+    for (const auto& [n, v] : have) names.push_back(n);
+    return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" is not a private flag of ",
+                                                   ifname, " (it has: ", absl::StrJoin(names, ", "),
+                                                   ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EthtoolSocket::SetPrivateFlags(const std::string& ifname,
+                                            const std::map<std::string, bool>& want) {
+  if (want.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(auto before, PrivateFlags(ifname));
+  RETURN_IF_ERROR(CheckPrivateFlags(want, before, ifname));
+  std::map<std::string, bool> set;
+  for (const auto& [name, on] : want) {
+    if (before[name] != on) set[name] = on;
+  }
+  if (set.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(SendBits(ETHTOOL_MSG_PRIVFLAGS_SET, ETHTOOL_A_PRIVFLAGS_FLAGS, ifname, set,
+                           "set ethtool private flags of " + ifname));
+  ASSIGN_OR_RETURN(auto after, PrivateFlags(ifname));
+  for (const auto& [name, on] : set) {
+    if (after[name] != on) {
+      return absl::FailedPreconditionError(absl::StrCat("private flag \"", name, "\" of ", ifname,
+                                                        " stayed ", on ? "off" : "on",
+                                                        " (its driver keeps it)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EthtoolSocket::RestorePrivateFlags(const std::string& ifname,
+                                                const std::map<std::string, bool>& flags) {
+  if (flags.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(auto now, PrivateFlags(ifname));
+  std::map<std::string, bool> set;
+  for (const auto& [name, on] : flags) {
+    auto it = now.find(name);
+    if (it != now.end() && it->second != on) set[name] = on;
+  }
+  if (set.empty()) return absl::OkStatus();
+  return SendBits(ETHTOOL_MSG_PRIVFLAGS_SET, ETHTOOL_A_PRIVFLAGS_FLAGS, ifname, set,
+                  "restore ethtool private flags of " + ifname);
 }
 
 }  // namespace knd::netlink

@@ -1,5 +1,6 @@
-// Offload features of a link through the kernel's ethtool netlink family (genetlink "ethtool",
-// Linux >= 5.6; ETHTOOL_MSG_FEATURES_GET/SET), on libnl-genl-3. Features are named as the
+// Offload features, private flags, channel counts and ring sizes of a link through the kernel's
+// ethtool netlink family (genetlink "ethtool", Linux >= 5.6; ETHTOOL_MSG_FEATURES_*,
+// _PRIVFLAGS_*, _CHANNELS_*, _RINGS_*), on libnl-genl-3. Features are named as the
 // kernel names them (ETH_SS_FEATURES: "rx-gro", "tx-tcp-segmentation", "rx-checksum", ...),
 // i.e. the indented names `ethtool -k DEV` prints; ethtool's group aliases ("tso") are
 // expanded against the device like `ethtool -K` does.
@@ -58,6 +59,17 @@ class EthtoolSocket {
   // Names the device does not have or cannot change are skipped.
   absl::Status RestoreWanted(const std::string& ifname, const std::map<std::string, bool>& wanted);
 
+  // The private flags of `ifname`'s driver (`ethtool --show-priv-flags`: "legacy-rx" -> false),
+  // every one it defines; empty when it defines none.
+  absl::StatusOr<std::map<std::string, bool>> PrivateFlags(const std::string& ifname);
+  // Sets the flags in `want` (the others stay) in one ETHTOOL_MSG_PRIVFLAGS_SET, then reads them
+  // back. A name the driver does not define is refused before anything is sent
+  // (CheckPrivateFlags); a flag that does not follow is FailedPrecondition naming it.
+  absl::Status SetPrivateFlags(const std::string& ifname, const std::map<std::string, bool>& want);
+  // Puts `flags` back (the ones that differ); names the driver does not define are skipped.
+  absl::Status RestorePrivateFlags(const std::string& ifname,
+                                   const std::map<std::string, bool>& flags);
+
   // What a device has of `kind`: the maximum and the current value of each of its keys (a
   // key the kernel does not report is absent; a maximum of 0: the device has none of those).
   struct Counts {
@@ -75,6 +87,10 @@ class EthtoolSocket {
   absl::Status Get(uint8_t cmd, const std::string& ifname, const std::string& what,
                    int (*parse)(nl_msg*, void*), void* arg);
   absl::Status SendWanted(const std::string& ifname, const std::map<std::string, bool>& want);
+  // One `cmd` whose bitset attribute `attr` lists the bits of `bits_on` by name, each set or
+  // cleared (the listed bits are the mask), without a reply.
+  absl::Status SendBits(uint8_t cmd, int attr, const std::string& ifname,
+                        const std::map<std::string, bool>& bits_on, const std::string& what);
   EthtoolSocket(NlSock sock, int family) : sock_(std::move(sock)), family_(family) {}
   NlSock sock_;
   int family_ = 0;
@@ -91,6 +107,11 @@ const char* FeatureAliasPattern(const std::string& name);
 absl::StatusOr<std::map<std::string, bool>> ResolveFeatures(
     const std::map<std::string, bool>& want,
     const std::map<std::string, EthtoolSocket::Feature>& features, const std::string& ifname);
+
+// Private flags `want` against a driver's `have`: InvalidArgument naming `ifname`, the name and
+// the flags it has, for a name it does not define.
+absl::Status CheckPrivateFlags(const std::map<std::string, bool>& want,
+                               const std::map<std::string, bool>& have, const std::string& ifname);
 
 // `want` against a device with `have`: InvalidArgument naming `ifname`, the key and the
 // device's maximum for a value above it, or for a key the device does not have.

@@ -114,9 +114,12 @@ DevicePlan DeviceFromJson(const json& j) {
         if (v.is_string()) h.sysctls[k] = v.get<std::string>();
       }
     }
-    if (auto ef = it->find("ethtoolFeatures"); ef != it->end() && ef->is_object()) {
+    for (const auto& [key, out] : {std::pair{"ethtoolFeatures", &h.ethtool_features},
+                                   std::pair{"ethtoolPrivateFlags", &h.ethtool_private_flags}}) {
+      auto ef = it->find(key);
+      if (ef == it->end() || !ef->is_object()) continue;
       for (const auto& [k, v] : ef->items()) {
-        if (v.is_boolean()) h.ethtool_features[k] = v.get<bool>();
+        if (v.is_boolean()) (*out)[k] = v.get<bool>();
       }
     }
     for (const auto& [key, out] : {std::pair{"ethtoolChannels", &h.ethtool_channels},
@@ -227,6 +230,9 @@ json ToJson(const ClaimPlan& plan) {
         jd["host"]["ethtoolChannels"] = d.host->ethtool_channels;
       }
       if (!d.host->ethtool_rings.empty()) jd["host"]["ethtoolRings"] = d.host->ethtool_rings;
+      if (!d.host->ethtool_private_flags.empty()) {
+        jd["host"]["ethtoolPrivateFlags"] = d.host->ethtool_private_flags;
+      }
       if (d.host->gso_max_size != 0) jd["host"]["gsoMaxSize"] = d.host->gso_max_size;
       if (d.host->gro_max_size != 0) jd["host"]["groMaxSize"] = d.host->gro_max_size;
       if (d.host->gso_ipv4_max_size != 0) {

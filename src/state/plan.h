@@ -85,6 +85,7 @@ struct HostSnapshot {
   // The host's channel counts ("rx", "tx", "other", "combined") the NetworkConfig sets.
   std::map<std::string, uint32_t> ethtool_channels;
   std::map<std::string, uint32_t> ethtool_rings;  // ring sizes ("rx", "rxMini", "rxJumbo", "tx")
+  std::map<std::string, bool> ethtool_private_flags;  // the driver's flags the config sets
   std::optional<VfSnapshot> vf;  // only when knd changed the VF's settings on its PF
 };
 

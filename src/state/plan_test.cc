@@ -55,6 +55,7 @@ ClaimPlan FullPlan() {
                         {{"rx-gro", true}, {"tx-tcp-segmentation", false}},
                         {{"combined", 8}, {"rx", 0}},
                         {{"rx", 1024}, {"tx", 512}},
+                        {{"legacy-rx", false}},
                         std::nullopt};
   d.host->vf =
       VfSnapshot{"0000:03:00.0", 1, "0c:42:a1:00:00:02", 100, 3, true, std::nullopt, 2u, 0, 1000};
@@ -109,6 +110,8 @@ void ExpectSame(const ClaimPlan& a, const ClaimPlan& b) {
             (std::map<std::string, uint32_t>{{"combined", 8}, {"rx", 0}}));
   EXPECT_EQ(b.devices[0].host->ethtool_rings,
             (std::map<std::string, uint32_t>{{"rx", 1024}, {"tx", 512}}));
+  EXPECT_EQ(b.devices[0].host->ethtool_private_flags,
+            (std::map<std::string, bool>{{"legacy-rx", false}}));
   ASSERT_TRUE(b.devices[0].result.has_value());
   EXPECT_EQ(a.devices[0].result->cni_result, b.devices[0].result->cni_result);
   EXPECT_FALSE(b.devices[1].host.has_value());

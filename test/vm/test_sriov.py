@@ -43,6 +43,16 @@ def rings(ifname, ns=None):
     return got
 
 
+def private_flags(ifname, ns=None):
+    """`ethtool --show-priv-flags`: each flag's "on" or "off"."""
+    out = {}
+    for line in sh("ethtool", "--show-priv-flags", ifname, ns=ns).splitlines()[1:]:
+        name, _, value = line.partition(":")
+        if value.strip():
+            out[name.strip()] = value.strip()
+    return out
+
+
 def offloads(ifname, ns=None):
     """What `ethtool -k` prints for each feature: "on" or "off" (without "[fixed]")."""
     out = {}
@@ -202,6 +212,39 @@ class SriovTest(unittest.TestCase):
         wait_for(lambda: link(vf_if), timeout=15, what="the VF back under its host name")
         self.assertEqual(offloads(vf_if), before, "the host's offloads put back")
         self.assertEqual(rings(vf_if), host_rings, "the host's ring sizes put back")
+
+    @unittest.skipUnless(os.access("/usr/sbin/ethtool", os.X_OK), "needs Debian's ethtool")
+    def test_pf_private_flag_from_the_device_class_in_the_pod_and_back(self):
+        """interface.ethtool.privateFlags (DeviceClass only) on the whole PF: igb's legacy-rx on
+        in the pod (igb resets the NIC for it), off again on the host after the pod. A flag the
+        driver does not have is refused in Prepare, naming the ones it has."""
+        self.start(0)
+        pf_name = device_name(self.pf_pci)
+        self.published(lambda d: pf_name in d)
+        before = private_flags(self.pf)
+        self.assertEqual(before, {"legacy-rx": "off"})
+        _, claim = self.node.make_pod_with_claim(
+            NS, "pod-x", "claim-x", pf_name, CONFIG, class_name="knd-pf-bad",
+            class_config=knd_config(interface={"ethtool": {"privateFlags": {"rx-legacy": True}}}))
+        err = self.node.prepare(NS, "pod-x")["claims"][claim["metadata"]["uid"]].get("error")
+        self.assertIn(f"({self.pf}): interface.ethtool.privateFlags: \"rx-legacy\" is not a "
+                      f"private flag of {self.pf} (it has: legacy-rx)", err or "")
+        pod, claim = self.node.make_pod_with_claim(
+            NS, "pod-p", "claim-p", pf_name, CONFIG, class_name="knd-pf",
+            class_config=knd_config(interface={"ethtool": {"privateFlags": {"legacy-rx": True}}}))
+        res = self.node.prepare(NS, "pod-p")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(res.get("error", ""), "")
+        code, body = self.node.run_pod(pod)
+        self.assertEqual(code, 200, body)
+        ns = self.node.pod_ns(pod)
+        self.assertEqual(private_flags("net-a", ns=ns), {"legacy-rx": "on"})
+        self.assertIn("192.0.2.10/24", addresses("net-a", ns=ns))
+        self.node.stop_pod(pod, order="containerd")
+        wait_for(lambda: link(self.pf), timeout=15, what="the PF back on the host")
+        self.assertEqual(private_flags(self.pf), before, "the host's private flags put back")
+        self.node.remove_pod(pod)
+        un = self.node.unprepare(NS, "pod-p")["claims"][claim["metadata"]["uid"]]
+        self.assertEqual(un.get("error", ""), "")
 
     def vfinfo(self, index=0):
         """The PF's view of VF `index` (ip -j link show <pf>): MAC, VLAN, qos, spoofchk, trust."""
