@@ -81,11 +81,11 @@ class Attacher {
   virtual absl::StatusOr<bool> OnHost(const state::DeviceIdentity& identity) = 0;
 
   // Can the device, on the host now, take what `cfg` asks of the device itself: every
-  // interface.ethtool feature one it can change, no channel count or ring size above its
-  // maxima? Prepare's check, so that a claim the device cannot serve is refused before the
-  // pod's sandbox is made. An error names the field (InvalidArgument; Unimplemented for what
-  // the driver does not offer at all); NotFound when the device is not on the host. Changes
-  // nothing.
+  // interface.ethtool feature and private flag one it can change, no channel count or ring
+  // size above its maxima, no size the kernel would ignore (CheckKernelSizes)? Prepare's check, so
+  // that a claim the device cannot serve is refused before the pod's sandbox is made. An error
+  // names the field (InvalidArgument; Unimplemented for what the driver does not offer at all);
+  // NotFound when the device is not on the host. Changes nothing.
   virtual absl::Status CheckDevice(const state::DeviceIdentity& identity,
                                    const config::NetworkConfig& cfg) = 0;
 
@@ -106,6 +106,13 @@ class Attacher {
   virtual absl::Status Restore(const state::DeviceIdentity& identity,
                                const state::HostSnapshot& host) = 0;
 };
+
+// What `ic` sets that this kernel would silently ignore on the link `ifname`, whose
+// IFLA_GRO_MAX_SIZE netlink reported as `reported_gro_max_size` (0: not reported):
+// interface.groMaxSize before Linux 5.19, which has no GRO size for links. FailedPrecondition
+// naming the field; OK otherwise. Checked in Prepare and before the attach.
+absl::Status CheckKernelSizes(const std::string& ifname, uint32_t reported_gro_max_size,
+                              const config::InterfaceConfig& ic);
 
 // The netlink-backed implementation.
 std::unique_ptr<Attacher> NewNetlinkAttacher();

@@ -563,11 +563,14 @@ class NetlinkAttacher : public Attacher {
 
   absl::Status CheckDevice(const state::DeviceIdentity& identity,
                            const config::NetworkConfig& cfg) override {
-    if (!config::SetsEthtool(cfg.interface)) return absl::OkStatus();
+    if (!config::SetsEthtool(cfg.interface) && !cfg.interface.gro_max_size) {
+      return absl::OkStatus();
+    }
     ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
     std::optional<LinkState> dev = FindByIdentity(links, identity, nullptr);
     if (!dev) return absl::NotFoundError("the device is not on the host");
+    RETURN_IF_ERROR(CheckKernelSizes(dev->name, dev->gro_max_size, cfg.interface));
     return InNetns(*host_, [&] { return CheckEthtoolHere(dev->name, cfg, nullptr); });
   }
 
@@ -665,6 +668,7 @@ class NetlinkAttacher : public Attacher {
     if (clash.ok()) return NameTaken(target, req.netns_path);
     if (!absl::IsNotFound(clash.status())) return clash.status();
 
+    RETURN_IF_ERROR(CheckKernelSizes(dev->name, dev->gro_max_size, ic));
     absl::StatusOr<state::HostSnapshot> snap = TakeSnapshot(host_sock, *dev, *host_, &req.config);
     if (!snap.ok()) return Annotate(snap.status(), "snapshot " + dev->name);
     // sriov: the PF's settings for this VF join the snapshot before anything changes.
@@ -782,6 +786,7 @@ class NetlinkAttacher : public Attacher {
           "interface.mtu ", *ic.mtu, " is above the MTU ", parent->mtu, " of the shared parent ",
           parent->name, " (a child cannot send larger frames than its parent)"));
     }
+    RETURN_IF_ERROR(CheckKernelSizes(parent->name, parent->gro_max_size, ic));
     RETURN_IF_ERROR(Annotate(persist(), "persist the attach of a child of " + parent->name));
     netlink::ChildLink c;
     c.kind = child.type;
@@ -1165,6 +1170,17 @@ class NetlinkAttacher : public Attacher {
 };
 
 }  // namespace
+
+absl::Status CheckKernelSizes(const std::string& ifname, uint32_t reported_gro_max_size,
+                              const config::InterfaceConfig& ic) {
+  if (ic.gro_max_size && reported_gro_max_size == 0) {
+    // Before 5.19 the kernel has no IFLA_GRO_MAX_SIZE and drops the attribute unread.
+    return absl::FailedPreconditionError(
+        absl::StrCat("interface.groMaxSize: the kernel reports no GRO size for ", ifname,
+                     " (GRO sizes need Linux 5.19 or later) and would ignore ", *ic.gro_max_size));
+  }
+  return absl::OkStatus();
+}
 
 std::unique_ptr<Attacher> NewNetlinkAttacher() {
   return std::make_unique<NetlinkAttacher>(netns::Netns::Current());

@@ -1451,5 +1451,27 @@ TEST_F(ChildAttachTest, ChildJoinsItsVrfAndAKernelWithoutVrfSaysSo) {
   ExpectParentUnchanged();
 }
 
+// ---- sizes a kernel would ignore ---------------------------------------------------------
+
+TEST(CheckKernelSizesTest, GroSizeOnAKernelWithoutOneIsRefusedNamingTheField) {
+  config::InterfaceConfig ic;
+  EXPECT_TRUE(CheckKernelSizes("eth1", 0, ic).ok()) << "no GRO size asked for";
+  ic.gro_max_size = 185000;
+  EXPECT_TRUE(CheckKernelSizes("eth1", 65536, ic).ok()) << "the kernel has GRO sizes";
+  absl::Status st = CheckKernelSizes("eth1", 0, ic);  // what a 5.15 kernel reports
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(st.message(),
+            "interface.groMaxSize: the kernel reports no GRO size for eth1 (GRO sizes need Linux "
+            "5.19 or later) and would ignore 185000");
+}
+
+TEST_F(AttachTest, CheckDeviceAsksTheKernelForGroSizes) {
+  config::NetworkConfig cfg;
+  cfg.interface.gro_max_size = 185000;
+  // This kernel (>= 5.19) reports h0's GRO size: nothing to refuse, nothing changed.
+  EXPECT_TRUE(attacher_->CheckDevice(id_, cfg).ok());
+  ExpectHostRestored();
+}
+
 }  // namespace
 }  // namespace knd::attach
