@@ -1393,6 +1393,39 @@ TEST_F(AttachTest, VrfThePodHasIsJoinedAndKeptWhenTheAttachFails) {
   ExpectHostRestored();
 }
 
+TEST_F(AttachTest, TwoInterfacesOfAPodShareOneVrf) {
+  if (!KernelHas("vrf")) GTEST_SKIP() << kNoVrf;
+  SH("ip link add h1 type veth peer name h1p");
+  SH("ip link set h1p up");
+  AttachRequest a = Request({"192.0.2.10/24"}, {MakeRoute("198.51.100.0/24", "192.0.2.1")});
+  a.config.interface.vrf = Vrf("red", 100);
+  auto res = attacher_->Attach(a, Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  const state::HostSnapshot snap_a = snap_;
+  AttachRequest b = Request({"203.0.113.10/24"}, {}, "net-b");
+  b.config.interface.hardware_addr = "02:00:00:00:00:02";
+  b.config.interface.vrf = a.config.interface.vrf;
+  json h1 = Link("", "h1");
+  b.identity.ifindex = h1.value("ifindex", 0);
+  b.identity.mac = h1.value("address", "");
+  b.identity.ifname = "h1";
+  res = attacher_->Attach(b, Persist());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ(MasterOf(pod_name_, "net-rdma0"), "red");
+  EXPECT_EQ(MasterOf(pod_name_, "net-b"), "red");
+  EXPECT_EQ(IpJson("-n " + pod_name_ + " -d link show type vrf").size(), 1u) << "one VRF";
+  // Both interfaces' networks are in the one table.
+  json via = IpJson("-n " + pod_name_ + " route get vrf red 203.0.113.5");
+  ASSERT_TRUE(via.is_array() && via.size() == 1) << via.dump();
+  EXPECT_EQ(via[0].value("dev", ""), "net-b");
+  ASSERT_TRUE(attacher_->Detach(id_, snap_a, pod_path_, "net-rdma0", kWhere).ok());
+  ExpectHostRestored();
+  EXPECT_EQ(MasterOf(pod_name_, "net-b"), "red") << "the other interface stays in its VRF";
+  ASSERT_TRUE(attacher_->Detach(b.identity, snap_, pod_path_, "net-b", kWhere).ok());
+  EXPECT_FALSE(Link("", "h1").is_null());
+  EXPECT_EQ(MasterOf("", "h1"), "");
+}
+
 TEST_F(AttachTest, FailedAttachDeletesTheVrfItMade) {
   if (!KernelHas("vrf")) GTEST_SKIP() << kNoVrf;
   AttachRequest req = Request({"192.0.2.10/24"}, {MakeRoute("198.51.100.0/24", "203.0.113.1")});
