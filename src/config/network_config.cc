@@ -1161,18 +1161,15 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
     for (const auto& [k, v] : *over.interface.sysctls) m[k] = v;
     out.interface.sysctls = std::move(m);
   }
-  if (over.interface.ethtool_features) {
-    // Feature by feature, like sysctls: a class may turn LRO off and its claim GRO.
-    std::map<std::string, bool> m =
-        base.interface.ethtool_features.value_or(std::map<std::string, bool>{});
-    for (const auto& [k, v] : *over.interface.ethtool_features) m[k] = v;
-    out.interface.ethtool_features = std::move(m);
-  }
-  if (over.interface.ethtool_private_flags) {
-    std::map<std::string, bool> m =
-        base.interface.ethtool_private_flags.value_or(std::map<std::string, bool>{});
-    for (const auto& [k, v] : *over.interface.ethtool_private_flags) m[k] = v;  // flag by flag
-    out.interface.ethtool_private_flags = std::move(m);
+  // Feature by feature and flag by flag, like sysctls: a class may turn LRO off and its claim
+  // GRO.
+  for (auto [o, b] :
+       {std::pair{&over.interface.ethtool_features, &out.interface.ethtool_features},
+        std::pair{&over.interface.ethtool_private_flags, &out.interface.ethtool_private_flags}}) {
+    if (!*o) continue;
+    std::map<std::string, bool> m = b->value_or(std::map<std::string, bool>{});
+    for (const auto& [k, v] : **o) m[k] = v;
+    *b = std::move(m);
   }
   for (auto [o, b] : {std::pair{&over.interface.ethtool_channels, &out.interface.ethtool_channels},
                       std::pair{&over.interface.ethtool_rings, &out.interface.ethtool_rings}}) {
@@ -1343,8 +1340,7 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
       return Bad(where, "interface.vrf.name",
                  absl::StrCat("\"", vrf->name, "\" is also interface.name"));
     }
-    const std::vector<Route> none;
-    const std::vector<Route>& routes = cfg.routes ? *cfg.routes : none;
+    const std::vector<Route> routes = cfg.routes.value_or(std::vector<Route>{});
     for (size_t i = 0; i < routes.size(); ++i) {
       if (routes[i].table && *routes[i].table != vrf->table) {
         return Bad(where, absl::StrCat("routes[", i, "].table"),

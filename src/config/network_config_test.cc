@@ -743,6 +743,15 @@ TEST(ResolveTest, EthtoolFeaturesMergeFeatureByFeatureAndClaimsSetOffloads) {
   ASSERT_FALSE(cni.ok());
   EXPECT_THAT(std::string(cni.status().message()),
               HasSubstr("cni: cannot be combined with interface.ethtool"));
+  // Private flags (class only) merge flag by flag across a claim's classes.
+  auto flags = Resolve(
+      {ClassEntry({{"interface",
+                    {{"ethtool", {{"privateFlags", {{"legacy-rx", true}, {"MFP", true}}}}}}}}),
+       ClassEntry({{"interface", {{"ethtool", {{"privateFlags", {{"MFP", false}}}}}}}})},
+      Ctx());
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_EQ(flags->interface.ethtool_private_flags,
+            (std::map<std::string, bool>{{"MFP", false}, {"legacy-rx", true}}));
 }
 
 TEST(ResolveTest, CniConflictsWithAddressingAfterMerge) {
