@@ -521,7 +521,8 @@ absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::Host
 
 class NetlinkAttacher : public Attacher {
  public:
-  explicit NetlinkAttacher(absl::StatusOr<netns::Netns> host) : host_(std::move(host)) {}
+  explicit NetlinkAttacher(absl::StatusOr<netns::Netns> host)
+      : host_(std::move(host)), host_socks_([this] { return OpenHostSocket(); }) {}
 
   absl::StatusOr<state::AttachResult> Attach(
       const AttachRequest& req,
@@ -556,7 +557,8 @@ class NetlinkAttacher : public Attacher {
   }
 
   absl::StatusOr<bool> OnHost(const state::DeviceIdentity& identity) override {
-    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
+    NlSock& host_sock = *host_lease;
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
     return FindByIdentity(links, identity, nullptr).has_value();
   }
@@ -566,7 +568,8 @@ class NetlinkAttacher : public Attacher {
     if (!config::SetsEthtool(cfg.interface) && !cfg.interface.gro_max_size) {
       return absl::OkStatus();
     }
-    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
+    NlSock& host_sock = *host_lease;
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
     std::optional<LinkState> dev = FindByIdentity(links, identity, nullptr);
     if (!dev) return absl::NotFoundError("the device is not on the host");
@@ -596,7 +599,8 @@ class NetlinkAttacher : public Attacher {
   }
 
   absl::StatusOr<state::HostSnapshot> Snapshot(const state::DeviceIdentity& identity) override {
-    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
+    NlSock& host_sock = *host_lease;
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
     std::optional<LinkState> dev = FindByIdentity(links, identity, nullptr);
     if (!dev.has_value()) return absl::NotFoundError(Describe(identity) + " not found on the host");
@@ -607,7 +611,8 @@ class NetlinkAttacher : public Attacher {
 
   absl::Status Restore(const state::DeviceIdentity& identity,
                        const state::HostSnapshot& host) override {
-    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
+    NlSock& host_sock = *host_lease;
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
     DetachHint hint{&host, ""};
     std::optional<LinkState> dev = FindByIdentity(links, identity, &hint);
@@ -628,10 +633,18 @@ class NetlinkAttacher : public Attacher {
   }
 
  private:
-  // A socket in the host netns: opened directly when the calling thread is in it (no helper
-  // thread), else through a helper thread.
-  absl::StatusOr<NlSock> HostSocket() {
+  using HostLease = netlink::SocketPool::Lease;
+
+  // A socket in the host netns, lent from the pool. A child attach that succeeds gives it back
+  // (the hot path); other callers close theirs.
+  absl::StatusOr<HostLease> HostSocket() {
     if (!host_.ok()) return Annotate(host_.status(), "host netns");
+    return host_socks_.Take();
+  }
+
+  // A new socket in the host netns: opened directly when the calling thread is in it (no
+  // helper thread), else through a helper thread.
+  absl::StatusOr<NlSock> OpenHostSocket() {
     if (ThreadIsIn(*host_)) return netlink::OpenRouteSocket();
     return netlink::OpenRouteSocketIn(*host_);
   }
@@ -643,7 +656,8 @@ class NetlinkAttacher : public Attacher {
     if (req.netns_path.empty()) {
       return absl::InvalidArgumentError("pod has no network namespace (hostNetwork pod?)");
     }
-    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
+    NlSock& host_sock = *host_lease;
     absl::StatusOr<netns::Netns> pod_or = netns::Netns::Open(req.netns_path);
     if (!pod_or.ok()) return Annotate(pod_or.status(), "open pod netns");
     netns::Netns& pod = *pod_or;
@@ -768,7 +782,8 @@ class NetlinkAttacher : public Attacher {
     if (req.netns_path.empty()) {
       return absl::InvalidArgumentError("pod has no network namespace (hostNetwork pod?)");
     }
-    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
+    NlSock& host_sock = *host_lease;
     absl::StatusOr<netns::Netns> pod_or = netns::Netns::Open(req.netns_path);
     if (!pod_or.ok()) return Annotate(pod_or.status(), "open pod netns");
     netns::Netns& pod = *pod_or;
@@ -822,7 +837,7 @@ class NetlinkAttacher : public Attacher {
     // the pod's netlink socket.
     NlSock pod_sock;
     const auto conf = PodConf(req);
-    absl::Status in_pod_st = netns::RunIn(pod, [&]() -> absl::Status {
+    absl::Status pod_st = netns::RunIn(pod, [&]() -> absl::Status {
       if (created.ok()) {
         RETURN_IF_ERROR(
             Annotate(netlink::SetInterfaceConfHere(target, conf), "set sysctls of " + target));
@@ -831,41 +846,56 @@ class NetlinkAttacher : public Attacher {
       ASSIGN_OR_RETURN(pod_sock, netlink::OpenRouteSocket());
       return absl::OkStatus();
     });
-    absl::StatusOr<LinkState> in_pod = in_pod_st.ok() ? netlink::GetLinkByName(pod_sock, target)
-                                                      : absl::StatusOr<LinkState>(in_pod_st);
     if (!created.ok()) {
       // The name is taken in the pod. A repeated hook: the child made last time (same kind,
       // same parent, same MAC) is kept. A macvlan made on a macvlan hangs off the lower device
       // itself (the kernel's rule), so the parent's own lower link counts as the same parent.
-      if (!in_pod.ok()) return Annotate(in_pod.status(), "find " + target + " in the pod netns");
-      const bool same_parent = in_pod->link_ifindex == parent->ifindex ||
+      absl::StatusOr<LinkState> in_pod_link = pod_st.ok() ? netlink::GetLinkByName(pod_sock, target)
+                                                          : absl::StatusOr<LinkState>(pod_st);
+      if (!in_pod_link.ok()) {
+        return Annotate(in_pod_link.status(), "find " + target + " in the pod netns");
+      }
+      const bool same_parent = in_pod_link->link_ifindex == parent->ifindex ||
                                (parent->kind == child.type && parent->link_ifindex > 0 &&
-                                in_pod->link_ifindex == parent->link_ifindex);
-      const bool ours =
-          in_pod->kind == child.type && same_parent && (!c.mac || MacEq(in_pod->mac, *c.mac));
-      if (ours) return ReadResult(pod_sock, *in_pod, req);
-      return NameTaken(target, req.netns_path);
+                                in_pod_link->link_ifindex == parent->link_ifindex);
+      const bool ours = in_pod_link->kind == child.type && same_parent &&
+                        (!c.mac || MacEq(in_pod_link->mac, *c.mac));
+      if (!ours) return NameTaken(target, req.netns_path);
+      absl::StatusOr<state::AttachResult> again = ReadResult(pod_sock, *in_pod_link, req);
+      if (again.ok()) host_lease.Keep();
+      return again;
     }
-    absl::Status st = in_pod.ok()
-                          ? ConfigureInPod(pod, pod_sock, in_pod->ifindex, target, req,
-                                           /*ipv6_conf_done=*/true)
-                          : Annotate(in_pod.status(), "configure " + target + " in the pod");
+    absl::StatusOr<netlink::LinkId> made =
+        pod_st.ok() ? MadeLink(pod_sock, target) : absl::StatusOr<netlink::LinkId>(pod_st);
+    absl::Status st = made.ok() ? ConfigureInPod(pod, pod_sock, made->ifindex, target, req,
+                                                 /*ipv6_conf_done=*/true)
+                                : Annotate(made.status(), "configure " + target + " in the pod");
     if (!st.ok()) {
-      // Delete what was made, through the host socket (the pod socket may not exist).
+      // Delete what was made, through a new pod socket (this one may not exist).
       absl::Status rb = DeleteChildIn(pod, target, child);
       if (rb.ok()) return st;
       return absl::Status(st.code(),
                           absl::StrCat(st.message(), "; deleting the child: ", rb.message()));
     }
+    host_lease.Keep();
     state::AttachResult res;
     res.netns = req.netns_path;
     res.ifname = target;
-    res.mac = in_pod->mac;
+    res.mac = made->mac;
     for (const std::string& a : ic.addresses.value_or(std::vector<std::string>{})) {
       absl::StatusOr<IpPrefix> p = ParseIpOrCidr(a);
       res.ips.push_back(p.ok() ? FormatCidr(*p) : a);
     }
     return res;
+  }
+
+  // The ifindex and MAC of the child just made: two ioctls for an Ethernet link, else a link
+  // get.
+  static absl::StatusOr<netlink::LinkId> MadeLink(NlSock& pod_sock, const std::string& name) {
+    absl::StatusOr<netlink::LinkId> id = netlink::GetEtherLinkId(pod_sock, name);
+    if (!absl::IsFailedPrecondition(id.status())) return id;
+    ASSIGN_OR_RETURN(LinkState l, netlink::GetLinkByName(pod_sock, name));
+    return netlink::LinkId{l.ifindex, l.mac};
   }
 
   // Deletes the child `name` of kind `child.type` in `pod`; gone already = OK.
@@ -1088,7 +1118,8 @@ class NetlinkAttacher : public Attacher {
     if (snap.mtu != 0) back.mtu = snap.mtu;
     if (!snap.mac.empty()) back.mac = snap.mac;
     absl::Status moved = netlink::ChangeLink(pod_sock, in_pod.ifindex, back);
-    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
+    NlSock& host_sock = *host_lease;
     // Where did it land? The kernel keeps the ifindex unless it clashes, and may have kept
     // the pod name when the rename failed after the move (host name taken).
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
@@ -1138,7 +1169,8 @@ class NetlinkAttacher : public Attacher {
 
   absl::Status DoDetach(const state::DeviceIdentity& identity, const state::HostSnapshot& host,
                         const std::string& netns_path, const std::string& pod_ifname) {
-    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
+    NlSock& host_sock = *host_lease;
     bool pod_exists = false;
     absl::StatusOr<netns::Netns> pod = netns::Netns::Open(netns_path);
     if (pod.ok() && !pod->SameAs(*host_) && !pod_ifname.empty()) {
@@ -1167,6 +1199,7 @@ class NetlinkAttacher : public Attacher {
   }
 
   absl::StatusOr<netns::Netns> host_;  // the netns of this process, captured at construction
+  netlink::SocketPool host_socks_;
 };
 
 }  // namespace

@@ -671,24 +671,31 @@ std::string ConfDir(const std::string& family, const std::string& ifname) {
 absl::Status SetInterfaceConfHere(const std::string& ifname,
                                   const std::vector<InterfaceConf>& settings) {
   RETURN_IF_ERROR(CheckConfName("interface name", ifname));
+  // Whether the netns has IPv6 is asked only when a write finds no file (saves a stat of the
+  // directory on every attach).
   std::optional<bool> have_ipv6;
   for (const InterfaceConf& c : settings) {
     RETURN_IF_ERROR(CheckConfName("family", c.family));
     RETURN_IF_ERROR(CheckConfName("key", c.key));
     const std::string dir = ConfDir(c.family, ifname);
-    if (c.family == "ipv6" && !have_ipv6.has_value()) {
-      struct stat st {};
-      const bool found = ::stat(dir.c_str(), &st) == 0;
+    const bool ipv6 = c.family == "ipv6";
+    if (!ipv6 || have_ipv6 != false) {
+      absl::Status st = WriteSysctl(dir + "/" + c.key, c.value);
+      if (st.ok() || !ipv6 || have_ipv6.has_value() || !absl::IsNotFound(st)) {
+        RETURN_IF_ERROR(st);
+        if (ipv6) have_ipv6 = true;
+        continue;
+      }
+      struct stat sb {};
+      const bool found = ::stat(dir.c_str(), &sb) == 0;
       if (!found && errno != ENOENT) return ErrnoStatus("stat " + dir);
       have_ipv6 = found;
+      if (found) return st;  // IPv6 is there, the key is not
     }
-    if (c.family == "ipv6" && !*have_ipv6) {
-      if (!c.required) continue;  // IPv6 disabled in this kernel/netns
-      return absl::FailedPreconditionError("set ipv6 " + c.key + " of " + ifname +
-                                           ": the network namespace has no IPv6 (" + dir +
-                                           " does not exist)");
-    }
-    RETURN_IF_ERROR(WriteSysctl(dir + "/" + c.key, c.value));
+    if (!c.required) continue;  // IPv6 disabled in this kernel/netns
+    return absl::FailedPreconditionError("set ipv6 " + c.key + " of " + ifname +
+                                         ": the network namespace has no IPv6 (" + dir +
+                                         " does not exist)");
   }
   return absl::OkStatus();
 }

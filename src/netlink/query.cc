@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <linux/if.h>
 #include <linux/if_addr.h>
+#include <linux/if_arp.h>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
 #include <netlink/attr.h>
@@ -11,6 +12,7 @@
 #include <netlink/netlink.h>
 #include <netlink/route/link.h>
 #include <netlink/socket.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -19,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/net_addr.h"
+#include "common/status.h"
 
 // The messages are parsed by hand (nlmsg_parse over the raw attributes) rather than through
 // libnl's object caches: libnl 3.7 has no accessor for IFLA_PERM_ADDRESS, which restore needs
@@ -251,6 +254,32 @@ absl::StatusOr<Link> GetLinkByName(NlSock& sock, const std::string& name) {
   if (!st.ok()) return st;
   if (out.empty()) return absl::NotFoundError(absl::StrCat("no link named ", name));
   return out.front();
+}
+
+absl::StatusOr<LinkId> GetEtherLinkId(NlSock& sock, const std::string& name) {
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    return absl::InvalidArgumentError(absl::StrCat("get link: bad interface name \"", name, "\""));
+  }
+  if (!sock) return absl::FailedPreconditionError("get link " + name + ": socket not open");
+  // Device ioctls on any socket act in the socket's namespace (sock_do_ioctl -> dev_ioctl).
+  ifreq ifr{};
+  std::copy(name.begin(), name.end(), ifr.ifr_name);
+  if (::ioctl(sock.fd(), SIOCGIFINDEX, &ifr) != 0) {
+    if (errno == ENODEV) return absl::NotFoundError(absl::StrCat("no link named ", name));
+    return ErrnoStatus("get ifindex of " + name);
+  }
+  LinkId out;
+  out.ifindex = ifr.ifr_ifindex;
+  if (::ioctl(sock.fd(), SIOCGIFHWADDR, &ifr) != 0) {
+    if (errno == ENODEV) return absl::NotFoundError(absl::StrCat("no link named ", name));
+    return ErrnoStatus("get MAC of " + name);
+  }
+  if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(name, " is not an Ethernet link (type ", ifr.ifr_hwaddr.sa_family, ")"));
+  }
+  out.mac = FormatMac(reinterpret_cast<const unsigned char*>(ifr.ifr_hwaddr.sa_data), 6);
+  return out;
 }
 
 namespace {

@@ -70,6 +70,16 @@ absl::StatusOr<std::vector<Link>> ListLinks(NlSock& sock);
 absl::StatusOr<Link> GetLink(NlSock& sock, int ifindex);
 absl::StatusOr<Link> GetLinkByName(NlSock& sock, const std::string& name);
 
+// The ifindex and MAC of the Ethernet link `name` in the socket's namespace, from two ioctls
+// on the socket (SIOCGIFINDEX, SIOCGIFHWADDR) instead of an RTM_GETLINK and its full reply:
+// for a caller that just made the link and needs nothing else. NotFound when there is no such
+// link; FailedPrecondition when it is not Ethernet (use GetLinkByName).
+struct LinkId {
+  int ifindex = 0;
+  std::string mac;
+};
+absl::StatusOr<LinkId> GetEtherLinkId(NlSock& sock, const std::string& name);
+
 // An SR-IOV VF's settings as its PF reports them (IFLA_VFINFO_LIST of the PF's RTM_GETLINK
 // with RTEXT_FILTER_VF). Fields the driver does not report stay unset.
 struct VfConfig {

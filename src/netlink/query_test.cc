@@ -95,6 +95,89 @@ TEST_F(QueryNetnsTest, GetLinkByIndexAndName) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(QueryNetnsTest, EtherLinkIdIsTheLinksIndexAndMac) {
+  auto va = GetLinkByName(sock_, "va");
+  ASSERT_TRUE(va.ok()) << va.status();
+  // The ioctls act in the socket's namespace, not the calling thread's (the host's here).
+  auto id = GetEtherLinkId(sock_, "va");
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(id->ifindex, va->ifindex);
+  EXPECT_EQ(id->mac, "02:00:00:00:00:0a");
+  EXPECT_EQ(GetEtherLinkId(sock_, "nosuch0").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(GetEtherLinkId(sock_, "lo").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(GetEtherLinkId(sock_, "this-name-is-too-long").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(QueryNetnsTest, SocketPoolLendsKeptSocketsAgain) {
+  auto h = netns::Netns::Open(ns_->path());
+  ASSERT_TRUE(h.ok()) << h.status();
+  int opened = 0;
+  SocketPool pool(
+      [&]() -> absl::StatusOr<NlSock> {
+        ++opened;
+        return OpenRouteSocketIn(*h);
+      },
+      /*max_idle=*/1);
+  int kept_fd = -1;
+  {
+    auto a = pool.Take();
+    ASSERT_TRUE(a.ok()) << a.status();
+    kept_fd = (*a)->fd();
+    a->Keep();
+  }
+  EXPECT_EQ(pool.idle(), 1u);
+  {
+    auto again = pool.Take();  // the kept socket, still in the namespace and in step
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ((*again)->fd(), kept_fd);
+    EXPECT_EQ(opened, 1);
+    auto links = ListLinks(**again);
+    ASSERT_TRUE(links.ok()) << links.status();
+    EXPECT_EQ(links->size(), 3u);
+    auto other = pool.Take();  // none idle: a new one
+    ASSERT_TRUE(other.ok()) << other.status();
+    EXPECT_EQ(opened, 2);
+    again->Keep();
+    other->Keep();  // beyond max_idle: closed
+  }
+  EXPECT_EQ(pool.idle(), 1u);
+  {
+    auto a = pool.Take();
+    ASSERT_TRUE(a.ok());
+    // Not kept (its user failed): closed, not lent again.
+  }
+  EXPECT_EQ(pool.idle(), 0u);
+  auto b = pool.Take();
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(opened, 3);
+}
+
+TEST_F(QueryNetnsTest, InterfaceConfWithoutIpv6SkipsOptionalAndRefusesRequired) {
+  // An MTU below 1280 takes IPv6 off a link: its /proc/sys/net/ipv6/conf directory goes.
+  const std::string n = ns_->name();
+  ASSERT_EQ(Sh("ip -n " + n + " link set vb mtu 1200"), 0);
+  auto h = netns::Netns::Open(ns_->path());
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_TRUE(SetInterfaceConf(
+                  *h, "vb", {{"ipv6", "accept_ra", "0", false}, {"ipv4", "arp_notify", "1", true}})
+                  .ok());
+  auto arp = netns::RunIn(*h, [] {
+    auto v = ReadInterfaceConf("vb", "ipv4", "arp_notify");
+    if (!v.ok()) return v.status();
+    return *v == "1" ? absl::OkStatus() : absl::InternalError("arp_notify is " + *v);
+  });
+  EXPECT_TRUE(arp.ok()) << arp;
+  absl::Status st = SetInterfaceConf(*h, "vb", {{"ipv6", "accept_ra", "0", true}});
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("has no IPv6"), std::string::npos) << st;
+  // With IPv6, a key the kernel lacks is that error, not "no IPv6".
+  st = SetInterfaceConf(*h, "va", {{"ipv6", "no_such_key", "0", true}});
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound) << st;
+  // And a key that exists is written.
+  EXPECT_TRUE(SetInterfaceConf(*h, "va", {{"ipv6", "accept_ra", "0", true}}).ok());
+}
+
 TEST_F(QueryNetnsTest, ListsAddressesPerLink) {
   auto va = GetLinkByName(sock_, "va");
   ASSERT_TRUE(va.ok());

@@ -39,6 +39,34 @@ NlSock::~NlSock() {
 
 int NlSock::fd() const { return sock_ == nullptr ? -1 : nl_socket_get_fd(sock_); }
 
+SocketPool::Lease::~Lease() {
+  if (pool_ != nullptr && keep_ && sock_) pool_->Return(std::move(sock_));
+}
+
+absl::StatusOr<SocketPool::Lease> SocketPool::Take() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_.empty()) {
+      NlSock s = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(this, std::move(s));
+    }
+  }
+  absl::StatusOr<NlSock> s = open_();
+  if (!s.ok()) return s.status();
+  return Lease(this, std::move(*s));
+}
+
+size_t SocketPool::idle() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return idle_.size();
+}
+
+void SocketPool::Return(NlSock sock) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (idle_.size() < max_idle_) idle_.push_back(std::move(sock));
+}
+
 absl::Status NlStatus(int err, const std::string& what) {
   if (err == 0) return absl::OkStatus();
   int code = std::abs(err);

@@ -9,8 +9,11 @@
 // header in from here keeps both visible whichever one a translation unit asks for.
 #include_next <netlink/socket.h>
 
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -76,6 +79,51 @@ class NlSock {
 absl::StatusOr<NlSock> OpenRouteSocket();
 // A NETLINK_ROUTE socket bound to `ns` (created on a helper thread inside it).
 absl::StatusOr<NlSock> OpenRouteSocketIn(const netns::Netns& ns);
+
+// Route sockets of one namespace kept for reuse: opening one (a socket, a bind, four
+// setsockopts, and for the host a check of the caller's namespace) costs about as much as the
+// exchange it is opened for. A Lease lends one socket to one user. Keep() gives it back for
+// the next user; call it only when every exchange on it completed, because a failed exchange
+// can leave replies unread and libnl's sequence check out of step. A lease not kept closes
+// its socket.
+class SocketPool {
+ public:
+  using Opener = std::function<absl::StatusOr<NlSock>()>;
+  explicit SocketPool(Opener open, size_t max_idle = 4)
+      : open_(std::move(open)), max_idle_(max_idle) {}
+  SocketPool(const SocketPool&) = delete;
+  SocketPool& operator=(const SocketPool&) = delete;
+
+  class Lease {
+   public:
+    Lease(Lease&& o) noexcept : pool_(o.pool_), sock_(std::move(o.sock_)), keep_(o.keep_) {
+      o.pool_ = nullptr;
+    }
+    Lease& operator=(Lease&&) = delete;
+    ~Lease();
+    NlSock& operator*() { return sock_; }
+    NlSock* operator->() { return &sock_; }
+    void Keep() { keep_ = true; }
+
+   private:
+    friend class SocketPool;
+    Lease(SocketPool* pool, NlSock sock) : pool_(pool), sock_(std::move(sock)) {}
+    SocketPool* pool_;
+    NlSock sock_;
+    bool keep_ = false;
+  };
+
+  // An idle socket, or a new one.
+  absl::StatusOr<Lease> Take();
+  size_t idle() const;
+
+ private:
+  void Return(NlSock sock);
+  Opener open_;
+  const size_t max_idle_;
+  mutable std::mutex mu_;
+  std::vector<NlSock> idle_;
+};
 
 // Turns a libnl error (negative NLE_* code, as libnl functions return) into a Status
 // "<what>: <libnl message>" with the closest canonical code (NLE_OBJ_NOTFOUND/NLE_NODEV ->
