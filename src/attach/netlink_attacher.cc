@@ -522,7 +522,7 @@ absl::Status RestoreOnHost(NlSock& sock, const LinkState& cur, const state::Host
 class NetlinkAttacher : public Attacher {
  public:
   explicit NetlinkAttacher(absl::StatusOr<netns::Netns> host)
-      : host_(std::move(host)), host_socks_([this] { return OpenHostSocket(); }) {}
+      : host_(std::move(host)), host_socks_([this] { return HostSocket(); }) {}
 
   absl::StatusOr<state::AttachResult> Attach(
       const AttachRequest& req,
@@ -557,8 +557,7 @@ class NetlinkAttacher : public Attacher {
   }
 
   absl::StatusOr<bool> OnHost(const state::DeviceIdentity& identity) override {
-    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
-    NlSock& host_sock = *host_lease;
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
     return FindByIdentity(links, identity, nullptr).has_value();
   }
@@ -568,8 +567,7 @@ class NetlinkAttacher : public Attacher {
     if (!config::SetsEthtool(cfg.interface) && !cfg.interface.gro_max_size) {
       return absl::OkStatus();
     }
-    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
-    NlSock& host_sock = *host_lease;
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
     std::optional<LinkState> dev = FindByIdentity(links, identity, nullptr);
     if (!dev) return absl::NotFoundError("the device is not on the host");
@@ -599,8 +597,7 @@ class NetlinkAttacher : public Attacher {
   }
 
   absl::StatusOr<state::HostSnapshot> Snapshot(const state::DeviceIdentity& identity) override {
-    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
-    NlSock& host_sock = *host_lease;
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
     std::optional<LinkState> dev = FindByIdentity(links, identity, nullptr);
     if (!dev.has_value()) return absl::NotFoundError(Describe(identity) + " not found on the host");
@@ -611,8 +608,7 @@ class NetlinkAttacher : public Attacher {
 
   absl::Status Restore(const state::DeviceIdentity& identity,
                        const state::HostSnapshot& host) override {
-    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
-    NlSock& host_sock = *host_lease;
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
     DetachHint hint{&host, ""};
     std::optional<LinkState> dev = FindByIdentity(links, identity, &hint);
@@ -635,18 +631,19 @@ class NetlinkAttacher : public Attacher {
  private:
   using HostLease = netlink::SocketPool::Lease;
 
-  // A socket in the host netns, lent from the pool. A child attach that succeeds gives it back
-  // (the hot path); other callers close theirs.
-  absl::StatusOr<HostLease> HostSocket() {
+  // A socket in the host netns: opened directly when the calling thread is in it (no helper
+  // thread), else through a helper thread.
+  absl::StatusOr<NlSock> HostSocket() {
     if (!host_.ok()) return Annotate(host_.status(), "host netns");
-    return host_socks_.Take();
-  }
-
-  // A new socket in the host netns: opened directly when the calling thread is in it (no
-  // helper thread), else through a helper thread.
-  absl::StatusOr<NlSock> OpenHostSocket() {
     if (ThreadIsIn(*host_)) return netlink::OpenRouteSocket();
     return netlink::OpenRouteSocketIn(*host_);
+  }
+
+  // A host socket lent from the pool, for the child attach (the path where opening one is a
+  // noticeable share of the work); the attach gives it back when it succeeds.
+  absl::StatusOr<HostLease> LendHostSocket() {
+    if (!host_.ok()) return Annotate(host_.status(), "host netns");
+    return host_socks_.Take();
   }
 
   absl::StatusOr<state::AttachResult> DoAttach(
@@ -656,8 +653,7 @@ class NetlinkAttacher : public Attacher {
     if (req.netns_path.empty()) {
       return absl::InvalidArgumentError("pod has no network namespace (hostNetwork pod?)");
     }
-    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
-    NlSock& host_sock = *host_lease;
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
     absl::StatusOr<netns::Netns> pod_or = netns::Netns::Open(req.netns_path);
     if (!pod_or.ok()) return Annotate(pod_or.status(), "open pod netns");
     netns::Netns& pod = *pod_or;
@@ -782,7 +778,7 @@ class NetlinkAttacher : public Attacher {
     if (req.netns_path.empty()) {
       return absl::InvalidArgumentError("pod has no network namespace (hostNetwork pod?)");
     }
-    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
+    ASSIGN_OR_RETURN(HostLease host_lease, LendHostSocket());
     NlSock& host_sock = *host_lease;
     absl::StatusOr<netns::Netns> pod_or = netns::Netns::Open(req.netns_path);
     if (!pod_or.ok()) return Annotate(pod_or.status(), "open pod netns");
@@ -1118,8 +1114,7 @@ class NetlinkAttacher : public Attacher {
     if (snap.mtu != 0) back.mtu = snap.mtu;
     if (!snap.mac.empty()) back.mac = snap.mac;
     absl::Status moved = netlink::ChangeLink(pod_sock, in_pod.ifindex, back);
-    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
-    NlSock& host_sock = *host_lease;
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
     // Where did it land? The kernel keeps the ifindex unless it clashes, and may have kept
     // the pod name when the rename failed after the move (host name taken).
     ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
@@ -1169,8 +1164,7 @@ class NetlinkAttacher : public Attacher {
 
   absl::Status DoDetach(const state::DeviceIdentity& identity, const state::HostSnapshot& host,
                         const std::string& netns_path, const std::string& pod_ifname) {
-    ASSIGN_OR_RETURN(HostLease host_lease, HostSocket());
-    NlSock& host_sock = *host_lease;
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
     bool pod_exists = false;
     absl::StatusOr<netns::Netns> pod = netns::Netns::Open(netns_path);
     if (pod.ok() && !pod->SameAs(*host_) && !pod_ifname.empty()) {
