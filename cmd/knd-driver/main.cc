@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "attach/attacher.h"
+#include "attach/vfio.h"
 #include "cni/executor.h"
 #include "common/file_util.h"
 #include "common/logging.h"
@@ -122,6 +123,8 @@ knd::inventory::Whereabouts WhereIs(const knd::state::PlanStore& plans, const st
       claimed = true;
       // A shared parent's children are in pods; the parent itself never leaves the host.
       if (d.child) continue;
+      // A VF on vfio-pci has no netdev from Prepare to Unprepare, in a pod or not.
+      if (d.vfio) return knd::inventory::Whereabouts::kInPod;
       if (d.state == knd::state::DeviceState::kAttaching)
         return knd::inventory::Whereabouts::kInPod;
       if (d.state == knd::state::DeviceState::kAttached) {
@@ -193,9 +196,11 @@ std::vector<knd::dra::DeviceHealthInfo> DeviceHealth(const knd::inventory::Inven
                                                      const knd::state::PlanStore& plans,
                                                      const std::string& node) {
   std::vector<knd::dra::DeviceHealthInfo> out;
-  std::set<std::string> in_pod, missing;
+  std::set<std::string> in_pod, on_vfio, missing;
   for (const auto& plan : plans.List()) {
     for (const auto& dev : plan.devices) {
+      // A VF on vfio-pci has no link to report on: its claim holds it from Prepare on.
+      if (dev.vfio) on_vfio.insert(dev.device);
       if (knd::state::InPod(dev) && !dev.child) in_pod.insert(dev.device);
     }
   }
@@ -203,6 +208,10 @@ std::vector<knd::dra::DeviceHealthInfo> DeviceHealth(const knd::inventory::Inven
   for (const auto& m : gone) missing.insert(m.device.name);
   for (const auto& d : inventory.Devices()) {
     if (missing.count(d.name) > 0) continue;
+    if (on_vfio.count(d.name) > 0) {
+      out.push_back({node, d.name, true, "on vfio-pci for its claim"});
+      continue;
+    }
     if (in_pod.count(d.name) > 0) {
       out.push_back({node, d.name, true, "in pod"});
       continue;
@@ -577,6 +586,19 @@ int main(int argc, char** argv) {
   prep_opts.lost = [&inventory](const std::string& device) { return inventory.LostReason(device); };
   prep_opts.rdma = [](const std::string& rdma) {
     return knd::inventory::ReadRdmaFacts(knd::sysfs::Reader("/sys"), rdma);
+  };
+  knd::attach::PciBinder pci_binder("/sys");
+  prep_opts.vfio.check = [&pci_binder](const std::string& pci) {
+    return pci_binder.CheckVfio(pci).status();
+  };
+  prep_opts.vfio.bind =
+      [&pci_binder, &attacher](
+          const knd::state::DevicePlan& d, const knd::config::SriovConfig& sriov,
+          const std::function<absl::Status(const knd::state::HostSnapshot&)>& persist) {
+        return knd::attach::TakeForVfio(*attacher, pci_binder, d, sriov, persist);
+      };
+  prep_opts.vfio.give_back = [&pci_binder, &attacher](const knd::state::DevicePlan& d) {
+    return knd::attach::GiveBackFromVfio(*attacher, pci_binder, d);
   };
   prep_opts.device_wait =
       std::chrono::milliseconds(static_cast<int64_t>(o.device_return_wait_s * 1000));

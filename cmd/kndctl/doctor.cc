@@ -365,6 +365,31 @@ Check CheckRdma(const std::string& sysfs_root) {
               "check with `rdma system show`");
 }
 
+Check CheckVfio(const std::string& sysfs_root) {
+  const std::string name = "vfio";
+  // Every PCI function sits in an IOMMU group when the IOMMU is on; knd binds a VF to vfio-pci
+  // only then (never in vfio's unsafe no-IOMMU mode; docs/sriov-rdma.md).
+  size_t groups = 0;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(sysfs_root + "/kernel/iommu_groups", ec), end;
+       !ec && it != end; it.increment(ec)) {
+    ++groups;
+  }
+  if (groups == 0) {
+    return Ok(name,
+              "no IOMMU (off or absent): claims whose config sets sriov.driver vfio-pci are "
+              "refused; VFs move into pods as netdevs");
+  }
+  if (!Exists(sysfs_root + "/bus/pci/drivers/vfio-pci")) {
+    return Ok(name, absl::StrCat("IOMMU on (", groups,
+                                 " groups), vfio-pci not loaded: claims whose config sets "
+                                 "sriov.driver vfio-pci are refused until `modprobe vfio-pci`"));
+  }
+  return Ok(name, absl::StrCat("IOMMU on (", groups,
+                               " groups), vfio-pci loaded: VFs can be bound to vfio-pci for "
+                               "userspace drivers (sriov.driver)"));
+}
+
 Check CheckCapabilities(const std::string& caps_text) {
   const std::string name = "capabilities";
   std::unique_ptr<struct _cap_struct, decltype(&cap_free)> caps(
@@ -502,6 +527,7 @@ std::vector<Check> RunDoctor(const DoctorOptions& opts) {
     out.push_back(LinkTypesCheck(probes, setup_error));
   }
   out.push_back(CheckRdma(opts.sysfs_root));
+  out.push_back(CheckVfio(opts.sysfs_root));
   return out;
 }
 

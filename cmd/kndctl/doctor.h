@@ -58,6 +58,10 @@ Check CheckStateDir(const std::string& dir);
 Check CheckNetnsGuard(const std::string& path);
 // ib_core's netns_mode (exclusive lets RDMA devices follow their netdev into pods).
 Check CheckRdma(const std::string& sysfs_root);
+// Whether VFs can be bound to vfio-pci (NetworkConfig sriov.driver): the IOMMU is on (IOMMU
+// groups exist) and the vfio-pci driver is loaded. Always ok: most nodes need neither; the
+// detail says what a vfio-pci claim gets.
+Check CheckVfio(const std::string& sysfs_root);
 // CAP_NET_ADMIN and CAP_SYS_ADMIN in the effective set of `caps_text` (libcap's text form), or
 // of this process when it is empty.
 Check CheckCapabilities(const std::string& caps_text);

@@ -200,6 +200,22 @@ TEST_F(DoctorTest, Rdma) {
   EXPECT_TRUE(Has(c.fix, "rdma system set netns shared"));
 }
 
+TEST_F(DoctorTest, Vfio) {
+  Check c = CheckVfio(P("sys"));
+  EXPECT_EQ(c.level, Level::kOk);
+  EXPECT_TRUE(Has(c.detail, "no IOMMU")) << c.detail;
+  EXPECT_TRUE(Has(c.detail, "sriov.driver vfio-pci are refused")) << c.detail;
+  Mkdir("sys/kernel/iommu_groups/0");
+  Mkdir("sys/kernel/iommu_groups/1");
+  c = CheckVfio(P("sys"));
+  EXPECT_TRUE(Has(c.detail, "IOMMU on (2 groups), vfio-pci not loaded")) << c.detail;
+  EXPECT_TRUE(Has(c.detail, "modprobe vfio-pci")) << c.detail;
+  Mkdir("sys/bus/pci/drivers/vfio-pci");
+  c = CheckVfio(P("sys"));
+  EXPECT_EQ(c.level, Level::kOk);
+  EXPECT_TRUE(Has(c.detail, "vfio-pci loaded: VFs can be bound")) << c.detail;
+}
+
 TEST_F(DoctorTest, Capabilities) {
   EXPECT_EQ(CheckCapabilities("cap_net_admin,cap_sys_admin=ep").level, Level::kOk);
   EXPECT_EQ(CheckCapabilities("all=ep").level, Level::kOk);
@@ -245,6 +261,7 @@ TEST_F(DoctorTest, WholeRunOnAGoodAndABadLayout) {
   EXPECT_TRUE(Has(text, "[warn] cni-plugins: missing: host-device, static, host-local — fix: "))
       << text;
   EXPECT_TRUE(Has(text, "[ok] rdma-netns-mode: no RDMA")) << text;
+  EXPECT_TRUE(Has(text, "[ok] vfio: no IOMMU")) << text;
   EXPECT_TRUE(Has(text, "[warn] netns-guard: " + P("knd/bin/knd-netns-guard") + " does not exist"))
       << text;
   EXPECT_TRUE(Has(text, "1 failed, 3 warning(s)")) << text;

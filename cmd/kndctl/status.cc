@@ -63,6 +63,14 @@ class SystemLiveView : public LiveView {
     return names;
   }
 
+  std::string PciDriver(const std::string& bdf) override {
+    if (bdf.empty() || bdf.find('/') != std::string::npos) return "";
+    std::error_code ec;
+    std::filesystem::path target =
+        std::filesystem::read_symlink(sysfs_root_ + "/bus/pci/devices/" + bdf + "/driver", ec);
+    return ec ? "" : target.filename().string();
+  }
+
  private:
   absl::StatusOr<std::vector<netlink::Link>> ReadHost() {
     if (!host_netns_.empty()) return ReadNetns(host_netns_);
@@ -113,6 +121,7 @@ std::string ConfiguredMac(const state::DevicePlan& dev) {
 }
 
 std::string Mode(const state::DevicePlan& dev) {
+  if (dev.vfio) return "vfio";
   if (dev.config.is_object()) {
     auto cni = dev.config.find("cni");
     if (cni != dev.config.end() && !cni->is_null()) return "cni";
@@ -382,7 +391,34 @@ absl::StatusOr<PlanFiles> ReadPlans(const std::string& state_dir) {
   return out;
 }
 
+// A VF that Prepare binds to vfio-pci has no netdev until Unprepare: where it is, is the PCI
+// driver it is bound to.
+void CheckVfio(const state::DevicePlan& dev, LiveView& live, StatusRow& row) {
+  const std::string driver = live.PciDriver(dev.identity.pci_address);
+  if (driver == "vfio-pci") {
+    row.live = Live::kOk;
+    row.matched_by = "pci";
+    row.live_detail = absl::StrCat("VF ", dev.identity.pci_address, " on vfio-pci (IOMMU group ",
+                                   dev.vfio->group.empty() ? "?" : dev.vfio->group, ")");
+    return;
+  }
+  if (dev.vfio->group.empty() && driver == dev.vfio->kernel_driver) {
+    row.live = Live::kOk;
+    row.matched_by = "pci";
+    row.live_detail = absl::StrCat("VF ", dev.identity.pci_address, " on ", driver,
+                                   ", not bound to vfio-pci yet (Prepare in progress or stopped)");
+    return;
+  }
+  row.live = Live::kMissing;
+  row.live_detail = absl::StrCat("VF ", dev.identity.pci_address, " is not on vfio-pci (driver: ",
+                                 driver.empty() ? "none, or the VF is gone" : driver, ")");
+}
+
 void CheckLive(const state::DevicePlan& dev, LiveView& live, StatusRow& row) {
+  if (dev.vfio) {
+    CheckVfio(dev, live, row);
+    return;
+  }
   switch (dev.state) {
     case state::DeviceState::kAttached:
       CheckAttached(dev, live, row);

@@ -41,6 +41,8 @@ class LiveView {
   virtual absl::StatusOr<std::vector<netlink::Link>> LinksIn(const std::string& netns_path) = 0;
   // Netdev names the host's sysfs lists under a PCI function (empty when none or unknown).
   virtual std::vector<std::string> PciNetdevNames(const std::string& bdf) = 0;
+  // The driver the host's sysfs says a PCI function is bound to ("" when none or unknown).
+  virtual std::string PciDriver(const std::string& bdf) = 0;
 };
 
 // Netlink + sysfs. `host_netns` is the namespace that counts as the host ("" = this
@@ -70,7 +72,7 @@ struct StatusRow {
   std::string claim_namespace, claim_name, claim_uid;
   std::string request, device;
   std::string ifname;  // in-pod name (actual after attach, else the configured/default one)
-  std::string mode;    // "native" or "cni"
+  std::string mode;    // "native", "cni" or "vfio"
   std::string state;   // state::ToString(DeviceState)
   std::string netns;   // pod netns of the attach, if any
   Live live = Live::kUnknown;

@@ -39,6 +39,11 @@ class FakeLive : public LiveView {
     auto it = pci.find(bdf);
     return it == pci.end() ? std::vector<std::string>{} : it->second;
   }
+  std::string PciDriver(const std::string& bdf) override {
+    auto it = drivers.find(bdf);
+    return it == drivers.end() ? "" : it->second;
+  }
+  std::map<std::string, std::string> drivers;  // PCI address -> bound driver
   std::vector<netlink::Link> host;
   absl::Status host_error;
   std::map<std::string, std::vector<netlink::Link>> netns;
@@ -141,6 +146,29 @@ TEST(BuildRowsTest, AttachedAndThere) {
   EXPECT_EQ(r.mode, "native");
   EXPECT_EQ(r.state, "Attached");
   EXPECT_EQ(r.netns, "/run/netns/pod1");
+}
+
+// A VF on vfio-pci has no netdev: its PCI driver says where it is, in every state.
+TEST(BuildRowsTest, AVfOnVfioPciIsFoundByItsPciDriver) {
+  FakeLive live;
+  state::DevicePlan d = Attached("eth1", "02:00:00:00:00:01", "/run/netns/pod1", "");
+  d.identity.pci_address = "0000:01:10.0";
+  d.vfio = state::VfioPlan{"igbvf", "12", {"/dev/vfio/vfio", "/dev/vfio/12"}};
+  live.drivers["0000:01:10.0"] = "vfio-pci";
+  StatusRow r = Check(d, live);
+  EXPECT_EQ(r.live, Live::kOk) << r.live_detail;
+  EXPECT_EQ(r.mode, "vfio");
+  EXPECT_EQ(r.live_detail, "VF 0000:01:10.0 on vfio-pci (IOMMU group 12)");
+  d.state = state::DeviceState::kDetached;  // its pod stopped; Unprepare gives it back
+  EXPECT_EQ(Check(d, live).live, Live::kOk);
+  live.drivers["0000:01:10.0"] = "igbvf";
+  r = Check(d, live);
+  EXPECT_EQ(r.live, Live::kMissing);
+  EXPECT_EQ(r.live_detail, "VF 0000:01:10.0 is not on vfio-pci (driver: igbvf)");
+  d.vfio->group.clear();  // a Prepare that stopped before the bind
+  r = Check(d, live);
+  EXPECT_EQ(r.live, Live::kOk);
+  EXPECT_NE(r.live_detail.find("not bound to vfio-pci yet"), std::string::npos) << r.live_detail;
 }
 
 TEST(BuildRowsTest, AttachedButRenamedInPod) {

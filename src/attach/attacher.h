@@ -105,6 +105,15 @@ class Attacher {
   // host.
   virtual absl::Status Restore(const state::DeviceIdentity& identity,
                                const state::HostSnapshot& host) = 0;
+
+  // A VF about to leave its kernel driver (sriov.driver: vfio-pci), which takes its netdev
+  // away: snapshots the netdev's host settings and the PF's settings for the VF, hands the
+  // snapshot to `persist` before anything changes, then has the PF apply `sriov` (MAC, VLAN,
+  // ...; a refusal puts the PF's settings back). The netdev itself is not touched. Restore puts
+  // it all back once the VF has its kernel driver again. NotFound when not on the host.
+  virtual absl::StatusOr<state::HostSnapshot> TakeVf(
+      const state::DeviceIdentity& identity, const config::SriovConfig& sriov,
+      const std::function<absl::Status(const state::HostSnapshot&)>& persist) = 0;
 };
 
 // What `ic` sets that this kernel would silently ignore on the link `ifname`, whose

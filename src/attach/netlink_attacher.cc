@@ -420,6 +420,41 @@ absl::Status RestoreVf(NlSock& sock, const state::VfSnapshot& vf) {
   return Annotate(ApplyVf(sock, pf, cur, vf), "restore the VF's settings");
 }
 
+// A VF's PF and what the PF has set for it now.
+struct VfOnPf {
+  std::string pf_pci;
+  LinkState pf;
+  netlink::VfConfig now;
+};
+
+// The PF of the VF at `vf_pci` (netdev `name`) and its settings for the VF; FailedPrecondition
+// when the device is no SR-IOV VF.
+absl::StatusOr<VfOnPf> ReadVfOnPf(NlSock& sock, const std::string& vf_pci,
+                                  const std::string& name) {
+  absl::StatusOr<std::pair<std::string, int>> at = VfLocation(vf_pci);
+  if (!at.ok()) {
+    return absl::FailedPreconditionError("sriov settings need an SR-IOV VF: " + name + " " +
+                                         std::string(at.status().message()));
+  }
+  absl::StatusOr<LinkState> pf = PfLink(sock, at->first);
+  if (!pf.ok()) return Annotate(pf.status(), "sriov");
+  absl::StatusOr<netlink::VfConfig> now = netlink::GetVfConfig(sock, pf->ifindex, at->second);
+  if (!now.ok()) return Annotate(now.status(), "sriov: read the VF's settings from its PF");
+  return VfOnPf{at->first, *std::move(pf), *std::move(now)};
+}
+
+// Applies `sriov` over `before` (the PF's settings as they were); on a refusal puts `before`
+// back and returns the refusal, naming the setting.
+absl::Status ApplyVfOrRollBack(NlSock& sock, const VfOnPf& vf, const state::VfSnapshot& before,
+                               const config::SriovConfig& sriov) {
+  absl::Status st = ApplyVf(sock, vf.pf, vf.now, Wanted(before, sriov));
+  if (st.ok()) return st;
+  absl::Status rb = RestoreVf(sock, before);
+  std::string msg = "sriov: " + std::string(st.message());
+  if (!rb.ok()) msg += "; rollback failed: " + std::string(rb.message());
+  return absl::Status(st.code(), msg);
+}
+
 // Writes back each snapshot sysctl of `ifname` (in the calling thread's netns) whose value
 // differs. Only the names TakeSnapshot reads and integer values: the checkpoint is input too.
 // A name the kernel no longer has is skipped.
@@ -598,12 +633,8 @@ class NetlinkAttacher : public Attacher {
 
   absl::StatusOr<state::HostSnapshot> Snapshot(const state::DeviceIdentity& identity) override {
     ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
-    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
-    std::optional<LinkState> dev = FindByIdentity(links, identity, nullptr);
-    if (!dev.has_value()) return absl::NotFoundError(Describe(identity) + " not found on the host");
-    absl::StatusOr<state::HostSnapshot> snap = TakeSnapshot(host_sock, *dev, *host_);
-    if (!snap.ok()) return Annotate(snap.status(), "snapshot " + dev->name);
-    return snap;
+    ASSIGN_OR_RETURN(auto found, FindAndSnapshot(host_sock, identity));
+    return std::move(found.second);
   }
 
   absl::Status Restore(const state::DeviceIdentity& identity,
@@ -614,6 +645,21 @@ class NetlinkAttacher : public Attacher {
     std::optional<LinkState> dev = FindByIdentity(links, identity, &hint);
     if (!dev.has_value()) return absl::NotFoundError(Describe(identity) + " is not on the host");
     return RestoreOnHost(host_sock, *dev, host, *host_);
+  }
+
+  absl::StatusOr<state::HostSnapshot> TakeVf(
+      const state::DeviceIdentity& identity, const config::SriovConfig& sriov,
+      const std::function<absl::Status(const state::HostSnapshot&)>& persist) override {
+    ASSIGN_OR_RETURN(NlSock host_sock, HostSocket());
+    ASSIGN_OR_RETURN(auto found, FindAndSnapshot(host_sock, identity));
+    auto& [dev, snap] = found;
+    ASSIGN_OR_RETURN(VfOnPf vf, ReadVfOnPf(host_sock, identity.pci_address, dev.name));
+    snap.vf = ToSnapshot(vf.pf_pci, vf.now);
+    if (absl::Status st = persist(snap); !st.ok()) {
+      return Annotate(st, "persist host snapshot of " + dev.name);
+    }
+    RETURN_IF_ERROR(ApplyVfOrRollBack(host_sock, vf, *snap.vf, sriov));
+    return std::move(snap);
   }
 
   absl::StatusOr<bool> IsAttached(const std::string& netns_path,
@@ -630,6 +676,18 @@ class NetlinkAttacher : public Attacher {
 
  private:
   using HostLease = netlink::SocketPool::Lease;
+
+  // The device on the host, found by identity, and its host snapshot; NotFound when it is not
+  // on the host.
+  absl::StatusOr<std::pair<LinkState, state::HostSnapshot>> FindAndSnapshot(
+      NlSock& host_sock, const state::DeviceIdentity& identity) {
+    ASSIGN_OR_RETURN(std::vector<LinkState> links, netlink::ListLinks(host_sock));
+    std::optional<LinkState> dev = FindByIdentity(links, identity, nullptr);
+    if (!dev.has_value()) return absl::NotFoundError(Describe(identity) + " not found on the host");
+    absl::StatusOr<state::HostSnapshot> snap = TakeSnapshot(host_sock, *dev, *host_);
+    if (!snap.ok()) return Annotate(snap.status(), "snapshot " + dev->name);
+    return std::make_pair(*std::move(dev), *std::move(snap));
+  }
 
   // A socket in the host netns: opened directly when the calling thread is in it (no helper
   // thread), else through a helper thread.
@@ -682,34 +740,16 @@ class NetlinkAttacher : public Attacher {
     absl::StatusOr<state::HostSnapshot> snap = TakeSnapshot(host_sock, *dev, *host_, &req.config);
     if (!snap.ok()) return Annotate(snap.status(), "snapshot " + dev->name);
     // sriov: the PF's settings for this VF join the snapshot before anything changes.
-    std::optional<LinkState> pf;
-    std::optional<netlink::VfConfig> vf_now;  // the PF's settings for the VF, read once
+    std::optional<VfOnPf> vf;
     if (req.config.sriov) {
-      absl::StatusOr<std::pair<std::string, int>> at = VfLocation(req.identity.pci_address);
-      if (!at.ok()) {
-        return absl::FailedPreconditionError("sriov settings need an SR-IOV VF: " + dev->name +
-                                             " " + std::string(at.status().message()));
-      }
-      absl::StatusOr<LinkState> pf_link = PfLink(host_sock, at->first);
-      if (!pf_link.ok()) return Annotate(pf_link.status(), "sriov");
-      pf = *pf_link;
-      absl::StatusOr<netlink::VfConfig> cur =
-          netlink::GetVfConfig(host_sock, pf->ifindex, at->second);
-      if (!cur.ok()) return Annotate(cur.status(), "sriov: read the VF's settings from its PF");
-      vf_now = *cur;
-      snap->vf = ToSnapshot(at->first, *cur);
+      ASSIGN_OR_RETURN(vf, ReadVfOnPf(host_sock, req.identity.pci_address, dev->name));
+      snap->vf = ToSnapshot(vf->pf_pci, vf->now);
     }
     if (absl::Status st = persist(*snap); !st.ok()) {
       return Annotate(st, "persist host snapshot of " + dev->name);
     }
-    if (pf) {
-      absl::Status st = ApplyVf(host_sock, *pf, *vf_now, Wanted(*snap->vf, *req.config.sriov));
-      if (!st.ok()) {
-        absl::Status rb = RestoreVf(host_sock, *snap->vf);
-        std::string msg = "sriov: " + std::string(st.message());
-        if (!rb.ok()) msg += "; rollback failed: " + std::string(rb.message());
-        return absl::Status(st.code(), msg);
-      }
+    if (vf) {
+      RETURN_IF_ERROR(ApplyVfOrRollBack(host_sock, *vf, *snap->vf, *req.config.sriov));
     }
 
     // The move: netns + name + MTU + MAC in one message.

@@ -54,6 +54,15 @@ class NullAttacher : public Attacher {
   absl::Status Restore(const state::DeviceIdentity&, const state::HostSnapshot&) override {
     return absl::OkStatus();
   }
+  absl::StatusOr<state::HostSnapshot> TakeVf(
+      const state::DeviceIdentity& identity, const config::SriovConfig&,
+      const std::function<absl::Status(const state::HostSnapshot&)>& persist) override {
+    absl::StatusOr<state::HostSnapshot> snap = Snapshot(identity);
+    if (snap.ok()) {
+      if (absl::Status st = persist(*snap); !st.ok()) return st;
+    }
+    return snap;
+  }
 
  protected:
   // What an attach reports: the pod netns and the requested name, else `default_ifname`.

@@ -476,6 +476,11 @@ absl::Status ValidateFields(const NetworkConfig& cfg, std::string_view where) {
                  absl::StrCat(*s.min_tx_rate_mbps, " is above sriov.maxTxRateMbps (",
                               *s.max_tx_rate_mbps, ")"));
     }
+    if (s.driver && *s.driver != kVfioPci) {
+      return Bad(where, "sriov.driver",
+                 absl::StrCat("\"", *s.driver, "\" is not \"", kVfioPci,
+                              "\" (leave it unset for the VF's kernel driver)"));
+    }
   }
   if (cfg.ipam) {
     if (!cfg.ipam->is_object()) {
@@ -1088,7 +1093,7 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
     RETURN_IF_ERROR(ExpectType(*it, json::value_t::object, "sriov", where));
     RETURN_IF_ERROR(CheckKeys(*it,
                               {"mac", "vlan", "qos", "spoofCheck", "trust", "linkState",
-                               "minTxRateMbps", "maxTxRateMbps"},
+                               "minTxRateMbps", "maxTxRateMbps", "driver"},
                               "sriov", where));
     SriovConfig sr;
     auto str = [&](const char* key, std::optional<std::string>& out) -> absl::Status {
@@ -1118,6 +1123,7 @@ absl::StatusOr<NetworkConfig> Decode(const json& p, std::string_view where) {
     RETURN_IF_ERROR(str("linkState", sr.link_state));
     RETURN_IF_ERROR(num("minTxRateMbps", sr.min_tx_rate_mbps));
     RETURN_IF_ERROR(num("maxTxRateMbps", sr.max_tx_rate_mbps));
+    RETURN_IF_ERROR(str("driver", sr.driver));
     cfg.sriov = std::move(sr);
   }
   if (auto it = p.find("child"); it != p.end()) {
@@ -1196,6 +1202,7 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
     if (o.link_state) s.link_state = o.link_state;
     if (o.min_tx_rate_mbps) s.min_tx_rate_mbps = o.min_tx_rate_mbps;
     if (o.max_tx_rate_mbps) s.max_tx_rate_mbps = o.max_tx_rate_mbps;
+    if (o.driver) s.driver = o.driver;
     out.sriov = std::move(s);
   }
   if (over.child) {
@@ -1208,31 +1215,41 @@ NetworkConfig Merge(const NetworkConfig& base, const NetworkConfig& over) {
   return out;
 }
 
+namespace {
+
+// The first field set that configures the device's kernel interface in the pod (its name,
+// sizes, addresses, sysctls, offloads, VRF, IPAM, routes, neighbors, rules), or nullptr.
+const char* KernelInterfaceField(const NetworkConfig& cfg) {
+  const InterfaceConfig& ic = cfg.interface;
+  return ic.name                                    ? "interface.name"
+         : ic.mtu                                   ? "interface.mtu"
+         : ic.gso_max_size                          ? "interface.gsoMaxSize"
+         : ic.gro_max_size                          ? "interface.groMaxSize"
+         : ic.gso_ipv4_max_size                     ? "interface.gsoIPv4MaxSize"
+         : ic.gro_ipv4_max_size                     ? "interface.groIPv4MaxSize"
+         : ic.hardware_addr                         ? "interface.hardwareAddr"
+         : ic.addresses && !ic.addresses->empty()   ? "interface.addresses"
+         : ic.sysctls && !ic.sysctls->empty()       ? "interface.sysctls"
+         : SetsEthtool(ic)                          ? "interface.ethtool"
+         : ic.vrf                                   ? "interface.vrf"
+         : cfg.ipam                                 ? "ipam"
+         : cfg.routes && !cfg.routes->empty()       ? "routes"
+         : cfg.neighbors && !cfg.neighbors->empty() ? "neighbors"
+         : cfg.rules && !cfg.rules->empty()         ? "rules"
+                                                    : nullptr;
+}
+
+}  // namespace
+
 absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
   RETURN_IF_ERROR(ValidateFields(cfg, where));
   if (AttachedByMultus(cfg)) {
     // Multus and the NAD's plugins configure the interface (its name comes from the pod's
     // networks annotation); knd would apply none of these, so it refuses rather than ignore.
-    const InterfaceConfig& ic = cfg.interface;
-    const char* field = ic.name                                    ? "interface.name"
-                        : ic.mtu                                   ? "interface.mtu"
-                        : ic.gso_max_size                          ? "interface.gsoMaxSize"
-                        : ic.gro_max_size                          ? "interface.groMaxSize"
-                        : ic.gso_ipv4_max_size                     ? "interface.gsoIPv4MaxSize"
-                        : ic.gro_ipv4_max_size                     ? "interface.groIPv4MaxSize"
-                        : ic.hardware_addr                         ? "interface.hardwareAddr"
-                        : ic.addresses && !ic.addresses->empty()   ? "interface.addresses"
-                        : ic.sysctls && !ic.sysctls->empty()       ? "interface.sysctls"
-                        : SetsEthtool(ic)                          ? "interface.ethtool"
-                        : ic.vrf                                   ? "interface.vrf"
-                        : cfg.ipam                                 ? "ipam"
-                        : cfg.routes && !cfg.routes->empty()       ? "routes"
-                        : cfg.neighbors && !cfg.neighbors->empty() ? "neighbors"
-                        : cfg.rules && !cfg.rules->empty()         ? "rules"
-                        : cfg.cni                                  ? "cni"
-                        : cfg.sriov                                ? "sriov"
-                        : cfg.child                                ? "child"
-                                                                   : nullptr;
+    const char* field = KernelInterfaceField(cfg);
+    if (field == nullptr) {
+      field = cfg.cni ? "cni" : cfg.sriov ? "sriov" : cfg.child ? "child" : nullptr;
+    }
     if (field != nullptr) {
       return Bad(where, "attachedBy",
                  absl::StrCat("\"multus\" cannot be combined with ", field,
@@ -1270,6 +1287,15 @@ absl::Status Validate(const NetworkConfig& cfg, std::string_view where) {
   }
   if (cfg.sriov && cfg.child) {
     return Bad(where, "child", "cannot be combined with sriov (a VF is not a shared parent)");
+  }
+  if (UsesVfio(cfg)) {
+    // Bound to vfio-pci the VF has no netdev: nothing of the kernel interface could be applied.
+    if (const char* field = KernelInterfaceField(cfg)) {
+      return Bad(where, "sriov.driver",
+                 absl::StrCat("\"", kVfioPci, "\" cannot be combined with ", field,
+                              " (a VF bound to vfio-pci has no kernel interface in the pod; the "
+                              "pod's userspace driver configures it)"));
+    }
   }
   if (cfg.cni && cfg.sriov) {
     // The CNI plugins move the VF (knd's native attach applies the PF's settings on the way).
@@ -1472,6 +1498,7 @@ json ToJson(const NetworkConfig& cfg) {
     if (s.link_state) js["linkState"] = *s.link_state;
     if (s.min_tx_rate_mbps) js["minTxRateMbps"] = *s.min_tx_rate_mbps;
     if (s.max_tx_rate_mbps) js["maxTxRateMbps"] = *s.max_tx_rate_mbps;
+    if (s.driver) js["driver"] = *s.driver;
     j["sriov"] = std::move(js);
   }
   if (cfg.child) {

@@ -124,8 +124,12 @@ struct SriovConfig {
   std::optional<std::string> link_state;  // "auto", "enable" or "disable"
   std::optional<uint32_t> min_tx_rate_mbps;
   std::optional<uint32_t> max_tx_rate_mbps;  // 0 = unlimited
+  // The PCI driver the VF is bound to while the claim holds it: only kVfioPci, for userspace
+  // (DPDK) pods. Unset: the VF keeps its kernel driver and moves into the pod as a netdev.
+  std::optional<std::string> driver;
   bool operator==(const SriovConfig&) const = default;
 };
+inline constexpr char kVfioPci[] = "vfio-pci";
 
 // The virtual child knd creates in the pod on a shared parent (node config `shared`): a
 // macvlan (modes bridge, private, vepa, passthru), an ipvlan (l2, l3, l3s) or an 802.1Q VLAN.
@@ -203,6 +207,12 @@ struct Context {
 };
 
 // attachedBy: "multus" (config unset = knd).
+// The claim's VF is bound to vfio-pci (sriov.driver): it has no netdev while the claim holds
+// it, and the pod gets its VFIO group's character devices instead of an interface.
+inline bool UsesVfio(const NetworkConfig& cfg) {
+  return cfg.sriov && cfg.sriov->driver == kVfioPci;
+}
+
 inline bool AttachedByMultus(const NetworkConfig& cfg) {
   return cfg.attached_by == AttachedBy::kMultus;
 }

@@ -337,6 +337,9 @@ const DecodeCase kDecodeCases[] = {
     {"sriov_spoof_type", C(R"({"sriov": {"spoofCheck": "on"}})"), "sriov.spoofCheck: expected"},
     {"sriov_rates", C(R"({"sriov": {"minTxRateMbps": 200, "maxTxRateMbps": 100}})"),
      "sriov.minTxRateMbps: 200 is above sriov.maxTxRateMbps (100)"},
+    {"sriov_vfio", C(R"({"sriov": {"driver": "vfio-pci", "vlan": 100}})"), ""},
+    {"sriov_driver_other", C(R"({"sriov": {"driver": "igb_uio"}})"),
+     "sriov.driver: \"igb_uio\" is not \"vfio-pci\""},
     {"cni_plugin_slash", C(R"({"cni": {"config": {"plugins": [{"type": "/bin/sh"}]}}})"),
      "cni.config.plugins[0].type: \"/bin/sh\" must not contain '/'"},
     {"ipam_dhcp", C(R"({"ipam": {"type": "dhcp"}})"),
@@ -600,6 +603,34 @@ TEST(ResolveTest, SriovMergesFieldByFieldAndNeedsKndsAttach) {
                      Ctx());
   ASSERT_FALSE(cni.ok());
   EXPECT_THAT(std::string(cni.status().message()), HasSubstr("cni: cannot be combined with sriov"));
+}
+
+// The driver merges like the other sriov fields: one class binds to vfio-pci, another sets the
+// VLAN; a claim cannot add an address to such a VF.
+TEST(ResolveTest, SriovDriverMergesAndAClaimCannotGiveTheVfAnInterface) {
+  auto got = Resolve(
+      {ClassEntry({{"sriov", {{"driver", "vfio-pci"}}}}), ClassEntry({{"sriov", {{"vlan", 100}}}})},
+      Ctx());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(UsesVfio(*got));
+  EXPECT_EQ(ToJson(*got)["sriov"], json({{"driver", "vfio-pci"}, {"vlan", 100}}));
+  auto claim = Resolve({ClassEntry({{"sriov", {{"driver", "vfio-pci"}}}}),
+                        ClaimEntry({{"interface", {{"addresses", {"192.0.2.5/24"}}}}})},
+                       Ctx());
+  ASSERT_FALSE(claim.ok());
+  EXPECT_THAT(std::string(claim.status().message()),
+              HasSubstr("sriov.driver: \"vfio-pci\" cannot be combined with interface.addresses"));
+  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{
+           {"interface", {{"mtu", 9000}}},
+           {"routes", {{{"destination", "10.0.0.0/8"}, {"gateway", "192.0.2.1"}}}},
+           {"ipam", {{"type", "host-local"}, {"subnet", "192.0.2.0/24"}}}}) {
+    auto bad = Resolve({ClassEntry({{"sriov", {{"driver", "vfio-pci"}}}, {field, value}})}, Ctx());
+    ASSERT_FALSE(bad.ok()) << field;
+    EXPECT_THAT(std::string(bad.status().message()),
+                HasSubstr("sriov.driver: \"vfio-pci\" cannot be combined with " +
+                          (field == "interface" ? std::string("interface.mtu") : field) +
+                          " (a VF bound to vfio-pci has no kernel interface in the pod"));
+  }
 }
 
 TEST(ResolveTest, ChildMergesFieldByFieldAndTheClaimAddsAddresses) {

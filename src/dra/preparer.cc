@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <ctime>
 #include <set>
 #include <utility>
@@ -49,6 +50,25 @@ cni::RuntimeConf IpamRuntime(const state::ClaimPlan& plan, const state::DevicePl
     rt.args.emplace_back("K8S_POD_UID", plan.pods[0].uid);
   }
   return rt;
+}
+
+// The variable that carries a vfio-pci VF's PCI address to the containers:
+// KND_PCI_ADDRESS_<REQUEST>, the request name upper-cased with '-' and '.' as '_'.
+std::string VfioEnvName(const std::string& request) {
+  std::string name = "KND_PCI_ADDRESS_";
+  for (char c : request) {
+    name += (c == '-' || c == '.') ? '_'
+                                   : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return name;
+}
+
+// A plan with a VF for vfio-pci that is not bound yet (its group is not known).
+bool NeedsVfioBind(const state::ClaimPlan& plan) {
+  for (const state::DevicePlan& d : plan.devices) {
+    if (d.vfio && d.vfio->group.empty()) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -133,6 +153,12 @@ absl::StatusOr<std::vector<PreparedDevice>> Preparer::PrepareClaim(const ClaimRe
           absl::StrCat(where, ": uid ", claim.uid, " is already prepared as claim ",
                        existing->claim_namespace, "/", existing->claim_name));
     }
+    if (NeedsVfioBind(*existing)) {
+      // A Prepare that stopped (a crash) between writing the plan and binding its VFs.
+      state::ClaimPlan plan = *std::move(existing);
+      if (absl::Status st = FinishVfio(plan); !st.ok()) return st;
+      return Answer(plan);
+    }
     SPDLOG_DEBUG("{}: already prepared, answering from the plan", where);
     return Answer(*existing);
   }
@@ -169,6 +195,19 @@ absl::StatusOr<std::vector<PreparedDevice>> Preparer::PrepareClaim(const ClaimRe
   if (absl::Status st = AllocateIpam(plan); !st.ok()) {
     reason = kube::event_reason::kIPAMFailed;
     return st;
+  }
+  if (NeedsVfioBind(plan)) {
+    // Crash-safe: the plan names each VF's kernel driver before any VF leaves it.
+    if (absl::Status st = plans_.Put(plan); !st.ok()) {
+      (void)ReleaseIpam(plan);
+      return Annotate(st, absl::StrCat(where, ": persisting the plan"));
+    }
+    if (absl::Status st = FinishVfio(plan); !st.ok()) {
+      (void)ReleaseIpam(plan);
+      return st;
+    }
+    spdlog::info("{} (uid {}): prepared {} device(s)", where, claim.uid, plan.devices.size());
+    return Answer(plan);
   }
   if (absl::Status st = WriteClaimCdi(plan); !st.ok()) {
     (void)ReleaseIpam(plan);
@@ -447,7 +486,28 @@ absl::StatusOr<state::ClaimPlan> Preparer::BuildPlan(const ClaimRef& claim) {
           " is not an SR-IOV VF (the settings are made through a VF's PF); use a DeviceClass "
           "that selects VFs (isSriovVf == true)"));
     }
-    if (opts_.rdma && !dev->rdma_device.empty()) {
+    const bool vfio = config::UsesVfio(cfg);
+    if (vfio) {
+      const std::string vf_where = absl::StrCat(req_where, ": sriov.driver \"", config::kVfioPci,
+                                                "\": device ", Quote(device));
+      if (!opts_.vfio.bind) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(vf_where, ": this knd runs without VFIO support"));
+      }
+      if (dev->pci_address.empty() || dev->driver.empty() || dev->driver == config::kVfioPci) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(vf_where, ": the VF's PCI address or kernel driver is not known (driver ",
+                         Quote(dev->driver), ")"));
+      }
+      if (opts_.vfio.check) {
+        if (absl::Status st = opts_.vfio.check(dev->pci_address); !st.ok()) {
+          return absl::Status(st.code(), absl::StrCat(vf_where, ": ", st.message()));
+        }
+      }
+      d.vfio = state::VfioPlan{dev->driver, "", {}};
+    }
+    // A VF on vfio-pci has no kernel RDMA device: its userspace driver does all.
+    if (opts_.rdma && !dev->rdma_device.empty() && !vfio) {
       const std::string rdma_where = absl::StrCat(req_where, ": device ", Quote(device),
                                                   " (RDMA device ", Quote(dev->rdma_device), ")");
       absl::StatusOr<inventory::RdmaFacts> rdma = opts_.rdma(dev->rdma_device);
@@ -571,9 +631,72 @@ bool Preparer::HolderPodDone(const state::ClaimPlan& holder, size_t index,
   return f.uid != uid || f.Terminal();
 }
 
+absl::Status Preparer::FinishVfio(state::ClaimPlan& plan) {
+  const std::string where = absl::StrCat("claim ", plan.claim_namespace, "/", plan.claim_name);
+  absl::Status failed;
+  for (state::DevicePlan& d : plan.devices) {
+    if (!d.vfio || !d.vfio->group.empty()) continue;
+    const std::string dev_where =
+        absl::StrCat(where, " request ", Quote(d.request), " device ", Quote(d.device), " (VF ",
+                     d.identity.pci_address, "): binding to ", config::kVfioPci);
+    absl::StatusOr<config::NetworkConfig> cfg = config::Decode(d.config, dev_where);
+    if (!cfg.ok()) {
+      failed = cfg.status();
+      break;
+    }
+    auto persist = [&](const state::HostSnapshot& snap) {
+      d.host = snap;
+      return plans_.Put(plan);
+    };
+    absl::StatusOr<state::VfioPlan> bound = opts_.vfio.bind(d, *cfg->sriov, persist);
+    if (!bound.ok()) {
+      failed = Annotate(bound.status(), dev_where);
+      break;
+    }
+    d.vfio = *std::move(bound);
+    if (absl::Status st = plans_.Put(plan); !st.ok()) {
+      failed = Annotate(st, absl::StrCat(where, ": persisting the plan"));
+      break;
+    }
+    spdlog::info("{}: VF {} is on {} (IOMMU group {})", where, d.identity.pci_address,
+                 config::kVfioPci, d.vfio->group);
+  }
+  if (failed.ok()) {
+    failed = Annotate(WriteClaimCdi(plan), absl::StrCat(where, ": writing the CDI spec"));
+  }
+  if (failed.ok()) {
+    failed = Annotate(plans_.Put(plan), absl::StrCat(where, ": persisting the plan"));
+  }
+  if (failed.ok()) return failed;
+  // Nothing may stay bound or written for a claim we answer with an error. A VF that cannot be
+  // given back keeps the plan, so Unprepare (or the kubelet's retry) tries again.
+  if (absl::Status back = GiveBackVfio(plan); !back.ok()) {
+    spdlog::error("{}: {}", where, back.ToString());
+    return absl::Status(failed.code(),
+                        absl::StrCat(failed.message(), "; giving the VFs back: ", back.message()));
+  }
+  if (!opts_.cdi_dir.empty()) (void)state::RemoveClaimSpec(opts_.cdi_dir, kCdiKind, plan.claim_uid);
+  (void)plans_.Delete(plan.claim_uid);
+  return failed;
+}
+
+absl::Status Preparer::GiveBackVfio(const state::ClaimPlan& plan) {
+  absl::Status first;
+  for (const state::DevicePlan& d : plan.devices) {
+    if (!d.vfio || !opts_.vfio.give_back) continue;
+    absl::Status st = opts_.vfio.give_back(d);
+    if (!st.ok() && first.ok()) {
+      first = Annotate(st, absl::StrCat("claim ", plan.claim_namespace, "/", plan.claim_name,
+                                        " device ", Quote(d.device)));
+    }
+  }
+  return first;
+}
+
 absl::Status Preparer::CheckDevice(const state::ClaimPlan& plan, const state::DevicePlan& d) {
   // CNI plugins and Multus configure what they attach; a child does not exist yet.
-  if (!opts_.check_device || d.child || !d.attached_by.empty() || d.config.contains("cni")) {
+  if (!opts_.check_device || d.child || d.vfio || !d.attached_by.empty() ||
+      d.config.contains("cni")) {
     return absl::OkStatus();
   }
   const std::string where =
@@ -621,7 +744,7 @@ absl::Status Preparer::AwaitDevice(const state::ClaimPlan& plan, const state::De
         }
         return absl::OkStatus();
       }
-    } else if (opts_.release && handovers < 3 &&
+    } else if (opts_.release && handovers < 3 && !holder->plan.devices[holder->index].vfio &&
                HolderPodDone(holder->plan, holder->index, &next_read)) {
       ++handovers;
       // The API gave the device to this claim and the pod that has it is gone or finished:
@@ -646,6 +769,14 @@ absl::Status Preparer::AwaitDevice(const state::ClaimPlan& plan, const state::De
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
   if (holder) {
     const state::DevicePlan& held = holder->plan.devices[holder->index];
+    if (held.vfio) {
+      // Only the holder's Unprepare gives a VF back from vfio-pci: its pod's process may
+      // still have it open.
+      return absl::UnavailableError(absl::StrCat(
+          where, ": the VF is on ", config::kVfioPci, " for claim ", holder->plan.claim_namespace,
+          "/", holder->plan.claim_name, ", which the kubelet has not unprepared yet; waited ",
+          waited, " ms (the kubelet retries)"));
+    }
     std::string pod = absl::StrCat("uid ", held.pod_uid);
     for (const state::PodRef& p : holder->plan.pods) {
       if (p.uid == held.pod_uid) pod = absl::StrCat(p.namespace_, "/", p.name);
@@ -676,6 +807,25 @@ absl::Status Preparer::WriteClaimCdi(state::ClaimPlan& plan) {
       if (std::find(nodes.begin(), nodes.end(), n) == nodes.end()) nodes.push_back(n);
     }
   }
+  // VFs on vfio-pci: the VFIO container and each VF's group, and the VFs' PCI addresses (what
+  // a DPDK application is started with), one variable per request.
+  std::vector<std::string> vfio_nodes;
+  json env = json::array();
+  for (const state::DevicePlan& d : plan.devices) {
+    if (!d.vfio) continue;
+    for (const std::string& n : d.vfio->device_nodes) {
+      if (std::find(vfio_nodes.begin(), vfio_nodes.end(), n) == vfio_nodes.end()) {
+        vfio_nodes.push_back(n);
+      }
+    }
+    env.push_back(absl::StrCat(VfioEnvName(d.request), "=", d.identity.pci_address));
+  }
+  if (!vfio_nodes.empty()) {
+    json dn = json::array();
+    for (const std::string& n : vfio_nodes) dn.push_back({{"path", n}, {"permissions", "rw"}});
+    devices.push_back(
+        state::CdiDevice{"vfio", {{"deviceNodes", std::move(dn)}, {"env", std::move(env)}}});
+  }
   if (!nodes.empty()) {
     json dn = json::array();
     for (const std::string& n : nodes) dn.push_back({{"path", n}, {"permissions", "rw"}});
@@ -697,6 +847,7 @@ std::optional<state::CdiDevice> Preparer::GuardDevice(const state::ClaimPlan& pl
         cfg.ok() && config::AttachedByMultus(*cfg)) {
       continue;
     }
+    if (d.vfio) continue;  // no interface in the pod: its CDI device nodes are the check
     args.push_back("--ifname");
     args.push_back(state::InPodName(d));
     // The same device under another name also counts: the pod's CNI (Multus) may have moved
@@ -810,6 +961,8 @@ absl::Status Preparer::Unprepare(const ClaimRef& claim) {
   // After the detach (the address leaves the pod first), before the plan goes: an error keeps
   // the plan so the kubelet's retry releases the lease.
   RETURN_IF_ERROR(ReleaseIpam(*plan));
+  // After the pod's containers are gone (the kubelet unprepares then): an error keeps the plan.
+  RETURN_IF_ERROR(Annotate(GiveBackVfio(*plan), where + ": giving the VFs back"));
   if (!opts_.cdi_dir.empty()) {
     RETURN_IF_ERROR(Annotate(state::RemoveClaimSpec(opts_.cdi_dir, kCdiKind, claim.uid),
                              absl::StrCat(where, ": removing the CDI spec")));

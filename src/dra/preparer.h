@@ -32,6 +32,11 @@
 //    A device on the host is then asked whether it can take what its config asks of the
 //    device itself (`check_device`: ethtool features it cannot change, more channels or ring
 //    entries than it has): a claim it cannot serve is refused here, not at RunPodSandbox.
+//  - A VF whose config says sriov.driver: vfio-pci is taken from its kernel driver here, not at
+//    RunPodSandbox: the plan is on disk first (kernel driver, then the host snapshot), then the
+//    PF applies the VF's sriov settings, then vfio-pci gets it, and the claim's CDI spec gives
+//    the containers its VFIO group's character devices. The NRI hook only records it in the
+//    pod. Unprepare gives it back to its kernel driver with its host settings.
 //  - A claim serves one pod: reserved for more than one running pod, it is refused (sharing a
 //    NIC needs virtual children, not the same netdev in two pods). Reserved pods that are gone
 //    or have finished do not count.
@@ -143,6 +148,23 @@ class Preparer {
     // What claims may run through CNI themselves (the node config's claimCni); unset: no
     // inline cni.config or ipam from a claim.
     std::optional<config::ClaimCniPolicy> claim_cni = std::nullopt;
+    // Binding a VF to vfio-pci and back (NetworkConfig sriov.driver). Without `bind` such a
+    // claim is refused.
+    struct Vfio {
+      // Could the VF at this PCI address be bound (the driver is loaded, the VF has an IOMMU
+      // group of its own)? Changes nothing; an error refuses the claim.
+      std::function<absl::Status(const std::string& pci_address)> check;
+      // Takes the VF from its kernel driver: its host settings go to `persist` before anything
+      // changes, then the PF applies `sriov`, then vfio-pci gets the VF. Returns `d.vfio` with
+      // the IOMMU group and its device nodes. A VF already on vfio-pci is only checked.
+      std::function<absl::StatusOr<state::VfioPlan>(
+          const state::DevicePlan& d, const config::SriovConfig& sriov,
+          const std::function<absl::Status(const state::HostSnapshot&)>& persist)>
+          bind;
+      // Gives the VF back to its kernel driver and restores `d.host` (idempotent).
+      std::function<absl::Status(const state::DevicePlan& d)> give_back;
+    };
+    Vfio vfio = {};
   };
 
   Preparer(kube::Client& kube, state::PlanStore& plans, Resolver resolver, Options opts);
@@ -188,6 +210,12 @@ class Preparer {
                                              const std::string& claim_uid,
                                              const std::string& request,
                                              const std::string& req_where) const;
+  // For a plan on disk with vfio devices (sriov.driver): binds those not bound yet (persisting
+  // the host snapshot before and the group after each), writes the CDI spec and persists the
+  // plan. On failure gives every VF back, removes the CDI spec and the plan, returns the error.
+  absl::Status FinishVfio(state::ClaimPlan& plan);
+  // Gives every vfio device of `plan` back to its kernel driver; the first error.
+  absl::Status GiveBackVfio(const state::ClaimPlan& plan);
   // The gate for one device of `plan` (contract above).
   absl::Status AwaitDevice(const state::ClaimPlan& plan, const state::DevicePlan& d,
                            Clock::time_point deadline);

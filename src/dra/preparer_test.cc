@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "common/file_util.h"
+#include "common/status.h"
 #include "dra/fake_kube.h"
 #include "state/cdi.h"
 
@@ -734,6 +735,207 @@ TEST_F(PreparerTest, SriovSettingsOnANonVfAreRefused) {
   devices_["eth1"].is_sriov_vf = true;
   Rebuild();
   EXPECT_TRUE(preparer_->Prepare(Ref()).ok());
+}
+
+// ---- VFs for userspace drivers: sriov.driver vfio-pci -----------------------------------
+
+class PreparerVfioTest : public PreparerTest {
+ protected:
+  void SetUp() override {
+    PreparerTest::SetUp();
+    devices_["eth1"].is_sriov_vf = true;
+    devices_["eth1"].driver = "igbvf";
+    opts_.netns_guard = "/var/lib/knd/bin/knd-netns-guard";
+    opts_.vfio.check = [this](const std::string& pci) {
+      checked_.push_back(pci);
+      return check_status_;
+    };
+    opts_.vfio.bind = [this](const state::DevicePlan& d, const config::SriovConfig& sriov,
+                             const std::function<absl::Status(const state::HostSnapshot&)>& persist)
+        -> absl::StatusOr<state::VfioPlan> {
+      // What the plan on disk says at each step: the kernel driver before anything changes,
+      // the host snapshot before the VF leaves it.
+      absl::StatusOr<state::ClaimPlan> before = store_->Get("claim-uid-1");
+      EXPECT_TRUE(before.ok() && before->devices[0].vfio &&
+                  before->devices[0].vfio->kernel_driver == "igbvf")
+          << "the plan is on disk before the bind";
+      bound_sriov_ = sriov;
+      state::HostSnapshot snap;
+      snap.ifname = d.identity.ifname;
+      RETURN_IF_ERROR(persist(snap));
+      absl::StatusOr<state::ClaimPlan> after = store_->Get("claim-uid-1");
+      EXPECT_TRUE(after.ok() && after->devices[0].host && after->devices[0].host->ifname == "eth1")
+          << "the host snapshot is on disk before the VF leaves its driver";
+      ++binds_;
+      if (!bind_status_.ok()) return bind_status_;
+      state::VfioPlan v = *d.vfio;
+      v.group = "12";
+      v.device_nodes = {"/dev/vfio/vfio", "/dev/vfio/12"};
+      return v;
+    };
+    opts_.vfio.give_back = [this](const state::DevicePlan& d) {
+      given_back_.push_back(d.identity.pci_address + " to " + d.vfio->kernel_driver);
+      return give_back_status_;
+    };
+    Rebuild();
+    SetClaimConfig(NetCfg({{"sriov", {{"driver", "vfio-pci"}, {"vlan", 100}}}}), "FromClass");
+  }
+
+  json Spec() {
+    absl::StatusOr<std::string> text =
+        ReadFile(dir_ + "/cdi/knd.k8s.cni.cncf.io-net_claim-uid-1.json");
+    EXPECT_TRUE(text.ok()) << text.status();
+    return text.ok() ? json::parse(*text) : json();
+  }
+
+  std::vector<std::string> checked_, given_back_;
+  absl::Status check_status_, bind_status_, give_back_status_;
+  std::optional<config::SriovConfig> bound_sriov_;
+  int binds_ = 0;
+};
+
+TEST_F(PreparerVfioTest, TheVfIsBoundAndTheContainersGetItsGroupAndAddress) {
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_THAT(checked_, ElementsAre("0000:03:00.1"));
+  EXPECT_EQ(binds_, 1);
+  ASSERT_TRUE(bound_sriov_.has_value());
+  EXPECT_EQ(bound_sriov_->vlan, 100u) << "the PF's settings go with the bind";
+  // No interface in the pod: no netns guard, only the VFIO device.
+  EXPECT_THAT((*res)[0].cdi_ids, ElementsAre("knd.k8s.cni.cncf.io/net=claim-uid-1-vfio"));
+  json spec = Spec();
+  ASSERT_EQ(spec["devices"].size(), 1u);
+  EXPECT_EQ(spec["devices"][0]["containerEdits"],
+            json({{"deviceNodes",
+                   {{{"path", "/dev/vfio/vfio"}, {"permissions", "rw"}},
+                    {{"path", "/dev/vfio/12"}, {"permissions", "rw"}}}},
+                  {"env", {"KND_PCI_ADDRESS_NIC=0000:03:00.1"}}}));
+  auto plan = store_->Get("claim-uid-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_TRUE(plan->devices[0].vfio.has_value());
+  EXPECT_EQ(plan->devices[0].vfio->group, "12");
+  EXPECT_EQ(plan->devices[0].vfio->kernel_driver, "igbvf");
+
+  // A repeated Prepare answers from the plan and binds nothing again.
+  auto again = preparer_->Prepare(Ref());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *res);
+  EXPECT_EQ(binds_, 1);
+
+  // Unprepare gives the VF back to its kernel driver, then removes spec and plan.
+  ASSERT_TRUE(preparer_->Unprepare(Ref()).ok());
+  EXPECT_THAT(given_back_, ElementsAre("0000:03:00.1 to igbvf"));
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("claim-uid-1").status()));
+}
+
+TEST_F(PreparerVfioTest, AVfThatCannotBeGivenBackKeepsThePlanForTheRetry) {
+  Publish();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  give_back_status_ = absl::UnavailableError("the VF is still open");
+  absl::Status st = preparer_->Unprepare(Ref());
+  EXPECT_TRUE(absl::IsUnavailable(st)) << st;
+  EXPECT_THAT(std::string(st.message()), HasSubstr("giving the VFs back"));
+  EXPECT_TRUE(store_->Get("claim-uid-1").ok());
+  give_back_status_ = absl::OkStatus();
+  EXPECT_TRUE(preparer_->Unprepare(Ref()).ok());
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("claim-uid-1").status()));
+}
+
+TEST_F(PreparerVfioTest, AKernelInterfaceSettingIsRefusedNamingBothFields) {
+  SetClaimConfig(NetCfg({{"sriov", {{"driver", "vfio-pci"}}},
+                         {"interface", {{"addresses", {"192.0.2.10/24"}}}}}),
+                 "FromClass");
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  EXPECT_TRUE(absl::IsInvalidArgument(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("sriov.driver: \"vfio-pci\" cannot be combined with interface.addresses"));
+  EXPECT_EQ(binds_, 0);
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("claim-uid-1").status()));
+}
+
+TEST_F(PreparerVfioTest, ANodeThatCannotBindIsRefusedBeforeAnythingChanges) {
+  check_status_ = absl::FailedPreconditionError("VF 0000:03:00.1 is in no IOMMU group");
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  EXPECT_TRUE(absl::IsFailedPrecondition(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("request \"nic\": sriov.driver \"vfio-pci\": device \"eth1\": VF "
+                        "0000:03:00.1 is in no IOMMU group"));
+  EXPECT_EQ(binds_, 0);
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("claim-uid-1").status()));
+  EXPECT_THAT(failures_, ElementsAre("claim-a:InvalidConfig"));
+}
+
+TEST_F(PreparerVfioTest, AFailedBindLeavesNoPlanNoSpecAndTheVfGivenBack) {
+  bind_status_ = absl::InternalError("VF 0000:03:00.1 is not bound to vfio-pci after the probe");
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  EXPECT_TRUE(absl::IsInternal(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("(VF 0000:03:00.1): binding to vfio-pci: VF 0000:03:00.1 is not bound"));
+  EXPECT_THAT(given_back_, ElementsAre("0000:03:00.1 to igbvf"));
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("claim-uid-1").status()));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/cdi/knd.k8s.cni.cncf.io-net_claim-uid-1.json"));
+}
+
+TEST_F(PreparerVfioTest, APrepareStoppedBeforeTheBindIsFinishedByTheRetry) {
+  // What a crash between the plan and the bind leaves: the plan, its VF not bound, no spec.
+  Publish();
+  state::ClaimPlan left;
+  left.claim_uid = "claim-uid-1";
+  left.claim_namespace = "team-a";
+  left.claim_name = "claim-a";
+  left.pods = {{"pod-uid-1", "team-a", "pod-a"}};
+  state::DevicePlan d;
+  d.request = "nic";
+  d.pool = kNode;
+  d.device = "eth1";
+  d.identity.pci_address = "0000:03:00.1";
+  d.identity.ifname = "eth1";
+  d.config = config::ToJson(*config::Decode(NetCfg({{"sriov", {{"driver", "vfio-pci"}}}}), "test"));
+  d.vfio = state::VfioPlan{"igbvf", "", {}};
+  left.devices.push_back(d);
+  ASSERT_TRUE(store_->Put(left).ok());
+  auto res = preparer_->Prepare(Ref());
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_THAT((*res)[0].cdi_ids, ElementsAre("knd.k8s.cni.cncf.io/net=claim-uid-1-vfio"));
+  auto plan = store_->Get("claim-uid-1");
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->devices[0].vfio->group, "12");
+  EXPECT_EQ(Spec()["devices"].size(), 1u);
+}
+
+TEST_F(PreparerVfioTest, AnotherClaimWaitsForTheVfUntilItsHolderIsUnprepared) {
+  Publish();
+  ASSERT_TRUE(preparer_->Prepare(Ref()).ok());
+  // The scheduler gives the VF to claim-b before the kubelet unprepared claim-a.
+  json claim_b = claim_;
+  claim_b["metadata"]["name"] = "claim-b";
+  claim_b["metadata"]["uid"] = "claim-uid-2";
+  kube_.objects[ClaimPath("team-a", "claim-b")] = claim_b;
+  opts_.on_host = [](const state::DeviceIdentity&) -> absl::StatusOr<bool> { return false; };
+  opts_.release = [](const state::ClaimPlan&, size_t) {
+    ADD_FAILURE() << "a VF on vfio-pci is never taken from its claim";
+    return absl::OkStatus();
+  };
+  opts_.device_wait = std::chrono::milliseconds(100);
+  Rebuild();
+  auto res = preparer_->Prepare(ClaimRef{"team-a", "claim-uid-2", "claim-b"});
+  EXPECT_TRUE(absl::IsUnavailable(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()),
+              HasSubstr("the VF is on vfio-pci for claim team-a/claim-a, which the kubelet has "
+                        "not unprepared yet"));
+}
+
+TEST_F(PreparerVfioTest, WithoutVfioSupportTheClaimIsRefused) {
+  opts_.vfio = {};
+  Rebuild();
+  Publish();
+  auto res = preparer_->Prepare(Ref());
+  EXPECT_TRUE(absl::IsFailedPrecondition(res.status())) << res.status();
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("runs without VFIO support"));
 }
 
 // ---- Shared parents: a child per claim, with the allocation's shareID -------------------

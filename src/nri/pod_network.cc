@@ -175,6 +175,22 @@ absl::Status PodNetwork::AttachDevice(const PodInfo& pod, const state::ClaimPlan
                                       size_t index, const Budget& budget) {
   const state::DevicePlan& dev = plan.devices[index];
   if (AttachedByMultusConfig(dev)) return AttachMultusDevice(pod, plan, index);
+  if (dev.vfio) {
+    // Prepare bound it to vfio-pci and the containers get its VFIO group (CDI): there is no
+    // netdev to move. Recorded as in the pod, for the claim's status and network-status.
+    state::AttachResult r;
+    r.netns = pod.netns;
+    RETURN_IF_ERROR(UpdateDevice(plan.claim_uid, index, [&](state::DevicePlan& d) {
+      d.state = DeviceState::kAttached;
+      d.pod_uid = pod.uid;
+      d.result = r;
+      d.note.clear();
+    }));
+    spdlog::info("{}: VF on vfio-pci (IOMMU group {}) given to the pod", Where(pod, plan, dev),
+                 dev.vfio->group);
+    Notify(pod, plan.claim_uid, index, nullptr);
+    return absl::OkStatus();
+  }
   if (IsCniDevice(dev)) return AttachCniDevice(pod, plan, index, budget);
   const std::string where = Where(pod, plan, dev);
   absl::StatusOr<config::NetworkConfig> cfg = config::Decode(dev.config, where);
@@ -551,7 +567,7 @@ absl::Status PodNetwork::AttachLocked(const PodInfo& pod) {
       }
       if (dev.state == DeviceState::kAttached && dev.result && dev.result->netns == pod.netns) {
         // Repeated hook for the same sandbox.
-        if (dev.attached_by == state::kAttachedByMultus) continue;
+        if (dev.attached_by == state::kAttachedByMultus || dev.vfio) continue;
         auto there = attacher_.IsAttached(pod.netns, state::InPodName(dev));
         if (there.ok() && *there) continue;
       }
@@ -620,6 +636,8 @@ absl::Status PodNetwork::DetachDevice(const std::string& claim_uid, size_t index
     // Multus moved it in; its CNI DEL (after this hook on containerd, before it on CRI-O)
     // moves it out.
     note = "left to Multus (its CNI DEL gives the device back)";
+  } else if (dev.vfio) {
+    note = "stays on vfio-pci until the claim is unprepared";
   } else if (IsCniDevice(dev)) {
     // DEL always, also with the netns gone (the executor then passes no netns).
     st = WithTimeoutHint(Annotate(DelCni(pod, plan, dev, netns, deadline), where));
@@ -661,6 +679,7 @@ absl::Status PodNetwork::DetachDevice(const std::string& claim_uid, size_t index
   if (st.ok()) {
     spdlog::info("{}: {}", where,
                  dev.attached_by == state::kAttachedByMultus ? "detached (left to Multus)"
+                 : dev.vfio                                  ? "VF left on vfio-pci"
                  : IsCniDevice(dev)                          ? "CNI DEL done"
                  : dev.child                                 ? "child deleted"
                                                              : "returned to the host");

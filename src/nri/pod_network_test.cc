@@ -121,6 +121,11 @@ class FakeAttacher : public attach::Attacher {
     restored.push_back(host.ifname);
     return absl::OkStatus();
   }
+  absl::StatusOr<state::HostSnapshot> TakeVf(
+      const state::DeviceIdentity&, const config::SriovConfig&,
+      const std::function<absl::Status(const state::HostSnapshot&)>&) override {
+    return absl::UnimplementedError("Prepare's step; the NRI side never calls it");
+  }
 
   std::map<std::string, std::string> where;  // host ifname -> netns it is in
   // host ifname -> {netns, in-pod name}: moved there by the pod's CNI (Multus), not by knd.
@@ -209,6 +214,34 @@ TEST_F(PodNetworkNsTest, AttachDetachAndRepeat) {
   // Stop then Remove: the second is a no-op.
   ASSERT_TRUE(pn.Detach(Pod("p1")).ok());
   EXPECT_EQ(att_.detach_calls, 2);
+}
+
+// A VF that Prepare bound to vfio-pci has no netdev: the hook records it in the pod without the
+// attacher, a repeated hook changes nothing, and the pod's stop leaves it bound (Unprepare gives
+// it back).
+TEST_F(PodNetworkNsTest, AVfOnVfioPciIsRecordedNotMoved) {
+  AddPlan("c1", "p1", {"vf0"});
+  {
+    state::ClaimPlan p = *store_->Get("c1");
+    p.devices[0].vfio = state::VfioPlan{"igbvf", "12", {"/dev/vfio/vfio", "/dev/vfio/12"}};
+    ASSERT_TRUE(store_->Put(p).ok());
+  }
+  PodNetwork pn(*store_, att_);
+  ASSERT_TRUE(pn.Attach(Pod("p1")).ok());
+  state::DevicePlan d = store_->Get("c1")->devices[0];
+  EXPECT_EQ(d.state, DeviceState::kAttached);
+  EXPECT_EQ(d.pod_uid, "p1");
+  ASSERT_TRUE(d.result.has_value());
+  EXPECT_EQ(d.result->netns, ns_->path());
+  EXPECT_EQ(d.result->ifname, "") << "no interface in the pod";
+  ASSERT_TRUE(pn.Attach(Pod("p1")).ok());
+  EXPECT_EQ(att_.attach_calls, 0);
+  ASSERT_TRUE(pn.Detach(Pod("p1")).ok());
+  d = store_->Get("c1")->devices[0];
+  EXPECT_EQ(d.state, DeviceState::kDetached);
+  EXPECT_EQ(d.note, "stays on vfio-pci until the claim is unprepared");
+  EXPECT_EQ(att_.detach_calls, 0);
+  ASSERT_TRUE(d.vfio.has_value());
 }
 
 TEST_F(PodNetworkNsTest, FailureIsAllOrNothingAndNamesEverything) {

@@ -97,6 +97,13 @@ DevicePlan DeviceFromJson(const json& j) {
     d.rdma_device = it->value("device", std::string());
     d.rdma_char_devices = it->value("charDevices", std::vector<std::string>());
   }
+  if (auto it = j.find("vfio"); it != j.end() && it->is_object()) {
+    VfioPlan v;
+    v.kernel_driver = it->at("kernelDriver").get<std::string>();
+    v.group = it->value("group", std::string());
+    v.device_nodes = it->value("deviceNodes", std::vector<std::string>());
+    d.vfio = std::move(v);
+  }
   if (auto it = j.find("host"); it != j.end() && !it->is_null()) {
     HostSnapshot h;
     h.ifname = it->value("ifname", std::string());
@@ -212,6 +219,11 @@ json ToJson(const ClaimPlan& plan) {
     }
     if (!d.rdma_device.empty()) {
       jd["rdma"] = {{"device", d.rdma_device}, {"charDevices", d.rdma_char_devices}};
+    }
+    if (d.vfio) {
+      jd["vfio"] = {{"kernelDriver", d.vfio->kernel_driver},
+                    {"group", d.vfio->group},
+                    {"deviceNodes", d.vfio->device_nodes}};
     }
     if (d.host) {
       json routes = json::array();

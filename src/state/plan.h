@@ -111,6 +111,18 @@ struct ChildPlan {
   bool operator==(const ChildPlan&) const = default;
 };
 
+// A VF that Prepare bound to vfio-pci (NetworkConfig sriov.driver) for a userspace driver in the
+// pod; Unprepare binds it back to `kernel_driver` and restores DevicePlan::host. Written before
+// the VF leaves its kernel driver, so a crash at any point knows where to bring it back.
+struct VfioPlan {
+  std::string kernel_driver;  // the VF's driver before ("igbvf", "iavf", "mlx5_core")
+  // Its IOMMU group ("12") and the character devices the pod gets (/dev/vfio/vfio,
+  // /dev/vfio/12): empty until the VF is bound.
+  std::string group;
+  std::vector<std::string> device_nodes;
+  bool operator==(const VfioPlan&) const = default;
+};
+
 struct DevicePlan {
   std::string request;  // base request name (no "/<sub>")
   std::string pool;
@@ -130,7 +142,8 @@ struct DevicePlan {
   // get as CDI deviceNodes (/dev/infiniband/uverbsN, ...); empty for a plain netdev.
   std::string rdma_device;
   std::vector<std::string> rdma_char_devices;
-  std::string note;  // last failure or notable event, human readable
+  std::optional<VfioPlan> vfio;  // the VF is (being) bound to vfio-pci
+  std::string note;              // last failure or notable event, human readable
 };
 
 // The device sits in a pod (or is on its way there): knd must not hand it to anyone else.

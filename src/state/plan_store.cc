@@ -238,7 +238,9 @@ std::optional<PlanStore::Holder> PlanStore::HolderOf(const std::string& device,
     if (uid == except_claim) continue;
     for (size_t i = 0; i < plan.devices.size(); ++i) {
       const DevicePlan& d = plan.devices[i];
-      if (d.device == device && InPod(d) && (children_hold || !d.child)) return Holder{plan, i};
+      // A VF on vfio-pci is held from Prepare to Unprepare, in a pod or not.
+      const bool held = InPod(d) || d.vfio.has_value();
+      if (d.device == device && held && (children_hold || !d.child)) return Holder{plan, i};
     }
   }
   return std::nullopt;

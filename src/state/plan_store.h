@@ -56,7 +56,9 @@ class PlanStore {
     ClaimPlan plan;
     size_t index = 0;
   };
-  // A child of a shared parent holds the parent against exclusive use only: with
+  // The plan (other than `except_claim`'s) whose device `device` is in a pod, or on vfio-pci
+  // for its claim (from Prepare to Unprepare). A child of a shared parent holds the parent
+  // against exclusive use only: with
   // `children_hold` false (asking for another child) children are not holders.
   std::optional<Holder> HolderOf(const std::string& device, const std::string& except_claim,
                                  bool children_hold = true) const;

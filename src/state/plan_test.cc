@@ -73,6 +73,7 @@ ClaimPlan FullPlan() {
   d2.device = "veth-a";
   d2.state = DeviceState::kFailed;
   d2.note = "netns gone";
+  d2.vfio = VfioPlan{"igbvf", "12", {"/dev/vfio/vfio", "/dev/vfio/12"}};
   p.devices.push_back(d2);
   DevicePlan d3;  // a child of a shared parent
   d3.request = "shared";
@@ -138,6 +139,9 @@ TEST(PlanJsonTest, RoundTripsEveryField) {
   EXPECT_FALSE(j["devices"][1].contains("rdma")) << "a plain netdev's plan has no rdma key";
   EXPECT_FALSE(j["devices"][1].contains("child")) << "nor a child key";
   EXPECT_FALSE(j["devices"][1].contains("shareID"));
+  EXPECT_FALSE(j["devices"][0].contains("vfio")) << "a netdev's plan has no vfio key";
+  ASSERT_TRUE(back->devices[1].vfio.has_value());
+  EXPECT_EQ(*back->devices[1].vfio, *p.devices[1].vfio);
   EXPECT_EQ(back->devices[2].share_id, p.devices[2].share_id);
   ASSERT_TRUE(back->devices[2].child.has_value());
   EXPECT_EQ(*back->devices[2].child, *p.devices[2].child);

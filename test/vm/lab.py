@@ -2,8 +2,10 @@
 and unmade through sysfs, and the test/e2e harness. Outside the lab, main() exits 77, which ctest
 shows as a skip, naming what is missing."""
 
+import fcntl
 import glob
 import os
+import struct
 import sys
 import unittest
 
@@ -71,6 +73,50 @@ def set_vfs(pf, n, timeout=60):
     wait_for(lambda: len(vfs_of(pci)) == n and all(name for _, name in vfs_of(pci)),
              timeout=timeout, what=f"{n} VFs of {pf} with netdevs")
     return vfs_of(pci)
+
+
+def pci_driver(pci):
+    """The driver a PCI function is bound to, or None."""
+    try:
+        return os.path.basename(os.readlink(f"/sys/bus/pci/devices/{pci}/driver"))
+    except OSError:
+        return None
+
+
+# VFIO ioctls (linux/vfio.h: _IO(VFIO_TYPE ';', VFIO_BASE 100 + n)).
+VFIO_SET_IOMMU = 0x3B66
+VFIO_GROUP_GET_STATUS = 0x3B67
+VFIO_GROUP_SET_CONTAINER = 0x3B68
+VFIO_GROUP_GET_DEVICE_FD = 0x3B6A
+VFIO_TYPE1_IOMMU = 1
+VFIO_GROUP_FLAGS_VIABLE = 1
+
+
+class VfioUser:
+    """What a userspace driver (DPDK) does with a VF's VFIO group: opens the container and the
+    group, checks that the group is viable, attaches it to a type-1 IOMMU container and takes
+    the VF's device fd. Holding that fd open keeps the VF in use."""
+
+    def __init__(self, group, pci):
+        self.fds = []
+        self.container = self._open("/dev/vfio/vfio")
+        self.group = self._open(f"/dev/vfio/{group}")
+        status = fcntl.ioctl(self.group, VFIO_GROUP_GET_STATUS, struct.pack("II", 8, 0))
+        self.viable = bool(struct.unpack("II", status)[1] & VFIO_GROUP_FLAGS_VIABLE)
+        fcntl.ioctl(self.group, VFIO_GROUP_SET_CONTAINER, struct.pack("i", self.container))
+        fcntl.ioctl(self.container, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU)
+        self.device = fcntl.ioctl(self.group, VFIO_GROUP_GET_DEVICE_FD,
+                                  bytearray(pci.encode() + b"\0"), True)
+        self.fds.append(self.device)
+
+    def _open(self, path):
+        fd = os.open(path, os.O_RDWR)
+        self.fds.append(fd)
+        return fd
+
+    def close(self):
+        while self.fds:
+            os.close(self.fds.pop())
 
 
 def device_name(pci):

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The hardware lab: boots Debian's 6.12 kernel under QEMU 10 with emulated Intel 82576 NICs
-# (igb, SR-IOV with 7 VFs each, on one virtual wire) and soft-RoCE, and runs ctest labels inside,
-# against this build tree. The host's root is the guest's root (read-only 9p, with a tmpfs overlay
-# in the guest), so the guest runs the host's binaries, tools and Python. No network is needed.
+# (igb, SR-IOV with 7 VFs each, on one virtual wire) behind an emulated IOMMU (VT-d), and
+# soft-RoCE, and runs ctest labels inside, against this build tree. The host's root is the
+# guest's root (read-only 9p, with a tmpfs overlay in the guest), so the guest runs the host's
+# binaries, tools and Python. No network is needed.
 #
 #   test/vm/lab.sh [--build DIR] [--timeout SECONDS] [--pfs N] [LABEL...]
 #   test/vm/lab.sh [--build DIR] --exec SCRIPT      (runs SCRIPT with bash in the guest instead)
@@ -71,7 +72,9 @@ for i in $(seq 0 $((pfs - 1))); do
   nics+=(-device "pcie-root-port,id=port$i,chassis=$((i + 1)),slot=$((i + 1))"
     -netdev "hubport,id=wire$i,hubid=0" -device "igb,bus=port$i,netdev=wire$i,romfile=")
 done
-cmdline="console=ttyS0 panic=-1 quiet knd.run=$root/test/vm/guest.sh knd.build=$build"
+# An IOMMU (QEMU's emulated VT-d) gives every VF an IOMMU group of its own, as vfio-pci needs;
+# iommu=pt leaves the kernel's own drivers untranslated.
+cmdline="console=ttyS0 panic=-1 quiet intel_iommu=on iommu=pt knd.run=$root/test/vm/guest.sh knd.build=$build"
 [ -z "$exec_script" ] || cmdline+=" knd.exec=$exec_script"
 cmdline+=" knd.kmods=$kdir knd.timeout=$timeout knd.labels=$(IFS=,; echo "${labels[*]}")"
 echo "lab.sh: booting $kver (${pfs} igb PFs) for ctest labels: ${labels[*]}"
@@ -84,7 +87,7 @@ boot() {
   rm -rf "${results:?}"/* && : >"$results/qemu.log"
   timeout --foreground $((timeout + 300)) "$qdir/usr/bin/qemu-system-x86_64" \
     -L "$qdir/usr/share/qemu" -L "$qdir/usr/share/seabios" \
-    -M q35 "$@" -cpu max -smp "$(nproc)" -m 4096 \
+    -M q35 "$@" -cpu max -smp "$(nproc)" -m 4096 -device intel-iommu \
     -nodefaults -display none -no-reboot -serial "file:$results/console.log" \
     -kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd" -append "$cmdline" \
     -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \

@@ -1,19 +1,21 @@
 """The hardware lab (issue 15): SR-IOV on a real kernel and real sysfs, with QEMU's emulated
 82576 (igb PF, igbvf VFs). Inventory of PFs and VFs, VFs made and removed while knd runs, a VF
 attached to a pod and given back, a VF whose pod netns died first (the kernel returns it under
-its in-pod name) and given back with the host's offloads (interface.ethtool on igbvf), and
-Multus's host-device taking the VF by PCI address."""
+its in-pod name) and given back with the host's offloads (interface.ethtool on igbvf), a VF bound
+to vfio-pci for a userspace driver and given back, and Multus's host-device taking the VF by PCI
+address."""
 
 import json
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import lab  # noqa: E402
 from lab import attr, device_name, link_details, pci_of, set_vfs, sriov_pfs  # noqa: E402
-from harness import (DRIVER, Node, addresses, assert_comes_back, ip_json, knd_config, link,
-                     settled_host_state, sh, wait_for)  # noqa: E402
+from harness import (DRIVER, Node, addresses, assert_comes_back, binary, ip_json, knd_config,
+                     link, settled_host_state, sh, wait_for)  # noqa: E402
 
 D = "knd.k8s.cni.cncf.io/"
 # The VFs carry the resourceName that Multus's NADs (k8s.v1.cni.cncf.io/resourceName) ask for.
@@ -71,11 +73,11 @@ class SriovTest(unittest.TestCase):
         self.addCleanup(set_vfs, self.pf, 0)
         self.node = None
 
-    def start(self, vfs):
+    def start(self, vfs, extra=()):
         self.vfs = set_vfs(self.pf, vfs)
         self.node = Node(host_netns=True).__enter__()
         self.addCleanup(self.node.__exit__, None, None, None)
-        self.node.start_driver(config=NODE_CONFIG)
+        self.node.start_driver(config=NODE_CONFIG, extra=extra)
 
     def published(self, want):
         return wait_for(lambda: (lambda d: d if want(d) else None)(self.node.published_devices()),
@@ -298,6 +300,84 @@ class SriovTest(unittest.TestCase):
         self.assertIn("linkState", str(body))
         self.assertIsNotNone(link(vf_if), "the VF stays on the host")
         self.assertEqual(self.vfinfo(), before, "the VLAN set first is undone")
+
+    def test_vf_on_vfio_pci_for_a_userspace_driver_and_given_back(self):
+        """sriov.driver vfio-pci (DeviceClass): Prepare binds the VF to vfio-pci after the PF set
+        its VLAN; the claim's CDI spec gives the containers the VF's VFIO group and its PCI
+        address; kndctl status finds it on vfio-pci; a userspace driver can open the VF as DPDK
+        does; the VF stays published while
+        it has no netdev; Unprepare waits for the driver to let go, then gives the VF back to
+        igbvf with its host settings and the PF's settings as they were, also after a restart
+        of knd in between."""
+        out = sh(binary("kndctl"), "doctor", "--no-link-probe", "--netns-guard", "", check=False)
+        self.assertRegex(out, r"\[ok\] vfio: IOMMU on \(\d+ groups\), vfio-pci loaded")
+        self.start(1, extra=("--lost-device-grace", "1"))
+        vf_pci, vf_if = self.vfs[0]
+        name = device_name(vf_pci)
+        self.published(lambda d: name in d)
+        sh("ip", "link", "set", vf_if, "mtu", "1400")
+        sh("ip", "addr", "add", "10.99.0.3/24", "dev", vf_if)
+        before = settled_host_state(vf_if, self.host_state)
+        before_vf = self.vfinfo()
+        pod, claim = self.node.make_pod_with_claim(
+            NS, "pod-d", "claim-d", name, None,
+            class_config=knd_config(sriov={"driver": "vfio-pci", "vlan": 100}))
+        uid = claim["metadata"]["uid"]
+        res = self.node.prepare(NS, "pod-d")["claims"][uid]
+        self.assertEqual(res.get("error", ""), "")
+        self.assertEqual(lab.pci_driver(vf_pci), "vfio-pci")
+        self.assertIsNone(link(vf_if), "a VF on vfio-pci has no netdev")
+        self.assertEqual(self.vfinfo()["vlan"], 100, "the PF tags the VF's traffic")
+        group = os.path.basename(os.readlink(f"/sys/bus/pci/devices/{vf_pci}/iommu_group"))
+        with open(os.path.join(self.node.cdi_dir,
+                               f"knd.k8s.cni.cncf.io-net_{uid}.json")) as f:
+            spec = json.load(f)
+        edits = {d["name"]: d["containerEdits"] for d in spec["devices"]}
+        self.assertEqual(set(edits), {f"{uid}-vfio"}, "no interface, so no netns guard")
+        self.assertEqual([n["path"] for n in edits[f"{uid}-vfio"]["deviceNodes"]],
+                         ["/dev/vfio/vfio", f"/dev/vfio/{group}"])
+        self.assertEqual(edits[f"{uid}-vfio"]["env"], [f"KND_PCI_ADDRESS_NIC={vf_pci}"])
+        code, body = self.node.run_pod(pod)
+        self.assertEqual(code, 200, body)
+        status = json.loads(sh(binary("kndctl"), "status", "--state-dir", self.node.state_dir,
+                               "-o", "json"))
+        row = next(r for r in status["devices"] if r["device"] == name)
+        self.assertEqual((row["mode"], row["state"], row["live"]["status"], row["live"]["detail"]),
+                         ("vfio", "Attached", "ok", f"VF {vf_pci} on vfio-pci (IOMMU group {group})"))
+        # Past the lost-device grace, without a netdev: still published (the claim holds it),
+        # also by a driver restarted meanwhile (its plan and device cache know the VF).
+        time.sleep(3)
+        self.assertIn(name, self.node.published_devices())
+        self.node.procs["driver"].stop()
+        self.node.start_driver(config=NODE_CONFIG, extra=("--lost-device-grace", "1"))
+        time.sleep(3)
+        self.assertIn(name, self.node.published_devices())
+        # What the pod's DPDK does with those nodes: container, type-1 IOMMU, the VF's fd.
+        vfio = lab.VfioUser(group, vf_pci)
+        self.addCleanup(vfio.close)
+        self.assertTrue(vfio.viable, "the VF's group is viable for a userspace driver")
+        self.node.stop_pod(pod)
+        self.node.remove_pod(pod)
+        # Between the pod and Unprepare: healthy for the kubelet, though it has no link.
+        health = wait_for(lambda: next((d for d in self.node.kubelet.get("/health").get(DRIVER, [])
+                                        if d["device"] == name), None),
+                          timeout=10, what="the VF in the kubelet's health stream")
+        self.assertEqual(health["health"], "HEALTHY", health)
+        un = self.node.unprepare(NS, "pod-d")["claims"][uid]
+        self.assertIn("still open", un.get("error", ""), "the VF is not taken from its user")
+        # The kernel has begun the unbind (the driver link is gone) and holds it until then.
+        self.assertNotEqual(lab.pci_driver(vf_pci), "igbvf")
+        self.assertIsNone(link(vf_if))
+        vfio.close()
+        un = wait_for(lambda: (lambda r: r if not r.get("error") else None)(
+            self.node.unprepare(NS, "pod-d")["claims"][uid]), timeout=30,
+            what="an Unprepare that gives the VF back")
+        self.assertEqual(lab.pci_driver(vf_pci), "igbvf")
+        assert_comes_back(self, vf_if, before, self.host_state,
+                          msg="name, MTU, MAC and addresses restored")
+        self.assertEqual(self.vfinfo(), before_vf, "the PF's settings for the VF put back")
+        self.assertFalse(os.path.exists(os.path.join(self.node.cdi_dir,
+                                                     f"knd.k8s.cni.cncf.io-net_{uid}.json")))
 
     @unittest.skipUnless(os.access("/usr/lib/cni/host-device", os.X_OK),
                          "needs Debian's host-device plugin")
