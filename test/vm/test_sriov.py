@@ -339,6 +339,24 @@ class SriovTest(unittest.TestCase):
         self.assertEqual(edits[f"{uid}-vfio"]["env"], [f"KND_PCI_ADDRESS_NIC={vf_pci}"])
         code, body = self.node.run_pod(pod)
         self.assertEqual(code, 200, body)
+        # The pod's network-status lists the VF by its PCI address; its claim is Ready.
+        def net_status():
+            got = self.node.api.get(f"/api/v1/namespaces/{NS}/pods/pod-d")
+            ann = got["metadata"].get("annotations", {}).get("k8s.v1.cni.cncf.io/network-status")
+            return [e for e in json.loads(ann) if "device-info" in e] if ann else None
+        entry = wait_for(net_status, timeout=15, what="the VF in the pod's network-status")[0]
+        self.assertEqual(entry["device-info"], {"type": "pci", "version": "1.1.0",
+                                                "pci": {"pci-address": vf_pci}})
+        self.assertNotIn("interface", entry, "no kernel interface in the pod")
+
+        def ready():
+            got = self.node.api.get(self.node.claim_path(NS, "claim-d"))
+            for e in got.get("status", {}).get("devices", []):
+                if e["device"] == name:
+                    return next((c for c in e.get("conditions", []) if c["type"] == "Ready"),
+                                None)
+            return None
+        self.assertEqual(wait_for(ready, timeout=15, what="the claim's Ready")["status"], "True")
         status = json.loads(sh(binary("kndctl"), "status", "--state-dir", self.node.state_dir,
                                "-o", "json"))
         row = next(r for r in status["devices"] if r["device"] == name)
