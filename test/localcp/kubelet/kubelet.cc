@@ -276,12 +276,19 @@ void Kubelet::Reconcile(const std::set<std::string>& recreated) {
     }
   }
   std::vector<std::pair<std::string, unsigned long>> todo;
+  const uint64_t round = ++round_;
   {
     std::lock_guard<std::mutex> l(mu_);
-    // Unregister first: gone sockets, and sockets re-created under the same name.
+    // Unregister first: gone sockets, and sockets re-created under the same name. The real
+    // kubelet registers a socket once per creation event. Here the previous round's scan may
+    // have registered a socket whose creation event was read only now: that event is the same
+    // socket (same inode), not a new one.
     for (auto it = plugins_.begin(); it != plugins_.end();) {
       auto s = sockets.find(it->first);
-      if (s == sockets.end() || s->second != it->second.inode || recreated.count(it->first)) {
+      const bool same_creation =
+          s != sockets.end() && s->second == it->second.inode && it->second.round + 1 == round;
+      if (s == sockets.end() || s->second != it->second.inode ||
+          (recreated.count(it->first) && !same_creation)) {
         spdlog::info("deregistered plugin {} (socket {} gone)", it->second.name, it->first);
         it = plugins_.erase(it);
       } else {
@@ -303,6 +310,7 @@ void Kubelet::Reconcile(const std::set<std::string>& recreated) {
     if (!p) continue;
     std::lock_guard<std::mutex> l(mu_);
     p->seq = next_seq_++;
+    p->round = round;
     plugins_[path] = std::move(*p);
   }
 }

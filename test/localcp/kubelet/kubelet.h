@@ -87,7 +87,8 @@ struct RegisteredPlugin {
   std::vector<std::string> versions;
   std::string service;  // "v1.DRAPlugin" or "v1beta1.DRAPlugin"
   std::shared_ptr<grpc::Channel> channel;
-  uint64_t seq = 0;  // registration order; the newest instance of a driver gets the calls
+  uint64_t seq = 0;    // registration order; the newest instance of a driver gets the calls
+  uint64_t round = 0;  // the Reconcile round that registered it
 };
 
 struct HttpAnswer {
@@ -137,6 +138,7 @@ class Kubelet {
   std::map<std::string, RegisteredPlugin> plugins_;  // by registration socket path
   std::map<std::string, unsigned long> rejected_;    // socket -> inode, not retried
   uint64_t next_seq_ = 1;
+  uint64_t round_ = 0;  // Reconcile rounds so far (the watch thread's only)
   std::map<std::string, nlohmann::json> health_by_driver_;  // the last list each sent
   // Claims prepared per pod ("ns/name"), so unprepare works after the pod object is gone.
   std::map<std::string, std::map<std::string, std::vector<ClaimCall>>> prepared_;
