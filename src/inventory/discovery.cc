@@ -13,6 +13,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
 #include "inventory/slices.h"
@@ -76,12 +77,35 @@ std::string FirstEntry(const sysfs::Reader& r, const std::string& rel) {
 
 }  // namespace
 
-bool FillFromSysfs(const sysfs::Reader& reader, Device& d) {
+namespace {
+
+// Is class/net/<ifname> the netdev with d's ifindex?
+bool SameNetdev(const sysfs::Reader& reader, const Device& d) {
   const std::string base = "class/net/" + d.ifname;
   if (d.ifname.empty() || !reader.Exists(base)) return false;
   std::optional<int64_t> idx = Int(reader, base + "/ifindex");
-  if (!idx || *idx != d.ifindex) return false;
+  return idx && *idx == d.ifindex;
+}
 
+void AddSysfsFacts(const sysfs::Reader& reader, Device& d);
+
+}  // namespace
+
+bool FillFromSysfs(const sysfs::Reader& reader, Device& d) {
+  if (!SameNetdev(reader, d)) return false;
+  Device facts = d;
+  AddSysfsFacts(reader, facts);
+  // The netdev may have been renamed or moved to another netns while its files were read
+  // (a move closes it first, so its speed reads as unknown): then the facts are not its.
+  if (!SameNetdev(reader, d)) return false;
+  d = std::move(facts);
+  return true;
+}
+
+namespace {
+
+void AddSysfsFacts(const sysfs::Reader& reader, Device& d) {
+  const std::string base = "class/net/" + d.ifname;
   absl::StatusOr<std::string> where = reader.Resolve(base);
   if (where.ok()) d.is_virtual = absl::StartsWith(*where, "devices/virtual/");
   // speed reads -1 (or fails with EINVAL) while the link is down or has no carrier.
@@ -92,7 +116,7 @@ bool FillFromSysfs(const sysfs::Reader& reader, Device& d) {
   if (driver.ok()) d.driver = sysfs::Basename(*driver);
 
   absl::StatusOr<std::string> dev = reader.Resolve(base + "/device");
-  if (!dev.ok()) return true;
+  if (!dev.ok()) return;
   // The PCI function is the device itself or its nearest PCI ancestor (virtio-net hangs a
   // virtioN device below the PCI function).
   std::vector<std::string> parts = absl::StrSplit(*dev, '/');
@@ -103,7 +127,7 @@ bool FillFromSysfs(const sysfs::Reader& reader, Device& d) {
       break;
     }
   }
-  if (bdf_at == parts.size()) return true;
+  if (bdf_at == parts.size()) return;
   std::string pci_dir;
   for (size_t i = 0; i <= bdf_at; ++i) pci_dir += (i ? "/" : "") + parts[i];
   d.pci_address = parts[bdf_at];
@@ -139,8 +163,9 @@ bool FillFromSysfs(const sysfs::Reader& reader, Device& d) {
       }
     }
   }
-  return true;
 }
+
+}  // namespace
 
 config::SelectorFacts FactsOf(const Device& d) {
   config::SelectorFacts f;
@@ -157,7 +182,7 @@ config::SelectorFacts FactsOf(const Device& d) {
 }
 
 std::vector<Device> BuildDevices(const NetlinkSnapshot& snap, const sysfs::Reader* reader,
-                                 const config::NodeConfig& cfg) {
+                                 const config::NodeConfig& cfg, std::vector<std::string>* torn) {
   std::set<int> uplinks = FindUplinks(snap);
   std::vector<Device> out;
   for (const auto& l : snap.links) {
@@ -175,7 +200,12 @@ std::vector<Device> BuildDevices(const NetlinkSnapshot& snap, const sysfs::Reade
     d.operstate = l.operstate;
     // Without sysfs, a link with a kind (veth, bridge, ...) is a software device.
     d.is_virtual = !l.kind.empty();
-    if (reader != nullptr) FillFromSysfs(*reader, d);
+    if (reader != nullptr && !FillFromSysfs(*reader, d)) {
+      // Renamed, moved to another netns or deleted since the dump: what is known of it is
+      // neither what the dump said nor what sysfs says. Left out of this scan.
+      if (torn != nullptr) torn->push_back(l.name);
+      continue;
+    }
     for (const auto& a : snap.addresses) {
       if (a.ifindex != l.ifindex || a.scope != RT_SCOPE_UNIVERSE) continue;
       (a.family == AF_INET ? d.ipv4 : d.ipv6).push_back(a.cidr);
@@ -198,13 +228,36 @@ std::vector<Device> BuildDevices(const NetlinkSnapshot& snap, const sysfs::Reade
   return out;
 }
 
+absl::StatusOr<std::vector<Device>> BuildConsistent(
+    const std::function<absl::StatusOr<NetlinkSnapshot>()>& take, const sysfs::Reader* reader,
+    const config::NodeConfig& cfg) {
+  std::vector<std::string> torn;
+  std::vector<Device> devices;
+  for (int attempt = 1; attempt <= kScanAttempts; ++attempt) {
+    absl::StatusOr<NetlinkSnapshot> snap = take();
+    if (absl::IsAborted(snap.status()) && attempt < kScanAttempts) continue;  // interrupted
+    if (!snap.ok()) return snap.status();
+    torn.clear();
+    devices = BuildDevices(*snap, reader, cfg, &torn);
+    if (torn.empty()) break;
+    spdlog::debug("scan: {} changed during scan {} of {}", absl::StrJoin(torn, ", "), attempt,
+                  kScanAttempts);
+  }
+  if (!torn.empty()) {
+    spdlog::warn(
+        "scan: {} changed between the netlink dump and its sysfs entry in each of {} "
+        "scans; left out of this one",
+        absl::StrJoin(torn, ", "), kScanAttempts);
+  }
+  return devices;
+}
+
 namespace {
 
 // Runs on a RunIn() thread that is inside the target netns: give the thread its own mount
 // namespace and mount a sysfs there, so /sys/class/net shows this netns's devices.
 absl::StatusOr<std::vector<Device>> ScanInsideNetns(const config::NodeConfig& cfg) {
   ASSIGN_OR_RETURN(netlink::NlSock sock, netlink::OpenRouteSocket());
-  ASSIGN_OR_RETURN(NetlinkSnapshot snap, TakeSnapshot(sock));
   std::string dir = (std::filesystem::temp_directory_path() / "knd-sysfs-XXXXXX").string();
   bool mounted = false;
   int err = 0;
@@ -222,10 +275,12 @@ absl::StatusOr<std::vector<Device>> ScanInsideNetns(const config::NodeConfig& cf
   if (!mounted) {
     spdlog::warn("cannot mount a sysfs for the scanned netns ({}); scanning without sysfs facts",
                  std::string(ErrnoToStatus(err, "private sysfs mount").message()));
+    ASSIGN_OR_RETURN(NetlinkSnapshot snap, TakeSnapshot(sock));
     return BuildDevices(snap, nullptr, cfg);
   }
   sysfs::Reader reader(dir);
-  std::vector<Device> devices = BuildDevices(snap, &reader, cfg);
+  absl::StatusOr<std::vector<Device>> devices =
+      BuildConsistent([&] { return TakeSnapshot(sock); }, &reader, cfg);
   umount2(dir.c_str(), MNT_DETACH);
   rmdir(dir.c_str());
   return devices;
@@ -236,9 +291,8 @@ absl::StatusOr<std::vector<Device>> ScanInsideNetns(const config::NodeConfig& cf
 absl::StatusOr<std::vector<Device>> Scanner::Scan() const {
   if (opts_.netns_path.empty()) {
     ASSIGN_OR_RETURN(netlink::NlSock sock, netlink::OpenRouteSocket());
-    ASSIGN_OR_RETURN(NetlinkSnapshot snap, TakeSnapshot(sock));
     sysfs::Reader reader(opts_.sysfs_root);
-    return BuildDevices(snap, &reader, opts_.config);
+    return BuildConsistent([&] { return TakeSnapshot(sock); }, &reader, opts_.config);
   }
   ASSIGN_OR_RETURN(netns::Netns ns, netns::Netns::Open(opts_.netns_path));
   std::vector<Device> out;

@@ -4,6 +4,7 @@
 // them fake trees; Scanner wires them to a real socket and /sys.
 #pragma once
 
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -33,7 +34,9 @@ std::set<int> FindUplinks(const NetlinkSnapshot& snap);
 
 // Adds the sysfs facts of netdev d.ifname (PCI address/root, driver, ids, NUMA, speed,
 // SR-IOV, RDMA, virtual). Returns false and changes nothing when `reader` has no
-// class/net/<ifname> with the same ifindex (the reader shows another namespace).
+// class/net/<ifname> with the same ifindex, before or after the facts are read (the netdev
+// was renamed, moved to another netns or deleted since d was dumped, or the reader shows
+// another namespace).
 bool FillFromSysfs(const sysfs::Reader& reader, Device& d);
 
 // The facts a node-config selector matches on.
@@ -41,9 +44,24 @@ config::SelectorFacts FactsOf(const Device& d);
 
 // Devices of a snapshot: loopback and (unless cfg.include_uplinks) uplinks left out, sysfs
 // facts added when `reader` is given, node-config include/exclude applied, resourceName set,
-// names assigned (unique). Sorted by name.
+// names assigned (unique). Sorted by name. With a reader, a link that FillFromSysfs cannot
+// match is left out and its name added to `torn` (if given): its dump and its sysfs entry
+// disagree, so publishing it would publish facts it does not have (a NIC without its PCI
+// address is named after its ifName: a device that does not exist).
 std::vector<Device> BuildDevices(const NetlinkSnapshot& snap, const sysfs::Reader* reader,
-                                 const config::NodeConfig& cfg);
+                                 const config::NodeConfig& cfg,
+                                 std::vector<std::string>* torn = nullptr);
+
+// A scan is torn when a link changes between the netlink dump and its sysfs reads (a device
+// moved into a pod while the scan ran). BuildConsistent takes snapshots with `take` until
+// one builds with nothing torn, at most kScanAttempts times; what is still torn then is left
+// out (the change that tore it sends an event, so the next scan sees it settled). A dump
+// the kernel marks interrupted (Aborted) is taken again too; any other failure of `take`, or
+// an interrupted last attempt, is returned as it is.
+inline constexpr int kScanAttempts = 3;
+absl::StatusOr<std::vector<Device>> BuildConsistent(
+    const std::function<absl::StatusOr<NetlinkSnapshot>()>& take, const sysfs::Reader* reader,
+    const config::NodeConfig& cfg);
 
 struct ScanOptions {
   config::NodeConfig config;

@@ -179,6 +179,8 @@ TEST(BuildDevicesTest, FiltersAndNames) {
   t.AddNetdev("ens1f0", dev, 3);
   t.AddNetdev("veth0", "", 4);
   t.AddNetdev("docker0", "", 5);
+  t.AddNetdev("eth0", "", 2);
+  t.AddNetdev("Weird_If", "", 6);
   sysfs::Reader r(t.root());
   NetlinkSnapshot s;
   s.links = {L(1, "lo"),
@@ -206,7 +208,7 @@ resourceNames: [{selector: {driver: mlx5_core}, resourceName: "example.com/mlx"}
   const Device& weird = devs[0];
   EXPECT_EQ(weird.ifname, "Weird_If");
   EXPECT_EQ(weird.name.rfind("net-", 0), 0u);
-  EXPECT_TRUE(weird.is_virtual);  // kind set, no sysfs entry
+  EXPECT_TRUE(weird.is_virtual);
   const Device& nic = devs[1];
   EXPECT_EQ(nic.name, "pci-0000-03-00-0");
   EXPECT_EQ(nic.kind, "device");
@@ -231,6 +233,7 @@ resourceNames: [{selector: {driver: mlx5_core}, resourceName: "example.com/mlx"}
 
 TEST(BuildDevicesTest, SharedParentsAreOfferedOnlyForSharing) {
   sysfs::FakeTree t;
+  for (int i = 0; i < 4; ++i) t.AddNetdev("eth" + std::to_string(i), "", i + 2);
   sysfs::Reader r(t.root());
   NetlinkSnapshot s;
   s.links = {L(2, "eth0"), L(3, "eth1", "veth"), L(4, "eth2", "veth"), L(5, "eth3", "veth")};
@@ -260,6 +263,104 @@ shared:
   devs = BuildDevices(s, &r, *cfg);
   ASSERT_EQ(devs.size(), 1u);
   EXPECT_EQ(devs[0].ifname, "eth3");
+}
+
+// A link that the dump shows but whose sysfs entry is gone (moved into a pod netns) or is
+// another netdev now (renamed, its name reused) is left out, never published with half its
+// facts: a NIC without its PCI address would be named after its ifName, a device that does
+// not exist, and a veth that left would lose its speed.
+TEST(BuildDevicesTest, ALinkWhoseSysfsEntryDisagreesWithTheDumpIsLeftOutAsTorn) {
+  sysfs::FakeTree t;
+  // ens1f0's PCI function, whose netdev is in a pod netns now.
+  t.AddPciFunction("pci0000:00", "0000:03:00.0", "0x8086", "0x10c9", "igb", 0);
+  t.AddNetdev("eth1", "", 3, 10000);
+  t.AddNetdev("eth2", "", 9);  // eth2 is ifindex 9 now: the dumped ifindex 4 was renamed
+  sysfs::Reader r(t.root());
+  NetlinkSnapshot s;
+  s.links = {L(3, "eth1", "veth"), L(4, "eth2", "veth"), L(5, "ens1f0")};  // ens1f0: moved
+  auto cfg = config::ParseNodeConfig("include: [{ifName: \"*\"}]");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  std::vector<std::string> torn;
+  std::vector<Device> devs = BuildDevices(s, &r, *cfg, &torn);
+  ASSERT_EQ(devs.size(), 1u);
+  EXPECT_EQ(devs[0].name, "eth1");
+  EXPECT_EQ(devs[0].speed_mbps, 10000);
+  EXPECT_EQ(torn, (std::vector<std::string>{"eth2", "ens1f0"}));
+}
+
+class BuildConsistentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    t_.AddNetdev("eth1", "", 3, 10000);
+    cfg_ = *config::ParseNodeConfig("include: [{ifName: \"*\"}]");
+  }
+  sysfs::FakeTree t_;
+  config::NodeConfig cfg_;
+};
+
+TEST_F(BuildConsistentTest, ScansAgainUntilNothingIsTorn) {
+  sysfs::Reader r(t_.root());
+  int takes = 0;
+  auto take = [&]() -> absl::StatusOr<NetlinkSnapshot> {
+    NetlinkSnapshot s;
+    s.links = {L(3, "eth1", "veth")};
+    // The first dump still shows eth2, which left the host before its sysfs entry was read.
+    if (++takes == 1) s.links.push_back(L(4, "eth2", "veth"));
+    return s;
+  };
+  absl::StatusOr<std::vector<Device>> devs = BuildConsistent(take, &r, cfg_);
+  ASSERT_TRUE(devs.ok()) << devs.status();
+  EXPECT_EQ(takes, 2);
+  ASSERT_EQ(devs->size(), 1u);
+  EXPECT_EQ((*devs)[0].name, "eth1");
+}
+
+TEST_F(BuildConsistentTest, WhatStaysTornIsLeftOutAfterTheLastAttempt) {
+  sysfs::Reader r(t_.root());
+  int takes = 0;
+  auto take = [&]() -> absl::StatusOr<NetlinkSnapshot> {
+    ++takes;
+    NetlinkSnapshot s;
+    s.links = {L(3, "eth1", "veth"), L(4, "eth2", "veth")};
+    return s;
+  };
+  absl::StatusOr<std::vector<Device>> devs = BuildConsistent(take, &r, cfg_);
+  ASSERT_TRUE(devs.ok()) << devs.status();
+  EXPECT_EQ(takes, kScanAttempts);
+  ASSERT_EQ(devs->size(), 1u);
+  EXPECT_EQ((*devs)[0].name, "eth1");
+}
+
+TEST_F(BuildConsistentTest, AnInterruptedDumpIsTakenAgain) {
+  sysfs::Reader r(t_.root());
+  int takes = 0;
+  auto take = [&]() -> absl::StatusOr<NetlinkSnapshot> {
+    if (++takes == 1) return absl::AbortedError("dump links: Dump inconsistency detected");
+    NetlinkSnapshot s;
+    s.links = {L(3, "eth1", "veth")};
+    return s;
+  };
+  absl::StatusOr<std::vector<Device>> devs = BuildConsistent(take, &r, cfg_);
+  ASSERT_TRUE(devs.ok()) << devs.status();
+  EXPECT_EQ(takes, 2);
+  EXPECT_EQ(devs->size(), 1u);
+  // Interrupted every time: the last one is the scan's error.
+  takes = 0;
+  auto always = [&]() -> absl::StatusOr<NetlinkSnapshot> {
+    ++takes;
+    return absl::AbortedError("dump links: Dump inconsistency detected");
+  };
+  EXPECT_TRUE(absl::IsAborted(BuildConsistent(always, &r, cfg_).status()));
+  EXPECT_EQ(takes, kScanAttempts);
+}
+
+TEST_F(BuildConsistentTest, AFailedDumpIsTheScansError) {
+  sysfs::Reader r(t_.root());
+  auto take = []() -> absl::StatusOr<NetlinkSnapshot> {
+    return absl::UnavailableError("dump interrupted");
+  };
+  absl::StatusOr<std::vector<Device>> devs = BuildConsistent(take, &r, cfg_);
+  EXPECT_EQ(devs.status(), absl::UnavailableError("dump interrupted"));
 }
 
 }  // namespace

@@ -26,6 +26,8 @@ TEST(NlStatusTest, MapsCodes) {
   EXPECT_NE(st.ToString().find("get link eth9"), std::string::npos);
   EXPECT_EQ(NlStatus(-NLE_EXIST, "x").code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(NlStatus(-NLE_PERM, "x").code(), absl::StatusCode::kPermissionDenied);
+  // An interrupted dump is worth dumping again (the inventory scan does).
+  EXPECT_EQ(NlStatus(-NLE_DUMP_INTR, "x").code(), absl::StatusCode::kAborted);
 }
 
 TEST(QueryTest, EmptySocketIsAnError) {

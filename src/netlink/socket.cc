@@ -95,6 +95,8 @@ absl::Status NlStatus(int err, const std::string& what) {
       return absl::UnimplementedError(msg);
     case NLE_NOMEM:
       return absl::ResourceExhaustedError(msg);
+    case NLE_DUMP_INTR:  // the dump's view changed while it ran: dumping again gets a whole one
+      return absl::AbortedError(msg);
     default:
       return absl::InternalError(msg);
   }
