@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/fixtures.sh  # containerd 2.1 and 1.7, the 6.12 kernel, QEMU 10, cel-go and Go 1.23, into build/fixtures
+scripts/fixtures.sh  # containerd 2.1 and 1.7, the 6.12 kernel, QEMU 10, cel-go, Go 1.23 and DPDK, into build/fixtures
 
 scripts/build.sh build
 (cd build && ctest --output-on-failure --timeout 600)

@@ -38,7 +38,7 @@ ip -br link
 ls /sys/class/infiniband 2>/dev/null
 
 build=$(arg knd.build)
-export KND_VM=1 KND_BINARY_DIR=$build
+export KND_VM=1 KND_BINARY_DIR=$build KND_FIXTURE_DIR=$(arg knd.fixtures)
 rc=0
 cd "$build" || exit 1
 if [ -n "$(arg knd.exec)" ]; then

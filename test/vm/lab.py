@@ -5,8 +5,11 @@ shows as a skip, naming what is missing."""
 import fcntl
 import glob
 import os
+import re
 import struct
+import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))
@@ -117,6 +120,81 @@ class VfioUser:
     def close(self):
         while self.fds:
             os.close(self.fds.pop())
+
+
+def dpdk_dir():
+    """Debian's DPDK 22.11, unpacked by scripts/fixtures.sh (fixture dpdk-22.11) into the build
+    tree's fixture cache, which the guest sees as the host does."""
+    cache = os.environ.get("KND_FIXTURE_DIR") or os.path.join(os.environ["KND_BINARY_DIR"],
+                                                              "fixtures")
+    d = os.path.join(cache, "dpdk-22.11")
+    if not os.access(os.path.join(d, "usr/bin/dpdk-testpmd"), os.X_OK):
+        raise AssertionError(f"no dpdk-testpmd under {d}: run scripts/fixtures.sh dpdk-22.11")
+    return d
+
+
+class Testpmd:
+    """Debian's dpdk-testpmd on one PCI function through vfio-pci, as a DPDK pod runs it with
+    the claim's CDI edits: the /dev/vfio nodes and the PCI address. EAL without hugepages and
+    without shared config files, IOVA as VA (the IOMMU maps the process's memory), only the igb
+    VF's PMD and the ring mempool loaded. Interactive: commands on stdin, output to a file."""
+
+    def __init__(self, pci, log_path):
+        d = dpdk_dir()
+        lib = os.path.join(d, "usr/lib/x86_64-linux-gnu")
+        pmds = os.path.join(lib, "dpdk/pmds-23.0")
+        self.log_path = log_path
+        self.log = open(log_path, "w+")
+        # stdbuf: testpmd's stdio would hold its answers in a block buffer (stdout is a file).
+        self.p = subprocess.Popen(
+            ["stdbuf", "-oL", os.path.join(d, "usr/bin/dpdk-testpmd"), "-l", "0-1", "-n", "1",
+             "--no-shconf", "--file-prefix", "knd-testpmd", "--no-huge", "-m", "128",
+             "--iova-mode=va", "-a", pci,
+             "-d", os.path.join(pmds, "librte_mempool_ring.so.23"),
+             "-d", os.path.join(pmds, "librte_net_e1000.so.23"),
+             "--", "-i", "--total-num-mbufs=2048"],
+            stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT, text=True,
+            env=dict(os.environ, LD_LIBRARY_PATH=lib))
+
+    def output(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def send(self, *commands):
+        for c in commands:
+            self.p.stdin.write(c + "\n")
+        self.p.stdin.flush()
+
+    def wait_for_output(self, pattern, timeout=120):
+        """The first match of `pattern` in the output (testpmd still running), else fails."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.output())
+            if m:
+                return m
+            if self.p.poll() is not None:
+                raise AssertionError(f"dpdk-testpmd exited {self.p.returncode}:\n"
+                                     f"{self.output()}")
+            time.sleep(0.2)
+        raise AssertionError(f"no {pattern!r} from dpdk-testpmd in {timeout} s:\n"
+                             f"{self.output()}")
+
+    def quit(self, timeout=60):
+        """Ends testpmd (its ports closed, the VF let go); returns its exit code."""
+        if self.p.poll() is None:
+            try:
+                self.send("quit")
+            except BrokenPipeError:
+                pass
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+        return self.p.returncode
 
 
 def device_name(pci):

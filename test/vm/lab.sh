@@ -33,7 +33,8 @@ done
 if [ "$(id -u)" -ne 0 ]; then echo "lab.sh: needs root (the guest runs privileged tests)" >&2; exit 2; fi
 
 cache=${KND_FIXTURE_DIR:-$build/fixtures}
-"$root/scripts/fixtures.sh" --cache "$cache" kernel-6.12 qemu-10.0
+"$root/scripts/fixtures.sh" --cache "$cache" kernel-6.12 qemu-10.0 dpdk-22.11
+cache=$(cd "$cache" && pwd)  # the guest gets it on its command line
 kdir=$cache/kernel-6.12
 qdir=$cache/qemu-10.0
 kver=$(basename "$(echo "$kdir"/lib/modules/*)")
@@ -76,7 +77,7 @@ done
 # iommu=pt leaves the kernel's own drivers untranslated.
 cmdline="console=ttyS0 panic=-1 quiet intel_iommu=on iommu=pt knd.run=$root/test/vm/guest.sh knd.build=$build"
 [ -z "$exec_script" ] || cmdline+=" knd.exec=$exec_script"
-cmdline+=" knd.kmods=$kdir knd.timeout=$timeout knd.labels=$(IFS=,; echo "${labels[*]}")"
+cmdline+=" knd.kmods=$kdir knd.fixtures=$cache knd.timeout=$timeout knd.labels=$(IFS=,; echo "${labels[*]}")"
 echo "lab.sh: booting $kver (${pfs} igb PFs) for ctest labels: ${labels[*]}"
 # boot ACCEL...: runs the guest to the end (or the time limit) and sets qrc. QEMU's stderr goes to
 # results/qemu.log and to ours. A KVM that initialises but cannot emulate an instruction (nested

@@ -308,7 +308,8 @@ class SriovTest(unittest.TestCase):
         does; the VF stays published while
         it has no netdev; Unprepare waits for the driver to let go, then gives the VF back to
         igbvf with its host settings and the PF's settings as they were, also after a restart
-        of knd in between."""
+        of knd in between. Debian's dpdk-testpmd, given the CDI spec's PCI address, takes the VF
+        through vfio-pci and starts and stops its port."""
         out = sh(binary("kndctl"), "doctor", "--no-link-probe", "--netns-guard", "", check=False)
         self.assertRegex(out, r"\[ok\] vfio: IOMMU on \(\d+ groups\), vfio-pci loaded")
         self.start(1, extra=("--lost-device-grace", "1"))
@@ -321,13 +322,16 @@ class SriovTest(unittest.TestCase):
         before_vf = self.vfinfo()
         pod, claim = self.node.make_pod_with_claim(
             NS, "pod-d", "claim-d", name, None,
-            class_config=knd_config(sriov={"driver": "vfio-pci", "vlan": 100}))
+            class_config=knd_config(sriov={"driver": "vfio-pci", "vlan": 100,
+                                           "mac": "02:00:00:00:d0:01"}))
         uid = claim["metadata"]["uid"]
         res = self.node.prepare(NS, "pod-d")["claims"][uid]
         self.assertEqual(res.get("error", ""), "")
         self.assertEqual(lab.pci_driver(vf_pci), "vfio-pci")
         self.assertIsNone(link(vf_if), "a VF on vfio-pci has no netdev")
-        self.assertEqual(self.vfinfo()["vlan"], 100, "the PF tags the VF's traffic")
+        vf_now = self.vfinfo()
+        self.assertEqual((vf_now["vlan"], vf_now["mac"]), (100, "02:00:00:00:d0:01"),
+                         "the PF tags the VF's traffic and gives it its MAC")
         group = os.path.basename(os.readlink(f"/sys/bus/pci/devices/{vf_pci}/iommu_group"))
         with open(os.path.join(self.node.cdi_dir,
                                f"knd.k8s.cni.cncf.io-net_{uid}.json")) as f:
@@ -370,6 +374,23 @@ class SriovTest(unittest.TestCase):
         self.node.start_driver(config=NODE_CONFIG, extra=("--lost-device-grace", "1"))
         time.sleep(3)
         self.assertIn(name, self.node.published_devices())
+        # The pod's DPDK, given the CDI spec's PCI address: testpmd's EAL opens the VF's group
+        # and maps its memory through the IOMMU, the igb VF driver takes the VF, and the port
+        # is configured, started and stopped; on exit testpmd lets go of the VF.
+        env = dict(e.split("=", 1) for e in edits[f"{uid}-vfio"]["env"])
+        pmd = lab.Testpmd(env["KND_PCI_ADDRESS_NIC"], os.path.join(self.node.tmp, "testpmd.log"))
+        self.addCleanup(pmd.quit)
+        pmd.wait_for_output(r"EAL: Using IOMMU type 1")
+        pmd.wait_for_output(rf"Probe PCI driver: net_e1000_igb_vf \S+ device: {vf_pci}")
+        pmd.wait_for_output(r"Port 0: [0-9A-Fa-f:]{17}\s+Checking link statuses\.\.\.")
+        pmd.wait_for_output(r"testpmd> ")
+        pmd.send("start")
+        pmd.wait_for_output(r"io packet forwarding - ports=1")
+        pmd.send("stop")
+        pmd.wait_for_output(r"Forward statistics for port 0")
+        self.assertEqual(pmd.quit(), 0, pmd.output())
+        self.assertIn("Port 0 is closed", pmd.output())
+        self.assertEqual(lab.pci_driver(vf_pci), "vfio-pci", "testpmd leaves the VF bound")
         # What the pod's DPDK does with those nodes: container, type-1 IOMMU, the VF's fd.
         vfio = lab.VfioUser(group, vf_pci)
         self.addCleanup(vfio.close)
