@@ -6,9 +6,11 @@ import fcntl
 import glob
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -142,7 +144,12 @@ class Testpmd:
     def __init__(self, pci, log_path):
         d = dpdk_dir()
         lib = os.path.join(d, "usr/lib/x86_64-linux-gnu")
-        pmds = os.path.join(lib, "dpdk/pmds-23.0")
+        # EAL loads a driver (-d) only from a path with no world-writable directory in it, and
+        # a CI clone's fixture cache is under /tmp: the two drivers go to a private directory
+        # under the guest's own /run.
+        self.pmds = tempfile.mkdtemp(prefix="knd-testpmd-", dir="/run")
+        for so in ("librte_mempool_ring.so.23", "librte_net_e1000.so.23"):
+            shutil.copy(os.path.join(lib, "dpdk/pmds-23.0", so), self.pmds)
         self.log_path = log_path
         self.log = open(log_path, "w+")
         # stdbuf: testpmd's stdio would hold its answers in a block buffer (stdout is a file).
@@ -150,8 +157,8 @@ class Testpmd:
             ["stdbuf", "-oL", os.path.join(d, "usr/bin/dpdk-testpmd"), "-l", "0-1", "-n", "1",
              "--no-shconf", "--file-prefix", "knd-testpmd", "--no-huge", "-m", "128",
              "--iova-mode=va", "-a", pci,
-             "-d", os.path.join(pmds, "librte_mempool_ring.so.23"),
-             "-d", os.path.join(pmds, "librte_net_e1000.so.23"),
+             "-d", os.path.join(self.pmds, "librte_mempool_ring.so.23"),
+             "-d", os.path.join(self.pmds, "librte_net_e1000.so.23"),
              "--", "-i", "--total-num-mbufs=2048"],
             stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT, text=True,
             env=dict(os.environ, LD_LIBRARY_PATH=lib))
@@ -194,6 +201,7 @@ class Testpmd:
                 self.p.kill()
                 self.p.wait()
         self.log.close()
+        shutil.rmtree(self.pmds, ignore_errors=True)
         return self.p.returncode
 
 
