@@ -413,17 +413,26 @@ class Node:
         return p
 
     def wait_driver_ready(self, timeout=30):
+        missing = []  # the sides the driver is not registered with yet, for the timeout's message
+
         def ready():
             if not self.driver.alive():
                 raise RuntimeError(f"driver exited:\n{self.driver.tail()}")
-            ok = True
-            if self.with_kubelet:
-                ok = ok and any(pl.get("name") == DRIVER and pl["seq"] > self._kubelet_seq
-                                for pl in self.kubelet.get("/plugins") or [])
-            if self.with_runtime:
-                ok = ok and any(pl.get("name") == "knd" for pl in self.runtime.get("/plugins") or [])
-            return ok
-        wait_for(ready, timeout=timeout, what="driver registered with kubelet and runtime")
+            missing.clear()
+            if self.with_kubelet and not any(
+                    pl.get("name") == DRIVER and pl["seq"] > self._kubelet_seq
+                    for pl in self.kubelet.get("/plugins") or []):
+                missing.append("kubelet")
+            if self.with_runtime and not any(
+                    pl.get("name") == "knd" for pl in self.runtime.get("/plugins") or []):
+                missing.append("runtime")
+            return not missing
+        try:
+            wait_for(ready, timeout=timeout, what="driver registered with kubelet and runtime")
+        except AssertionError as e:
+            logs = "".join(f"\n----- {name} log -----\n{self.procs[name].tail(40)}"
+                           for name in ("driver", "kubelet", "runtime") if name in self.procs)
+            raise AssertionError(f"{e}; not registered with: {', '.join(missing)}{logs}") from None
 
     # ---- node "hardware" -------------------------------------------------------------------
     def veth(self, name, peer=None, mtu=None):
